@@ -1,0 +1,227 @@
+package conntrack
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Family is an address family: IPv4 or IPv6.
+type Family uint8
+
+// Address families, numbered as the kernel numbers them (AF_INET, AF_INET6).
+const (
+	IPv4 Family = 2
+	IPv6 Family = 10
+)
+
+func (f Family) String() string {
+	switch f {
+	case IPv4:
+		return "ipv4"
+	case IPv6:
+		return "ipv6"
+	}
+	return "unknown"
+}
+
+// Proto is an IP protocol number (IPPROTO_*).
+type Proto uint8
+
+// The layer-4 protocols conntrack tracks with their own state or ports.
+const (
+	ProtoICMP    Proto = 1
+	ProtoTCP     Proto = 6
+	ProtoUDP     Proto = 17
+	ProtoDCCP    Proto = 33
+	ProtoGRE     Proto = 47
+	ProtoICMPv6  Proto = 58
+	ProtoSCTP    Proto = 132
+	ProtoUDPLite Proto = 136
+)
+
+var protoNames = map[Proto]string{
+	ProtoICMP: "icmp", ProtoTCP: "tcp", ProtoUDP: "udp", ProtoDCCP: "dccp",
+	ProtoGRE: "gre", ProtoICMPv6: "icmpv6", ProtoSCTP: "sctp", ProtoUDPLite: "udplite",
+}
+
+// String returns the lower-case protocol name used in JSON ("tcp", "udp",
+// ...), or the number for protocols without a name here.
+func (p Proto) String() string {
+	if n, ok := protoNames[p]; ok {
+		return n
+	}
+	return itoa(uint64(p))
+}
+
+// HasPorts reports whether the protocol's tuples carry ports.
+func (p Proto) HasPorts() bool {
+	switch p {
+	case ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoSCTP, ProtoDCCP:
+		return true
+	}
+	return false
+}
+
+// Tuple is one direction of a connection as conntrack sees it.
+type Tuple struct {
+	Src, Dst netip.Addr
+	// SrcPort and DstPort are set for protocols with ports (Proto.HasPorts).
+	SrcPort, DstPort uint16
+	// ICMP and ICMPv6 identify a flow by id, type and code instead.
+	ICMPID             uint16
+	ICMPType, ICMPCode uint8
+}
+
+// Counter holds the kernel's accounting for one direction.
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// Rate is the throughput of one direction in bytes (and packets) per
+// second: Now over the last refresh interval, and exponentially smoothed
+// averages whose time constants are 2, 10 and 40 seconds (iftop's columns).
+type Rate struct {
+	Bytes, Packets     float64
+	Avg2, Avg10, Avg40 float64
+}
+
+// NAT tells which ends of a flow were translated.
+type NAT uint8
+
+// NAT kinds.
+const (
+	NATNone NAT = iota
+	NATSNAT
+	NATDNAT
+	NATBoth
+)
+
+func (n NAT) String() string {
+	switch n {
+	case NATSNAT:
+		return "snat"
+	case NATDNAT:
+		return "dnat"
+	case NATBoth:
+		return "both"
+	}
+	return ""
+}
+
+// Status is the kernel's connection status bit set (IPS_*).
+type Status uint32
+
+// Status bits, as in linux/netfilter/nf_conntrack_common.h.
+const (
+	StatusExpected  Status = 1 << 0
+	StatusSeenReply Status = 1 << 1
+	StatusAssured   Status = 1 << 2
+	StatusConfirmed Status = 1 << 3
+	StatusSrcNAT    Status = 1 << 4
+	StatusDstNAT    Status = 1 << 5
+	StatusDying     Status = 1 << 9
+	StatusOffload   Status = 1 << 14
+)
+
+var statusNames = []struct {
+	bit  Status
+	name string
+}{
+	{StatusExpected, "EXPECTED"}, {StatusSeenReply, "SEEN_REPLY"}, {StatusAssured, "ASSURED"},
+	{StatusConfirmed, "CONFIRMED"}, {StatusSrcNAT, "SRC_NAT"}, {StatusDstNAT, "DST_NAT"},
+	{1 << 6, "SEQ_ADJUST"}, {1 << 7, "SRC_NAT_DONE"}, {1 << 8, "DST_NAT_DONE"},
+	{StatusDying, "DYING"}, {1 << 10, "FIXED_TIMEOUT"}, {1 << 11, "TEMPLATE"},
+	{1 << 12, "UNTRACKED"}, {1 << 13, "HELPER"}, {StatusOffload, "OFFLOAD"},
+	{1 << 15, "HW_OFFLOAD"},
+}
+
+// Names lists the set bits by their kernel names (without the IPS_ prefix).
+func (s Status) Names() []string {
+	var names []string
+	for _, sn := range statusNames {
+		if s&sn.bit != 0 {
+			names = append(names, sn.name)
+		}
+	}
+	return names
+}
+
+// Flow is flowtop's compact copy of one conntrack entry. Values in a
+// Snapshot are never modified.
+type Flow struct {
+	// ID is the kernel's conntrack id, the same in dumps and events.
+	ID     uint32
+	Family Family
+	Proto  Proto
+	Orig   Tuple // the original direction (who started it)
+	Reply  Tuple // the reply direction, after NAT
+	// State is the protocol state number (TCP, SCTP, DCCP); see StateName.
+	State   uint8
+	Status  Status
+	Mark    uint32
+	Zone    uint16
+	Labels  [16]byte // connlabels, 128 bits
+	Timeout uint32   // seconds left before the kernel expires the entry
+	// Start is when the kernel created the entry; zero when timestamps were
+	// off at the time.
+	Start time.Time
+	// HasCounters is false for flows created while nf_conntrack_acct was
+	// off: their counters are unknown, not zero.
+	HasCounters bool
+	OrigCount   Counter
+	ReplyCount  Counter
+	OrigRate    Rate
+	ReplyRate   Rate
+}
+
+// NAT derives the kind of address translation from the two tuples: the
+// reply tuple mirrors the original one unless an address or port was
+// rewritten.
+func (f *Flow) NAT() NAT {
+	snat := f.Orig.Src != f.Reply.Dst || f.Orig.SrcPort != f.Reply.DstPort
+	dnat := f.Orig.Dst != f.Reply.Src || f.Orig.DstPort != f.Reply.SrcPort
+	switch {
+	case snat && dnat:
+		return NATBoth
+	case snat:
+		return NATSNAT
+	case dnat:
+		return NATDNAT
+	}
+	return NATNone
+}
+
+// Age is how long the flow has existed at now; ok is false when the kernel
+// gave no start time.
+func (f *Flow) Age(now time.Time) (age time.Duration, ok bool) {
+	if f.Start.IsZero() {
+		return 0, false
+	}
+	if d := now.Sub(f.Start); d > 0 {
+		return d, true
+	}
+	return 0, true
+}
+
+// TotalRate is the current rate of both directions together, in bytes/s.
+func (f *Flow) TotalRate() float64 { return f.OrigRate.Bytes + f.ReplyRate.Bytes }
+
+// TotalBytes is the byte count of both directions together.
+func (f *Flow) TotalBytes() uint64 { return f.OrigCount.Bytes + f.ReplyCount.Bytes }
+
+// TotalPackets is the packet count of both directions together.
+func (f *Flow) TotalPackets() uint64 { return f.OrigCount.Packets + f.ReplyCount.Packets }
+
+func itoa(v uint64) string {
+	var b [20]byte
+	i := len(b)
+	for {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+		if v == 0 {
+			break
+		}
+	}
+	return string(b[i:])
+}

@@ -1,0 +1,41 @@
+package conntrack
+
+import "time"
+
+// Health tells how well the kernel side keeps up. Counters are cumulative
+// since start.
+type Health struct {
+	// Events is the number of conntrack events applied to the table.
+	Events uint64
+	// Overruns counts netlink receive-buffer overruns (ENOBUFS): events the
+	// kernel dropped before flowtop could read them.
+	Overruns uint64
+	// Resyncs counts full dumps made to repair the table after an overrun.
+	Resyncs uint64
+	// Refresh is how long the last counter refresh (a full dump) took.
+	Refresh time.Duration
+	// RefreshEvery is the effective refresh interval.
+	RefreshEvery time.Duration
+	// KernelFlows is nf_conntrack_count in the target namespace, -1 when
+	// unknown.
+	KernelFlows int
+	// Accounting and Timestamps tell whether nf_conntrack_acct and
+	// nf_conntrack_timestamp are on.
+	Accounting, Timestamps bool
+	// LastError is the last error from the kernel side, "" when none.
+	LastError string
+}
+
+// Snapshot is an immutable view of the flow table at one moment. Consumers
+// must not modify it: the same value is shared by every reader.
+type Snapshot struct {
+	Time     time.Time
+	Interval time.Duration
+	// Flows holds the flows that pass the table filter, ordered by ID.
+	Flows []Flow
+	// TableFlows is the number of flows in the table before filtering.
+	TableFlows int
+	// Filter is the filter the flows passed.
+	Filter Filter
+	Health Health
+}

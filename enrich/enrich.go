@@ -1,0 +1,34 @@
+// Package enrich attaches what can be known about a flow beyond the kernel's
+// tuple: service names, reverse DNS, GeoIP and the owning process. Lookups
+// are cached and run off the event path; a Names call never blocks.
+package enrich
+
+import (
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/geo"
+	"github.com/flowtop/flowtop/procs"
+)
+
+// Names is what is known about one flow right now. Empty fields are not
+// known (yet): a reverse DNS answer, for one, may arrive later.
+type Names struct {
+	Service    string // service of the original destination port ("https")
+	SrcService string // service of the original source port, when known
+	SrcName    string // reverse DNS of the original source
+	DstName    string // reverse DNS of the original destination
+	SrcGeo     geo.Info
+	DstGeo     geo.Info
+	Process    procs.Info
+}
+
+// Namer gives the names of a flow. Implementations must be safe for
+// concurrent use and must not block.
+type Namer interface {
+	Names(f *conntrack.Flow) Names
+}
+
+// None is a Namer that knows nothing (flowtop -n -G without services).
+type None struct{}
+
+// Names returns the zero Names.
+func (None) Names(*conntrack.Flow) Names { return Names{} }

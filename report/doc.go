@@ -1,0 +1,141 @@
+// Package report turns a conntrack.Snapshot into flowtop's versioned JSON
+// snapshot document, the one format of every output: stdout, file and
+// MQTT. docs/snapshot.md describes it.
+package report
+
+import (
+	"time"
+)
+
+// Version is the document format version. It changes only when a key is
+// removed or changes meaning; new keys may appear at any time.
+const Version = 1
+
+// Document is the snapshot document.
+type Document struct {
+	Version   int       `json:"version"`
+	Host      string    `json:"host"`
+	Time      time.Time `json:"time"`
+	IntervalS float64   `json:"interval_s"`
+	// Netns names the network namespace read, "" for flowtop's own.
+	Netns  string `json:"netns,omitempty"`
+	Filter string `json:"filter,omitempty"`
+	// RequestID echoes the id of an MQTT request this document answers.
+	RequestID string `json:"request_id,omitempty"`
+	// Part and Parts number the pieces of a document split to fit a
+	// broker's size limit (1-based); both absent when not split.
+	Part   int    `json:"part,omitempty"`
+	Parts  int    `json:"parts,omitempty"`
+	Totals Totals `json:"totals"`
+	Health Health `json:"health"`
+	Flows  []Flow `json:"flows"`
+}
+
+// Totals sums the flows that pass the filters, including those a limit
+// leaves out of Flows.
+type Totals struct {
+	Flows          int            `json:"flows"`
+	ByProto        map[string]int `json:"by_proto"`
+	OrigBytesPerS  float64        `json:"orig_bytes_per_s"`
+	ReplyBytesPerS float64        `json:"reply_bytes_per_s"`
+	OrigBytes      uint64         `json:"orig_bytes"`
+	ReplyBytes     uint64         `json:"reply_bytes"`
+	TableFlows     int            `json:"table_flows"`
+	Listed         int            `json:"listed"`
+}
+
+// Health reports how well flowtop keeps up with the kernel.
+type Health struct {
+	Events      uint64  `json:"events"`
+	Overruns    uint64  `json:"overruns"`
+	Resyncs     uint64  `json:"resyncs"`
+	RefreshMS   float64 `json:"refresh_ms"`
+	KernelFlows int     `json:"kernel_flows"`
+	// RefreshIntervalS is the effective counter refresh interval.
+	RefreshIntervalS float64 `json:"refresh_interval_s"`
+	Accounting       bool    `json:"accounting"`
+	Timestamps       bool    `json:"timestamps"`
+	LastError        string  `json:"last_error,omitempty"`
+	// Exporters holds each exporter's counters by name ("mqtt", "file").
+	Exporters map[string]ExporterHealth `json:"exporters,omitempty"`
+}
+
+// ExporterHealth counts what one exporter did.
+type ExporterHealth struct {
+	Published uint64 `json:"published"`
+	Dropped   uint64 `json:"dropped"`
+	Errors    uint64 `json:"errors"`
+	Connected *bool  `json:"connected,omitempty"`
+}
+
+// Flow is one flow of the document.
+type Flow struct {
+	ID         uint32 `json:"id"`
+	Family     string `json:"family"`
+	Proto      string `json:"proto"`
+	ProtoNum   uint8  `json:"proto_num"`
+	State      string `json:"state"`
+	Src        string `json:"src"`
+	Sport      uint16 `json:"sport"`
+	Dst        string `json:"dst"`
+	Dport      uint16 `json:"dport"`
+	ReplySrc   string `json:"reply_src"`
+	ReplySport uint16 `json:"reply_sport"`
+	ReplyDst   string `json:"reply_dst"`
+	ReplyDport uint16 `json:"reply_dport"`
+	// ICMP flows have no ports; they carry type, code and id instead.
+	ICMPType *uint8   `json:"icmp_type,omitempty"`
+	ICMPCode *uint8   `json:"icmp_code,omitempty"`
+	ICMPID   *uint16  `json:"icmp_id,omitempty"`
+	NAT      string   `json:"nat"`
+	Status   []string `json:"status"`
+	// Counted is false when the flow began while accounting was off: its
+	// byte and packet counts are then null, not zero.
+	Counted  bool       `json:"counted"`
+	Orig     Direction  `json:"orig"`
+	Reply    Direction  `json:"reply"`
+	Start    *time.Time `json:"start"`
+	AgeS     *float64   `json:"age_s"`
+	TimeoutS uint32     `json:"timeout_s"`
+	Mark     uint32     `json:"mark"`
+	Zone     uint16     `json:"zone"`
+	Labels   string     `json:"labels,omitempty"`
+
+	// Enrichment, present when known.
+	Service  string   `json:"service,omitempty"`
+	SService string   `json:"sservice,omitempty"`
+	SrcName  string   `json:"src_name,omitempty"`
+	DstName  string   `json:"dst_name,omitempty"`
+	SrcGeo   *Geo     `json:"src_geo,omitempty"`
+	DstGeo   *Geo     `json:"dst_geo,omitempty"`
+	Process  *Process `json:"process,omitempty"`
+}
+
+// Direction holds the counters and rates of one direction. Counters are
+// null when the flow is not counted.
+type Direction struct {
+	Bytes        *uint64 `json:"bytes"`
+	Packets      *uint64 `json:"packets"`
+	BytesPerS    float64 `json:"bytes_per_s"`
+	PacketsPerS  float64 `json:"packets_per_s"`
+	BytesPerS2s  float64 `json:"bytes_per_s_2s"`
+	BytesPerS10s float64 `json:"bytes_per_s_10s"`
+	BytesPerS40s float64 `json:"bytes_per_s_40s"`
+}
+
+// Geo is the GeoIP record of one end.
+type Geo struct {
+	Country     string `json:"country,omitempty"`
+	CountryName string `json:"country_name,omitempty"`
+	City        string `json:"city,omitempty"`
+	ASN         uint   `json:"asn,omitempty"`
+	ASOrg       string `json:"as_org,omitempty"`
+}
+
+// Process is the local process owning the flow.
+type Process struct {
+	PID     int    `json:"pid"`
+	Name    string `json:"name"`
+	User    string `json:"user,omitempty"`
+	Cmdline string `json:"cmdline,omitempty"`
+}
