@@ -39,3 +39,12 @@ type Snapshot struct {
 	Filter Filter
 	Health Health
 }
+
+// Ended is the final record of a flow the kernel destroyed, with the
+// counters and stop time of the DESTROY event.
+type Ended struct {
+	Flow
+	// Stop is when the kernel ended the flow (its timestamp when
+	// nf_conntrack_timestamp is on, else when flowtop saw the event).
+	Stop time.Time
+}
