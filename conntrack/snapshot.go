@@ -31,7 +31,8 @@ type Health struct {
 type Snapshot struct {
 	Time     time.Time
 	Interval time.Duration
-	// Flows holds the flows that pass the table filter, ordered by ID.
+	// Flows holds the flows that pass the table filter, in no particular
+	// order (consumers sort; the flow ID is the stable tie-breaker).
 	Flows []Flow
 	// TableFlows is the number of flows in the table before filtering.
 	TableFlows int

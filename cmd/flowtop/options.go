@@ -1,0 +1,287 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/report"
+)
+
+// options is the parsed command line.
+type options struct {
+	ipv4, ipv6, tcp, udp, dccp, icmp, sctp bool
+
+	noDNS, noGeoIP, showSrc, bits, update, version, help bool
+	interval                                             float64
+
+	netns               string
+	once, batch, noUI   bool
+	sort                string
+	limit               int
+	ports, excludePorts []string
+	excludeProtos, nets []string
+	ignoreControl       bool
+	minBytes            string
+	minAge              time.Duration
+	enableTracking      bool
+	configDir, geoipDir string
+	geoipLicenseFile    string
+	stateDir            string
+	write               string
+	writeInterval       time.Duration
+
+	mqtt mqttOptions
+
+	// Derived.
+	filter  conntrack.Filter
+	sortKey report.SortKey
+}
+
+type mqttOptions struct {
+	url, user, passwordFile, ca, cert, key string
+	clientID, topic, node                  string
+	qos                                    int
+	interval                               time.Duration
+	gzip, homeAssistant                    bool
+	limit                                  int
+}
+
+// errHelp is returned by parseOptions for -h: usage was printed.
+var errHelp = errors.New("help requested")
+
+// parseOptions parses args (without the program name). Usage errors are
+// returned as errors; the caller exits with status 2.
+func parseOptions(args []string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := pflag.NewFlagSet("flowtop", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+
+	fs.BoolVarP(&o.ipv4, "ipv4", "4", false, "show IPv4 flows")
+	fs.BoolVarP(&o.ipv6, "ipv6", "6", false, "show IPv6 flows")
+	fs.BoolVarP(&o.tcp, "tcp", "T", false, "show TCP flows")
+	fs.BoolVarP(&o.udp, "udp", "U", false, "show UDP and UDP-Lite flows")
+	fs.BoolVarP(&o.dccp, "dccp", "D", false, "show DCCP flows")
+	fs.BoolVarP(&o.icmp, "icmp", "I", false, "show ICMP and ICMPv6 flows")
+	fs.BoolVarP(&o.sctp, "sctp", "S", false, "show SCTP flows")
+	fs.BoolVarP(&o.noDNS, "no-dns", "n", false, "numeric addresses, no reverse DNS")
+	fs.BoolVarP(&o.noGeoIP, "no-geoip", "G", false, "no GeoIP lookups")
+	fs.BoolVarP(&o.showSrc, "show-src", "s", false, "show the source peer too")
+	fs.BoolVarP(&o.bits, "bits", "b", false, "rates in bits per second")
+	fs.BoolVarP(&o.update, "update", "u", false, "download the GeoIP databases, then exit")
+	fs.Float64VarP(&o.interval, "interval", "t", 1, "refresh interval in seconds (fractions allowed)")
+	fs.BoolVarP(&o.version, "version", "v", false, "print the version and exit")
+	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
+
+	fs.StringVar(&o.netns, "netns", "", "network namespace to watch: a name under /var/run/netns or a path like /proc/PID/ns/net")
+	fs.BoolVar(&o.once, "once", false, "print one JSON snapshot after one interval and exit (-t 0: right after the dump)")
+	fs.BoolVar(&o.batch, "batch", false, "print one JSON snapshot per interval (NDJSON) until interrupted")
+	fs.BoolVar(&o.noUI, "no-ui", false, "run headless (exporters only), logging to stderr")
+	fs.StringVar(&o.sort, "sort", "rate", "order of flows in JSON output: rate, bytes, packets or age")
+	fs.IntVar(&o.limit, "limit", 0, "list at most N flows in JSON output (totals still count all)")
+	fs.StringSliceVar(&o.ports, "port", nil, "only flows with one of these ports at either end (comma list)")
+	fs.StringSliceVar(&o.excludePorts, "exclude-port", nil, "hide flows with one of these ports at either end")
+	fs.StringSliceVar(&o.excludeProtos, "exclude-proto", nil, "hide these IP protocols (numbers or names)")
+	fs.StringSliceVar(&o.nets, "net", nil, "only flows with either end inside this CIDR (repeatable)")
+	fs.BoolVar(&o.ignoreControl, "ignore-control", false, "hide multicast, broadcast and loopback traffic")
+	fs.StringVar(&o.minBytes, "min-bytes", "0", "hide flows that carried fewer bytes (suffixes k, M, G)")
+	fs.DurationVar(&o.minAge, "min-age", 0, "hide flows younger than this (e.g. 10s)")
+	fs.BoolVar(&o.enableTracking, "enable-tracking", false, "install a minimal nft table that turns conntrack on, removed at exit")
+	fs.StringVar(&o.configDir, "config-dir", "", "directory searched first for tcp.conf, udp.conf, geoip.conf")
+	fs.StringVar(&o.geoipDir, "geoip-dir", "", "directory searched first for GeoIP .mmdb databases")
+	fs.StringVar(&o.geoipLicenseFile, "geoip-license-file", "", "file holding the MaxMind licence key for -u")
+	fs.StringVar(&o.stateDir, "state-dir", conntrack.DefaultStateDir, "where the sysctl values to restore are recorded")
+	fs.StringVar(&o.write, "write", "", "write the JSON snapshot to FILE (atomically) every --write-interval")
+	fs.DurationVar(&o.writeInterval, "write-interval", 10*time.Second, "period of --write")
+
+	fs.StringVar(&o.mqtt.url, "mqtt", "", "publish to this MQTT broker (tcp://, ssl://, ws://, wss://)")
+	fs.StringVar(&o.mqtt.user, "mqtt-user", "", "MQTT user name")
+	fs.StringVar(&o.mqtt.passwordFile, "mqtt-password-file", "", "file holding the MQTT password (or set FLOWTOP_MQTT_PASSWORD)")
+	fs.StringVar(&o.mqtt.ca, "mqtt-ca", "", "CA certificate for MQTT over TLS")
+	fs.StringVar(&o.mqtt.cert, "mqtt-cert", "", "client certificate for MQTT over TLS")
+	fs.StringVar(&o.mqtt.key, "mqtt-key", "", "client key for MQTT over TLS")
+	fs.StringVar(&o.mqtt.clientID, "mqtt-client-id", "", "MQTT client id (default flowtop-<hostname>)")
+	fs.StringVar(&o.mqtt.topic, "mqtt-topic", "flowtop", "MQTT topic prefix")
+	fs.StringVar(&o.mqtt.node, "mqtt-node", "", "node name in MQTT topics (default the hostname)")
+	fs.IntVar(&o.mqtt.qos, "mqtt-qos", 1, "MQTT quality of service (0, 1 or 2)")
+	fs.DurationVar(&o.mqtt.interval, "mqtt-interval", 60*time.Second, "period of MQTT snapshots (e.g. 30s, 5m)")
+	fs.BoolVar(&o.mqtt.gzip, "mqtt-gzip", false, "gzip MQTT snapshot payloads")
+	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery for a few sensors")
+
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.help {
+		fmt.Fprintf(stderr, "Usage: flowtop [options]\n\nA top-like view of the connections the kernel's conntrack tracks.\n\nOptions:\n%s", fs.FlagUsages())
+		return o, errHelp
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return o, o.derive()
+}
+
+// derive checks values and builds the table filter.
+func (o *options) derive() error {
+	if o.interval < 0 || o.interval > 3600 {
+		return fmt.Errorf("-t/--interval %g: want 0 to 3600 seconds", o.interval)
+	}
+	if o.interval == 0 && !o.once {
+		return errors.New("-t 0 makes sense only with --once")
+	}
+	if o.once && o.batch {
+		return errors.New("--once and --batch exclude each other")
+	}
+	if o.limit < 0 {
+		return fmt.Errorf("--limit %d: want 0 or more", o.limit)
+	}
+	var err error
+	if o.sortKey, err = report.ParseSortKey(o.sort); err != nil {
+		return fmt.Errorf("--sort: %w", err)
+	}
+	f := conntrack.Filter{IPv4: o.ipv4, IPv6: o.ipv6}
+	// flowtop's rule: any family flag replaces "both", any protocol flag
+	// replaces "TCP only".
+	if !o.ipv4 && !o.ipv6 {
+		f.IPv4, f.IPv6 = true, true
+	}
+	for _, p := range []struct {
+		on     bool
+		protos []conntrack.Proto
+	}{
+		{o.tcp, []conntrack.Proto{conntrack.ProtoTCP}},
+		{o.udp, []conntrack.Proto{conntrack.ProtoUDP, conntrack.ProtoUDPLite}},
+		{o.dccp, []conntrack.Proto{conntrack.ProtoDCCP}},
+		{o.icmp, []conntrack.Proto{conntrack.ProtoICMP, conntrack.ProtoICMPv6}},
+		{o.sctp, []conntrack.Proto{conntrack.ProtoSCTP}},
+	} {
+		if p.on {
+			for _, proto := range p.protos {
+				f.Protos.Add(proto)
+			}
+		}
+	}
+	if f.Protos.Empty() {
+		f.Protos.Add(conntrack.ProtoTCP)
+	}
+	if f.Ports, err = parsePorts("--port", o.ports); err != nil {
+		return err
+	}
+	if f.ExcludePorts, err = parsePorts("--exclude-port", o.excludePorts); err != nil {
+		return err
+	}
+	for _, s := range o.excludeProtos {
+		p, err := parseProto(s)
+		if err != nil {
+			return fmt.Errorf("--exclude-proto: %w", err)
+		}
+		f.ExcludeProtos.Add(p)
+	}
+	for _, s := range o.nets {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return fmt.Errorf("--net %q: want a CIDR like 192.168.1.0/24", s)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		f.Nets = append(f.Nets, pfx.Masked())
+	}
+	f.IgnoreControl = o.ignoreControl
+	if f.MinBytes, err = parseBytes(o.minBytes); err != nil {
+		return fmt.Errorf("--min-bytes: %w", err)
+	}
+	if o.minAge < 0 {
+		return fmt.Errorf("--min-age %v: want a positive duration", o.minAge)
+	}
+	f.MinAge = o.minAge
+	o.filter = f
+	if o.mqtt.qos < 0 || o.mqtt.qos > 2 {
+		return fmt.Errorf("--mqtt-qos %d: want 0, 1 or 2", o.mqtt.qos)
+	}
+	if o.mqtt.interval <= 0 {
+		return fmt.Errorf("--mqtt-interval %v: want a positive duration", o.mqtt.interval)
+	}
+	if o.writeInterval <= 0 {
+		return fmt.Errorf("--write-interval %v: want a positive duration", o.writeInterval)
+	}
+	return nil
+}
+
+// intervalDuration is -t as a duration.
+func (o *options) intervalDuration() time.Duration {
+	return time.Duration(o.interval * float64(time.Second))
+}
+
+func parsePorts(flag string, list []string) ([]uint16, error) {
+	var ports []uint16
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if lo, hi, ok := strings.Cut(s, "-"); ok {
+			a, err1 := strconv.ParseUint(lo, 10, 16)
+			b, err2 := strconv.ParseUint(hi, 10, 16)
+			if err1 != nil || err2 != nil || a > b || b-a > 4096 {
+				return nil, fmt.Errorf("%s %q: want a port range like 1000-1010 (at most 4096 ports)", flag, s)
+			}
+			for p := a; p <= b; p++ {
+				ports = append(ports, uint16(p))
+			}
+			continue
+		}
+		p, err := strconv.ParseUint(s, 10, 16)
+		if err != nil {
+			return nil, fmt.Errorf("%s %q: want a port number 0-65535", flag, s)
+		}
+		ports = append(ports, uint16(p))
+	}
+	return ports, nil
+}
+
+var protoByName = map[string]conntrack.Proto{
+	"icmp": conntrack.ProtoICMP, "tcp": conntrack.ProtoTCP, "udp": conntrack.ProtoUDP,
+	"dccp": conntrack.ProtoDCCP, "gre": conntrack.ProtoGRE, "icmpv6": conntrack.ProtoICMPv6,
+	"ipv6-icmp": conntrack.ProtoICMPv6, "sctp": conntrack.ProtoSCTP, "udplite": conntrack.ProtoUDPLite,
+	"esp": 50, "ah": 51,
+}
+
+func parseProto(s string) (conntrack.Proto, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	if p, ok := protoByName[s]; ok {
+		return p, nil
+	}
+	n, err := strconv.ParseUint(s, 10, 8)
+	if err != nil {
+		return 0, fmt.Errorf("unknown protocol %q (a number 0-255 or tcp, udp, udplite, icmp, icmpv6, sctp, dccp, gre, esp, ah)", s)
+	}
+	return conntrack.Proto(n), nil
+}
+
+// parseBytes reads a byte count with an optional k/M/G suffix (powers of
+// 1000, as flowtop prints them) or Ki/Mi/Gi (powers of 1024).
+func parseBytes(s string) (uint64, error) {
+	s = strings.TrimSuffix(strings.TrimSpace(s), "B")
+	mult := uint64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   uint64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"k", 1e3}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a byte count like 1000, 10k or 5M", s)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,270 @@
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	tconntrack "github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+)
+
+// ctnetlink message types and groups (linux/netfilter/nfnetlink*.h).
+const (
+	nfnlSubsysCTNetlink = 1
+	ctMsgNew            = 0
+	ctMsgGet            = 1
+	ctMsgDelete         = 2
+
+	groupNew     = 1 << 0
+	groupUpdate  = 1 << 1
+	groupDestroy = 1 << 2
+
+	nlmFDumpIntr = 0x10 // NLM_F_DUMP_INTR: the table changed during the dump
+
+	// eventBuffer is the event socket's receive buffer. 64 MiB holds the
+	// events of a burst of 50,000 new flows (the default 208 KiB overruns
+	// within half a second).
+	eventBuffer = 64 << 20
+)
+
+// ErrPermission is returned when reading conntrack lacks privilege.
+var ErrPermission = errors.New("reading the conntrack table needs CAP_NET_ADMIN (run flowtop as root or grant it the capability)")
+
+// EventType says what happened to a flow.
+type EventType uint8
+
+// Event types. Overrun is not a kernel event: it reports that the kernel
+// dropped events because flowtop's socket buffer was full.
+const (
+	EventNew EventType = iota + 1
+	EventUpdate
+	EventDestroy
+	EventOverrun
+)
+
+func (t EventType) String() string {
+	switch t {
+	case EventNew:
+		return "NEW"
+	case EventUpdate:
+		return "UPDATE"
+	case EventDestroy:
+		return "DESTROY"
+	case EventOverrun:
+		return "OVERRUN"
+	}
+	return "UNKNOWN"
+}
+
+// Event is one conntrack event. NEW and UPDATE carry no counters; DESTROY
+// carries the final counters and, with timestamps on, Stop.
+type Event struct {
+	Type EventType
+	Flow Flow
+	Stop time.Time
+	Err  error // set for EventOverrun
+}
+
+// Source talks to the kernel: streamed dumps, the event stream and
+// deletion. It holds one netlink socket for dumps and one for events,
+// because a socket that listens cannot also answer requests.
+type Source struct {
+	netns  string
+	nsFile *os.File // nil for flowtop's own namespace
+	dump   *netlink.Conn
+	events *netlink.Conn
+}
+
+// NetnsPath turns a --netns value into a path: a bare name is one made by
+// `ip netns add` under /var/run/netns; anything with a slash is a path
+// (e.g. /proc/PID/ns/net).
+func NetnsPath(netns string) string {
+	if netns == "" || strings.Contains(netns, "/") {
+		return netns
+	}
+	return filepath.Join("/var/run/netns", netns)
+}
+
+// Open dials ctnetlink in the given network namespace ("" for flowtop's
+// own; see NetnsPath) and subscribes to events.
+func Open(netns string) (*Source, error) {
+	s := &Source{netns: netns}
+	if path := NetnsPath(netns); path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("network namespace %q: %w", netns, err)
+		}
+		s.nsFile = f
+	}
+	var err error
+	if s.dump, err = netlink.Dial(unix.NETLINK_NETFILTER, s.config(0)); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("dial ctnetlink: %w", permission(err))
+	}
+	s.events, err = netlink.Dial(unix.NETLINK_NETFILTER, s.config(groupNew|groupUpdate|groupDestroy))
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("subscribe to conntrack events: %w", permission(err))
+	}
+	if err := s.events.SetReadBuffer(eventBuffer); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("size the conntrack event buffer: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Source) config(groups uint32) *netlink.Config {
+	c := &netlink.Config{Groups: groups}
+	if s.nsFile != nil {
+		c.NetNS = int(s.nsFile.Fd())
+	}
+	return c
+}
+
+// NetnsFile is the open namespace file, nil for flowtop's own namespace.
+func (s *Source) NetnsFile() *os.File { return s.nsFile }
+
+// permission turns EPERM into ErrPermission so the user is told which
+// capability is missing.
+func permission(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return ErrPermission
+	}
+	return err
+}
+
+// Dump streams the whole table: fn is called once per flow, with a Flow
+// that is reused for the next one (copy what you keep). It reports whether
+// the kernel flagged the dump as interrupted by concurrent changes
+// (NLM_F_DUMP_INTR), in which case it may have missed flows.
+func (s *Source) Dump(fn func(*Flow)) (interrupted bool, err error) {
+	req := netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(nfnlSubsysCTNetlink<<8 | ctMsgGet),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: []byte{unix.AF_UNSPEC, 0, 0, 0},
+	}
+	if _, err := s.dump.Send(req); err != nil {
+		return false, fmt.Errorf("request conntrack dump: %w", permission(err))
+	}
+	var f Flow
+	for m, err := range s.dump.ReceiveIter() {
+		if err != nil {
+			return interrupted, fmt.Errorf("read conntrack dump: %w", permission(err))
+		}
+		if m.Header.Flags&nlmFDumpIntr != 0 {
+			interrupted = true
+		}
+		if m.Header.Type&0xff != ctMsgNew {
+			continue
+		}
+		f = Flow{}
+		if _, err := decodeFlow(m.Data, &f); err != nil {
+			return interrupted, fmt.Errorf("decode conntrack dump: %w", err)
+		}
+		fn(&f)
+	}
+	return interrupted, nil
+}
+
+// Listen reads events until ctx ends or Close is called, sending each to
+// out. A receive-buffer overrun is sent as an EventOverrun and reading goes
+// on: the table repairs itself with a fresh dump.
+func (s *Source) Listen(ctx context.Context, out chan<- Event) error {
+	stop := context.AfterFunc(ctx, func() { s.events.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for {
+		for m, err := range s.events.ReceiveIter() {
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				if errors.Is(err, unix.ENOBUFS) {
+					select {
+					case out <- Event{Type: EventOverrun, Err: err}:
+					case <-ctx.Done():
+						return nil
+					}
+					continue
+				}
+				if errors.Is(err, os.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
+					return nil
+				}
+				return fmt.Errorf("read conntrack events: %w", err)
+			}
+			ev, ok := decodeEvent(m)
+			if !ok {
+				continue
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
+}
+
+func decodeEvent(m netlink.Message) (Event, bool) {
+	var ev Event
+	switch m.Header.Type & 0xff {
+	case ctMsgNew:
+		ev.Type = EventUpdate
+		if m.Header.Flags&(netlink.Create|netlink.Excl) != 0 {
+			ev.Type = EventNew
+		}
+	case ctMsgDelete:
+		ev.Type = EventDestroy
+	default:
+		return ev, false
+	}
+	stop, err := decodeFlow(m.Data, &ev.Flow)
+	if err != nil {
+		return ev, false
+	}
+	ev.Stop = stop
+	return ev, true
+}
+
+// Delete removes a flow from the kernel's table, as `conntrack -D` does.
+func (s *Source) Delete(f *Flow) error {
+	c, err := tconntrack.Dial(s.config(0))
+	if err != nil {
+		return fmt.Errorf("dial ctnetlink: %w", permission(err))
+	}
+	defer c.Close()
+	tf := tconntrack.NewFlow(uint8(f.Proto), 0, f.Orig.Src, f.Orig.Dst, f.Orig.SrcPort, f.Orig.DstPort, 0, 0)
+	if f.Proto == ProtoICMP || f.Proto == ProtoICMPv6 {
+		p := &tf.TupleOrig.Proto
+		p.ICMPv4, p.ICMPv6 = f.Proto == ProtoICMP, f.Proto == ProtoICMPv6
+		p.ICMPID, p.ICMPType, p.ICMPCode = f.Orig.ICMPID, f.Orig.ICMPType, f.Orig.ICMPCode
+		tf.TupleReply = tconntrack.Tuple{}
+	}
+	tf.Zone = f.Zone
+	if err := c.Delete(tf); err != nil {
+		return fmt.Errorf("delete flow %d: %w", f.ID, permission(err))
+	}
+	return nil
+}
+
+// Close closes both sockets and the namespace file.
+func (s *Source) Close() error {
+	var errs []error
+	if s.events != nil {
+		errs = append(errs, s.events.Close())
+	}
+	if s.dump != nil {
+		errs = append(errs, s.dump.Close())
+	}
+	if s.nsFile != nil {
+		errs = append(errs, s.nsFile.Close())
+	}
+	return errors.Join(errs...)
+}

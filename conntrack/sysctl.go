@@ -1,0 +1,329 @@
+package conntrack
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The sysctls flowtop needs on: per-flow byte/packet counters and start
+// timestamps. Both apply only to flows created after they are set.
+const (
+	SysctlAcct      = "net/netfilter/nf_conntrack_acct"
+	SysctlTimestamp = "net/netfilter/nf_conntrack_timestamp"
+	SysctlCount     = "net/netfilter/nf_conntrack_count"
+)
+
+// DefaultStateDir holds the values to restore after a SIGKILL.
+const DefaultStateDir = "/run/flowtop"
+
+// openSysctls opens /proc/sys files as seen from the namespace ns (nil for
+// our own). A /proc/sys/net file stays bound to the namespace it was
+// opened in, so the files can be read and written later from any thread.
+func openSysctls(ns *os.File, flag int, keys ...string) ([]*os.File, error) {
+	open := func() ([]*os.File, error) {
+		files := make([]*os.File, 0, len(keys))
+		for _, k := range keys {
+			f, err := os.OpenFile("/proc/sys/"+k, flag, 0)
+			if err != nil {
+				for _, f := range files {
+					f.Close()
+				}
+				return nil, err
+			}
+			files = append(files, f)
+		}
+		return files, nil
+	}
+	if ns == nil {
+		return open()
+	}
+	type result struct {
+		files []*os.File
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The thread is never unlocked: Go ends it with this goroutine, so
+		// a thread switched into another namespace never runs other code.
+		runtime.LockOSThread()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- result{err: fmt.Errorf("enter network namespace: %w", err)}
+			return
+		}
+		files, err := open()
+		done <- result{files, err}
+	}()
+	r := <-done
+	return r.files, r.err
+}
+
+func readSysctl(f *os.File) (string, error) {
+	var b [64]byte
+	n, err := f.ReadAt(b[:], 0)
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	return strings.TrimSpace(string(b[:n])), nil
+}
+
+func writeSysctl(f *os.File, v string) error {
+	_, err := f.WriteAt([]byte(v+"\n"), 0)
+	return err
+}
+
+// SysctlGuard turns on accounting and timestamps in one namespace and puts
+// the previous values back on Restore. The previous values are also kept in
+// a state file, so that a flowtop killed with SIGKILL is repaired by the
+// next start.
+type SysctlGuard struct {
+	files      map[string]*os.File
+	prev       map[string]string
+	statePath  string
+	once       sync.Once
+	restoreErr error
+	// Warning is set when the sysctls could not be written (read-only
+	// /proc/sys, no privilege): flowtop carries on without them.
+	Warning string
+}
+
+// guardState is the state file's content.
+type guardState struct {
+	PID    int               `json:"pid"`
+	Values map[string]string `json:"values"`
+}
+
+// EnableAccounting sets nf_conntrack_acct and nf_conntrack_timestamp to 1
+// in the namespace ns (nil for our own), after first restoring values a
+// killed flowtop left behind. stateDir "" means DefaultStateDir.
+func EnableAccounting(ns *os.File, stateDir string) (*SysctlGuard, error) {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	g := &SysctlGuard{prev: map[string]string{}}
+	keys := []string{SysctlAcct, SysctlTimestamp}
+	files, err := openSysctls(ns, os.O_RDWR, keys...)
+	if err != nil {
+		g.Warning = fmt.Sprintf("cannot set %s and %s (%v): flows show no byte counters or age", keys[0], keys[1], err)
+		return g, nil
+	}
+	g.files = map[string]*os.File{}
+	for i, k := range keys {
+		g.files[k] = files[i]
+	}
+	id, err := nsID(ns)
+	if err != nil {
+		g.closeFiles()
+		return nil, err
+	}
+	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
+	if err := g.recover(0); err != nil {
+		g.closeFiles()
+		return nil, err
+	}
+	for _, k := range keys {
+		v, err := readSysctl(g.files[k])
+		if err != nil {
+			g.closeFiles()
+			return nil, fmt.Errorf("read %s: %w", k, err)
+		}
+		g.prev[k] = v
+	}
+	if err := g.saveState(); err != nil {
+		g.closeFiles()
+		return nil, err
+	}
+	for _, k := range keys {
+		if g.prev[k] == "1" {
+			continue
+		}
+		if err := writeSysctl(g.files[k], "1"); err != nil {
+			g.Warning = fmt.Sprintf("cannot set %s (%v): flows show no byte counters or age", k, err)
+		}
+	}
+	return g, nil
+}
+
+// RestoreLeftover restores the values recorded by flowtop process pid if
+// its state file is still there, i.e. it ended without restoring them
+// (a panic, SIGKILL). The sysctl watchdog calls it when its parent is gone.
+func RestoreLeftover(ns *os.File, stateDir string, pid int) error {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	files, err := openSysctls(ns, os.O_RDWR, SysctlAcct, SysctlTimestamp)
+	if err != nil {
+		return fmt.Errorf("open conntrack sysctls: %w", err)
+	}
+	g := &SysctlGuard{files: map[string]*os.File{SysctlAcct: files[0], SysctlTimestamp: files[1]}}
+	defer g.closeFiles()
+	id, err := nsID(ns)
+	if err != nil {
+		return err
+	}
+	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
+	return g.recover(pid)
+}
+
+// nsID names a namespace by device and inode, which stay the same for the
+// namespace's life whatever path reaches it.
+func nsID(ns *os.File) (string, error) {
+	path := "/proc/self/ns/net"
+	if ns != nil {
+		path = ns.Name()
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", fmt.Errorf("identify network namespace %s: %w", path, err)
+	}
+	return fmt.Sprintf("%d-%d", st.Dev, st.Ino), nil
+}
+
+// recover restores the values a flowtop that died without cleaning up
+// recorded. A state file of a flowtop that still runs is left alone, unless
+// its PID is deadPID (a process known to have ended but maybe not reaped).
+func (g *SysctlGuard) recover(deadPID int) error {
+	b, err := os.ReadFile(g.statePath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read sysctl state %s: %w", g.statePath, err)
+	}
+	var st guardState
+	if err := json.Unmarshal(b, &st); err != nil {
+		// A torn file is useless: drop it rather than refuse to start.
+		os.Remove(g.statePath)
+		return nil
+	}
+	if st.PID != os.Getpid() && st.PID != deadPID && processAlive(st.PID) {
+		return nil
+	}
+	for k, v := range st.Values {
+		if f, ok := g.files[k]; ok && validSysctlValue(v) {
+			if err := writeSysctl(f, v); err != nil {
+				return fmt.Errorf("restore %s=%s left by flowtop pid %d: %w", k, v, st.PID, err)
+			}
+		}
+	}
+	return os.Remove(g.statePath)
+}
+
+func validSysctlValue(v string) bool {
+	_, err := strconv.Atoi(v)
+	return err == nil
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func (g *SysctlGuard) saveState() error {
+	if err := os.MkdirAll(filepath.Dir(g.statePath), 0o755); err != nil {
+		return fmt.Errorf("sysctl state dir: %w", err)
+	}
+	b, _ := json.Marshal(guardState{PID: os.Getpid(), Values: g.prev})
+	tmp := g.statePath + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("write sysctl state: %w", err)
+	}
+	if err := os.Rename(tmp, g.statePath); err != nil {
+		return fmt.Errorf("write sysctl state: %w", err)
+	}
+	return nil
+}
+
+// Enabled reports whether accounting and timestamps are on now.
+func (g *SysctlGuard) Enabled() (acct, timestamps bool) {
+	if g == nil || g.files == nil {
+		return false, false
+	}
+	a, _ := readSysctl(g.files[SysctlAcct])
+	t, _ := readSysctl(g.files[SysctlTimestamp])
+	return a == "1", t == "1"
+}
+
+// Restore puts the previous values back and removes the state file. It is
+// safe to call more than once and from any goroutine; only the first call
+// acts.
+func (g *SysctlGuard) Restore() error {
+	if g == nil {
+		return nil
+	}
+	g.once.Do(func() {
+		if g.files == nil {
+			return
+		}
+		var errs []error
+		for k, v := range g.prev {
+			if err := writeSysctl(g.files[k], v); err != nil {
+				errs = append(errs, fmt.Errorf("restore %s=%s: %w", k, v, err))
+			}
+		}
+		if len(errs) == 0 {
+			if err := os.Remove(g.statePath); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove sysctl state: %w", err))
+			}
+		}
+		g.closeFiles()
+		g.restoreErr = errors.Join(errs...)
+	})
+	return g.restoreErr
+}
+
+func (g *SysctlGuard) closeFiles() {
+	for _, f := range g.files {
+		f.Close()
+	}
+}
+
+// KernelCount reads nf_conntrack_count of a namespace through a file kept
+// open, so each read is one pread.
+type KernelCount struct{ f *os.File }
+
+// OpenCount opens nf_conntrack_count in namespace ns (nil for our own).
+func OpenCount(ns *os.File) (*KernelCount, error) {
+	files, err := openSysctls(ns, os.O_RDONLY, SysctlCount)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", SysctlCount, err)
+	}
+	return &KernelCount{files[0]}, nil
+}
+
+// Read returns the number of flows the kernel tracks, -1 on error.
+func (c *KernelCount) Read() int {
+	if c == nil {
+		return -1
+	}
+	s, err := readSysctl(c.f)
+	if err != nil {
+		return -1
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// Close closes the file.
+func (c *KernelCount) Close() error {
+	if c == nil {
+		return nil
+	}
+	return c.f.Close()
+}
