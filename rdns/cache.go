@@ -61,7 +61,7 @@ func New(cfg Config) *Cache {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Cache{
 		cfg:      cfg,
-		res:      cfg.Resolver,
+		res:      interruptible(cfg.Resolver),
 		queue:    make(chan netip.Addr, cfg.QueueLen),
 		changed:  make(chan struct{}, 1),
 		ctx:      ctx,

@@ -21,6 +21,8 @@ type Config struct {
 	// Resolver does the lookups. Nil means the pure Go resolver reading
 	// /etc/hosts and /etc/resolv.conf; it is preferred to cgo because it
 	// honours the per-lookup timeout and does not tie up OS threads.
+	// The cache uses a copy whose connections close when a lookup is
+	// cancelled, so that Close does not wait for running lookups.
 	Resolver *net.Resolver
 
 	Workers     int           // concurrent lookups
