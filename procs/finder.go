@@ -1,0 +1,483 @@
+package procs
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"golang.org/x/sys/unix"
+)
+
+// Config tunes a Finder. The zero value watches the caller's own network
+// namespace with the defaults below.
+type Config struct {
+	// NetNS is the network namespace whose sockets are looked up: "" for
+	// flowtop's own, else a path such as /var/run/netns/NAME or
+	// /proc/PID/ns/net.
+	NetNS string
+	// ProcRoot is where /proc is mounted (default /proc). PIDs in it must
+	// belong to flowtop's PID namespace.
+	ProcRoot string
+	// MaxRetries is how many more times a flow without an owner is looked
+	// up after the first miss before it is remembered as unowned (default
+	// 5; negative: never retried).
+	MaxRetries int
+	// RetryEvery is the least time between two lookups of the same flow
+	// (default 1s). A flow is retried only when it is asked about again.
+	RetryEvery time.Duration
+	// Workers is how many lookups run at once (default 2), each with its
+	// own sock_diag socket.
+	Workers int
+}
+
+// Defaults and bounds.
+const (
+	defaultRetries    = 5
+	defaultRetryEvery = time.Second
+	defaultWorkers    = 2
+	// scanEvery bounds how often /proc is walked, however many unknown
+	// sockets turn up.
+	scanEvery = 500 * time.Millisecond
+	// addrsEvery is how long the list of local addresses is trusted.
+	addrsEvery = 2 * time.Second
+	// defaultMaxEntries bounds the cache; idleTTL drops flows nobody asked
+	// about for that long (they have usually ended).
+	defaultMaxEntries = 1 << 16
+	idleTTL           = 2 * time.Minute
+)
+
+// Stats counts a Finder's work, for the status line and for tests.
+type Stats struct {
+	Cached   int    // flows in the cache (any state)
+	Queued   int    // flows waiting for a worker
+	Inodes   int    // sockets in the inode -> PID index
+	Resolved uint64 // lookups that found an owner
+	Unowned  uint64 // flows given up on after their retries
+	Retries  uint64 // lookups repeated after a miss
+	Queries  uint64 // sock_diag requests sent
+	Errors   uint64 // sock_diag, address-list or /proc failures ("no socket" is not one)
+	Scans    uint64 // walks of /proc/*/fd
+	Evicted  uint64 // cache entries dropped for size or idleness
+	// LastScan is how long the latest walk of /proc took.
+	LastScan time.Duration
+}
+
+// sockLooker is the seam to the kernel: one exact sock_diag lookup.
+// Tests fake it.
+type sockLooker interface {
+	lookup(q sockQuery) (sockInfo, bool, error)
+	Close() error
+}
+
+// Finder maps flows to the local processes owning their sockets. Owner
+// never blocks: lookups run on a few worker goroutines, and their answers
+// are cached per flow.
+type Finder struct {
+	cfg        Config
+	maxEntries int
+	now        func() time.Time
+	index      *inodeIndex
+	addrs      *localAddrs
+	closers    []interface{ Close() error }
+
+	mu        sync.Mutex
+	cond      *sync.Cond // signals queue or closed changes
+	cache     map[flowKey]*entry
+	queue     []*entry
+	closed    bool
+	lastSweep time.Time
+
+	wg      sync.WaitGroup
+	closeMu sync.Once
+
+	resolved, unowned, retries, queries, errors, evicted atomic.Uint64
+}
+
+// flowKey identifies a flow across lookups; the tuples guard against the
+// kernel reusing a conntrack ID for another connection.
+type flowKey struct {
+	id          uint32
+	family      conntrack.Family
+	proto       conntrack.Proto
+	orig, reply conntrack.Tuple
+}
+
+type entryState uint8
+
+const (
+	statePending entryState = iota // queued or being looked up
+	stateRetry                     // missed; may be queued again after retryAt
+	stateDone                      // info is final (zero: unowned)
+)
+
+// entry is one flow's cache slot. Fields other than key are guarded by
+// Finder.mu.
+type entry struct {
+	key       flowKey
+	state     entryState
+	info      Info
+	attempts  int
+	retryAt   time.Time
+	lastAsked time.Time
+}
+
+// New starts a Finder. It fails when sock_diag cannot be dialled in the
+// namespace: entering another namespace needs CAP_SYS_ADMIN. Reading the
+// fds of other users' processes needs CAP_SYS_PTRACE (or root); without
+// it their flows just stay unowned.
+func New(cfg Config) (*Finder, error) {
+	cfg = withDefaults(cfg)
+	nsFD := 0
+	if cfg.NetNS != "" {
+		ns, err := os.Open(cfg.NetNS)
+		if err != nil {
+			return nil, fmt.Errorf("procs: open network namespace: %w", err)
+		}
+		// The sockets keep the namespace once created.
+		defer ns.Close()
+		nsFD = int(ns.Fd())
+	}
+	lookers := make([]sockLooker, 0, cfg.Workers)
+	closeAll := func() {
+		for _, l := range lookers {
+			l.Close()
+		}
+	}
+	for range cfg.Workers {
+		d, err := dialDiag(nsFD)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("procs: dial sock_diag%s (needs CAP_SYS_ADMIN to enter a namespace): %w", inNS(cfg.NetNS), err)
+		}
+		lookers = append(lookers, d)
+	}
+	rc, err := dialRoute(nsFD)
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("procs: dial rtnetlink%s (needs CAP_SYS_ADMIN to enter a namespace): %w", inNS(cfg.NetNS), err)
+	}
+	f := newFinder(cfg, lookers, rc.addrs)
+	f.closers = append(f.closers, rc)
+	return f, nil
+}
+
+func inNS(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return " in " + ns
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	switch {
+	case cfg.MaxRetries == 0:
+		cfg.MaxRetries = defaultRetries
+	case cfg.MaxRetries < 0:
+		cfg.MaxRetries = 0
+	}
+	if cfg.RetryEvery <= 0 {
+		cfg.RetryEvery = defaultRetryEvery
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = defaultWorkers
+	}
+	return cfg
+}
+
+// newFinder starts one worker per looker. cfg must have its defaults.
+func newFinder(cfg Config, lookers []sockLooker, fetchAddrs func() (map[netip.Addr]bool, error)) *Finder {
+	f := &Finder{
+		cfg:        cfg,
+		maxEntries: defaultMaxEntries,
+		now:        time.Now,
+		index:      newInodeIndex(cfg.ProcRoot, scanEvery),
+		addrs:      &localAddrs{every: addrsEvery, now: time.Now, fetch: fetchAddrs},
+		cache:      map[flowKey]*entry{},
+	}
+	f.cond = sync.NewCond(&f.mu)
+	for _, l := range lookers {
+		f.closers = append(f.closers, l)
+		f.wg.Add(1)
+		go f.work(l)
+	}
+	return f
+}
+
+// Owner returns the process owning fl's local socket if it is known, and
+// otherwise the zero Info, queuing a lookup whose answer a later call
+// returns. Flows of protocols without sockets sock_diag can find (ICMP,
+// SCTP, ...) have no owner.
+func (f *Finder) Owner(fl *conntrack.Flow) Info {
+	if fl == nil || !lookupable(fl) {
+		return Info{}
+	}
+	k := flowKey{id: fl.ID, family: fl.Family, proto: fl.Proto, orig: fl.Orig, reply: fl.Reply}
+	now := f.now()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.maybeSweep(now)
+	e, ok := f.cache[k]
+	if !ok {
+		if f.closed {
+			return Info{}
+		}
+		if len(f.cache) >= f.maxEntries {
+			f.evictLocked(now)
+		}
+		e = &entry{key: k, state: statePending}
+		f.cache[k] = e
+		f.enqueueLocked(e)
+	}
+	e.lastAsked = now
+	switch e.state {
+	case stateDone:
+		return e.info
+	case stateRetry:
+		if !now.Before(e.retryAt) && !f.closed {
+			e.state = statePending
+			f.enqueueLocked(e)
+		}
+	}
+	return Info{}
+}
+
+func lookupable(fl *conntrack.Flow) bool {
+	switch fl.Proto {
+	case conntrack.ProtoTCP, conntrack.ProtoUDP, conntrack.ProtoUDPLite:
+	default:
+		return false
+	}
+	return fl.Family == conntrack.IPv4 || fl.Family == conntrack.IPv6
+}
+
+func (f *Finder) enqueueLocked(e *entry) {
+	f.queue = append(f.queue, e)
+	f.cond.Signal()
+}
+
+// maybeSweep drops entries not asked about for idleTTL, at most every
+// idleTTL/4, so the cost is spread thin.
+func (f *Finder) maybeSweep(now time.Time) {
+	if now.Sub(f.lastSweep) < idleTTL/4 {
+		return
+	}
+	f.lastSweep = now
+	for k, e := range f.cache {
+		if now.Sub(e.lastAsked) >= idleTTL && e.state != statePending {
+			delete(f.cache, k)
+			f.evicted.Add(1)
+		}
+	}
+}
+
+// evictLocked makes room in a full cache: it drops the idle entries, and
+// if that is not enough the eighth least recently asked about, so the
+// cost of sorting is paid once per many inserts. A queued entry that is
+// dropped is still looked up, its answer discarded.
+func (f *Finder) evictLocked(now time.Time) {
+	f.lastSweep = time.Time{}
+	f.maybeSweep(now)
+	if len(f.cache) < f.maxEntries {
+		return
+	}
+	all := make([]*entry, 0, len(f.cache))
+	for _, e := range f.cache {
+		all = append(all, e)
+	}
+	slices.SortFunc(all, func(a, b *entry) int { return a.lastAsked.Compare(b.lastAsked) })
+	n := max(1, len(all)/8)
+	for _, e := range all[:n] {
+		delete(f.cache, e.key)
+	}
+	f.evicted.Add(uint64(n))
+}
+
+// work runs lookups until Close.
+func (f *Finder) work(l sockLooker) {
+	defer f.wg.Done()
+	for {
+		f.mu.Lock()
+		for len(f.queue) == 0 && !f.closed {
+			f.cond.Wait()
+		}
+		if f.closed {
+			f.mu.Unlock()
+			return
+		}
+		e := f.queue[0]
+		f.queue[0] = nil
+		f.queue = f.queue[1:]
+		if len(f.queue) == 0 {
+			f.queue = nil // let a burst's backing array go
+		}
+		k := e.key
+		f.mu.Unlock()
+
+		info, res, retryAt := f.resolve(l, k)
+
+		f.mu.Lock()
+		switch res {
+		case indexFound:
+			e.state, e.info = stateDone, info
+			f.resolved.Add(1)
+		case indexLater:
+			// Not a miss: the index may not have seen the socket yet.
+			e.state, e.retryAt = stateRetry, retryAt
+		case indexGone:
+			e.attempts++
+			if e.attempts > f.cfg.MaxRetries {
+				e.state = stateDone
+				f.unowned.Add(1)
+			} else {
+				e.state, e.retryAt = stateRetry, f.now().Add(f.cfg.RetryEvery)
+				f.retries.Add(1)
+			}
+		}
+		f.mu.Unlock()
+	}
+}
+
+// resolve finds the socket of a flow, then its process.
+func (f *Finder) resolve(l sockLooker, k flowKey) (Info, indexResult, time.Time) {
+	s, ok := f.findSocket(l, k)
+	if !ok {
+		return Info{}, indexGone, time.Time{}
+	}
+	gen := f.index.generation()
+	pid, res, retryAt := f.index.pid(s.Inode, gen)
+	if res != indexFound {
+		return Info{}, res, retryAt
+	}
+	info, err := f.index.info(pid)
+	if err != nil {
+		return Info{}, indexGone, time.Time{}
+	}
+	return info, indexFound, time.Time{}
+}
+
+// findSocket tries both orientations of the flow: the original direction
+// seen from its source (an outbound flow: local orig.src:sport, remote
+// orig.dst:dport) and the reply direction seen from its source (an
+// inbound flow to a local server: local reply.src:sport, remote
+// reply.dst:dport, after any DNAT). A connected socket matching the full
+// tuple wins. Otherwise a listener (TCP) or unconnected socket (UDP) on
+// the local port is taken, server view first, when its address is
+// local.
+func (f *Finder) findSocket(l sockLooker, k flowKey) (sockInfo, bool) {
+	fam := uint8(unix.AF_INET)
+	if k.family == conntrack.IPv6 {
+		fam = unix.AF_INET6
+	}
+	proto := uint8(k.proto)
+	views := [2]sockQuery{
+		{Family: fam, Proto: proto,
+			Local:  netip.AddrPortFrom(k.orig.Src, k.orig.SrcPort),
+			Remote: netip.AddrPortFrom(k.orig.Dst, k.orig.DstPort)},
+		{Family: fam, Proto: proto,
+			Local:  netip.AddrPortFrom(k.reply.Src, k.reply.SrcPort),
+			Remote: netip.AddrPortFrom(k.reply.Dst, k.reply.DstPort)},
+	}
+	var wild [2]sockInfo
+	var haveWild, needWild [2]bool
+	for i, q := range views {
+		s, ok := f.query(l, q)
+		switch {
+		case !ok:
+		case s.Inode == 0:
+			// TIME_WAIT or SYN_RECV: no process holds it; a listener may.
+			needWild[i] = true
+		case s.connected():
+			return s, true
+		default:
+			wild[i], haveWild[i] = s, true
+		}
+	}
+	for _, i := range [2]int{1, 0} {
+		q := views[i]
+		s, ok := wild[i], haveWild[i]
+		if !ok && needWild[i] && k.proto == conntrack.ProtoTCP {
+			wq := q
+			wq.Remote = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
+			if fam == unix.AF_INET {
+				wq.Remote = netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+			}
+			s, ok = f.query(l, wq)
+			ok = ok && s.Inode != 0 && !s.connected()
+		}
+		if !ok {
+			continue
+		}
+		// A socket bound to a specific address matched it exactly, so the
+		// address is local; one bound to the wildcard matches any.
+		if !s.Local.Addr().IsUnspecified() {
+			return s, true
+		}
+		local, err := f.addrs.isLocal(q.Local.Addr())
+		if err != nil {
+			f.errors.Add(1)
+			continue
+		}
+		if local {
+			return s, true
+		}
+	}
+	return sockInfo{}, false
+}
+
+func (f *Finder) query(l sockLooker, q sockQuery) (sockInfo, bool) {
+	f.queries.Add(1)
+	s, ok, err := l.lookup(q)
+	if err != nil {
+		f.errors.Add(1)
+		return sockInfo{}, false
+	}
+	return s, ok
+}
+
+// Stats returns the counters so far.
+func (f *Finder) Stats() Stats {
+	f.mu.Lock()
+	st := Stats{Cached: len(f.cache), Queued: len(f.queue)}
+	f.mu.Unlock()
+	f.index.mu.Lock()
+	st.Inodes = len(f.index.pids)
+	st.Scans = f.index.started
+	st.LastScan = f.index.lastTook
+	scanErrors := f.index.scanErrors
+	f.index.mu.Unlock()
+	st.Resolved = f.resolved.Load()
+	st.Unowned = f.unowned.Load()
+	st.Retries = f.retries.Load()
+	st.Queries = f.queries.Load()
+	st.Errors = f.errors.Load() + scanErrors
+	st.Evicted = f.evicted.Load()
+	return st
+}
+
+// Close stops the workers, waiting for lookups in progress, and closes
+// the netlink sockets. Owner keeps answering from the cache afterwards.
+func (f *Finder) Close() error {
+	var err error
+	f.closeMu.Do(func() {
+		f.mu.Lock()
+		f.closed = true
+		f.queue = nil
+		f.cond.Broadcast()
+		f.mu.Unlock()
+		f.wg.Wait()
+		for _, c := range f.closers {
+			if cerr := c.Close(); cerr != nil && err == nil {
+				err = fmt.Errorf("procs: close: %w", cerr)
+			}
+		}
+	})
+	return err
+}

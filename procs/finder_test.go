@@ -1,0 +1,347 @@
+package procs
+
+import (
+	"net/netip"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"golang.org/x/sys/unix"
+)
+
+// fakeSock is a socket of the fake kernel.
+type fakeSock struct {
+	proto uint8
+	sockInfo
+}
+
+// fakeKernel answers exact sock_diag lookups the way the kernel does: a
+// connected socket on the full tuple first, else a listener or
+// unconnected socket on the local port, bound to the address or the
+// wildcard.
+type fakeKernel struct {
+	socks   []fakeSock
+	queries atomic.Int64
+}
+
+func (k *fakeKernel) lookup(q sockQuery) (sockInfo, bool, error) {
+	k.queries.Add(1)
+	for _, s := range k.socks {
+		if s.proto == q.Proto && s.Local == q.Local && s.Remote == q.Remote {
+			return s.sockInfo, true, nil
+		}
+	}
+	for _, s := range k.socks {
+		if s.proto == q.Proto && !s.connected() && s.Local.Port() == q.Local.Port() &&
+			(s.Local.Addr() == q.Local.Addr() || s.Local.Addr().IsUnspecified()) {
+			return s.sockInfo, true, nil
+		}
+	}
+	return sockInfo{}, false, nil
+}
+
+func (k *fakeKernel) Close() error { return nil }
+
+func (k *fakeKernel) add(proto uint8, local, remote string, inode uint64) {
+	k.socks = append(k.socks, fakeSock{proto, sockInfo{
+		Local: netip.MustParseAddrPort(local), Remote: netip.MustParseAddrPort(remote), Inode: inode}})
+}
+
+// testLocal is the address list of the fake namespace.
+func testLocal() (map[netip.Addr]bool, error) {
+	return map[netip.Addr]bool{
+		netip.MustParseAddr("192.0.2.1"):   true,
+		netip.MustParseAddr("2001:db8::1"): true,
+	}, nil
+}
+
+func newTestFinder(t *testing.T, cfg Config, k *fakeKernel, root string) *Finder {
+	t.Helper()
+	cfg.ProcRoot = root
+	cfg = withDefaults(cfg)
+	lookers := make([]sockLooker, cfg.Workers)
+	for i := range lookers {
+		lookers[i] = k
+	}
+	f := newFinder(cfg, lookers, testLocal)
+	f.index.userName = testUserName
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// flow builds a flow without NAT from its original direction.
+func flow(id uint32, proto conntrack.Proto, src, dst string) *conntrack.Flow {
+	s, d := netip.MustParseAddrPort(src), netip.MustParseAddrPort(dst)
+	fam := conntrack.IPv4
+	if s.Addr().Is6() {
+		fam = conntrack.IPv6
+	}
+	return &conntrack.Flow{ID: id, Family: fam, Proto: proto,
+		Orig:  conntrack.Tuple{Src: s.Addr(), Dst: d.Addr(), SrcPort: s.Port(), DstPort: d.Port()},
+		Reply: conntrack.Tuple{Src: d.Addr(), Dst: s.Addr(), SrcPort: d.Port(), DstPort: s.Port()},
+	}
+}
+
+// await calls Owner until the flow is answered (owned or given up on).
+func await(t *testing.T, f *Finder, fl *conntrack.Flow) Info {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if in := f.Owner(fl); in.Known() {
+			return in
+		}
+		f.mu.Lock()
+		done := false
+		for _, e := range f.cache {
+			if e.key.id == fl.ID && e.state == stateDone {
+				done = true
+			}
+		}
+		f.mu.Unlock()
+		if done {
+			return Info{}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("flow %d: no answer within 5s", fl.ID)
+	return Info{}
+}
+
+func TestOwner(t *testing.T) {
+	p := newFakeProc(t)
+	p.process(100, "sshd", "0", "sshd")
+	p.fd(100, 3, "socket:[1111]") // listener [::]:22
+	p.fd(100, 4, "socket:[1112]") // accepted from ::2
+	p.process(200, "curl", "1000", "curl", "https://example.org/")
+	p.fd(200, 3, "socket:[2222]")
+	p.process(300, "dig", "1000", "dig")
+	p.fd(300, 3, "socket:[3333]") // unconnected *:5353
+	p.process(400, "dnsmasq", "0", "dnsmasq")
+	p.fd(400, 3, "socket:[4444]") // unconnected *:53
+	p.process(500, "nginx", "33", "nginx: worker process")
+	p.fd(500, 7, "socket:[5555]")
+
+	k := &fakeKernel{}
+	tcp, udp := uint8(unix.IPPROTO_TCP), uint8(unix.IPPROTO_UDP)
+	k.add(tcp, "[::]:22", "[::]:0", 1111)
+	k.add(tcp, "[2001:db8::1]:22", "[2001:db8::2]:50000", 1112)
+	k.add(tcp, "192.0.2.1:22", "192.0.2.2:50001", 0) // TIME_WAIT
+	k.add(tcp, "192.0.2.1:40000", "198.51.100.7:443", 2222)
+	k.add(udp, "0.0.0.0:5353", "0.0.0.0:0", 3333)
+	k.add(udp, "0.0.0.0:53", "0.0.0.0:0", 4444)
+	k.add(tcp, "192.0.2.1:80", "198.51.100.7:41000", 5555)
+
+	dnat := flow(7, conntrack.ProtoTCP, "198.51.100.7:41000", "203.0.113.1:8080")
+	dnat.Reply.Src, dnat.Reply.SrcPort = netip.MustParseAddr("192.0.2.1"), 80
+
+	f := newTestFinder(t, Config{RetryEvery: time.Millisecond}, k, p.root)
+	tests := []struct {
+		name string
+		fl   *conntrack.Flow
+		want Info
+	}{
+		{"outbound tcp4", flow(1, conntrack.ProtoTCP, "192.0.2.1:40000", "198.51.100.7:443"),
+			Info{PID: 200, Name: "curl", User: "alice", Cmdline: "curl https://example.org/"}},
+		{"inbound tcp6 to an accepted socket", flow(2, conntrack.ProtoTCP, "[2001:db8::2]:50000", "[2001:db8::1]:22"),
+			Info{PID: 100, Name: "sshd", User: "0", Cmdline: "sshd"}},
+		{"inbound tcp4 in TIME_WAIT falls back to the listener", flow(3, conntrack.ProtoTCP, "192.0.2.2:50001", "192.0.2.1:22"),
+			Info{PID: 100, Name: "sshd", User: "0", Cmdline: "sshd"}},
+		{"outbound udp from an unconnected socket, not the local *:53", flow(4, conntrack.ProtoUDP, "192.0.2.1:5353", "192.0.2.9:53"),
+			Info{PID: 300, Name: "dig", User: "alice", Cmdline: "dig"}},
+		{"inbound udp to *:53, not the local *:5353", flow(5, conntrack.ProtoUDP, "192.0.2.9:5353", "192.0.2.1:53"),
+			Info{PID: 400, Name: "dnsmasq", User: "0", Cmdline: "dnsmasq"}},
+		{"inbound through DNAT: the server's view is the reply tuple", dnat,
+			Info{PID: 500, Name: "nginx", User: "33", Cmdline: "nginx: worker process"}},
+		{"forwarded flow: neither end is local", flow(6, conntrack.ProtoUDP, "198.51.100.7:53", "203.0.113.9:5353"), Info{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := await(t, f, tt.fl); got != tt.want {
+				t.Errorf("Owner = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if st := f.Stats(); st.Scans != 1 {
+		t.Errorf("Scans = %d, want 1 (every inode was in the first scan)", st.Scans)
+	}
+	if in := f.Owner(&conntrack.Flow{ID: 99, Family: conntrack.IPv4, Proto: conntrack.ProtoICMP}); in.Known() {
+		t.Errorf("ICMP flow has owner %+v", in)
+	}
+	if in := f.Owner(nil); in.Known() {
+		t.Errorf("nil flow has owner %+v", in)
+	}
+}
+
+func TestOwnerRetriesThenGivesUp(t *testing.T) {
+	p := newFakeProc(t)
+	k := &fakeKernel{}
+	f := newTestFinder(t, Config{MaxRetries: 3, RetryEvery: time.Millisecond, Workers: 1}, k, p.root)
+	fl := flow(1, conntrack.ProtoTCP, "192.0.2.1:40000", "198.51.100.7:443")
+	if got := await(t, f, fl); got.Known() {
+		t.Fatalf("Owner = %+v, want none", got)
+	}
+	st := f.Stats()
+	if st.Unowned != 1 || st.Retries != 3 {
+		t.Errorf("Unowned = %d, Retries = %d; want 1, 3", st.Unowned, st.Retries)
+	}
+	q := k.queries.Load()
+	for range 10 {
+		f.Owner(fl)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if k.queries.Load() != q {
+		t.Errorf("a flow remembered as unowned was looked up again")
+	}
+}
+
+func TestOwnerSocketAppearsLater(t *testing.T) {
+	p := newFakeProc(t)
+	p.process(200, "curl", "1000", "curl")
+	k := &fakeKernel{}
+	k.add(uint8(unix.IPPROTO_TCP), "192.0.2.1:40000", "198.51.100.7:443", 2222)
+	f := newTestFinder(t, Config{RetryEvery: time.Millisecond, Workers: 1}, k, p.root)
+	fl := flow(1, conntrack.ProtoTCP, "192.0.2.1:40000", "198.51.100.7:443")
+	f.Owner(fl)
+	// First lookup: socket found, inode not in /proc yet (scan 1). Then the
+	// fd appears; the retry may only rescan once minEvery has passed.
+	deadline := time.Now().Add(5 * time.Second)
+	for f.Stats().Scans == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	p.fd(200, 3, "socket:[2222]")
+	if got := await(t, f, fl); got.PID != 200 {
+		t.Fatalf("Owner = %+v, want pid 200", got)
+	}
+	if st := f.Stats(); st.Scans != 2 {
+		t.Errorf("Scans = %d, want 2", st.Scans)
+	}
+}
+
+func TestOwnerCacheBounded(t *testing.T) {
+	p := newFakeProc(t)
+	f := newTestFinder(t, Config{Workers: 1}, &fakeKernel{}, p.root)
+	f.mu.Lock()
+	f.maxEntries = 100
+	f.mu.Unlock()
+	for i := range 1000 {
+		f.Owner(flow(uint32(i), conntrack.ProtoUDP, "192.0.2.1:1000", "192.0.2.2:53"))
+	}
+	st := f.Stats()
+	if st.Cached > 100 || st.Evicted < 900 {
+		t.Errorf("Cached = %d, Evicted = %d; want <= 100, >= 900", st.Cached, st.Evicted)
+	}
+}
+
+func TestOwnerIdleEntriesDropped(t *testing.T) {
+	p := newFakeProc(t)
+	f := newTestFinder(t, Config{MaxRetries: -1, Workers: 1}, &fakeKernel{}, p.root)
+	clk := newFakeClock()
+	f.mu.Lock()
+	f.now = clk.now
+	f.mu.Unlock()
+	old := flow(1, conntrack.ProtoUDP, "192.0.2.1:1000", "192.0.2.2:53")
+	await(t, f, old)
+	clk.add(idleTTL)
+	f.Owner(flow(2, conntrack.ProtoUDP, "192.0.2.1:1001", "192.0.2.2:53"))
+	f.mu.Lock()
+	_, kept := f.cache[flowKey{id: 1, family: old.Family, proto: old.Proto, orig: old.Orig, reply: old.Reply}]
+	f.mu.Unlock()
+	if kept {
+		t.Error("flow not asked about for idleTTL still cached")
+	}
+}
+
+func TestClose(t *testing.T) {
+	p := newFakeProc(t)
+	f := newTestFinder(t, Config{Workers: 3}, &fakeKernel{}, p.root)
+	f.Owner(flow(1, conntrack.ProtoUDP, "192.0.2.1:1000", "192.0.2.2:53"))
+	done := make(chan error)
+	go func() { done <- f.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	if err := f.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	f.Owner(flow(2, conntrack.ProtoUDP, "192.0.2.1:1001", "192.0.2.2:53"))
+	if st := f.Stats(); st.Queued != 0 {
+		t.Errorf("Owner after Close queued a lookup: %+v", st)
+	}
+}
+
+// TestBurst asks about 20,000 new flows at once: every one is resolved
+// with a single walk of /proc.
+func TestBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("creates 20,000 fixture links")
+	}
+	const n = 20000
+	p := newFakeProc(t)
+	p.process(200, "burst", "1000", "burst")
+	flows := make([]*conntrack.Flow, n)
+	// The fake kernel's linear search is too slow for 20,000 sockets: index
+	// them by local port.
+	byPort := map[uint16]sockInfo{}
+	for i := range n {
+		port := uint16(20000 + i)
+		local := netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), port)
+		remote := netip.MustParseAddrPort("192.0.2.2:9")
+		byPort[port] = sockInfo{Local: local, Remote: remote, Inode: uint64(100000 + i)}
+		p.fd(200, 10+i, "socket:["+strconv.Itoa(100000+i)+"]")
+		flows[i] = flow(uint32(i), conntrack.ProtoUDP, local.String(), remote.String())
+	}
+	f := newFinderWith(t, p.root, &portKernel{byPort: byPort})
+
+	start := time.Now()
+	resolved := 0
+	for _, fl := range flows {
+		if f.Owner(fl).Known() {
+			resolved++
+		}
+	}
+	for resolved < n && time.Since(start) < 30*time.Second {
+		time.Sleep(5 * time.Millisecond)
+		resolved = 0
+		for _, fl := range flows {
+			if f.Owner(fl).PID == 200 {
+				resolved++
+			}
+		}
+	}
+	st := f.Stats()
+	t.Logf("%d flows resolved in %v: %+v", resolved, time.Since(start), st)
+	if resolved != n {
+		t.Fatalf("resolved %d of %d", resolved, n)
+	}
+	if st.Scans != 1 {
+		t.Errorf("Scans = %d, want 1", st.Scans)
+	}
+}
+
+// portKernel finds connected UDP sockets by local port.
+type portKernel struct{ byPort map[uint16]sockInfo }
+
+func (k *portKernel) lookup(q sockQuery) (sockInfo, bool, error) {
+	s, ok := k.byPort[q.Local.Port()]
+	if !ok || s.Local != q.Local || s.Remote != q.Remote {
+		return sockInfo{}, false, nil
+	}
+	return s, true, nil
+}
+
+func (k *portKernel) Close() error { return nil }
+
+func newFinderWith(t *testing.T, root string, l sockLooker) *Finder {
+	cfg := withDefaults(Config{ProcRoot: root})
+	f := newFinder(cfg, []sockLooker{l, l}, testLocal)
+	f.index.userName = testUserName
+	t.Cleanup(func() { f.Close() })
+	return f
+}
