@@ -1,0 +1,406 @@
+package mqttexport
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/flowtop/flowtop/report"
+)
+
+// needTool finds a mosquitto program. Missing, it skips the test locally
+// and fails it in CI, where the broker must be installed.
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"} {
+		p := filepath.Join(dir, name)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s not found: CI must install mosquitto", name)
+	}
+	t.Skipf("%s not found; install mosquitto to run this test", name)
+	return ""
+}
+
+// brokerOptions shape a test broker.
+type brokerOptions struct {
+	users map[string]string // password file entries; none allows anonymous
+	pki   *testPKI          // TLS listener requiring a client certificate
+}
+
+// broker is a mosquitto process on 127.0.0.1 and a free port.
+type broker struct {
+	t    testing.TB
+	bin  string
+	dir  string
+	port int
+	conf string
+	opt  brokerOptions
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	log bytes.Buffer
+}
+
+func startBroker(t testing.TB, opt brokerOptions) *broker {
+	t.Helper()
+	b := &broker{t: t, bin: needTool(t, "mosquitto"), dir: t.TempDir(), opt: opt}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.port = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+
+	conf := []string{
+		fmt.Sprintf("listener %d 127.0.0.1", b.port),
+		"persistence false",
+		"log_dest stderr",
+		"log_type error", "log_type warning", "log_type notice",
+		// As root mosquitto would switch to its own user, which cannot
+		// read files in the test's directory; unprivileged it ignores this.
+		"user root",
+	}
+	if len(opt.users) > 0 {
+		pw := filepath.Join(b.dir, "passwd")
+		passwd := needTool(t, "mosquitto_passwd")
+		for user, pass := range opt.users {
+			args := []string{"-b", pw, user, pass}
+			if _, err := os.Stat(pw); err != nil {
+				args = append([]string{"-c"}, args...)
+			}
+			if out, err := exec.Command(passwd, args...).CombinedOutput(); err != nil {
+				t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+			}
+		}
+		conf = append(conf, "allow_anonymous false", "password_file "+pw)
+	} else {
+		conf = append(conf, "allow_anonymous true")
+	}
+	if opt.pki != nil {
+		conf = append(conf,
+			"cafile "+opt.pki.caFile,
+			"certfile "+opt.pki.serverCert,
+			"keyfile "+opt.pki.serverKey,
+			"require_certificate true")
+	}
+	b.conf = filepath.Join(b.dir, "mosquitto.conf")
+	if err := os.WriteFile(b.conf, []byte(strings.Join(conf, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b.start()
+	t.Cleanup(func() {
+		b.stop()
+		if t.Failed() {
+			b.mu.Lock()
+			t.Logf("mosquitto log:\n%s", b.log.String())
+			b.mu.Unlock()
+		}
+	})
+	return b
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// start runs mosquitto and waits until it accepts connections.
+func (b *broker) start() {
+	b.t.Helper()
+	cmd := exec.Command(b.bin, "-c", b.conf)
+	cmd.Stderr = lockedWriter{&b.mu, &b.log}
+	cmd.Stdout = cmd.Stderr
+	if err := cmd.Start(); err != nil {
+		b.t.Fatalf("start mosquitto: %v", err)
+	}
+	b.mu.Lock()
+	b.cmd = cmd
+	b.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", b.addr(), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			b.t.Fatalf("mosquitto did not listen on %s: %v\n%s", b.addr(), err, b.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop ends mosquitto (SIGTERM, then SIGKILL) and waits for it.
+func (b *broker) stop() {
+	b.mu.Lock()
+	cmd := b.cmd
+	b.cmd = nil
+	b.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func (b *broker) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
+
+func (b *broker) url() string {
+	if b.opt.pki != nil {
+		return "ssl://" + b.addr()
+	}
+	return "tcp://" + b.addr()
+}
+
+// testPKI is a CA with a server certificate for 127.0.0.1 and a client
+// certificate, written as PEM files.
+type testPKI struct {
+	caFile, serverCert, serverKey, clientCert, clientKey string
+}
+
+func newPKI(t testing.TB) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	p := &testPKI{
+		caFile:     filepath.Join(dir, "ca.pem"),
+		serverCert: filepath.Join(dir, "server.pem"),
+		serverKey:  filepath.Join(dir, "server-key.pem"),
+		clientCert: filepath.Join(dir, "client.pem"),
+		clientKey:  filepath.Join(dir, "client-key.pem"),
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "flowtop test CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	writePEM(t, p.caFile, "CERTIFICATE", caDER)
+
+	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, certFile, keyFile string) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: cn},
+			NotBefore:    now.Add(-time.Hour),
+			NotAfter:     now.Add(time.Hour),
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+		}
+		if usage == x509.ExtKeyUsageServerAuth {
+			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+			tmpl.DNSNames = []string{"localhost"}
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalECPrivateKey(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writePEM(t, certFile, "CERTIFICATE", der)
+		writePEM(t, keyFile, "EC PRIVATE KEY", kder)
+	}
+	leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey)
+	leaf(3, "flowtop", x509.ExtKeyUsageClientAuth, p.clientCert, p.clientKey)
+	return p
+}
+
+func writePEM(t testing.TB, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// clientTLS is the TLS config of a test subscriber.
+func (p *testPKI) clientTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	cfg, err := tlsConfig(p.caFile, p.clientCert, p.clientKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// subscriber is a paho client that records what it receives.
+type subscriber struct {
+	c    mqtt.Client
+	msgs chan received
+}
+
+type received struct {
+	topic    string
+	payload  []byte
+	retained bool
+	at       time.Time
+}
+
+// subscribe connects a test client to b and subscribes to filters (QoS 1).
+// opt, when not nil, adjusts the client options (credentials, TLS).
+func subscribe(t testing.TB, b *broker, opt func(*mqtt.ClientOptions), filters ...string) *subscriber {
+	t.Helper()
+	s := &subscriber{msgs: make(chan received, 10000)}
+	handler := func(_ mqtt.Client, m mqtt.Message) {
+		select {
+		case s.msgs <- received{m.Topic(), bytes.Clone(m.Payload()), m.Retained(), time.Now()}:
+		default:
+		}
+	}
+	subs := map[string]byte{}
+	for _, f := range filters {
+		subs[f] = 1
+	}
+	o := mqtt.NewClientOptions().AddBroker(b.url()).
+		SetClientID(fmt.Sprintf("test-sub-%d", time.Now().UnixNano())).
+		SetAutoReconnect(true).SetConnectRetry(true).
+		SetConnectRetryInterval(100 * time.Millisecond).
+		SetMaxReconnectInterval(200 * time.Millisecond).
+		SetOnConnectHandler(func(c mqtt.Client) { c.SubscribeMultiple(subs, handler) })
+	if b.opt.pki != nil {
+		o.SetTLSConfig(b.opt.pki.clientTLS(t))
+	}
+	if opt != nil {
+		opt(o)
+	}
+	s.c = mqtt.NewClient(o)
+	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("test subscriber: connect: %v", tok.Error())
+	}
+	// Make sure the subscription is in place before the test goes on: a
+	// round trip through the broker on a private topic.
+	probe := fmt.Sprintf("test-probe/%d", time.Now().UnixNano())
+	ready := make(chan struct{})
+	var once sync.Once
+	if tok := s.c.Subscribe(probe, 1, func(mqtt.Client, mqtt.Message) { once.Do(func() { close(ready) }) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("test subscriber: subscribe: %v", tok.Error())
+	}
+	deadline := time.After(5 * time.Second)
+	for done := false; !done; {
+		s.c.Publish(probe, 1, false, "x").WaitTimeout(time.Second)
+		select {
+		case <-ready:
+			done = true
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("test subscriber: subscription not ready")
+		}
+	}
+	t.Cleanup(func() { s.c.Disconnect(100) })
+	return s
+}
+
+// next returns the first message that matches, or fails the test after
+// timeout.
+func (s *subscriber) next(t testing.TB, timeout time.Duration, match func(received) bool) received {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-s.msgs:
+			if match == nil || match(m) {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no matching message within %v", timeout)
+			return received{}
+		}
+	}
+}
+
+// collect gathers the messages that match during d.
+func (s *subscriber) collect(d time.Duration, match func(received) bool) []received {
+	var out []received
+	deadline := time.After(d)
+	for {
+		select {
+		case m := <-s.msgs:
+			if match == nil || match(m) {
+				out = append(out, m)
+			}
+		case <-deadline:
+			return out
+		}
+	}
+}
+
+func (s *subscriber) publish(t testing.TB, topic string, retained bool, payload any) {
+	t.Helper()
+	if tok := s.c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %s: %v", topic, tok.Error())
+	}
+}
+
+func onTopic(topic string) func(received) bool {
+	return func(m received) bool { return m.topic == topic }
+}
+
+func isPayload(topic, payload string) func(received) bool {
+	return func(m received) bool { return m.topic == topic && string(m.payload) == payload }
+}
+
+func decodeDoc(t testing.TB, m received) *report.Document {
+	t.Helper()
+	var d report.Document
+	if err := json.Unmarshal(m.payload, &d); err != nil {
+		t.Fatalf("snapshot on %s: %v: %.200s", m.topic, err, m.payload)
+	}
+	return &d
+}

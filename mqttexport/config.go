@@ -1,0 +1,218 @@
+package mqttexport
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
+)
+
+// PasswordEnv is the environment variable read for the broker password
+// when Config.PasswordFile is empty.
+const PasswordEnv = "FLOWTOP_MQTT_PASSWORD"
+
+// Defaults for the zero values of Config.
+const (
+	DefaultTopic      = "flowtop"
+	DefaultInterval   = 60 * time.Second
+	DefaultMaxPayload = 256 << 10
+	// MaxRequest is the largest request body accepted; larger ones are
+	// rejected unread.
+	MaxRequest = 4 << 10
+)
+
+// Config configures an Exporter. The zero value of a field means its
+// default.
+type Config struct {
+	// URL is the broker: tcp://, ssl://, ws:// or wss:// (mqtt://, mqtts://
+	// and tls:// are accepted as aliases). The port defaults to 1883, 8883,
+	// 80 or 443 by scheme. The URL must not carry a password.
+	URL string
+	// User is the login name. The password comes from PasswordFile (first
+	// line) or, without it, from the environment variable PasswordEnv.
+	User, PasswordFile string
+	// CA, Cert and Key are PEM files for TLS: CA verifies the broker
+	// (default: the system pool), Cert and Key authenticate flowtop.
+	CA, Cert, Key string
+	// ClientID defaults to "flowtop-<hostname>".
+	ClientID string
+	// Topic is the topic prefix, default "flowtop".
+	Topic string
+	// Node names this machine in topics, default the hostname.
+	Node string
+	// QoS is used for every publish and subscription (0, 1 or 2). It is
+	// used as given: the command line's default is 1.
+	QoS byte
+	// Interval is the snapshot period, default 60s.
+	Interval time.Duration
+	// Gzip compresses snapshot and ended bodies, published then under
+	// ".../snapshot/gz" and ".../ended/gz".
+	Gzip bool
+	// Limit keeps the top Limit flows by rate in a snapshot; 0 keeps all.
+	Limit int
+	// HomeAssistant publishes MQTT discovery configs for a few sensors.
+	HomeAssistant bool
+	// Host and Netns go into the documents.
+	Host, Netns string
+	// Latest returns the newest table snapshot, or nil before the first.
+	// It must not block.
+	Latest func() *conntrack.Snapshot
+	// Ended delivers flows that ended; nil means none. The exporter always
+	// drains it.
+	Ended <-chan conntrack.Ended
+	// Names enriches flows; may be nil.
+	Names enrich.Namer
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// MaxPayload is the largest message body published; bigger snapshots
+	// are split into numbered parts. Default 256 KiB.
+	MaxPayload int
+}
+
+// settings is a validated Config with everything read from files.
+type settings struct {
+	Config
+	broker   string // URL with the default port filled in
+	password string
+	tls      *tls.Config
+}
+
+var schemes = map[string]struct {
+	tls  bool
+	port string
+}{
+	"tcp": {false, "1883"}, "mqtt": {false, "1883"},
+	"ssl": {true, "8883"}, "tls": {true, "8883"}, "mqtts": {true, "8883"},
+	"ws": {false, "80"}, "wss": {true, "443"},
+}
+
+func (c Config) validate() (*settings, error) {
+	s := &settings{Config: c}
+	if c.Latest == nil {
+		return nil, errors.New("mqtt: no snapshot source (Config.Latest is nil)")
+	}
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt: broker URL %q: %w", c.URL, err)
+	}
+	sch, ok := schemes[strings.ToLower(u.Scheme)]
+	if !ok {
+		return nil, fmt.Errorf("mqtt: broker URL %q: scheme %q not supported (want tcp://, ssl://, ws:// or wss://)", c.URL, u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("mqtt: broker URL %q has no host", c.URL)
+	}
+	if _, hasPass := u.User.Password(); hasPass {
+		return nil, fmt.Errorf("mqtt: broker URL carries a password: use --mqtt-password-file or %s instead", PasswordEnv)
+	}
+	if u.User != nil && s.User == "" {
+		s.User = u.User.Username()
+	}
+	u.User = nil
+	if u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), sch.port)
+	}
+	s.broker = u.String()
+
+	switch {
+	case c.PasswordFile != "":
+		b, err := os.ReadFile(c.PasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: password file: %w", err)
+		}
+		s.password, _, _ = strings.Cut(string(b), "\n")
+		s.password = strings.TrimRight(s.password, "\r")
+		if s.User == "" {
+			return nil, fmt.Errorf("mqtt: password file %s given without a user name", c.PasswordFile)
+		}
+	case s.User != "":
+		s.password = os.Getenv(PasswordEnv)
+	}
+
+	if (c.Cert == "") != (c.Key == "") {
+		return nil, errors.New("mqtt: a client certificate needs both --mqtt-cert and --mqtt-key")
+	}
+	if c.CA != "" || c.Cert != "" {
+		if !sch.tls {
+			return nil, fmt.Errorf("mqtt: TLS files given but broker URL %q is not ssl:// or wss://", c.URL)
+		}
+	}
+	if sch.tls {
+		s.tls, err = tlsConfig(c.CA, c.Cert, c.Key)
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "localhost"
+	}
+	if s.ClientID == "" {
+		s.ClientID = "flowtop-" + host
+	}
+	s.Topic = strings.Trim(s.Topic, "/")
+	if s.Topic == "" {
+		s.Topic = DefaultTopic
+	}
+	if strings.ContainsAny(s.Topic, "+#") {
+		return nil, fmt.Errorf("mqtt: topic prefix %q contains a wildcard", s.Topic)
+	}
+	if s.Node == "" {
+		s.Node = strings.NewReplacer("/", "_", "+", "_", "#", "_").Replace(host)
+	}
+	if strings.ContainsAny(s.Node, "/+#") || s.Node == "broadcast" {
+		return nil, fmt.Errorf("mqtt: node name %q must not contain / + # nor be \"broadcast\"", s.Node)
+	}
+	if s.QoS > 2 {
+		return nil, fmt.Errorf("mqtt: QoS %d (want 0, 1 or 2)", s.QoS)
+	}
+	if s.Interval <= 0 {
+		s.Interval = DefaultInterval
+	}
+	if s.MaxPayload <= 0 {
+		s.MaxPayload = DefaultMaxPayload
+	}
+	if s.Limit < 0 {
+		return nil, fmt.Errorf("mqtt: limit %d is negative", s.Limit)
+	}
+	if s.Logger == nil {
+		s.Logger = slog.New(slog.DiscardHandler)
+	}
+	if s.Host == "" {
+		s.Host = host
+	}
+	return s, nil
+}
+
+func tlsConfig(ca, cert, key string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt: CA file %s: no PEM certificate in it", ca)
+		}
+		cfg.RootCAs = pool
+	}
+	if cert != "" {
+		pair, err := tls.LoadX509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt: client certificate %s / key %s: %w", cert, key, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
+}

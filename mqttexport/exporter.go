@@ -1,0 +1,632 @@
+package mqttexport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/report"
+)
+
+// Payloads of the status topic.
+const (
+	statusOnline  = "online"
+	statusOffline = "offline"
+)
+
+// statusQoS is used for the status topic and the last will whatever
+// Config.QoS says: "offline" must reach the broker before DISCONNECT.
+const statusQoS = 1
+
+// topics are the full topic names of one node.
+type topics struct {
+	status, snapshot, ended, state, request, broadcast string
+}
+
+func newTopics(prefix, node string, gz bool) topics {
+	base := prefix + "/" + node
+	t := topics{
+		status:    base + "/status",
+		snapshot:  base + "/snapshot",
+		ended:     base + "/ended",
+		state:     base + "/state",
+		request:   base + "/request",
+		broadcast: prefix + "/broadcast/request",
+	}
+	if gz {
+		t.snapshot += "/gz"
+		t.ended += "/gz"
+	}
+	return t
+}
+
+// Exporter publishes snapshots and ended flows to an MQTT broker. Make one
+// with New and start it with Run.
+type Exporter struct {
+	s   *settings
+	t   topics
+	enc encoder
+	log *slog.Logger
+	out *outbox
+
+	published, dropped, errs atomic.Uint64
+	// Requests received, rejected (oversized, malformed, retained) and
+	// coalesced by the rate limit; rejected and coalesced are also in
+	// dropped.
+	requests, rejected, coalesced atomic.Uint64
+	connected                     atomic.Bool
+
+	client  atomic.Pointer[clientRef] // set while a connection is up
+	connUp  chan struct{}             // wakes the sender after a connect
+	lost    chan lostEvent            // from paho's connection-lost handler
+	reqs    chan inbound              // from paho's message handler
+	checks  chan check                // tokens made in the OnConnect handler
+	running atomic.Bool
+
+	// Tunables, changed by tests only.
+	minBackoff, maxBackoff time.Duration
+	stableAfter            time.Duration // a connection this old resets the backoff
+	connectTimeout         time.Duration
+	publishTimeout         time.Duration
+	keepAlive              time.Duration
+	reqEvery               time.Duration // minimum gap between request replies
+	endedEvery             time.Duration // ended batch period
+	maxEnded               int           // ended records held while disconnected
+}
+
+type clientRef struct{ mqtt.Client }
+
+type lostEvent struct {
+	c   mqtt.Client
+	err error
+}
+
+type inbound struct {
+	topic string
+	body  []byte
+}
+
+// check is a token to watch, made where waiting is not allowed.
+type check struct {
+	tok     mqtt.Token
+	what    string
+	publish bool
+}
+
+// New checks cfg and reads the files it names (password, CA, certificate,
+// key). Errors are one line and name the file or value at fault. Nothing
+// connects until Run.
+func New(cfg Config) (*Exporter, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	e := &Exporter{
+		s:              s,
+		t:              newTopics(s.Topic, s.Node, s.Gzip),
+		enc:            encoder{max: s.MaxPayload, gz: s.Gzip},
+		log:            s.Logger.With("exporter", "mqtt"),
+		connUp:         make(chan struct{}, 1),
+		lost:           make(chan lostEvent, 4),
+		reqs:           make(chan inbound, 64),
+		checks:         make(chan check, 32),
+		minBackoff:     time.Second,
+		maxBackoff:     2 * time.Minute,
+		stableAfter:    30 * time.Second,
+		connectTimeout: 15 * time.Second,
+		publishTimeout: 20 * time.Second,
+		keepAlive:      30 * time.Second,
+		reqEvery:       time.Second,
+		endedEvery:     time.Second,
+		maxEnded:       20000,
+	}
+	e.out = newOutbox(e.maxEnded, &e.dropped)
+	return e, nil
+}
+
+// Stats returns the exporter's counters. It is safe for concurrent use.
+// Published counts messages the broker acknowledged (each part of a split
+// snapshot counts); Dropped counts snapshots replaced before they could be
+// sent, ended records beyond the queue bound, and rejected or coalesced
+// requests; Errors counts failed connects, lost connections and failed
+// publishes.
+func (e *Exporter) Stats() report.ExporterHealth {
+	c := e.connected.Load()
+	return report.ExporterHealth{
+		Published: e.published.Load(),
+		Dropped:   e.dropped.Load(),
+		Errors:    e.errs.Load(),
+		Connected: &c,
+	}
+}
+
+// Run connects to the broker, retrying with backoff, and publishes until
+// ctx is done. It then publishes "offline" on the status topic,
+// disconnects, and returns once its goroutines have stopped. Run may be
+// called once.
+func (e *Exporter) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("mqtt: exporter already run")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { e.schedule(ctx) })
+	wg.Go(func() { e.sendLoop(ctx) })
+	wg.Go(func() { e.watch(ctx) })
+	last := e.manage(ctx)
+	wg.Wait()
+	e.shutdown(last)
+	return nil
+}
+
+// manage makes connections until ctx is done and returns the last client.
+func (e *Exporter) manage(ctx context.Context) mqtt.Client {
+	backoff := e.minBackoff
+	for {
+		c := mqtt.NewClient(e.clientOptions())
+		tok := c.Connect()
+		err := e.await(ctx, tok, e.connectTimeout+5*time.Second)
+		if ctx.Err() != nil {
+			// A connect in flight may still succeed: give it a moment so
+			// that shutdown can say "offline" instead of leaving "online".
+			waitDone(tok, time.Second)
+			return c
+		}
+		if err != nil {
+			e.errs.Add(1)
+			wait := jitter(backoff)
+			attrs := []any{"broker", e.s.broker, "err", err, "retry_in", wait.Round(time.Millisecond)}
+			if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+				attrs = append(attrs, "hint", "the broker refused the login: check --mqtt-user and the password file or "+PasswordEnv)
+			}
+			e.log.Error("mqtt connect failed", attrs...)
+			c.Disconnect(0)
+			if !sleep(ctx, wait) {
+				return nil
+			}
+			backoff = min(2*backoff, e.maxBackoff)
+			continue
+		}
+
+		since := time.Now()
+		e.client.Store(&clientRef{c})
+		e.connected.Store(true)
+		notify(e.connUp)
+		e.log.Info("mqtt connected", "broker", e.s.broker, "client_id", e.s.ClientID,
+			"status_topic", e.t.status)
+		// Publish the current state right away rather than an interval later.
+		if snap := e.s.Latest(); snap != nil {
+			e.out.put(&job{kind: jobSnapshot, snap: snap})
+		}
+
+		var why error
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return c
+			case ev := <-e.lost:
+				if ev.c == c {
+					why = ev.err
+					break wait
+				}
+			}
+		}
+		e.client.Store(nil)
+		e.connected.Store(false)
+		e.errs.Add(1)
+		if time.Since(since) >= e.stableAfter {
+			backoff = e.minBackoff
+		} else {
+			backoff = min(2*backoff, e.maxBackoff)
+		}
+		wait := jitter(backoff)
+		e.log.Warn("mqtt connection lost", "broker", e.s.broker, "err", why, "retry_in", wait.Round(time.Millisecond))
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// shutdown says "offline" and disconnects c, when it is connected.
+func (e *Exporter) shutdown(c mqtt.Client) {
+	e.client.Store(nil)
+	defer e.connected.Store(false)
+	if c == nil || !c.IsConnectionOpen() {
+		return
+	}
+	tok := c.Publish(e.t.status, statusQoS, true, statusOffline)
+	switch {
+	case !tok.WaitTimeout(3 * time.Second):
+		e.errs.Add(1)
+		e.log.Warn("mqtt: publishing offline status timed out")
+	case tok.Error() != nil:
+		e.errs.Add(1)
+		e.log.Warn("mqtt: publishing offline status failed", "err", tok.Error())
+	default:
+		e.published.Add(1)
+	}
+	c.Disconnect(250)
+	e.log.Info("mqtt disconnected", "broker", e.s.broker)
+}
+
+func (e *Exporter) clientOptions() *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions().
+		AddBroker(e.s.broker).
+		SetClientID(e.s.ClientID).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetResumeSubs(false).
+		SetKeepAlive(e.keepAlive).
+		SetPingTimeout(10*time.Second).
+		SetConnectTimeout(e.connectTimeout).
+		SetWriteTimeout(e.publishTimeout).
+		SetOrderMatters(true).
+		SetWill(e.t.status, statusOffline, statusQoS, true).
+		SetOnConnectHandler(e.onConnect).
+		SetConnectionLostHandler(func(c mqtt.Client, err error) {
+			select {
+			case e.lost <- lostEvent{c, err}:
+			default:
+			}
+		})
+	if e.s.User != "" {
+		o.SetUsername(e.s.User)
+		o.SetPassword(e.s.password)
+	}
+	if e.s.tls != nil {
+		o.SetTLSConfig(e.s.tls.Clone())
+	}
+	return o
+}
+
+// onConnect runs in a goroutine of paho's after every connect: it
+// subscribes (a clean session forgets subscriptions), says "online" and
+// publishes the Home Assistant configs. It must not wait; the tokens go to
+// the watcher.
+func (e *Exporter) onConnect(c mqtt.Client) {
+	tokens := []check{
+		{tok: c.SubscribeMultiple(map[string]byte{e.t.request: e.s.QoS, e.t.broadcast: e.s.QoS}, e.onRequest),
+			what: "subscribe " + e.t.request + ", " + e.t.broadcast},
+		{tok: c.Publish(e.t.status, statusQoS, true, statusOnline), what: "publish " + e.t.status, publish: true},
+	}
+	if e.s.HomeAssistant {
+		for _, m := range haDiscovery(e.t, e.s.Node) {
+			tokens = append(tokens, check{tok: c.Publish(m.topic, statusQoS, true, m.payload),
+				what: "publish " + m.topic, publish: true})
+		}
+	}
+	for _, ch := range tokens {
+		select {
+		case e.checks <- ch:
+		default:
+		}
+	}
+}
+
+// onRequest is paho's message handler for polls. It runs on paho's router
+// goroutine, so it only checks the size and hands the body on without
+// blocking.
+func (e *Exporter) onRequest(_ mqtt.Client, m mqtt.Message) {
+	e.requests.Add(1)
+	if len(m.Payload()) > MaxRequest || m.Retained() {
+		// A retained poll is not a live request: it would fire on
+		// every reconnect.
+		e.rejected.Add(1)
+		e.dropped.Add(1)
+		return
+	}
+	select {
+	case e.reqs <- inbound{topic: m.Topic(), body: bytes.Clone(m.Payload())}:
+	default:
+		e.coalesced.Add(1)
+		e.dropped.Add(1)
+	}
+}
+
+// watch waits on the tokens made in onConnect and counts their outcome.
+func (e *Exporter) watch(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ch := <-e.checks:
+			err := e.await(ctx, ch.tok, e.publishTimeout)
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				if st, ok := ch.tok.(*mqtt.SubscribeToken); ok {
+					for topic, code := range st.Result() {
+						if code >= 0x80 {
+							err = fmt.Errorf("broker refused the subscription to %s", topic)
+						}
+					}
+				}
+			}
+			switch {
+			case err != nil:
+				e.errs.Add(1)
+				e.log.Warn("mqtt "+ch.what+" failed", "err", err)
+			case ch.publish:
+				e.published.Add(1)
+			}
+		}
+	}
+}
+
+// schedule turns ticks, ended flows and requests into jobs for the
+// outbox. It never blocks on the broker.
+func (e *Exporter) schedule(ctx context.Context) {
+	tick := time.NewTicker(e.s.Interval)
+	defer tick.Stop()
+	endedTick := time.NewTicker(e.endedEvery)
+	defer endedTick.Stop()
+	ended := e.s.Ended
+
+	var (
+		batch       []conntrack.Ended
+		lastReply   time.Time
+		pending     *request
+		pendingT    = time.NewTimer(time.Hour)
+		pendingC    <-chan time.Time
+		loggedRej   uint64
+		loggedCoal  uint64
+		lastBadNote time.Time
+	)
+	pendingT.Stop()
+	defer pendingT.Stop()
+
+	reply := func(r request) {
+		lastReply = time.Now()
+		if snap := e.s.Latest(); snap != nil {
+			e.out.put(&job{kind: jobReply, snap: snap, req: r})
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+
+		case <-tick.C:
+			if snap := e.s.Latest(); snap != nil {
+				e.out.put(&job{kind: jobSnapshot, snap: snap})
+			}
+			// Hostile or noisy pollers are summarised once per interval.
+			if rej, coal := e.rejected.Load(), e.coalesced.Load(); rej != loggedRej || coal != loggedCoal {
+				e.log.Warn("mqtt requests ignored", "rejected", rej-loggedRej, "coalesced", coal-loggedCoal,
+					"total_requests", e.requests.Load())
+				loggedRej, loggedCoal = rej, coal
+			}
+
+		case fl, ok := <-ended:
+			if !ok {
+				ended = nil
+				continue
+			}
+			if len(batch) >= e.maxEnded {
+				e.dropped.Add(1)
+				continue
+			}
+			batch = append(batch, fl)
+
+		case <-endedTick.C:
+			if len(batch) > 0 {
+				e.out.put(&job{kind: jobEnded, ended: batch})
+				batch = nil
+			}
+
+		case in := <-e.reqs:
+			r, err := parseRequest(in.body)
+			if err != nil {
+				e.rejected.Add(1)
+				e.dropped.Add(1)
+				if time.Since(lastBadNote) > 10*time.Second {
+					lastBadNote = time.Now()
+					e.log.Debug("mqtt request ignored", "topic", in.topic, "err", err)
+				}
+				continue
+			}
+			switch {
+			case pending != nil:
+				// One reply per reqEvery: the newest request wins.
+				e.coalesced.Add(1)
+				e.dropped.Add(1)
+				pending = &r
+			case time.Since(lastReply) >= e.reqEvery:
+				reply(r)
+			default:
+				pending = &r
+				pendingT.Reset(time.Until(lastReply.Add(e.reqEvery)))
+				pendingC = pendingT.C
+			}
+
+		case <-pendingC:
+			pendingC = nil
+			reply(*pending)
+			pending = nil
+		}
+	}
+}
+
+// sendLoop publishes the outbox while a connection is up.
+func (e *Exporter) sendLoop(ctx context.Context) {
+	for {
+		if c := e.client.Load(); c != nil {
+			if j := e.out.next(); j != nil {
+				e.publish(ctx, c.Client, j)
+				continue
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.out.notify:
+		case <-e.connUp:
+		}
+	}
+}
+
+// message is one MQTT publish.
+type message struct {
+	topic    string
+	payload  []byte
+	retained bool
+}
+
+// maxTries bounds how often a job is retried after failed publishes.
+const maxTries = 3
+
+func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
+	msgs, err := e.messages(j)
+	if err != nil {
+		e.errs.Add(1)
+		e.dropped.Add(1)
+		e.log.Error("mqtt: encoding failed", "err", err)
+		return
+	}
+	toks := make([]mqtt.Token, len(msgs))
+	for i, m := range msgs {
+		toks[i] = c.Publish(m.topic, e.s.QoS, m.retained, m.payload)
+	}
+	var failed error
+	for i, tok := range toks {
+		if err := e.await(ctx, tok, e.publishTimeout); err != nil {
+			failed = fmt.Errorf("%s: %w", msgs[i].topic, err)
+			continue
+		}
+		e.published.Add(1)
+	}
+	if failed == nil || ctx.Err() != nil {
+		return
+	}
+	e.errs.Add(1)
+	j.tries++
+	if j.tries < maxTries && e.out.requeue(j) {
+		e.log.Warn("mqtt publish failed, will retry", "err", failed)
+		return
+	}
+	e.dropped.Add(1)
+	e.log.Warn("mqtt publish failed, dropped", "err", failed)
+}
+
+// messages builds the bodies of a job.
+func (e *Exporter) messages(j *job) ([]message, error) {
+	var msgs []message
+	switch j.kind {
+	case jobSnapshot, jobReply:
+		d := e.document(j.snap, j.req)
+		bodies, oversize, err := e.enc.document(d)
+		if err != nil {
+			return nil, err
+		}
+		if oversize {
+			e.log.Warn("mqtt: a snapshot part is larger than the payload limit; published anyway",
+				"limit", e.s.MaxPayload)
+		}
+		for _, b := range bodies {
+			msgs = append(msgs, message{topic: e.t.snapshot, payload: b})
+		}
+		if j.kind == jobSnapshot {
+			b, err := json.Marshal(stateOf(d))
+			if err != nil {
+				return nil, err
+			}
+			msgs = append(msgs, message{topic: e.t.state, payload: b, retained: true})
+		}
+	case jobEnded:
+		bodies, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
+		if err != nil {
+			return nil, err
+		}
+		if oversize {
+			e.log.Warn("mqtt: an ended record is larger than the payload limit; published anyway",
+				"limit", e.s.MaxPayload)
+		}
+		for _, b := range bodies {
+			msgs = append(msgs, message{topic: e.t.ended, payload: b})
+		}
+	}
+	return msgs, nil
+}
+
+// document builds the snapshot document of a periodic snapshot (the zero
+// request) or of a reply.
+func (e *Exporter) document(snap *conntrack.Snapshot, r request) *report.Document {
+	limit := e.s.Limit
+	if r.Limit > 0 {
+		limit = r.Limit
+	}
+	d := report.Build(filterFlows(snap, r.Filter, e.s.Names), report.Options{
+		Host:  e.s.Host,
+		Netns: e.s.Netns,
+		Sort:  report.SortRate,
+		Limit: limit,
+		Names: e.s.Names,
+	})
+	d.RequestID = r.ID
+	d.Health.Exporters = map[string]report.ExporterHealth{"mqtt": e.Stats()}
+	return d
+}
+
+// await waits for tok, at most d, and not past ctx. It is paho's
+// WaitTimeout that also gives way to shutdown.
+func (e *Exporter) await(ctx context.Context, tok mqtt.Token, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-t.C:
+		return fmt.Errorf("no answer from the broker within %v", d)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func waitDone(tok mqtt.Token, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+	case <-t.C:
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// jitter spreads d by ±20% so a fleet does not reconnect in step.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,705 @@
+package mqttexport
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
+	"github.com/flowtop/flowtop/report"
+)
+
+// testSnapshot makes a table of n TCP flows from a LAN to the internet,
+// NATed, with rates falling with the index (flow 1 is the busiest) and
+// flow 1 on port 22.
+func testSnapshot(n int) *conntrack.Snapshot {
+	now := time.Now()
+	wan := netip.MustParseAddr("198.51.100.1")
+	s := &conntrack.Snapshot{
+		Time: now, Interval: time.Second, TableFlows: n, Filter: conntrack.DefaultFilter(),
+		Health: conntrack.Health{KernelFlows: n, Accounting: true, Timestamps: true, RefreshEvery: time.Second},
+	}
+	for i := range n {
+		src := netip.AddrFrom4([4]byte{192, 168, 1, byte(10 + i%200)})
+		dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(1 + i%250)})
+		sport, dport := uint16(40000+i), uint16(443)
+		if i == 0 {
+			dport = 22
+		}
+		s.Flows = append(s.Flows, conntrack.Flow{
+			ID: uint32(i + 1), Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 3,
+			Orig:        conntrack.Tuple{Src: src, Dst: dst, SrcPort: sport, DstPort: dport},
+			Reply:       conntrack.Tuple{Src: dst, Dst: wan, SrcPort: dport, DstPort: sport},
+			Status:      conntrack.StatusAssured | conntrack.StatusConfirmed | conntrack.StatusSrcNAT,
+			Timeout:     431999,
+			Start:       now.Add(-time.Minute),
+			HasCounters: true,
+			OrigCount:   conntrack.Counter{Packets: uint64(10 * (i + 1)), Bytes: uint64(1000 * (i + 1))},
+			ReplyCount:  conntrack.Counter{Packets: uint64(20 * (i + 1)), Bytes: uint64(30000 * (i + 1))},
+			OrigRate:    conntrack.Rate{Bytes: float64(100 * (n - i))},
+			ReplyRate:   conntrack.Rate{Bytes: float64(1000 * (n - i))},
+		})
+	}
+	return s
+}
+
+// syncBuffer collects log output from the exporter's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// harness runs one exporter against a test broker.
+type harness struct {
+	e      *Exporter
+	t      topics
+	snap   atomic.Pointer[conntrack.Snapshot]
+	ended  chan conntrack.Ended
+	logs   *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func nodeName(t testing.TB) string {
+	return strings.NewReplacer("/", "_", "#", "_", "+", "_").Replace(t.Name())
+}
+
+// newHarness makes an exporter for b with a snapshot of 5 flows, an hour
+// long interval (tests that want ticks set one) and fast reconnects.
+func newHarness(t testing.TB, b *broker, mod func(*Config)) *harness {
+	t.Helper()
+	h := &harness{ended: make(chan conntrack.Ended, 1000), logs: &syncBuffer{}}
+	h.snap.Store(testSnapshot(5))
+	cfg := Config{
+		URL: b.url(), Node: nodeName(t), Host: "testhost", QoS: 1,
+		Interval: time.Hour,
+		Latest:   h.snap.Load,
+		Ended:    h.ended,
+		Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if b.opt.pki != nil {
+		cfg.CA, cfg.Cert, cfg.Key = b.opt.pki.caFile, b.opt.pki.clientCert, b.opt.pki.clientKey
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.minBackoff, e.maxBackoff = 50*time.Millisecond, 300*time.Millisecond
+	e.connectTimeout, e.publishTimeout = 2*time.Second, 3*time.Second
+	h.e, h.t = e, e.t
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("exporter log:\n%s", h.logs.String())
+		}
+	})
+	return h
+}
+
+func (h *harness) run(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- h.e.Run(ctx) }()
+	t.Cleanup(func() { h.stop(t) })
+}
+
+// stop ends Run and waits for it.
+func (h *harness) stop(t testing.TB) {
+	t.Helper()
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancel")
+	}
+}
+
+// poll sends a request to the node and returns the reply carrying id.
+func (h *harness) poll(t testing.TB, s *subscriber, body, id string) *report.Document {
+	t.Helper()
+	s.publish(t, h.t.request, false, body)
+	m := s.next(t, 5*time.Second, func(m received) bool {
+		return m.topic == h.t.snapshot && strings.Contains(string(m.payload), `"request_id":"`+id+`"`)
+	})
+	return decodeDoc(t, m)
+}
+
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// exporterGoroutines lists goroutines running the exporter's code.
+func exporterGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "mqttexport.(*Exporter)") || strings.Contains(g, "paho.mqtt.golang") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// Not parallel: it checks that no goroutine is left behind, which needs
+// the process to itself.
+func TestStatusOnlineOfflineNoLeak(t *testing.T) {
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, nil)
+	s := subscribe(t, b, nil, h.t.status)
+	h.run(t)
+	m := s.next(t, 5*time.Second, onTopic(h.t.status))
+	if string(m.payload) != statusOnline {
+		t.Fatalf("status = %q, want online", m.payload)
+	}
+	waitFor(t, 2*time.Second, "connected", func() bool { return *h.e.Stats().Connected })
+
+	h.stop(t)
+	s.next(t, 5*time.Second, isPayload(h.t.status, statusOffline))
+	if st := h.e.Stats(); *st.Connected || st.Published < 2 {
+		t.Errorf("after stop: %+v (connected %v), want disconnected and >= 2 published", st, *st.Connected)
+	}
+	// The status stays retained for those who come later.
+	late := subscribe(t, b, nil, h.t.status)
+	if m := late.next(t, 5*time.Second, onTopic(h.t.status)); string(m.payload) != statusOffline || !m.retained {
+		t.Errorf("retained status = %q (retained %v), want offline", m.payload, m.retained)
+	}
+
+	s.c.Disconnect(100)
+	late.c.Disconnect(100)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		left := exporterGoroutines()
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines left after Run returned:\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+const helperEnv = "FLOWTOP_MQTTEXPORT_HELPER_URL"
+
+// TestHelperExporter is not a test: TestLastWillAfterKill runs the test
+// binary with it as a daemon to kill.
+func TestHelperExporter(t *testing.T) {
+	url := os.Getenv(helperEnv)
+	if url == "" {
+		t.Skip("helper process of TestLastWillAfterKill")
+	}
+	e, err := New(Config{
+		URL: url, Node: os.Getenv(helperEnv + "_NODE"), QoS: 1, Interval: time.Hour,
+		Latest: func() *conntrack.Snapshot { return testSnapshot(3) },
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.keepAlive = time.Minute // the will must come from the closed socket, not a ping timeout
+	_ = e.Run(context.Background())
+}
+
+func TestLastWillAfterKill(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	status := "flowtop/" + nodeName(t) + "/status"
+	s := subscribe(t, b, nil, status)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperExporter$")
+	cmd.Env = append(os.Environ(), helperEnv+"="+b.url(), helperEnv+"_NODE="+nodeName(t))
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("helper output:\n%s", out.String())
+		}
+	})
+	s.next(t, 10*time.Second, isPayload(status, statusOnline))
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no chance to say goodbye
+		t.Fatal(err)
+	}
+	s.next(t, 5*time.Second, isPayload(status, statusOffline))
+}
+
+func TestPeriodicSnapshotsAndState(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, func(c *Config) { c.Interval = 200 * time.Millisecond; c.Limit = 3 })
+	s := subscribe(t, b, nil, h.t.snapshot, h.t.state)
+	h.run(t)
+
+	var docs []*report.Document
+	var times []time.Time
+	for len(docs) < 5 {
+		m := s.next(t, 3*time.Second, onTopic(h.t.snapshot))
+		docs = append(docs, decodeDoc(t, m))
+		times = append(times, m.at)
+	}
+	for i, d := range docs {
+		if d.RequestID != "" || d.Host != "testhost" || len(d.Flows) != 3 || d.Totals.Flows != 5 || d.Totals.Listed != 3 {
+			t.Errorf("snapshot %d: request_id %q host %q flows %d totals %+v", i, d.RequestID, d.Host, len(d.Flows), d.Totals)
+		}
+		if d.Flows[0].ID != 1 {
+			t.Errorf("snapshot %d: first flow %d, want the busiest (1)", i, d.Flows[0].ID)
+		}
+		ex, ok := d.Health.Exporters["mqtt"]
+		if !ok || ex.Connected == nil || !*ex.Connected {
+			t.Errorf("snapshot %d: health.exporters.mqtt = %+v", i, d.Health.Exporters)
+		}
+	}
+	// The first comes at connect, then one per interval.
+	for i := 2; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap < 100*time.Millisecond || gap > 600*time.Millisecond {
+			t.Errorf("gap between snapshots %d and %d = %v, want about 200ms", i-1, i, gap)
+		}
+	}
+	m := s.next(t, 2*time.Second, onTopic(h.t.state))
+	var st state
+	if err := json.Unmarshal(m.payload, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Flows != 5 || st.RxBytesPerS != 15000 || st.TxBytesPerS != 1500 {
+		t.Errorf("state = %+v, want 5 flows, rx 15000 B/s, tx 1500 B/s", st)
+	}
+}
+
+type portNamer struct{}
+
+func (portNamer) Names(f *conntrack.Flow) enrich.Names {
+	if f.Orig.DstPort == 22 {
+		return enrich.Names{Service: "ssh"}
+	}
+	return enrich.Names{Service: "https"}
+}
+
+func TestRequestReply(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, func(c *Config) { c.Names = portNamer{} })
+	s := subscribe(t, b, nil, h.t.snapshot)
+	h.run(t)
+	s.next(t, 5*time.Second, onTopic(h.t.snapshot)) // the one at connect
+
+	d := h.poll(t, s, `{"id": "abc", "limit": 2}`, "abc")
+	if len(d.Flows) != 2 || d.Totals.Flows != 5 {
+		t.Errorf("limit 2: %d flows listed of %d", len(d.Flows), d.Totals.Flows)
+	}
+	d = h.poll(t, s, `{"id": 42, "filter": "SSH"}`, "42")
+	if len(d.Flows) != 1 || d.Flows[0].ID != 1 || d.Flows[0].Service != "ssh" || d.Totals.Flows != 1 {
+		t.Errorf("filter SSH: %+v", d.Flows)
+	}
+	d = h.poll(t, s, `{"id": "addr", "filter": "203.0.113.3"}`, "addr")
+	if len(d.Flows) != 1 || d.Flows[0].Dst != "203.0.113.3" {
+		t.Errorf("filter by address: %+v", d.Flows)
+	}
+}
+
+func TestBroadcastPoll(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	var hs []*harness
+	for _, node := range []string{"router-a", "router-b"} {
+		// Each router needs a client id of its own, or the broker keeps
+		// only the newest connection.
+		h := newHarness(t, b, func(c *Config) { c.Node, c.ClientID = node, "flowtop-"+node })
+		hs = append(hs, h)
+	}
+	s := subscribe(t, b, nil, "flowtop/+/snapshot", "flowtop/+/status")
+	for _, h := range hs {
+		h.run(t)
+		s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+	}
+	s.publish(t, "flowtop/broadcast/request", false, `{"id":"fleet"}`)
+	got := map[string]bool{}
+	for len(got) < 2 {
+		m := s.next(t, 5*time.Second, func(m received) bool {
+			return strings.Contains(string(m.payload), `"request_id":"fleet"`)
+		})
+		got[m.topic] = true
+	}
+	if !got["flowtop/router-a/snapshot"] || !got["flowtop/router-b/snapshot"] {
+		t.Errorf("replies on %v", got)
+	}
+}
+
+func TestHostileRequests(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, nil)
+	s := subscribe(t, b, nil, h.t.snapshot)
+	// A retained poll is not live: it would fire at every reconnect.
+	s.publish(t, h.t.request, true, `{"id":"retained"}`)
+	h.run(t)
+	s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+
+	big := `{"id":"big","pad":"` + strings.Repeat("x", MaxRequest) + `"}`
+	for _, body := range []string{big, `{"id":`, `{"limit":"ten","id":"bad"}`, `{"limit":-1,"id":"neg"}`} {
+		s.publish(t, h.t.request, false, body)
+	}
+	waitFor(t, 3*time.Second, "5 rejected requests", func() bool { return h.e.rejected.Load() == 5 })
+	if got := s.collect(1200*time.Millisecond, onTopic(h.t.snapshot)); len(got) != 0 {
+		t.Errorf("%d replies to rejected requests", len(got))
+	}
+	// A plain poll (any body) still works, and so does a good request.
+	s.publish(t, h.t.request, false, "RETV")
+	if d := decodeDoc(t, s.next(t, 3*time.Second, onTopic(h.t.snapshot))); d.RequestID != "" || len(d.Flows) != 5 {
+		t.Errorf("plain poll: request_id %q, %d flows", d.RequestID, len(d.Flows))
+	}
+	h.poll(t, s, `{"id":"ok"}`, "ok")
+	if st := h.e.Stats(); st.Dropped < 5 || !*st.Connected {
+		t.Errorf("stats %+v: want >= 5 dropped, connected", st)
+	}
+}
+
+func TestRequestFlood(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, func(c *Config) { c.Interval = 250 * time.Millisecond })
+	s := subscribe(t, b, nil, h.t.snapshot)
+	h.run(t)
+	s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+
+	const flood = 3 * time.Second
+	stop := make(chan struct{})
+	var sent atomic.Int64
+	go func() {
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.c.Publish(h.t.request, 0, false, fmt.Sprintf(`{"id":"f%d"}`, i))
+			sent.Add(1)
+			time.Sleep(3 * time.Millisecond)
+		}
+	}()
+	got := s.collect(flood, onTopic(h.t.snapshot))
+	close(stop)
+
+	var replies int
+	var periodic []time.Time
+	for _, m := range got {
+		if decodeDoc(t, m).RequestID != "" {
+			replies++
+		} else {
+			periodic = append(periodic, m.at)
+		}
+	}
+	t.Logf("%d requests sent, %d replies, %d periodic snapshots, %d coalesced", sent.Load(), replies, len(periodic), h.e.coalesced.Load())
+	if replies < 2 || replies > 4 {
+		t.Errorf("%d replies in %v, want about one per second", replies, flood)
+	}
+	if len(periodic) < 8 {
+		t.Errorf("%d periodic snapshots in %v at 250ms, want >= 8", len(periodic), flood)
+	}
+	for i := 1; i < len(periodic); i++ {
+		if gap := periodic[i].Sub(periodic[i-1]); gap > 700*time.Millisecond {
+			t.Errorf("periodic snapshots %v apart during the flood", gap)
+		}
+	}
+	if h.e.coalesced.Load() < 100 {
+		t.Errorf("coalesced = %d, want most of the flood", h.e.coalesced.Load())
+	}
+}
+
+func TestPasswordLogin(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{users: map[string]string{"router": "s3cret", "reader": "r"}})
+	dir := t.TempDir()
+	good, bad := filepath.Join(dir, "good"), filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte("s3cret\n"), 0o600)
+	os.WriteFile(bad, []byte("wrong\n"), 0o600)
+
+	s := subscribe(t, b, func(o *mqtt.ClientOptions) { o.SetUsername("reader").SetPassword("r") }, "flowtop/#")
+	ok := newHarness(t, b, func(c *Config) { c.User, c.PasswordFile = "router", good })
+	ok.run(t)
+	s.next(t, 5*time.Second, isPayload(ok.t.status, statusOnline))
+
+	wrong := newHarness(t, b, func(c *Config) { c.Node += "-wrong"; c.User, c.PasswordFile = "router", bad })
+	wrong.run(t)
+	waitFor(t, 5*time.Second, "3 failed logins", func() bool { return wrong.e.Stats().Errors >= 3 })
+	if *wrong.e.Stats().Connected {
+		t.Error("connected with a wrong password")
+	}
+	logs := wrong.logs.String()
+	if !strings.Contains(logs, "not Authorized") || !strings.Contains(logs, "check --mqtt-user") {
+		t.Errorf("log does not explain the refused login:\n%s", logs)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{pki: newPKI(t)})
+	h := newHarness(t, b, nil)
+	s := subscribe(t, b, nil, h.t.status, h.t.snapshot)
+	h.run(t)
+	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+	h.poll(t, s, `{"id":"tls"}`, "tls")
+
+	// Without a client certificate the broker refuses us; we keep trying.
+	noCert := newHarness(t, b, func(c *Config) { c.Node += "-nocert"; c.Cert, c.Key = "", "" })
+	noCert.run(t)
+	waitFor(t, 5*time.Second, "failed TLS handshakes", func() bool { return noCert.e.Stats().Errors >= 2 })
+}
+
+func TestBrokerRestart(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, func(c *Config) { c.Interval = 100 * time.Millisecond })
+	h.e.maxEnded, h.e.out.maxEnded = 50, 50
+	s := subscribe(t, b, nil, h.t.snapshot, h.t.status)
+	h.run(t)
+	s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+
+	// Flows keep ending while the broker is away.
+	feed := make(chan struct{})
+	var fed sync.WaitGroup
+	fed.Go(func() {
+		for i := 0; ; i++ {
+			select {
+			case <-feed:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			f := testSnapshot(1).Flows[0]
+			f.ID = uint32(1000 + i)
+			select {
+			case h.ended <- conntrack.Ended{Flow: f, Stop: time.Now()}:
+			default:
+			}
+		}
+	})
+	t.Cleanup(func() { close(feed); fed.Wait() })
+
+	b.stop()
+	waitFor(t, 3*time.Second, "disconnected", func() bool { return !*h.e.Stats().Connected })
+	time.Sleep(1500 * time.Millisecond)
+	jobs, ended := h.e.out.size()
+	st := h.e.Stats()
+	t.Logf("during the outage: %d jobs, %d ended records queued; %+v", jobs, ended, st)
+	if jobs > 10 || ended > 50 {
+		t.Errorf("outbox holds %d jobs, %d ended records: not bounded", jobs, ended)
+	}
+	if st.Dropped == 0 || st.Errors == 0 {
+		t.Errorf("stats %+v: want drops (replaced snapshots, old records) and errors", st)
+	}
+
+	b.start()
+	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+	s.next(t, 3*time.Second, onTopic(h.t.snapshot))
+	s.next(t, 3*time.Second, onTopic(h.t.snapshot))
+}
+
+func TestGzip(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, func(c *Config) { c.Gzip = true })
+	if h.t.snapshot != "flowtop/"+nodeName(t)+"/snapshot/gz" {
+		t.Fatalf("gzip snapshot topic = %s", h.t.snapshot)
+	}
+	s := subscribe(t, b, nil, h.t.snapshot, h.t.ended)
+	h.run(t)
+	m := s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+	raw, err := gunzip(m.payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := decodeDoc(t, received{topic: m.topic, payload: raw})
+	if len(d.Flows) != 5 || d.Version != report.Version {
+		t.Errorf("gunzipped document: version %d, %d flows", d.Version, len(d.Flows))
+	}
+	h.ended <- conntrack.Ended{Flow: testSnapshot(1).Flows[0], Stop: time.Now()}
+	m = s.next(t, 5*time.Second, onTopic(h.t.ended))
+	raw, err = gunzip(m.payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []report.Ended
+	if err := json.Unmarshal(raw, &recs); err != nil || len(recs) != 1 {
+		t.Errorf("gunzipped ended: %v, %d records", err, len(recs))
+	}
+}
+
+func TestSplitOversizedSnapshot(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, func(c *Config) { c.MaxPayload = 4096 })
+	h.snap.Store(testSnapshot(60))
+	s := subscribe(t, b, nil, h.t.snapshot)
+	h.run(t)
+
+	parts := map[int]*report.Document{}
+	var n int
+	for n == 0 || len(parts) < n {
+		m := s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+		if len(m.payload) > 4096 {
+			t.Errorf("part of %d bytes, limit 4096", len(m.payload))
+		}
+		d := decodeDoc(t, m)
+		if d.Parts < 2 || d.Part < 1 || d.Part > d.Parts {
+			t.Fatalf("part %d of %d", d.Part, d.Parts)
+		}
+		n = d.Parts
+		parts[d.Part] = d
+	}
+	var ids []uint32
+	for i := 1; i <= n; i++ {
+		d := parts[i]
+		if d.Totals.Flows != 60 || d.Totals.Listed != 60 || d.Health.Exporters["mqtt"].Connected == nil {
+			t.Errorf("part %d: totals %+v, health %+v", i, d.Totals, d.Health)
+		}
+		for _, f := range d.Flows {
+			ids = append(ids, f.ID)
+		}
+	}
+	slices.Sort(ids)
+	want := make([]uint32, 60)
+	for i := range want {
+		want[i] = uint32(i + 1)
+	}
+	if !slices.Equal(ids, want) {
+		t.Errorf("reassembled %d flows from %d parts: %v", len(ids), n, ids)
+	}
+}
+
+func TestEndedBatching(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, nil)
+	s := subscribe(t, b, nil, h.t.ended, h.t.status)
+	h.run(t)
+	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+
+	send := func(from, n int) {
+		for i := range n {
+			f := testSnapshot(1).Flows[0]
+			f.ID = uint32(from + i)
+			f.OrigCount.Bytes = uint64(from + i)
+			h.ended <- conntrack.Ended{Flow: f, Stop: f.Start.Add(2 * time.Second)}
+		}
+	}
+	send(1, 25)
+	time.Sleep(300 * time.Millisecond)
+	send(26, 25)
+	time.Sleep(1200 * time.Millisecond)
+	send(51, 10)
+	got := s.collect(2500*time.Millisecond, onTopic(h.t.ended))
+
+	var ids []uint32
+	for i, m := range got {
+		var recs []report.Ended
+		if err := json.Unmarshal(m.payload, &recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			ids = append(ids, r.ID)
+			if *r.Orig.Bytes != uint64(r.ID) || *r.DurationS != 2 || r.Dport != 22 {
+				t.Errorf("record %d: orig bytes %d, duration %v, dport %d", r.ID, *r.Orig.Bytes, *r.DurationS, r.Dport)
+			}
+		}
+		if i > 0 {
+			if gap := m.at.Sub(got[i-1].at); gap < 700*time.Millisecond {
+				t.Errorf("ended messages %v apart, want at most one per second", gap)
+			}
+		}
+	}
+	if len(got) > 3 || len(ids) != 60 {
+		t.Errorf("%d messages with %d records, want 60 records in at most 3 messages", len(got), len(ids))
+	}
+	for i, id := range ids {
+		if id != uint32(i+1) {
+			t.Fatalf("records out of order or missing: %v", ids)
+		}
+	}
+}
+
+func TestHomeAssistantDiscovery(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	h := newHarness(t, b, func(c *Config) { c.HomeAssistant = true; c.Node = "Router.Lan"; c.Interval = 200 * time.Millisecond })
+	h.run(t)
+	waitFor(t, 5*time.Second, "connected", func() bool { return *h.e.Stats().Connected })
+	// Retained: a Home Assistant that starts later still finds them.
+	s := subscribe(t, b, nil, "homeassistant/#", h.t.state)
+	configs := map[string]haConfig{}
+	for len(configs) < 3 {
+		m := s.next(t, 5*time.Second, func(m received) bool { return strings.HasPrefix(m.topic, "homeassistant/") })
+		if !m.retained {
+			continue
+		}
+		var c haConfig
+		if err := json.Unmarshal(m.payload, &c); err != nil {
+			t.Fatal(err)
+		}
+		configs[m.topic] = c
+	}
+	for _, key := range []string{"download", "upload", "flows"} {
+		c, ok := configs["homeassistant/sensor/router_lan_"+key+"/config"]
+		if !ok {
+			t.Errorf("no discovery config for %s in %v", key, configs)
+			continue
+		}
+		if c.AvailabilityTopic != "flowtop/Router.Lan/status" || c.StateTopic != "flowtop/Router.Lan/state" ||
+			c.UniqueID != "flowtop_router_lan_"+key || c.PayloadAvailable != "online" || c.ValueTemplate == "" {
+			t.Errorf("%s: %+v", key, c)
+		}
+	}
+	m := s.next(t, 3*time.Second, onTopic(h.t.state))
+	var st state
+	if err := json.Unmarshal(m.payload, &st); err != nil || st.Flows != 5 {
+		t.Errorf("state %s: %v", m.payload, err)
+	}
+}

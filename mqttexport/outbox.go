@@ -1,0 +1,145 @@
+package mqttexport
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/flowtop/flowtop/conntrack"
+)
+
+type jobKind uint8
+
+const (
+	jobSnapshot jobKind = iota // periodic snapshot, and the state topic
+	jobReply                   // a snapshot answering a request
+	jobEnded                   // a batch of ended flows
+)
+
+// job is work for the sender, kept lazy: documents are built only when a
+// connection is up to publish them, so an outage costs no encoding.
+type job struct {
+	kind  jobKind
+	snap  *conntrack.Snapshot
+	req   request
+	ended []conntrack.Ended
+	tries int
+}
+
+// outbox is the bounded queue between the scheduler and the sender. A
+// newer snapshot or reply replaces an unsent one; ended batches queue up
+// to maxEnded records, the oldest dropped first. Every loss is counted in
+// dropped.
+type outbox struct {
+	mu       sync.Mutex
+	snapshot *job
+	reply    *job
+	ended    []*job
+	nEnded   int // records in ended
+	maxEnded int
+	notify   chan struct{}
+	dropped  *atomic.Uint64
+}
+
+func newOutbox(maxEnded int, dropped *atomic.Uint64) *outbox {
+	return &outbox{maxEnded: maxEnded, notify: make(chan struct{}, 1), dropped: dropped}
+}
+
+// put queues j without blocking.
+func (o *outbox) put(j *job) {
+	o.mu.Lock()
+	switch j.kind {
+	case jobSnapshot:
+		if o.snapshot != nil {
+			o.dropped.Add(1)
+		}
+		o.snapshot = j
+	case jobReply:
+		if o.reply != nil {
+			o.dropped.Add(1)
+		}
+		o.reply = j
+	case jobEnded:
+		o.ended = append(o.ended, j)
+		o.nEnded += len(j.ended)
+		o.trimEnded()
+	}
+	o.mu.Unlock()
+	select {
+	case o.notify <- struct{}{}:
+	default:
+	}
+}
+
+// requeue puts back a job whose publishing failed, unless something newer
+// took its place. It reports whether the job was kept.
+func (o *outbox) requeue(j *job) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	switch j.kind {
+	case jobSnapshot:
+		if o.snapshot != nil {
+			return false
+		}
+		o.snapshot = j
+	case jobReply:
+		if o.reply != nil {
+			return false
+		}
+		o.reply = j
+	case jobEnded:
+		o.ended = append([]*job{j}, o.ended...)
+		o.nEnded += len(j.ended)
+		o.trimEnded()
+	}
+	return true
+}
+
+func (o *outbox) trimEnded() {
+	for o.nEnded > o.maxEnded && len(o.ended) > 0 {
+		old := o.ended[0]
+		over := o.nEnded - o.maxEnded
+		if over < len(old.ended) {
+			old.ended = old.ended[over:]
+			o.nEnded -= over
+			o.dropped.Add(uint64(over))
+			return
+		}
+		o.ended[0] = nil
+		o.ended = o.ended[1:]
+		o.nEnded -= len(old.ended)
+		o.dropped.Add(uint64(len(old.ended)))
+	}
+}
+
+// next takes the most urgent job: a reply, then the snapshot, then the
+// oldest ended batch. It returns nil when the outbox is empty.
+func (o *outbox) next() *job {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var j *job
+	switch {
+	case o.reply != nil:
+		j, o.reply = o.reply, nil
+	case o.snapshot != nil:
+		j, o.snapshot = o.snapshot, nil
+	case len(o.ended) > 0:
+		j = o.ended[0]
+		o.ended[0] = nil
+		o.ended = o.ended[1:]
+		o.nEnded -= len(j.ended)
+	}
+	return j
+}
+
+// size tells how many jobs and ended records are queued.
+func (o *outbox) size() (jobs, endedRecords int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.snapshot != nil {
+		jobs++
+	}
+	if o.reply != nil {
+		jobs++
+	}
+	return jobs + len(o.ended), o.nEnded
+}

@@ -1,0 +1,278 @@
+package mqttexport
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/report"
+)
+
+func gunzip(b []byte) ([]byte, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	_, err = out.ReadFrom(zr)
+	return out.Bytes(), err
+}
+
+func TestParseRequest(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want request
+		bad  bool
+	}{
+		{body: "", want: request{}},
+		{body: "RETV", want: request{}},
+		{body: "1", want: request{}},
+		{body: `{}`, want: request{}},
+		{body: ` {"id":"a1","limit":10,"filter":" ssh "} `, want: request{ID: "a1", Limit: 10, Filter: "ssh"}},
+		{body: `{"id":17}`, want: request{ID: "17"}},
+		{body: `{"id":null,"extra":[1,2]}`, want: request{}},
+		{body: `{"id":`, bad: true},
+		{body: `{"id":true}`, bad: true},
+		{body: `{"id":{"x":1}}`, bad: true},
+		{body: `{"limit":"10"}`, bad: true},
+		{body: `{"limit":-1}`, bad: true},
+		{body: `{"limit":1.5}`, bad: true},
+		{body: `{"filter":7}`, bad: true},
+		{body: `{"id":"` + strings.Repeat("x", maxRequestID+1) + `"}`, bad: true},
+		{body: `{"filter":"` + strings.Repeat("x", maxFilter+1) + `"}`, bad: true},
+		{body: `{"a":1}{"b":2}`, bad: true},
+	} {
+		got, err := parseRequest([]byte(tc.body))
+		if tc.bad {
+			if !errors.Is(err, errMalformed) {
+				t.Errorf("parseRequest(%.40q) = %+v, %v; want malformed", tc.body, got, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("parseRequest(%.40q): %v", tc.body, err)
+		} else if diff := cmp.Diff(tc.want, got, cmp.AllowUnexported(request{})); diff != "" {
+			t.Errorf("parseRequest(%.40q) (-want +got):\n%s", tc.body, diff)
+		}
+	}
+}
+
+func TestFilterFlows(t *testing.T) {
+	snap := testSnapshot(5)
+	ids := func(s *conntrack.Snapshot) []uint32 {
+		var out []uint32
+		for _, f := range s.Flows {
+			out = append(out, f.ID)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		filter string
+		want   []uint32
+	}{
+		{"", []uint32{1, 2, 3, 4, 5}},
+		{"ssh", []uint32{1}},                     // service, through the namer
+		{"HTTPS", []uint32{2, 3, 4, 5}},          // case-insensitive
+		{"203.0.113.4", []uint32{4}},             // original destination
+		{"198.51.100", []uint32{1, 2, 3, 4, 5}},  // NAT address in the reply tuple
+		{"40002", []uint32{3}},                   // a port
+		{"established", []uint32{1, 2, 3, 4, 5}}, // the state
+		{"nothing-matches", nil},
+	} {
+		got := filterFlows(snap, tc.filter, portNamer{})
+		if diff := cmp.Diff(tc.want, ids(got)); diff != "" {
+			t.Errorf("filter %q (-want +got):\n%s", tc.filter, diff)
+		}
+	}
+	if len(snap.Flows) != 5 {
+		t.Error("filterFlows modified the snapshot")
+	}
+}
+
+func TestPack(t *testing.T) {
+	got := pack([]int{3, 3, 3, 10, 1, 1}, 6)
+	want := [][2]int{{0, 2}, {2, 3}, {3, 4}, {4, 6}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pack (-want +got):\n%s", diff)
+	}
+}
+
+func TestEncoderSplit(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		d := report.Build(testSnapshot(300), report.Options{Host: "h"})
+		d.RequestID = "r"
+		enc := encoder{max: 8 << 10, gz: gz}
+		bodies, oversize, err := enc.document(d)
+		if err != nil || oversize {
+			t.Fatalf("gzip %v: %v, oversize %v", gz, err, oversize)
+		}
+		if len(bodies) < 2 {
+			t.Fatalf("gzip %v: %d bodies, want a split", gz, len(bodies))
+		}
+		seen := map[uint32]bool{}
+		for i, b := range bodies {
+			if len(b) > enc.max {
+				t.Errorf("gzip %v: part %d is %d bytes", gz, i+1, len(b))
+			}
+			if gz {
+				if b, err = gunzip(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var p report.Document
+			if err := json.Unmarshal(b, &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Part != i+1 || p.Parts != len(bodies) || p.RequestID != "r" || p.Totals.Flows != 300 {
+				t.Errorf("gzip %v: part %d: part %d/%d request %q totals %d", gz, i+1, p.Part, p.Parts, p.RequestID, p.Totals.Flows)
+			}
+			for _, f := range p.Flows {
+				seen[f.ID] = true
+			}
+		}
+		if len(seen) != 300 {
+			t.Errorf("gzip %v: %d distinct flows in the parts, want 300", gz, len(seen))
+		}
+	}
+	// Small enough: one body without part numbers.
+	d := report.Build(testSnapshot(2), report.Options{})
+	bodies, _, _ := encoder{max: 1 << 20}.document(d)
+	if len(bodies) != 1 || bytes.Contains(bodies[0], []byte(`"part"`)) {
+		t.Errorf("small document: %d bodies: %.100s", len(bodies), bodies[0])
+	}
+}
+
+func TestEncoderRecordsSplit(t *testing.T) {
+	var ended []conntrack.Ended
+	for _, f := range testSnapshot(100).Flows {
+		ended = append(ended, conntrack.Ended{Flow: f, Stop: time.Now()})
+	}
+	bodies, oversize, err := encoder{max: 4 << 10}.records(report.BuildEnded(ended, nil))
+	if err != nil || oversize {
+		t.Fatal(err, oversize)
+	}
+	n := 0
+	for _, b := range bodies {
+		var recs []report.Ended
+		if err := json.Unmarshal(b, &recs); err != nil || len(b) > 4<<10 {
+			t.Fatalf("%d bytes: %v", len(b), err)
+		}
+		n += len(recs)
+	}
+	if n != 100 {
+		t.Errorf("%d records in %d bodies, want 100", n, len(bodies))
+	}
+}
+
+func TestOutbox(t *testing.T) {
+	var dropped atomic.Uint64
+	o := newOutbox(10, &dropped)
+	s1, s2 := testSnapshot(1), testSnapshot(2)
+	o.put(&job{kind: jobSnapshot, snap: s1})
+	o.put(&job{kind: jobSnapshot, snap: s2}) // replaces s1
+	o.put(&job{kind: jobReply, snap: s1, req: request{ID: "x"}})
+	mk := func(n int) []conntrack.Ended { return make([]conntrack.Ended, n) }
+	o.put(&job{kind: jobEnded, ended: mk(6)})
+	o.put(&job{kind: jobEnded, ended: mk(6)}) // 12 > 10: the 2 oldest go
+	if jobs, recs := o.size(); jobs != 4 || recs != 10 || dropped.Load() != 3 {
+		t.Fatalf("size %d jobs %d records, dropped %d; want 4, 10, 3", jobs, recs, dropped.Load())
+	}
+	var order []jobKind
+	for j := o.next(); j != nil; j = o.next() {
+		order = append(order, j.kind)
+		if j.kind == jobSnapshot && j.snap != s2 {
+			t.Error("the older snapshot was kept")
+		}
+	}
+	if diff := cmp.Diff([]jobKind{jobReply, jobSnapshot, jobEnded, jobEnded}, order); diff != "" {
+		t.Errorf("order (-want +got):\n%s", diff)
+	}
+	// A failed job goes back unless a newer one arrived meanwhile.
+	old := &job{kind: jobSnapshot, snap: s1}
+	o.put(&job{kind: jobSnapshot, snap: s2})
+	if o.requeue(old) {
+		t.Error("requeue replaced a newer snapshot")
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "pw")
+	os.WriteFile(pw, []byte("secret\r\nignored\n"), 0o600)
+	notPEM := filepath.Join(dir, "ca.pem")
+	os.WriteFile(notPEM, []byte("hello"), 0o600)
+	latest := func() *conntrack.Snapshot { return nil }
+
+	for _, tc := range []struct {
+		cfg  Config
+		want string // part of the error, "" for none
+	}{
+		{Config{URL: "tcp://broker"}, ""},
+		{Config{URL: "http://broker"}, `scheme "http" not supported`},
+		{Config{URL: "tcp://"}, "has no host"},
+		{Config{URL: "tcp://u:p@broker"}, "carries a password"},
+		{Config{URL: "tcp://broker", User: "u", PasswordFile: filepath.Join(dir, "missing")}, filepath.Join(dir, "missing")},
+		{Config{URL: "tcp://broker", PasswordFile: pw}, "without a user"},
+		{Config{URL: "ssl://broker", CA: filepath.Join(dir, "noca")}, filepath.Join(dir, "noca")},
+		{Config{URL: "ssl://broker", CA: notPEM}, notPEM + ": no PEM certificate"},
+		{Config{URL: "ssl://broker", Cert: "c"}, "both --mqtt-cert and --mqtt-key"},
+		{Config{URL: "ssl://broker", Cert: filepath.Join(dir, "c"), Key: filepath.Join(dir, "k")}, filepath.Join(dir, "c")},
+		{Config{URL: "tcp://broker", CA: notPEM}, "not ssl:// or wss://"},
+		{Config{URL: "tcp://broker", Node: "a/b"}, "must not contain"},
+		{Config{URL: "tcp://broker", Node: "broadcast"}, "must not contain"},
+		{Config{URL: "tcp://broker", Topic: "x/#"}, "wildcard"},
+		{Config{URL: "tcp://broker", QoS: 3}, "QoS 3"},
+	} {
+		if tc.cfg.Latest == nil {
+			tc.cfg.Latest = latest
+		}
+		_, err := New(tc.cfg)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%+v: %v", tc.cfg.URL, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want one with %q", tc.cfg.URL, err, tc.want)
+		case err != nil && strings.Contains(err.Error(), "\n"):
+			t.Errorf("error is not one line: %q", err)
+		}
+	}
+
+	s, err := Config{URL: "ws://broker/mqtt", User: "u", PasswordFile: pw, Latest: latest}.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.password != "secret" || s.broker != "ws://broker:80/mqtt" || s.QoS != 0 || s.Topic != "flowtop" ||
+		s.Interval != time.Minute || s.MaxPayload != 256<<10 || !strings.HasPrefix(s.ClientID, "flowtop-") || s.Node == "" {
+		t.Errorf("defaults: %+v", s)
+	}
+}
+
+func TestPasswordFromEnv(t *testing.T) {
+	t.Setenv(PasswordEnv, "from-env")
+	s, err := Config{URL: "tcp://broker", User: "u", Latest: func() *conntrack.Snapshot { return nil }}.validate()
+	if err != nil || s.password != "from-env" {
+		t.Errorf("password %q, %v; want from the environment", s.password, err)
+	}
+}
+
+func TestTopics(t *testing.T) {
+	got := newTopics("fleet", "r1", false)
+	want := topics{status: "fleet/r1/status", snapshot: "fleet/r1/snapshot", ended: "fleet/r1/ended",
+		state: "fleet/r1/state", request: "fleet/r1/request", broadcast: "fleet/broadcast/request"}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(topics{})); diff != "" {
+		t.Errorf("topics (-want +got):\n%s", diff)
+	}
+	if gz := newTopics("fleet", "r1", true); gz.snapshot != "fleet/r1/snapshot/gz" || gz.ended != "fleet/r1/ended/gz" {
+		t.Errorf("gzip topics: %+v", gz)
+	}
+}
