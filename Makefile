@@ -1,0 +1,27 @@
+# The targets people look for. The README's two commands are the contract;
+# these are conveniences around them.
+PREFIX ?= /usr/local
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: build test install lint cross
+build:
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o flowtop ./cmd/flowtop
+
+test:
+	go test -race -count=1 -timeout 14m ./...
+
+lint:
+	gofmt -l $$(git ls-files '*.go')
+	go vet ./...
+
+cross:
+	for a in amd64 arm64 mips mipsle; do CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOMIPS=softfloat go build -ldflags "$(LDFLAGS)" -o dist/flowtop-$$a ./cmd/flowtop; done
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 go build -ldflags "$(LDFLAGS)" -o dist/flowtop-armv7 ./cmd/flowtop
+
+install: build
+	install -D -m 0755 flowtop $(DESTDIR)$(PREFIX)/sbin/flowtop
+	install -D -m 0644 docs/flowtop.8 $(DESTDIR)$(PREFIX)/share/man/man8/flowtop.8
+	install -d $(DESTDIR)/etc/flowtop
+	for f in etc/*.conf; do install -m 0644 $$f $(DESTDIR)/etc/flowtop/; done
+	[ ! -f etc/flowtop.service ] || install -D -m 0644 etc/flowtop.service $(DESTDIR)/lib/systemd/system/flowtop.service
