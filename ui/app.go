@@ -1,0 +1,493 @@
+package ui
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/rivo/tview"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
+)
+
+// Source is where the screen gets its flows. Implementations must be safe
+// for concurrent use; none of the methods may block for long, except
+// Delete, which the screen calls off the UI goroutine.
+type Source interface {
+	// Latest returns the newest immutable snapshot, nil before the first.
+	Latest() *conntrack.Snapshot
+	// SetFilter replaces the table filter; the T U D I S keys change its
+	// protocol set. The change shows in a later snapshot.
+	SetFilter(f conntrack.Filter)
+	// Delete removes the flow's conntrack entry (x / Delete, after
+	// confirmation).
+	Delete(f *conntrack.Flow) error
+}
+
+// Config sets up the screen.
+type Config struct {
+	Source Source
+	// Names gives service, host, GeoIP and process names; nil or
+	// enrich.None{} shows numbers only. Names must never block: names may
+	// appear on a later refresh.
+	Names   enrich.Namer
+	Version string
+	// Netns names the network namespace shown, "" for flowtop's own.
+	Netns string
+	// Interval is the screen's refresh tick (default 1s).
+	Interval time.Duration
+	// Bits, ShowSrc and Numeric are the start values of -b, -s and -n.
+	Bits, ShowSrc, Numeric bool
+	// Status returns extra text for the status line (exporter counters);
+	// may be nil. It is called once per tick off the UI goroutine.
+	Status func() string
+	// Warnings returns problems to show in the header, e.g. "accounting
+	// was off for 12 older flows" or "no GeoIP database"; may be nil. It
+	// is called once per tick off the UI goroutine.
+	Warnings func() []string
+}
+
+// mode is what has the keyboard.
+type mode int
+
+const (
+	modeTable mode = iota
+	modeFilter
+	modeDetail
+	modeHelp
+	modeConfirm
+)
+
+// selection is the selected row of one tab: its index in the current rows
+// and its identity (flow ID, PID or address), which it follows across
+// refreshes.
+type selection struct {
+	idx int
+	key any
+	set bool
+}
+
+// App is the interactive screen. Build it with New, start it with Run;
+// Stop (or q, Ctrl-C) ends it.
+type App struct {
+	cfg   Config
+	names enrich.Namer
+	app   *tview.Application
+	// now is the clock (tests fix it); loc the zone times are shown in.
+	now func() time.Time
+	loc *time.Location
+
+	root    *tview.Pages
+	layout  *tview.Flex
+	header  *lineBox
+	tabs    *lineBox
+	table   *flowTable
+	body    *tview.Pages // "table" or "detail"
+	bottom  *tview.Pages // "status" or "filter"
+	status  *lineBox
+	detail  *tview.TextView
+	help    *tview.TextView
+	filter  *tview.InputField
+	confirm *tview.Modal
+
+	// State below belongs to the UI goroutine.
+	p        *params // newest params, also in pub
+	view     *view   // rows on screen
+	mode     mode
+	prevMode mode // where help and the dialog return to
+	sel      [numTabs]selection
+	offset   int // first data row shown
+	hoff     int // columns scrolled off to the left (h, l)
+	showSrc  bool
+	pageRows int // data rows that fit, as of the last draw
+	// detailFlow is the flow the detail view shows, refreshed on every
+	// tick while it lives; detailGone is set once it has ended.
+	detailFlow conntrack.Flow
+	detailGone bool
+	// pendingFilter is the table filter asked for with T U D I S and not
+	// yet seen in a snapshot.
+	pendingFilter *conntrack.Filter
+	deleting      *conntrack.Flow
+	msg           string
+	msgErr        bool
+	msgAt         time.Time
+	// events counts the keys and mouse clicks handled, so tests know when
+	// an injected event has been seen.
+	events int
+
+	pub      atomic.Pointer[params]
+	kick     chan struct{}
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	running  atomic.Bool
+	loopDone chan struct{} // closed when the UI loop has ended
+
+	// afterSwap, when set, is called on the UI goroutine after a new
+	// view is on screen (tests and benchmarks).
+	afterSwap func(*view)
+}
+
+// msgTTL is how long a status message stays.
+const msgTTL = 8 * time.Second
+
+// Run shows the screen on the terminal until q or Ctrl-C is pressed or ctx
+// is done.
+func Run(ctx context.Context, cfg Config) error {
+	screen, err := tcell.NewScreen()
+	if err != nil {
+		return fmt.Errorf("ui: opening the terminal: %w", err)
+	}
+	a := New(cfg, screen)
+	stop := context.AfterFunc(ctx, a.Stop)
+	defer stop()
+	return a.Run()
+}
+
+// New builds the screen on screen (a terminal, or tcell's
+// SimulationScreen in tests). Nothing runs until Run.
+func New(cfg Config, screen tcell.Screen) *App {
+	if cfg.Names == nil {
+		cfg.Names = enrich.None{}
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	a := &App{
+		cfg:      cfg,
+		names:    cfg.Names,
+		app:      tview.NewApplication(),
+		now:      time.Now,
+		loc:      time.Local,
+		showSrc:  cfg.ShowSrc,
+		kick:     make(chan struct{}, 1),
+		loopDone: make(chan struct{}),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.p = &params{gen: 1, sort: defaultSort(), bits: cfg.Bits, numeric: cfg.Numeric}
+	a.pub.Store(a.p)
+	a.view = &view{p: a.p}
+	a.buildLayout()
+	if screen != nil {
+		a.app.SetScreen(screen)
+	}
+	a.app.EnableMouse(true)
+	a.app.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {
+		a.events++
+		return a.onKey(ev)
+	})
+	a.app.SetMouseCapture(func(ev *tcell.EventMouse, action tview.MouseAction) (*tcell.EventMouse, tview.MouseAction) {
+		switch action {
+		case tview.MouseLeftUp, tview.MouseScrollUp, tview.MouseScrollDown:
+			a.events++
+		}
+		return ev, action
+	})
+	return a
+}
+
+// Run runs the screen until Stop, q or Ctrl-C. It returns the terminal's
+// error, if any.
+func (a *App) Run() error {
+	if !a.running.CompareAndSwap(false, true) {
+		return errors.New("ui: Run called twice")
+	}
+	a.wg.Add(1)
+	go a.refresher()
+	err := a.app.Run()
+	close(a.loopDone)
+	a.cancel()
+	a.wg.Wait()
+	return err
+}
+
+// Stop ends Run. It may be called from any goroutine, more than once.
+func (a *App) Stop() {
+	a.stopOnce.Do(func() {
+		a.cancel()
+		// The refresher may be waiting for the UI loop to take its
+		// update: let the loop run until the refresher is gone.
+		go func() {
+			a.wg.Wait()
+			a.app.Stop()
+		}()
+	})
+}
+
+// refresher builds the rows on every tick, or at once when the screen's
+// state changed, and hands each new view to the UI goroutine: one redraw
+// per tick, and no sorting or filtering on the UI goroutine.
+func (a *App) refresher() {
+	defer a.wg.Done()
+	tick := time.NewTicker(a.cfg.Interval)
+	defer tick.Stop()
+	var (
+		prev     *conntrack.Snapshot
+		evRate   float64
+		lastGen  uint64
+		lastSnap *conntrack.Snapshot
+	)
+	for {
+		p := a.pub.Load()
+		snap := p.frozen
+		if !p.paused {
+			snap = a.cfg.Source.Latest()
+		}
+		if p.gen != lastGen || snap != lastSnap || !p.paused {
+			if snap != nil && snap != prev && !p.paused {
+				if prev != nil && snap.Time.After(prev.Time) && snap.Health.Events >= prev.Health.Events {
+					evRate = float64(snap.Health.Events-prev.Health.Events) / snap.Time.Sub(prev.Time).Seconds()
+				}
+				prev = snap
+			}
+			start := time.Now()
+			v := &view{p: p, eventsPerS: evRate}
+			buildRows(v, snap, p, a.names, snapTime(snap, a.now))
+			if a.cfg.Status != nil {
+				v.status = a.cfg.Status()
+			}
+			if a.cfg.Warnings != nil {
+				v.warnings = a.cfg.Warnings()
+			}
+			v.buildTime = time.Since(start)
+			if !a.deliverFunc(func() { a.swap(v) }) {
+				return
+			}
+			lastGen, lastSnap = p.gen, snap
+		}
+		select {
+		case <-a.ctx.Done():
+			return
+		case <-tick.C:
+		case <-a.kick:
+		}
+	}
+}
+
+// publish makes the changed params current and wakes the refresher.
+// UI goroutine only.
+func (a *App) publish(change func(p *params)) {
+	p := *a.p
+	p.gen++
+	change(&p)
+	a.p = &p
+	a.pub.Store(&p)
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// swap puts a freshly built view on screen. UI goroutine only.
+func (a *App) swap(v *view) {
+	if v.p.gen != a.p.gen {
+		return // built from old params; a newer build is on its way
+	}
+	a.view = v
+	a.restoreSelection()
+	if a.mode == modeDetail {
+		a.refreshDetail()
+	}
+	if pf := a.pendingFilter; pf != nil && v.snap != nil && sameProtos(&v.snap.Filter, pf) {
+		a.pendingFilter = nil
+	}
+	if a.afterSwap != nil {
+		a.afterSwap(v)
+	}
+}
+
+// rowKey is the identity of row i of v.
+func (v *view) rowKey(i int) any {
+	if v.p.tab == tabFlows {
+		return v.flows[i].ID
+	}
+	g := v.groups[i]
+	if v.p.tab == tabProcesses {
+		return g.proc.PID
+	}
+	return g.addr
+}
+
+// find returns the row of v whose identity is key, or -1.
+func (v *view) find(key any) int {
+	if v.p.tab == tabFlows {
+		id, ok := key.(uint32)
+		if !ok {
+			return -1
+		}
+		for i, f := range v.flows {
+			if f.ID == id {
+				return i
+			}
+		}
+		return -1
+	}
+	for i := range v.groups {
+		if v.rowKey(i) == key {
+			return i
+		}
+	}
+	return -1
+}
+
+// restoreSelection moves the selection to where its flow (or group) is
+// now. A selected row that is gone leaves the selection at its place.
+func (a *App) restoreSelection() {
+	v := a.view
+	s := &a.sel[v.p.tab]
+	n := v.rowCount()
+	if s.set {
+		if i := v.find(s.key); i >= 0 {
+			s.idx = i
+		}
+	}
+	s.idx = max(0, min(s.idx, n-1))
+	if n > 0 {
+		s.key, s.set = v.rowKey(s.idx), true
+	}
+}
+
+// selected returns the selected row of the view on screen, -1 when none.
+func (a *App) selected() int {
+	v := a.view
+	if v.rowCount() == 0 {
+		return -1
+	}
+	return max(0, min(a.sel[v.p.tab].idx, v.rowCount()-1))
+}
+
+// selectedFlow returns the selected flow on the Flows tab.
+func (a *App) selectedFlow() *conntrack.Flow {
+	if a.view.p.tab != tabFlows {
+		return nil
+	}
+	if i := a.selected(); i >= 0 {
+		return a.view.flows[i]
+	}
+	return nil
+}
+
+// move moves the selection by delta rows (UI goroutine).
+func (a *App) move(delta int) {
+	a.moveTo(a.selected() + delta)
+}
+
+func (a *App) moveTo(i int) {
+	v := a.view
+	n := v.rowCount()
+	if n == 0 {
+		return
+	}
+	i = max(0, min(i, n-1))
+	s := &a.sel[v.p.tab]
+	s.idx, s.key, s.set = i, v.rowKey(i), true
+}
+
+// setMsg shows text in the status line for a while.
+func (a *App) setMsg(text string, isErr bool) {
+	a.msg, a.msgErr, a.msgAt = text, isErr, a.now()
+}
+
+// currentFilter is the table filter in force or asked for.
+func (a *App) currentFilter() conntrack.Filter {
+	if a.pendingFilter != nil {
+		return *a.pendingFilter
+	}
+	if s := a.view.snap; s != nil {
+		return s.Filter
+	}
+	if s := a.cfg.Source.Latest(); s != nil {
+		return s.Filter
+	}
+	return conntrack.DefaultFilter()
+}
+
+// toggleProtos is T U D I S: flip the protocols in the table filter. U
+// also covers UDP-Lite and I both ICMPs, as in flowtop.
+func (a *App) toggleProtos(ps ...conntrack.Proto) {
+	f := a.currentFilter()
+	on := !f.Protos.Has(ps[0])
+	for _, p := range ps {
+		if on {
+			f.Protos.Add(p)
+		} else {
+			f.Protos.Remove(p)
+		}
+	}
+	f.Nets, f.Ports, f.ExcludePorts = slices.Clone(f.Nets), slices.Clone(f.Ports), slices.Clone(f.ExcludePorts)
+	a.pendingFilter = &f
+	a.cfg.Source.SetFilter(f)
+	a.publish(func(*params) {})
+}
+
+func sameProtos(a, b *conntrack.Filter) bool {
+	return a.Protos == b.Protos && a.IPv4 == b.IPv4 && a.IPv6 == b.IPv6
+}
+
+// askDelete asks to confirm deleting f (x / Delete).
+func (a *App) askDelete(f *conntrack.Flow) {
+	if f == nil {
+		return
+	}
+	c := *f
+	a.deleting = &c
+	a.confirm.SetText("Delete this conntrack entry?\n\n" + flowSummary(&c) +
+		"\n\n(y: delete, n / Esc: keep)")
+	a.confirm.SetFocus(0)
+	a.root.ShowPage("confirm")
+	a.prevMode = a.mode
+	a.mode = modeConfirm
+	a.app.SetFocus(a.confirm)
+}
+
+// endConfirm closes the dialog and, when yes, deletes the entry off the UI
+// goroutine; the outcome shows in the status line.
+func (a *App) endConfirm(yes bool) {
+	a.root.HidePage("confirm")
+	a.mode = a.prevMode
+	a.focusMode()
+	f := a.deleting
+	a.deleting = nil
+	if !yes || f == nil {
+		return
+	}
+	a.setMsg("deleting "+flowSummary(f)+" …", false)
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		err := a.cfg.Source.Delete(f)
+		a.deliverFunc(func() {
+			if err != nil {
+				a.setMsg("delete failed: "+err.Error(), true)
+				return
+			}
+			a.setMsg("deleted "+flowSummary(f), false)
+		})
+	}()
+}
+
+// deliverFunc runs f on the UI goroutine and redraws; it reports false
+// when the app is stopping. Stop keeps the UI loop running until the
+// refresher is gone, so f always runs; should the loop die on its own (a
+// terminal error), loopDone frees the caller. Never call it from the UI
+// goroutine.
+func (a *App) deliverFunc(f func()) bool {
+	done := make(chan struct{})
+	go func() {
+		a.app.QueueUpdateDraw(f)
+		close(done)
+	}()
+	select {
+	case <-done:
+		return a.ctx.Err() == nil
+	case <-a.loopDone:
+		return false
+	}
+}

@@ -1,0 +1,198 @@
+package ui
+
+import (
+	"cmp"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
+	"github.com/flowtop/flowtop/geo"
+)
+
+// refreshDetail shows the newest state of the flow in the detail view; a
+// flow no longer in the snapshot keeps its last values, marked ended.
+func (a *App) refreshDetail() {
+	if s := a.view.snap; s != nil {
+		i, ok := slices.BinarySearchFunc(s.Flows, a.detailFlow.ID, func(f conntrack.Flow, id uint32) int {
+			return cmp.Compare(f.ID, id)
+		})
+		if ok {
+			a.detailFlow, a.detailGone = s.Flows[i], false
+		} else {
+			a.detailGone = true
+		}
+	}
+	n := a.names.Names(&a.detailFlow)
+	a.detail.SetText(a.detailText(&a.detailFlow, &n))
+}
+
+// flowSummary is a one-line description of a flow: "tcp 10.0.0.5:51234 →
+// 93.184.216.34:443".
+func flowSummary(f *conntrack.Flow) string {
+	hp := f.Proto.HasPorts()
+	return f.Proto.String() + " " + endpoint(f.Orig.Src, f.Orig.SrcPort, hp) + " → " +
+		endpoint(f.Orig.Dst, f.Orig.DstPort, hp)
+}
+
+// detailText is the detail view of f: everything flowtop knows about it.
+func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
+	v := a.view
+	now := snapTime(v.snap, a.now)
+	bits := a.p.bits
+	hp := f.Proto.HasPorts()
+	var b strings.Builder
+	line := func(label, text string) {
+		fmt.Fprintf(&b, "[::b]%-12s[::-] %s\n", label, text)
+	}
+
+	head := "[::b]Flow " + strconv.FormatUint(uint64(f.ID), 10) + "[::-]  " + f.Proto.String() + "  " + f.Family.String()
+	if st := f.StateName(); st != "" {
+		head += "  " + st
+	}
+	if a.detailGone {
+		head += "  [red::b](ended)[-::-]"
+	}
+	b.WriteString(head + "\n\n")
+
+	line("Original", esc(endpoint(f.Orig.Src, f.Orig.SrcPort, hp)+" → "+endpoint(f.Orig.Dst, f.Orig.DstPort, hp))+icmpText(f, &f.Orig))
+	line("Reply", esc(endpoint(f.Reply.Src, f.Reply.SrcPort, hp)+" → "+endpoint(f.Reply.Dst, f.Reply.DstPort, hp)))
+	line("NAT", esc(natText(f)))
+	b.WriteString("\n")
+	if p := n.Process; p.Known() {
+		user := p.User
+		if user == "" {
+			user = "?"
+		}
+		line("Process", esc(p.Name)+"  [::b]PID[::-] "+strconv.Itoa(p.PID)+"  [::b]user[::-] "+esc(user))
+		if p.Cmdline != "" {
+			line("Command", esc(p.Cmdline))
+		}
+	} else {
+		line("Process", "- (none found: forwarded, or not a local socket)")
+	}
+	end := func(label string, addr string, name string, svc string, g *geo.Info) {
+		text := esc(addr)
+		if name != "" {
+			text += "  " + esc(name)
+		}
+		if svc != "" {
+			text += "  [::b]service[::-] " + esc(svc)
+		}
+		line(label, text)
+		if gt := geoText(g); gt != "" {
+			line("", esc(gt))
+		}
+	}
+	end("Source", endpoint(f.Orig.Src, f.Orig.SrcPort, hp), n.SrcName, n.SrcService, &n.SrcGeo)
+	end("Destination", endpoint(f.Orig.Dst, f.Orig.DstPort, hp), n.DstName, n.Service, &n.DstGeo)
+	b.WriteString("\n")
+	// The counters, as wide as their widest value.
+	rows := [][]string{{"", "bytes", "packets", "rate", "avg 2s", "avg 10s", "avg 40s", "pkt/s"}}
+	dir := func(name string, c conntrack.Counter, r conntrack.Rate) {
+		bytes, pkts := "-", "-"
+		if f.HasCounters {
+			bytes, pkts = fmtBytes(c.Bytes), fmtCount(c.Packets)
+		}
+		rows = append(rows, []string{name, bytes, pkts, fmtRate(r.Bytes, bits), fmtRate(r.Avg2, bits),
+			fmtRate(r.Avg10, bits), fmtRate(r.Avg40, bits), strconv.FormatFloat(r.Packets, 'f', 1, 64)})
+	}
+	dir("src → dst", f.OrigCount, f.OrigRate)
+	dir("dst → src", f.ReplyCount, f.ReplyRate)
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], utf8.RuneCountInString(c))
+		}
+	}
+	for ri, r := range rows {
+		if ri == 0 {
+			b.WriteString("[::b]")
+		}
+		for i, c := range r {
+			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
+			if i == 0 {
+				b.WriteString(c + pad)
+			} else {
+				b.WriteString("  " + pad + c)
+			}
+		}
+		if ri == 0 {
+			b.WriteString("[::-]")
+		}
+		b.WriteString("\n")
+	}
+	if !f.HasCounters {
+		b.WriteString("(no counters: accounting was off when the flow began)\n")
+	}
+	b.WriteString("\n")
+	status := strings.Join(f.Status.Names(), " ")
+	if status == "" {
+		status = "-"
+	}
+	line("Status", status)
+	labels := "-"
+	if f.Labels != [16]byte{} {
+		labels = hex.EncodeToString(f.Labels[:])
+	}
+	line("Mark", fmt.Sprintf("0x%08x  [::b]Zone[::-] %d  [::b]Labels[::-] %s", f.Mark, f.Zone, labels))
+	line("Timeout", strconv.FormatUint(uint64(f.Timeout), 10)+"s")
+	if f.Start.IsZero() {
+		line("Start", "unknown (timestamps were off when it began)")
+	} else {
+		age, _ := f.Age(now)
+		line("Start", f.Start.In(a.loc).Format("2006-01-02 15:04:05 MST")+"  (age "+fmtAge(age)+")")
+	}
+
+	return b.String()
+}
+
+func icmpText(f *conntrack.Flow, t *conntrack.Tuple) string {
+	if f.Proto != conntrack.ProtoICMP && f.Proto != conntrack.ProtoICMPv6 {
+		return ""
+	}
+	return fmt.Sprintf("  type %d code %d id %d", t.ICMPType, t.ICMPCode, t.ICMPID)
+}
+
+// natText explains the translation: what the source appears as (SNAT)
+// and where the destination really is (DNAT).
+func natText(f *conntrack.Flow) string {
+	hp := f.Proto.HasPorts()
+	var parts []string
+	switch f.NAT() {
+	case conntrack.NATNone:
+		return "none"
+	case conntrack.NATSNAT, conntrack.NATBoth:
+		parts = append(parts, "SNAT: source "+endpoint(f.Orig.Src, f.Orig.SrcPort, hp)+
+			" appears as "+endpoint(f.Reply.Dst, f.Reply.DstPort, hp))
+	}
+	if n := f.NAT(); n == conntrack.NATDNAT || n == conntrack.NATBoth {
+		parts = append(parts, "DNAT: destination "+endpoint(f.Orig.Dst, f.Orig.DstPort, hp)+
+			" is really "+endpoint(f.Reply.Src, f.Reply.SrcPort, hp))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// geoText prints a GeoIP record: "DE Germany, Berlin, AS3320 Deutsche
+// Telekom".
+func geoText(g *geo.Info) string {
+	if !g.Known() {
+		return ""
+	}
+	var parts []string
+	place := strings.TrimSpace(g.Country + " " + g.CountryName)
+	if place != "" {
+		parts = append(parts, place)
+	}
+	if g.City != "" {
+		parts = append(parts, g.City)
+	}
+	if g.ASN != 0 {
+		parts = append(parts, strings.TrimSpace("AS"+strconv.FormatUint(uint64(g.ASN), 10)+" "+g.ASOrg))
+	}
+	return strings.Join(parts, ", ")
+}

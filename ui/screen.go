@@ -1,0 +1,344 @@
+package ui
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gdamore/tcell/v2"
+	"github.com/rivo/tview"
+
+	"github.com/flowtop/flowtop/conntrack"
+)
+
+// lineBox draws lines that a function computes at draw time, so what it
+// shows always matches the state of the moment. Lines may hold tview
+// style tags; user data in them is escaped.
+type lineBox struct {
+	*tview.Box
+	lines func(width int) []string
+	// click, when set, gets mouse clicks as a column and row in the box.
+	click func(x, y int)
+}
+
+func newLineBox(lines func(width int) []string) *lineBox {
+	return &lineBox{Box: tview.NewBox(), lines: lines}
+}
+
+func (b *lineBox) Draw(screen tcell.Screen) {
+	b.DrawForSubclass(screen, b)
+	x, y, w, h := b.GetInnerRect()
+	for i, l := range b.lines(w) {
+		if i >= h {
+			break
+		}
+		tview.Print(screen, l, x, y+i, w, tview.AlignLeft, tcell.ColorDefault)
+	}
+}
+
+func (b *lineBox) MouseHandler() func(action tview.MouseAction, event *tcell.EventMouse, setFocus func(p tview.Primitive)) (bool, tview.Primitive) {
+	return b.WrapMouseHandler(func(action tview.MouseAction, event *tcell.EventMouse, setFocus func(p tview.Primitive)) (bool, tview.Primitive) {
+		x, y := event.Position()
+		if b.click == nil || action != tview.MouseLeftClick || !b.InRect(x, y) {
+			return false, nil
+		}
+		bx, by, _, _ := b.GetInnerRect()
+		b.click(x-bx, y-by)
+		return true, nil
+	})
+}
+
+var stylesOnce sync.Once
+
+// useTerminalColors makes tview draw on the terminal's own colours.
+func useTerminalColors() {
+	stylesOnce.Do(func() {
+		tview.Styles.PrimitiveBackgroundColor = tcell.ColorDefault
+		tview.Styles.PrimaryTextColor = tcell.ColorDefault
+		tview.Styles.BorderColor = tcell.ColorDefault
+		tview.Styles.TitleColor = tcell.ColorDefault
+		tview.Styles.ContrastBackgroundColor = tcell.ColorNavy
+		tview.Styles.MoreContrastBackgroundColor = tcell.ColorTeal
+		tview.Styles.SecondaryTextColor = tcell.ColorYellow
+	})
+}
+
+// buildLayout makes the primitives:
+//
+//	header (3+ lines: title, filter, health, warnings)
+//	tab bar
+//	table | detail view
+//	status line | / filter input
+//
+// with help and the delete confirmation as overlays.
+func (a *App) buildLayout() {
+	useTerminalColors()
+	a.header = newLineBox(a.headerLines)
+	a.tabs = newLineBox(a.tabLine)
+	a.tabs.click = a.clickTab
+	a.table = newFlowTable(a)
+	a.detail = tview.NewTextView().SetDynamicColors(true).SetWrap(true).SetScrollable(true)
+	a.detail.SetBorder(true).SetTitle(" Flow detail (Esc closes) ")
+	a.body = tview.NewPages().
+		AddPage("table", a.table, true, true).
+		AddPage("detail", a.detail, true, false)
+	a.status = newLineBox(a.statusLine)
+	a.filter = tview.NewInputField().SetLabel("/").SetFieldBackgroundColor(tcell.ColorDefault).
+		SetChangedFunc(a.onQuery)
+	a.bottom = tview.NewPages().
+		AddPage("status", a.status, true, true).
+		AddPage("filter", a.filter, true, false)
+	a.layout = tview.NewFlex().SetDirection(tview.FlexRow).
+		AddItem(a.header, 3, 0, false).
+		AddItem(a.tabs, 1, 0, false).
+		AddItem(a.body, 0, 1, true).
+		AddItem(a.bottom, 1, 0, false)
+
+	a.help = tview.NewTextView().SetDynamicColors(true).SetText(helpText)
+	a.help.SetBorder(true).SetTitle(" flowtop keys (Esc closes) ")
+	helpCol := tview.NewFlex().SetDirection(tview.FlexRow).
+		AddItem(nil, 0, 1, false).
+		AddItem(a.help, helpHeight, 0, true).
+		AddItem(nil, 0, 1, false)
+	helpBox := tview.NewFlex().
+		AddItem(nil, 0, 1, false).
+		AddItem(helpCol, helpWidth, 0, true).
+		AddItem(nil, 0, 1, false)
+
+	a.confirm = tview.NewModal().AddButtons([]string{"Delete", "Keep"}).
+		SetDoneFunc(func(_ int, label string) { a.endConfirm(label == "Delete") })
+
+	a.root = tview.NewPages().
+		AddPage("main", a.layout, true, true).
+		AddPage("help", helpBox, true, false).
+		AddPage("confirm", a.confirm, true, false)
+	a.app.SetRoot(a.root, true).SetFocus(a.table)
+	a.app.SetBeforeDrawFunc(func(screen tcell.Screen) bool {
+		_, h := screen.Size()
+		a.layout.ResizeItem(a.header, len(a.headerLines(0)), 0)
+		helpCol.ResizeItem(a.help, min(helpHeight, h), 0)
+		return false
+	})
+}
+
+// sep joins header parts.
+const sep = "  "
+
+// headerLines is the header: what is shown, how fast, how healthy.
+func (a *App) headerLines(int) []string {
+	v := a.view
+	var l1 strings.Builder
+	l1.WriteString("[::b]flowtop")
+	if a.cfg.Version != "" {
+		l1.WriteString(" " + esc(a.cfg.Version))
+	}
+	l1.WriteString("[::-]" + sep + "netns ")
+	if a.cfg.Netns == "" {
+		l1.WriteString("own")
+	} else {
+		l1.WriteString(esc(a.cfg.Netns))
+	}
+	l1.WriteString(sep + "flows " + fmtCount(uint64(v.shown)) + "/" + fmtCount(uint64(v.total)))
+	if s := v.snap; s != nil && s.TableFlows != v.total {
+		l1.WriteString(" (table " + fmtCount(uint64(s.TableFlows)) + ")")
+	}
+	l1.WriteString(sep + "src " + fmtRate(v.srcRate, a.p.bits) + sep + "dst " + fmtRate(v.dstRate, a.p.bits))
+	if a.p.paused {
+		l1.WriteString(sep + "[black:yellow:b] PAUSED [-:-:-]")
+	}
+
+	var l2 strings.Builder
+	f := a.currentFilter()
+	l2.WriteString("filter " + filterText(&f))
+	if a.pendingFilter != nil {
+		l2.WriteString(" (applying)")
+	}
+	if q := a.filter.GetText(); q != "" {
+		l2.WriteString(sep + "[yellow]/" + esc(q) + "[-]")
+	}
+	if a.p.active {
+		l2.WriteString(sep + "active only")
+	}
+	sc := a.p.sort[a.p.tab]
+	l2.WriteString(sep + "sort " + cols[sc.col].title + sortMark(sc.desc))
+	if a.p.bits {
+		l2.WriteString(sep + "bit/s")
+	}
+	if a.p.numeric {
+		l2.WriteString(sep + "numeric")
+	}
+
+	var l3 strings.Builder
+	l3.WriteString("events " + strconv.FormatFloat(v.eventsPerS, 'f', 0, 64) + "/s")
+	if s := v.snap; s != nil {
+		h := &s.Health
+		if h.Overruns > 0 {
+			l3.WriteString(sep + "[red::b]overruns " + fmtCount(h.Overruns) + "[-::-]")
+		} else {
+			l3.WriteString(sep + "overruns 0")
+		}
+		l3.WriteString(sep + "resyncs " + fmtCount(h.Resyncs))
+		l3.WriteString(sep + "refresh " + fmtDuration(h.Refresh))
+		if h.RefreshEvery > 0 {
+			l3.WriteString(" every " + fmtDuration(h.RefreshEvery))
+		}
+		if h.KernelFlows >= 0 {
+			l3.WriteString(sep + "kernel " + fmtCount(uint64(h.KernelFlows)))
+		}
+	}
+
+	lines := []string{l1.String(), l2.String(), l3.String()}
+	for _, w := range a.warnings() {
+		lines = append(lines, "[yellow::b]! "+esc(w)+"[-::-]")
+	}
+	return lines
+}
+
+// warnings are the Config's and those the screen sees itself.
+func (a *App) warnings() []string {
+	v := a.view
+	ws := append([]string(nil), v.warnings...)
+	if s := v.snap; s != nil {
+		h := &s.Health
+		if !h.Accounting {
+			ws = append(ws, "accounting (nf_conntrack_acct) is off: no byte counters")
+		}
+		if s.TableFlows == 0 && h.KernelFlows <= 0 {
+			ws = append(ws, "conntrack looks inactive here: no tracked flows (does any rule use conntrack?)")
+		}
+		if h.LastError != "" {
+			ws = append(ws, h.LastError)
+		}
+		if age := a.now().Sub(s.Time); !a.p.paused && !s.Time.IsZero() && age > 5*a.cfg.Interval+5*1e9 {
+			ws = append(ws, "no new data for "+fmtAge(age))
+		}
+	}
+	return ws
+}
+
+// tabLine is the tab bar, the current tab highlighted.
+func (a *App) tabLine(int) []string {
+	var b strings.Builder
+	for t := range numTabs {
+		if t == a.p.tab {
+			b.WriteString("[::r] " + tabNames[t] + " [::-]")
+		} else {
+			b.WriteString(" " + tabNames[t] + " ")
+		}
+		b.WriteString(" ")
+	}
+	b.WriteString("  [::d]TAB switch  ? help[::-]")
+	return []string{b.String()}
+}
+
+// clickTab switches to the tab under a click on the tab bar.
+func (a *App) clickTab(x, _ int) {
+	pos := 0
+	for t := range numTabs {
+		w := len(tabNames[t]) + 2
+		if x >= pos && x < pos+w {
+			a.setTab(t)
+			return
+		}
+		pos += w + 1
+	}
+}
+
+// statusLine is the bottom line: the last message, else the Config's
+// status text, and the position in the table.
+func (a *App) statusLine(width int) []string {
+	v := a.view
+	left := ""
+	if a.msg != "" && a.now().Sub(a.msgAt) < msgTTL {
+		if a.msgErr {
+			left = "[red::b]" + esc(a.msg) + "[-::-]"
+		} else {
+			left = esc(a.msg)
+		}
+	} else if v.status != "" {
+		left = esc(v.status)
+	}
+	right := ""
+	if n := v.rowCount(); n > 0 {
+		right = strconv.Itoa(a.selected()+1) + "/" + strconv.Itoa(n)
+	}
+	if a.hoff > 0 {
+		right = "cols +" + strconv.Itoa(a.hoff) + "  " + right
+	}
+	pad := width - tview.TaggedStringWidth(left) - len(right)
+	if pad < 1 {
+		pad = 1
+	}
+	return []string{left + strings.Repeat(" ", pad) + right}
+}
+
+var (
+	helpWidth  = 74
+	helpHeight = strings.Count(helpText, "\n") + 3 // lines and border
+)
+
+var helpText = strings.Trim(`
+[::b]q[::-] Ctrl-C       quit             [::b]?[::-]                  this help
+[::b]↑ k u  ↓ j d[::-]   move             [::b]PgUp PgDn Home End[::-] page, first, last
+[::b]← h  → l[::-]       scroll columns   [::b]TAB  Shift-TAB[::-]     next, previous tab
+[::b]Enter[::-]          details of the flow (Esc closes); on the other
+               tabs, the flows of the row
+[::b]< >  r[::-]         sort by the column left, right; reverse the order
+[::b]/[::-]              filter: address, name, port, service, process,
+               country, state; every word must match, =word
+               a whole field; Enter keeps it, Esc clears it
+[::b]p  space[::-]       pause the view (data is still collected)
+[::b]a[::-]              only active flows   [::b]s[::-]  source column
+[::b]n[::-]              names or numbers    [::b]b[::-]  bytes/s or bit/s
+[::b]T U D I S[::-]      TCP, UDP, DCCP, ICMP, SCTP on or off
+[::b]x  Delete[::-]      delete the selected conntrack entry (asks first)
+[::b]mouse[::-]          click selects, double click opens, the wheel
+               scrolls, a click on a column title sorts by it
+`, "\n")
+
+// filterText describes the table filter like flowtop's status line:
+// families, then protocols, UDP-Lite counted as UDP and ICMPv6 as ICMP.
+func filterText(f *conntrack.Filter) string {
+	var parts []string
+	if f.IPv4 {
+		parts = append(parts, "IPv4")
+	}
+	if f.IPv6 {
+		parts = append(parts, "IPv6")
+	}
+	has := func(p conntrack.Proto) bool { return f.Protos.Has(p) && !f.ExcludeProtos.Has(p) }
+	shown := 0
+	for _, p := range []struct {
+		name string
+		on   bool
+	}{
+		{"TCP", has(conntrack.ProtoTCP)},
+		{"UDP", has(conntrack.ProtoUDP) || has(conntrack.ProtoUDPLite)},
+		{"DCCP", has(conntrack.ProtoDCCP)},
+		{"ICMP", has(conntrack.ProtoICMP) || has(conntrack.ProtoICMPv6)},
+		{"SCTP", has(conntrack.ProtoSCTP)},
+	} {
+		if p.on {
+			parts = append(parts, p.name)
+			shown++
+		}
+	}
+	others := 0
+	for _, p := range f.Protos.Protos() {
+		switch p {
+		case conntrack.ProtoTCP, conntrack.ProtoUDP, conntrack.ProtoUDPLite, conntrack.ProtoDCCP,
+			conntrack.ProtoICMP, conntrack.ProtoICMPv6, conntrack.ProtoSCTP:
+		default:
+			if !f.ExcludeProtos.Has(p) {
+				others++
+			}
+		}
+	}
+	if others > 0 {
+		parts = append(parts, "+"+strconv.Itoa(others)+" more")
+	}
+	if shown == 0 && others == 0 {
+		parts = append(parts, "no protocol")
+	}
+	return strings.Join(parts, ",")
+}
