@@ -124,6 +124,15 @@ type entry struct {
 	attempts  int
 	retryAt   time.Time
 	lastAsked time.Time
+	// sock is the socket found while the inode index had not caught up
+	// (indexLater); the retry goes straight to the index with it.
+	sock *pendingSock
+}
+
+// pendingSock is a socket inode and the index generation when it was
+// learnt.
+type pendingSock struct {
+	inode, gen uint64
 }
 
 // New starts a Finder. It fails when sock_diag cannot be dialled in the
@@ -318,10 +327,11 @@ func (f *Finder) work(l sockLooker) {
 		if len(f.queue) == 0 {
 			f.queue = nil // let a burst's backing array go
 		}
-		k := e.key
+		k, ps := e.key, e.sock
+		e.sock = nil
 		f.mu.Unlock()
 
-		info, res, retryAt := f.resolve(l, k)
+		info, res, retryAt, ps := f.resolve(l, k, ps)
 
 		f.mu.Lock()
 		switch res {
@@ -330,7 +340,7 @@ func (f *Finder) work(l sockLooker) {
 			f.resolved.Add(1)
 		case indexLater:
 			// Not a miss: the index may not have seen the socket yet.
-			e.state, e.retryAt = stateRetry, retryAt
+			e.state, e.retryAt, e.sock = stateRetry, retryAt, ps
 		case indexGone:
 			e.attempts++
 			if e.attempts > f.cfg.MaxRetries {
@@ -345,22 +355,26 @@ func (f *Finder) work(l sockLooker) {
 	}
 }
 
-// resolve finds the socket of a flow, then its process.
-func (f *Finder) resolve(l sockLooker, k flowKey) (Info, indexResult, time.Time) {
-	s, ok := f.findSocket(l, k)
-	if !ok {
-		return Info{}, indexGone, time.Time{}
+// resolve finds the socket of a flow, unless a previous attempt did
+// (ps), then its process. When the index has yet to be rebuilt it returns
+// indexLater with the socket to try again with.
+func (f *Finder) resolve(l sockLooker, k flowKey, ps *pendingSock) (Info, indexResult, time.Time, *pendingSock) {
+	if ps == nil {
+		s, ok := f.findSocket(l, k)
+		if !ok {
+			return Info{}, indexGone, time.Time{}, nil
+		}
+		ps = &pendingSock{inode: s.Inode, gen: f.index.generation()}
 	}
-	gen := f.index.generation()
-	pid, res, retryAt := f.index.pid(s.Inode, gen)
+	pid, res, retryAt := f.index.pid(ps.inode, ps.gen)
 	if res != indexFound {
-		return Info{}, res, retryAt
+		return Info{}, res, retryAt, ps
 	}
 	info, err := f.index.info(pid)
 	if err != nil {
-		return Info{}, indexGone, time.Time{}
+		return Info{}, indexGone, time.Time{}, nil
 	}
-	return info, indexFound, time.Time{}
+	return info, indexFound, time.Time{}, nil
 }
 
 // findSocket tries both orientations of the flow: the original direction

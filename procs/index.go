@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // inodeIndex maps socket inodes to the PID holding them, from the links
@@ -105,6 +107,7 @@ func (x *inodeIndex) scanLocked(now time.Time) {
 		x.scanErrors++
 	}
 	var path []byte
+	var buf [64]byte // "socket:[N]" fits; longer targets are not sockets
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
 		if err != nil || pid <= 0 {
@@ -119,11 +122,11 @@ func (x *inodeIndex) scanLocked(now time.Time) {
 		d.Close()
 		for _, fd := range fds {
 			path = append(append(append(path[:0], fdDir...), '/'), fd...)
-			target, err := os.Readlink(string(path))
-			if err != nil {
+			n, err := unix.Readlink(string(path), buf[:])
+			if err != nil || n >= len(buf) {
 				continue
 			}
-			inode, ok := socketInode(target)
+			inode, ok := socketInode(buf[:n])
 			if !ok {
 				continue
 			}
@@ -141,18 +144,21 @@ func (x *inodeIndex) scanLocked(now time.Time) {
 
 // socketInode parses a /proc/PID/fd link target of the form
 // "socket:[12345]".
-func socketInode(target string) (uint64, bool) {
-	s, ok := strings.CutPrefix(target, "socket:[")
+func socketInode(target []byte) (uint64, bool) {
+	s, ok := bytes.CutPrefix(target, []byte("socket:["))
 	if !ok {
 		return 0, false
 	}
-	s, ok = strings.CutSuffix(s, "]")
-	if !ok {
+	s, ok = bytes.CutSuffix(s, []byte("]"))
+	if !ok || len(s) == 0 || len(s) > 20 {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, false
+	var n uint64
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
 	}
 	return n, true
 }

@@ -172,7 +172,7 @@ func TestSocketInode(t *testing.T) {
 		{"/dev/null", 0, false},
 	}
 	for _, tt := range tests {
-		got, ok := socketInode(tt.in)
+		got, ok := socketInode([]byte(tt.in))
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("socketInode(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
