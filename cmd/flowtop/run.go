@@ -9,10 +9,17 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/geo"
+	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
+	"github.com/flowtop/flowtop/ui"
 )
 
 // run is flowtop without os.Exit: it returns the exit status.
@@ -29,19 +36,49 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "flowtop %s\n", version)
 		return 0
 	}
-	if err := runFlowtop(o, stdout, stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer stop()
+	if o.update {
+		err = runUpdate(ctx, o, stdout)
+	} else {
+		err = runFlowtop(ctx, o, stdout, stderr)
+	}
+	if err != nil {
 		fmt.Fprintf(stderr, "flowtop: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
+// runUpdate is -u: fetch the GeoIP databases.
+func runUpdate(ctx context.Context, o *options, stdout io.Writer) error {
+	cfg := geo.UpdateConfig{Dir: o.geoipDir, LicenseFile: o.geoipLicenseFile}
+	if o.configDir != "" {
+		if conf := filepath.Join(o.configDir, "geoip.conf"); fileExists(conf) {
+			cfg.ConfFile = conf
+		}
+	}
+	return geo.Update(ctx, cfg, stdout)
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// interactive reports whether flowtop runs its screen.
+func (o *options) interactive() bool { return !o.once && !o.batch && !o.noUI }
+
 // runFlowtop sets up the kernel side and runs the chosen mode until it
-// ends or a signal arrives. Every path out restores the sysctls.
-func runFlowtop(o *options, stdout, stderr io.Writer) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer stop()
+// ends or ctx is cancelled by a signal. Every path out restores the
+// sysctls.
+func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	var warns warnings
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if o.interactive() {
+		// The screen owns the terminal: problems go to its header.
+		log = slog.New(warns.handler())
+	}
 
 	src, err := conntrack.Open(o.netns)
 	if err != nil {
@@ -64,9 +101,10 @@ func runFlowtop(o *options, stdout, stderr io.Writer) error {
 	// is gone by the time the watchdog wakes.
 	defer func() {
 		if err := guard.Restore(); err != nil {
-			log.Error("restoring sysctls", "err", err)
+			fmt.Fprintf(stderr, "flowtop: restoring sysctls: %v\n", err)
 		}
 	}()
+	crashHook(guard)
 
 	if o.enableTracking {
 		remove, err := enableTracking(src.NetnsFile())
@@ -75,7 +113,7 @@ func runFlowtop(o *options, stdout, stderr io.Writer) error {
 		}
 		defer func() {
 			if err := remove(); err != nil {
-				log.Error(err.Error())
+				fmt.Fprintf(stderr, "flowtop: %v\n", err)
 			}
 		}()
 	}
@@ -85,6 +123,9 @@ func runFlowtop(o *options, stdout, stderr io.Writer) error {
 		log.Warn("flow count unavailable", "err", err)
 	}
 	defer count.Close()
+
+	lookups, closeLookups := openLookups(o, log)
+	defer closeLookups()
 
 	table := conntrack.NewTable(conntrack.TableConfig{
 		Kernel:      src,
@@ -96,15 +137,22 @@ func runFlowtop(o *options, stdout, stderr io.Writer) error {
 	})
 	snaps, cancelSub := table.Subscribe()
 	defer cancelSub()
+	var ended <-chan conntrack.Ended
+	if o.mqtt.url != "" {
+		ended = table.SubscribeEnded(16384)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	tableErr := make(chan error, 1)
-	go func() { tableErr <- table.Run(ctx) }()
-
-	host, _ := os.Hostname()
-	docOpts := report.Options{Host: host, Netns: o.netns, Sort: o.sortKey, Limit: o.limit}
-	enc := json.NewEncoder(stdout)
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel (deferred later, runs first)
+	defer cancel()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tableErr <- table.Run(ctx)
+	}()
 
 	// Wait for the initial dump before anything else, so that an error
 	// such as a missing privilege ends flowtop with one clear line.
@@ -125,10 +173,52 @@ func runFlowtop(o *options, stdout, stderr io.Writer) error {
 			"flowtop --enable-tracking installs such a rule until it exits")
 	}
 
+	host, _ := os.Hostname()
+	exp := &exporters{}
+	if o.mqtt.url != "" {
+		mq, err := mqttexport.New(mqttexport.Config{
+			URL: o.mqtt.url, User: o.mqtt.user, PasswordFile: o.mqtt.passwordFile,
+			CA: o.mqtt.ca, Cert: o.mqtt.cert, Key: o.mqtt.key,
+			ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, Node: o.mqtt.node,
+			QoS: byte(o.mqtt.qos), Interval: o.mqtt.interval, Gzip: o.mqtt.gzip,
+			Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
+			Host: host, Netns: o.netns,
+			Latest: table.Latest, Ended: ended, Names: lookups, Logger: log,
+		})
+		if err != nil {
+			return fmt.Errorf("--mqtt: %w", err)
+		}
+		exp.mqtt = mq
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := mq.Run(ctx); err != nil {
+				log.Error("mqtt exporter stopped", "err", err)
+			}
+		}()
+	}
+	docOpts := report.Options{Host: host, Netns: o.netns, Sort: o.sortKey, Limit: o.limit, Names: lookups}
+	build := func(s *conntrack.Snapshot) *report.Document {
+		d := report.Build(s, docOpts)
+		d.Health.Exporters = exp.health()
+		return d
+	}
+	if o.write != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			exp.writeFile(ctx, o.write, o.writeInterval, table.Latest, build, log)
+		}()
+	}
+
+	enc := json.NewEncoder(stdout)
 	switch {
 	case o.once:
 		s := first
 		if o.interval > 0 {
+			// Ask for names now so that the answers (reverse DNS, process
+			// owners) have the interval to arrive.
+			prefetchNames(first, docOpts)
 			// One interval later, so that rates are real.
 			select {
 			case s = <-snaps:
@@ -138,15 +228,15 @@ func runFlowtop(o *options, stdout, stderr io.Writer) error {
 				return nil
 			}
 		}
-		return enc.Encode(report.Build(s, docOpts))
-	default: // --batch (the screen and the daemon come with their issues)
-		if err := enc.Encode(report.Build(first, docOpts)); err != nil {
+		return enc.Encode(build(s))
+	case o.batch:
+		if err := enc.Encode(build(first)); err != nil {
 			return err
 		}
 		for {
 			select {
 			case s := <-snaps:
-				if err := enc.Encode(report.Build(s, docOpts)); err != nil {
+				if err := enc.Encode(build(s)); err != nil {
 					return fmt.Errorf("write snapshot: %w", err)
 				}
 			case err := <-tableErr:
@@ -154,6 +244,129 @@ func runFlowtop(o *options, stdout, stderr io.Writer) error {
 			case <-ctx.Done():
 				return nil
 			}
+		}
+	case o.noUI:
+		log.Info("flowtop running headless", "netns", o.netns, "mqtt", o.mqtt.url, "write", o.write)
+		select {
+		case err := <-tableErr:
+			return err
+		case <-ctx.Done():
+			log.Info("flowtop stopping")
+			return nil
+		}
+	default:
+		cancelSub() // the screen reads Latest on its own tick
+		uiErr := make(chan error, 1)
+		go func() {
+			uiErr <- ui.Run(ctx, ui.Config{
+				Source:   uiSource{table, src},
+				Names:    lookups,
+				Version:  version,
+				Netns:    o.netns,
+				Interval: o.intervalDuration(),
+				Bits:     o.bits,
+				ShowSrc:  o.showSrc,
+				Numeric:  o.noDNS,
+				Status:   exp.status,
+				Warnings: warns.list,
+			})
+		}()
+		select {
+		case err := <-uiErr:
+			return err
+		case err := <-tableErr:
+			cancel()
+			<-uiErr
+			return err
+		}
+	}
+}
+
+// prefetchNames starts the lookups of the flows a document of s would list
+// first; the lookups are asynchronous and cached.
+func prefetchNames(s *conntrack.Snapshot, opt report.Options) {
+	if opt.Names == nil {
+		return
+	}
+	const most = 1000 // beyond this, a one-shot run should not flood resolvers
+	flows := report.Sorted(s.Flows, opt.Sort, s.Time)
+	if opt.Limit > 0 && len(flows) > opt.Limit {
+		flows = flows[:opt.Limit]
+	}
+	if len(flows) > most {
+		flows = flows[:most]
+	}
+	for _, f := range flows {
+		opt.Names.Names(f)
+	}
+}
+
+// uiSource is what the screen needs from the kernel side.
+type uiSource struct {
+	*conntrack.Table
+	src *conntrack.Source
+}
+
+func (u uiSource) Delete(f *conntrack.Flow) error { return u.src.Delete(f) }
+
+// exporters holds the running exporters' counters for health and the
+// screen's status line.
+type exporters struct {
+	mqtt                   *mqttexport.Exporter
+	filePublished, fileErr atomic.Uint64
+	fileOn                 atomic.Bool
+}
+
+func (e *exporters) health() map[string]report.ExporterHealth {
+	h := map[string]report.ExporterHealth{}
+	if e.mqtt != nil {
+		h["mqtt"] = e.mqtt.Stats()
+	}
+	if e.fileOn.Load() {
+		h["file"] = report.ExporterHealth{Published: e.filePublished.Load(), Errors: e.fileErr.Load()}
+	}
+	if len(h) == 0 {
+		return nil
+	}
+	return h
+}
+
+func (e *exporters) status() string {
+	if e.mqtt == nil {
+		return ""
+	}
+	s := e.mqtt.Stats()
+	state := "disconnected"
+	if s.Connected != nil && *s.Connected {
+		state = "connected"
+	}
+	return fmt.Sprintf("mqtt %s: %d sent, %d dropped, %d errors", state, s.Published, s.Dropped, s.Errors)
+}
+
+// writeFile is --write: the snapshot document, replaced atomically every
+// interval, until ctx ends.
+func (e *exporters) writeFile(ctx context.Context, path string, every time.Duration,
+	latest func() *conntrack.Snapshot, build func(*conntrack.Snapshot) *report.Document, log *slog.Logger) {
+	e.fileOn.Store(true)
+	write := func() {
+		if s := latest(); s != nil {
+			if err := report.WriteFile(path, build(s)); err != nil {
+				e.fileErr.Add(1)
+				log.Error(err.Error())
+				return
+			}
+			e.filePublished.Add(1)
+		}
+	}
+	write()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			write()
 		}
 	}
 }

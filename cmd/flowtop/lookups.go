@@ -1,0 +1,51 @@
+package main
+
+import (
+	"errors"
+	"log/slog"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
+	"github.com/flowtop/flowtop/geo"
+	"github.com/flowtop/flowtop/procs"
+	"github.com/flowtop/flowtop/rdns"
+	"github.com/flowtop/flowtop/services"
+)
+
+// openLookups starts the enrichment sources the options ask for. A source
+// that cannot start is logged and left out; flowtop runs without it.
+func openLookups(o *options, log *slog.Logger) (*enrich.Lookups, func()) {
+	l := &enrich.Lookups{}
+	var closers []func()
+	l.Services = services.Load(o.configDir, func(msg string) { log.Warn(msg) })
+	if !o.noDNS {
+		c := rdns.New(rdns.Config{})
+		l.DNS = c
+		closers = append(closers, c.Close)
+	}
+	if !o.noGeoIP {
+		db, errs := geo.Open(geo.DefaultDirs(o.geoipDir))
+		for _, err := range errs {
+			if errors.Is(err, geo.ErrNoDatabase) {
+				log.Info(err.Error())
+			} else {
+				log.Warn(err.Error())
+			}
+		}
+		if db.Available() {
+			l.Geo = db
+		}
+		closers = append(closers, func() { db.Close() })
+	}
+	if f, err := procs.New(procs.Config{NetNS: conntrack.NetnsPath(o.netns)}); err != nil {
+		log.Warn("no process names", "err", err)
+	} else {
+		l.Procs = f
+		closers = append(closers, func() { f.Close() })
+	}
+	return l, func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+}
