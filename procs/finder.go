@@ -63,6 +63,9 @@ type Stats struct {
 	Errors   uint64 // sock_diag, address-list or /proc failures ("no socket" is not one)
 	Scans    uint64 // walks of /proc/*/fd
 	Evicted  uint64 // cache entries dropped for size or idleness
+	// Deferred counts lookups not queued because the queue was full; the
+	// flow is queued again the next time it is asked about.
+	Deferred uint64
 	// LastScan is how long the latest walk of /proc took.
 	LastScan time.Duration
 }
@@ -95,7 +98,7 @@ type Finder struct {
 	wg      sync.WaitGroup
 	closeMu sync.Once
 
-	resolved, unowned, retries, queries, errors, evicted atomic.Uint64
+	resolved, unowned, retries, queries, errors, evicted, dropped atomic.Uint64
 }
 
 // flowKey identifies a flow across lookups; the tuples guard against the
@@ -124,6 +127,7 @@ type entry struct {
 	attempts  int
 	retryAt   time.Time
 	lastAsked time.Time
+	gone      bool // evicted; a worker skips it
 	// sock is the socket found while the inode index had not caught up
 	// (indexLater); the retry goes straight to the index with it.
 	sock *pendingSock
@@ -241,7 +245,7 @@ func (f *Finder) Owner(fl *conntrack.Flow) Info {
 		if len(f.cache) >= f.maxEntries {
 			f.evictLocked(now)
 		}
-		e = &entry{key: k, state: statePending}
+		e = &entry{key: k}
 		f.cache[k] = e
 		f.enqueueLocked(e)
 	}
@@ -251,7 +255,6 @@ func (f *Finder) Owner(fl *conntrack.Flow) Info {
 		return e.info
 	case stateRetry:
 		if !now.Before(e.retryAt) && !f.closed {
-			e.state = statePending
 			f.enqueueLocked(e)
 		}
 	}
@@ -267,9 +270,26 @@ func lookupable(fl *conntrack.Flow) bool {
 	return fl.Family == conntrack.IPv4 || fl.Family == conntrack.IPv6
 }
 
+// enqueueLocked queues e for a worker. The queue is bounded like the
+// cache (it may hold evicted entries): when it is full the entry waits
+// for the next time it is asked about.
 func (f *Finder) enqueueLocked(e *entry) {
+	if len(f.queue) >= f.maxEntries {
+		e.state, e.retryAt = stateRetry, time.Time{}
+		f.dropped.Add(1)
+		return
+	}
+	e.state = statePending
 	f.queue = append(f.queue, e)
 	f.cond.Signal()
+}
+
+// dropLocked removes e from the cache; a worker that finds it in the
+// queue skips it.
+func (f *Finder) dropLocked(e *entry) {
+	delete(f.cache, e.key)
+	e.gone = true
+	f.evicted.Add(1)
 }
 
 // maybeSweep drops entries not asked about for idleTTL, at most every
@@ -279,18 +299,16 @@ func (f *Finder) maybeSweep(now time.Time) {
 		return
 	}
 	f.lastSweep = now
-	for k, e := range f.cache {
+	for _, e := range f.cache {
 		if now.Sub(e.lastAsked) >= idleTTL && e.state != statePending {
-			delete(f.cache, k)
-			f.evicted.Add(1)
+			f.dropLocked(e)
 		}
 	}
 }
 
 // evictLocked makes room in a full cache: it drops the idle entries, and
 // if that is not enough the eighth least recently asked about, so the
-// cost of sorting is paid once per many inserts. A queued entry that is
-// dropped is still looked up, its answer discarded.
+// cost of sorting is paid once per many inserts.
 func (f *Finder) evictLocked(now time.Time) {
 	f.lastSweep = time.Time{}
 	f.maybeSweep(now)
@@ -304,9 +322,8 @@ func (f *Finder) evictLocked(now time.Time) {
 	slices.SortFunc(all, func(a, b *entry) int { return a.lastAsked.Compare(b.lastAsked) })
 	n := max(1, len(all)/8)
 	for _, e := range all[:n] {
-		delete(f.cache, e.key)
+		f.dropLocked(e)
 	}
-	f.evicted.Add(uint64(n))
 }
 
 // work runs lookups until Close.
@@ -326,6 +343,10 @@ func (f *Finder) work(l sockLooker) {
 		f.queue = f.queue[1:]
 		if len(f.queue) == 0 {
 			f.queue = nil // let a burst's backing array go
+		}
+		if e.gone {
+			f.mu.Unlock()
+			continue
 		}
 		k, ps := e.key, e.sock
 		e.sock = nil
@@ -473,6 +494,7 @@ func (f *Finder) Stats() Stats {
 	st.Queries = f.queries.Load()
 	st.Errors = f.errors.Load() + scanErrors
 	st.Evicted = f.evicted.Load()
+	st.Deferred = f.dropped.Load()
 	return st
 }
 
