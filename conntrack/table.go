@@ -38,6 +38,15 @@ type entry struct {
 	gen      uint32    // last dump that saw the flow
 	seenAt   time.Time // when OrigCount/ReplyCount were read
 	hasRates bool
+	// next chains flows whose kernel IDs collide. The ID is a 32-bit hash,
+	// so among 50,000 flows a collision is likely (about 1 in 4 tables)
+	// and among a million it is certain: the ID alone is no key.
+	next *entry
+}
+
+// sameFlow reports whether e is the kernel entry f describes.
+func (e *entry) sameFlow(f *Flow) bool {
+	return e.Orig == f.Orig && e.Proto == f.Proto && e.Zone == f.Zone
 }
 
 // Table is the flow table. One goroutine (Run) owns it; every other
@@ -46,7 +55,8 @@ type Table struct {
 	cfg     TableConfig
 	log     *slog.Logger
 	now     func() time.Time
-	flows   map[uint32]*entry
+	flows   map[uint32]*entry // by kernel ID, chained on collisions
+	size    int               // number of entries
 	gen     uint32
 	filter  Filter
 	health  Health
@@ -214,12 +224,12 @@ func (t *Table) apply(ev Event) {
 	}
 	t.health.Events++
 	f := &ev.Flow
-	e, ok := t.flows[f.ID]
+	e := t.find(f)
 	switch ev.Type {
 	case EventNew, EventUpdate:
-		if !ok || e.Orig != f.Orig {
-			// A new flow, or a reused ID. Events carry no counters: the
-			// flow is counted from zero until the next dump reads them.
+		if e == nil {
+			// Events carry no counters: the flow is counted from zero
+			// until the next dump reads them.
 			acct, ts := t.accounting()
 			now := t.now()
 			e = &entry{Flow: *f, gen: t.gen, seenAt: now}
@@ -227,14 +237,14 @@ func (t *Table) apply(ev Event) {
 			if ts {
 				e.Start = now
 			}
-			t.flows[f.ID] = e
+			t.insert(e)
 			return
 		}
-		e.Reply, e.State, e.Status, e.Timeout, e.Mark, e.Zone, e.Labels =
-			f.Reply, f.State, f.Status, f.Timeout, f.Mark, f.Zone, f.Labels
+		e.Reply, e.State, e.Status, e.Timeout, e.Mark, e.Labels =
+			f.Reply, f.State, f.Status, f.Timeout, f.Mark, f.Labels
 	case EventDestroy:
-		if ok {
-			delete(t.flows, f.ID)
+		if e != nil {
+			t.remove(e)
 		}
 		t.ended(ev, e)
 	}
@@ -285,10 +295,10 @@ func (t *Table) refresh() error {
 	t.gen++
 	gen := t.gen
 	interrupted, err := t.cfg.Kernel.Dump(func(f *Flow) {
-		e, ok := t.flows[f.ID]
-		if !ok || e.Orig != f.Orig {
+		e := t.find(f)
+		if e == nil {
 			e = &entry{Flow: *f, gen: gen, seenAt: start}
-			t.flows[f.ID] = e
+			t.insert(e)
 			// A flow that began since the last look has counted all its
 			// bytes since its start: that gives a first rate at once.
 			if age, ok := f.Age(start); ok && f.HasCounters && age > 0 && age <= t.cfg.Interval {
@@ -316,11 +326,7 @@ func (t *Table) refresh() error {
 		return err
 	}
 	if !interrupted {
-		for id, e := range t.flows {
-			if e.gen != gen {
-				delete(t.flows, id)
-			}
-		}
+		t.sweep(gen)
 	}
 	if t.cfg.KernelFlows != nil {
 		t.health.KernelFlows = t.cfg.KernelFlows()
@@ -336,14 +342,16 @@ func (t *Table) publish() {
 	s := &Snapshot{
 		Time:       now,
 		Interval:   t.cfg.Interval,
-		TableFlows: len(t.flows),
+		TableFlows: t.size,
 		Filter:     t.filter,
 		Health:     t.health,
 	}
-	s.Flows = make([]Flow, 0, len(t.flows))
-	for _, e := range t.flows {
-		if t.filter.Match(&e.Flow, now) {
-			s.Flows = append(s.Flows, e.Flow)
+	s.Flows = make([]Flow, 0, t.size)
+	for _, head := range t.flows {
+		for e := head; e != nil; e = e.next {
+			if t.filter.Match(&e.Flow, now) {
+				s.Flows = append(s.Flows, e.Flow)
+			}
 		}
 	}
 	t.latest.Store(s)
@@ -362,6 +370,67 @@ func (t *Table) publish() {
 			case ch <- s:
 			default:
 			}
+		}
+	}
+}
+
+// find returns the entry of the kernel flow f, nil when the table has none.
+func (t *Table) find(f *Flow) *entry {
+	for e := t.flows[f.ID]; e != nil; e = e.next {
+		if e.sameFlow(f) {
+			return e
+		}
+	}
+	return nil
+}
+
+// insert adds an entry that find did not find.
+func (t *Table) insert(e *entry) {
+	e.next = t.flows[e.ID]
+	t.flows[e.ID] = e
+	t.size++
+}
+
+// remove takes an entry out of the table.
+func (t *Table) remove(e *entry) {
+	head := t.flows[e.ID]
+	if head == e {
+		if e.next == nil {
+			delete(t.flows, e.ID)
+		} else {
+			t.flows[e.ID] = e.next
+		}
+		t.size--
+		return
+	}
+	for p := head; p != nil; p = p.next {
+		if p.next == e {
+			p.next = e.next
+			t.size--
+			return
+		}
+	}
+}
+
+// sweep removes the entries the dump of generation gen did not see: flows
+// the kernel no longer has, whose DESTROY event was lost.
+func (t *Table) sweep(gen uint32) {
+	for id, head := range t.flows {
+		var keep *entry // rebuilt chain, order does not matter
+		for e := head; e != nil; {
+			next := e.next
+			if e.gen == gen {
+				e.next = keep
+				keep = e
+			} else {
+				t.size--
+			}
+			e = next
+		}
+		if keep == nil {
+			delete(t.flows, id)
+		} else {
+			t.flows[id] = keep
 		}
 	}
 }

@@ -1,0 +1,366 @@
+// Command flowtop-bench measures flowtop against conntrack(8) on the same
+// table: it builds a network namespace, fills its conntrack table with N
+// flows through ctnetlink Create, and times a full read of it by
+// `flowtop --once -t 0`, by `conntrack -L` and by a raw netlink dump that
+// decodes nothing (the floor). It also measures steady CPU at a 1 s
+// interval and a burst of new flows while flowtop runs. Figures are given
+// as ratios to conntrack -L, since the machines it runs on are noisy.
+//
+// Run as root: go run ./cmd/flowtop-bench -flows 10000,100000
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	tconntrack "github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	flowsFlag := flag.String("flows", "10000,100000", "table sizes to measure, comma separated")
+	runs := flag.Int("runs", 3, "runs per measurement (the median is reported)")
+	burst := flag.Int("burst", 50000, "new flows created within about a second while flowtop runs (0: skip)")
+	cpuSecs := flag.Int("cpu-seconds", 10, "how long steady CPU is measured (0: skip)")
+	bin := flag.String("flowtop", "", "flowtop binary (default: build ./cmd/flowtop)")
+	flag.Parse()
+	if err := run(*flowsFlag, *runs, *burst, *cpuSecs, *bin); err != nil {
+		fmt.Fprintln(os.Stderr, "flowtop-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(flowsList string, runs, burst, cpuSecs int, bin string) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (network namespaces, ctnetlink)")
+	}
+	if bin == "" {
+		dir, err := os.MkdirTemp("", "flowtop-bench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		bin = filepath.Join(dir, "flowtop")
+		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/flowtop").CombinedOutput(); err != nil {
+			return fmt.Errorf("build flowtop: %v: %s", err, out)
+		}
+	}
+	fmt.Printf("machine: %d cores, kernel %s\n\n", nproc(), kernel())
+	fmt.Printf("%-9s %-22s %10s %10s %8s %8s\n", "flows", "reader", "time", "peak RSS", "x time", "x RSS")
+	for _, s := range strings.Split(flowsList, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("-flows: %w", err)
+		}
+		if err := measureTable(bin, n, runs, cpuSecs); err != nil {
+			return err
+		}
+	}
+	if burst > 0 {
+		return measureBurst(bin, burst)
+	}
+	return nil
+}
+
+// ns is a throw-away network namespace.
+type ns struct{ name string }
+
+func newNS() (*ns, error) {
+	n := &ns{name: fmt.Sprintf("ftbench%d_%d", os.Getpid(), time.Now().UnixNano()%100000)}
+	if out, err := exec.Command("ip", "netns", "add", n.name).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("ip netns add: %v: %s", err, out)
+	}
+	// Tables big enough for the run.
+	exec.Command("ip", "netns", "exec", n.name, "sysctl", "-qw", "net.netfilter.nf_conntrack_max=4000000").Run()
+	return n, nil
+}
+
+func (n *ns) path() string { return "/var/run/netns/" + n.name }
+func (n *ns) close()       { exec.Command("ip", "netns", "del", n.name).Run() }
+
+func (n *ns) count() int {
+	b, err := exec.Command("ip", "netns", "exec", n.name, "cat", "/proc/sys/net/netfilter/nf_conntrack_count").Output()
+	if err != nil {
+		return -1
+	}
+	v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return v
+}
+
+// fill creates count UDP flows, numbered from first, through ctnetlink.
+func (n *ns) fill(first, count int) (time.Duration, error) {
+	f, err := os.Open(n.path())
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	c, err := tconntrack.Dial(&netlink.Config{NetNS: int(f.Fd())})
+	if err != nil {
+		return 0, fmt.Errorf("dial ctnetlink: %w", err)
+	}
+	defer c.Close()
+	start := time.Now()
+	for i := first; i < first+count; i++ {
+		// 198.18.0.0/15 is the benchmarking range; no packet is ever sent.
+		src := netip.AddrFrom4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)})
+		dst := netip.AddrFrom4([4]byte{198, 19, byte(i), 1})
+		fl := tconntrack.NewFlow(17, 0, src, dst, uint16(1024+i%60000), 53, 600, 0)
+		if err := c.Create(fl); err != nil {
+			return 0, fmt.Errorf("create flow %d: %w", i, err)
+		}
+	}
+	return time.Since(start), nil
+}
+
+type result struct {
+	wall time.Duration
+	rss  int64 // KiB
+}
+
+// timeCmd runs a command and returns its wall time and peak RSS.
+func timeCmd(name string, args ...string) (result, error) {
+	cmd := exec.Command(name, args...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	wall := time.Since(start)
+	if err != nil {
+		return result{}, fmt.Errorf("%s %s: %v: %.300s", name, strings.Join(args, " "), err, out)
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return result{wall, ru.Maxrss}, nil
+}
+
+func median(rs []result) result {
+	sort.Slice(rs, func(i, j int) bool { return rs[i].wall < rs[j].wall })
+	m := rs[len(rs)/2]
+	sort.Slice(rs, func(i, j int) bool { return rs[i].rss < rs[j].rss })
+	m.rss = rs[len(rs)/2].rss
+	return m
+}
+
+func measureTable(bin string, n, runs, cpuSecs int) error {
+	x, err := newNS()
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	took, err := x.fill(0, n)
+	if err != nil {
+		return err
+	}
+	got := x.count()
+	fmt.Fprintf(os.Stderr, "(%d flows created in %v; kernel holds %d)\n", n, took.Round(time.Millisecond), got)
+
+	readers := []struct {
+		name string
+		fn   func() (result, error)
+	}{
+		{"conntrack -L", func() (result, error) {
+			return timeCmd("ip", "netns", "exec", x.name, "sh", "-c", "exec conntrack -L >/dev/null 2>&1")
+		}},
+		{"flowtop --once -t 0", func() (result, error) {
+			return timeCmd("ip", "netns", "exec", x.name, bin, "--once", "-t", "0", "--limit", "10", "-46TUDIS", "-n", "-G", "--state-dir", os.TempDir())
+		}},
+		{"raw dump (floor)", func() (result, error) { return rawDump(x) }},
+	}
+	var ref result
+	for i, r := range readers {
+		var rs []result
+		for range runs {
+			res, err := r.fn()
+			if err != nil {
+				return err
+			}
+			rs = append(rs, res)
+		}
+		m := median(rs)
+		if i == 0 {
+			ref = m
+		}
+		rss := "-"
+		xrss := "-"
+		if m.rss > 0 {
+			rss = fmt.Sprintf("%.1f MB", float64(m.rss)/1024)
+			xrss = fmt.Sprintf("%.2f", float64(m.rss)/float64(ref.rss))
+		}
+		fmt.Printf("%-9d %-22s %10s %10s %8.2f %8s\n", n, r.name, m.wall.Round(time.Millisecond), rss,
+			float64(m.wall)/float64(ref.wall), xrss)
+	}
+	if cpuSecs > 0 {
+		cpu, rss, err := steadyCPU(bin, x, time.Duration(cpuSecs)*time.Second)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-9d %-22s %9.1f%% %7.1f MB   (steady CPU of one core at -t 1, peak RSS)\n", n, "flowtop --batch -t 1", cpu, rss)
+	}
+	return nil
+}
+
+// rawDump reads the whole table without decoding it: the cost of the
+// kernel and the socket alone.
+func rawDump(x *ns) (result, error) {
+	f, err := os.Open(x.path())
+	if err != nil {
+		return result{}, err
+	}
+	defer f.Close()
+	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.Fd())})
+	if err != nil {
+		return result{}, err
+	}
+	defer c.Close()
+	start := time.Now()
+	req := netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(1<<8 | 1), Flags: netlink.Request | netlink.Dump},
+		Data:   []byte{unix.AF_UNSPEC, 0, 0, 0},
+	}
+	if _, err := c.Send(req); err != nil {
+		return result{}, err
+	}
+	for _, err := range c.ReceiveIter() {
+		if err != nil {
+			return result{}, err
+		}
+	}
+	return result{wall: time.Since(start)}, nil
+}
+
+// steadyCPU runs flowtop --batch -t 1 for d and returns its CPU use in
+// percent of one core (after a warm-up of 2 s) and its peak RSS.
+func steadyCPU(bin string, x *ns, d time.Duration) (float64, float64, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--batch", "-t", "1", "--limit", "10", "-46TUDIS", "-n", "-G",
+		"--netns", x.path(), "--state-dir", os.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<26)
+		for sc.Scan() {
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	c0 := cpuTicks(cmd.Process.Pid)
+	t0 := time.Now()
+	time.Sleep(d)
+	c1 := cpuTicks(cmd.Process.Pid)
+	el := time.Since(t0)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	const hz = 100 // USER_HZ
+	return float64(c1-c0) / hz / el.Seconds() * 100, float64(ru.Maxrss) / 1024, nil
+}
+
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	u, _ := strconv.ParseInt(fields[11], 10, 64)
+	st, _ := strconv.ParseInt(fields[12], 10, 64)
+	return u + st
+}
+
+// measureBurst creates n new flows while flowtop --batch runs and checks
+// the snapshot 2 s later holds every flow the kernel holds.
+func measureBurst(bin string, n int) error {
+	x, err := newNS()
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--batch", "-t", "1", "--limit", "1", "-46TUDIS", "-n", "-G",
+		"--netns", x.path(), "--state-dir", os.TempDir())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Signal(syscall.SIGTERM)
+	type doc struct {
+		Time   time.Time `json:"time"`
+		Totals struct {
+			Flows int `json:"flows"`
+		} `json:"totals"`
+		Health struct {
+			Overruns, Resyncs uint64
+			KernelFlows       int `json:"kernel_flows"`
+		} `json:"health"`
+	}
+	docs := make(chan doc, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<26)
+		for sc.Scan() {
+			var d doc
+			if json.Unmarshal(sc.Bytes(), &d) == nil {
+				docs <- d
+			}
+		}
+		close(docs)
+	}()
+	<-docs // flowtop is up
+	took, err := x.fill(0, n)
+	if err != nil {
+		return err
+	}
+	end := time.Now()
+	kernel := x.count()
+	var last doc
+	deadline := time.After(2*time.Second + 100*time.Millisecond)
+loop:
+	for {
+		select {
+		case d, ok := <-docs:
+			if !ok {
+				break loop
+			}
+			last = d
+		case <-deadline:
+			break loop
+		}
+	}
+	fmt.Printf("\nburst: %d flows created in %v; 2 s later flowtop's snapshot (%v after the burst) holds %d of the kernel's %d (%.1f%%), overruns %d, resyncs %d\n",
+		n, took.Round(time.Millisecond), last.Time.Sub(end).Round(time.Millisecond), last.Totals.Flows, kernel,
+		100*float64(last.Totals.Flows)/float64(kernel), last.Health.Overruns, last.Health.Resyncs)
+	return nil
+}
+
+func nproc() int {
+	b, _ := exec.Command("nproc").Output()
+	v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return v
+}
+
+func kernel() string {
+	var u unix.Utsname
+	unix.Uname(&u)
+	return unix.ByteSliceToString(u.Release[:])
+}
