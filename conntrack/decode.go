@@ -69,7 +69,12 @@ type attrs struct {
 }
 
 func (a *attrs) next() bool {
+	if len(a.b) == 0 {
+		return false
+	}
 	if len(a.b) < 4 {
+		// The start of an attribute header: the message was cut short.
+		a.err = errShort
 		return false
 	}
 	l := int(binary.NativeEndian.Uint16(a.b))
@@ -114,15 +119,17 @@ func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
 		case ctaStatus:
 			f.Status = Status(be32(v))
 		case ctaProtoinfo:
-			f.State = decodeState(v)
+			f.State, err = decodeState(v)
 		case ctaTimeout:
 			f.Timeout = be32(v)
 		case ctaMark:
 			f.Mark = be32(v)
 		case ctaCountersOrig:
-			f.OrigCount, f.HasCounters = decodeCounter(v), true
+			f.OrigCount, err = decodeCounter(v)
+			f.HasCounters = true
 		case ctaCountersReply:
-			f.ReplyCount, f.HasCounters = decodeCounter(v), true
+			f.ReplyCount, err = decodeCounter(v)
+			f.HasCounters = true
 		case ctaID:
 			f.ID = be32(v)
 		case ctaZone:
@@ -130,7 +137,7 @@ func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
 				f.Zone = binary.BigEndian.Uint16(v)
 			}
 		case ctaTimestamp:
-			f.Start, stop = decodeTimestamp(v)
+			f.Start, stop, err = decodeTimestamp(v)
 		case ctaLabels:
 			copy(f.Labels[:], v)
 		}
@@ -200,20 +207,23 @@ func decodeTuple(b []byte, t *Tuple, proto *Proto) error {
 
 // decodeState reads the state of CTA_PROTOINFO_{TCP,DCCP,SCTP}: whichever
 // nested protocol attribute is present, its state attribute is number 1.
-func decodeState(b []byte) uint8 {
+func decodeState(b []byte) (uint8, error) {
 	a := attrs{b: b}
 	for a.next() {
 		in := attrs{b: a.val}
 		for in.next() {
 			if in.typ == ctaProtoinfoState && len(in.val) >= 1 {
-				return in.val[0]
+				return in.val[0], nil
 			}
 		}
+		if in.err != nil {
+			return 0, in.err
+		}
 	}
-	return 0
+	return 0, a.err
 }
 
-func decodeCounter(b []byte) Counter {
+func decodeCounter(b []byte) (Counter, error) {
 	var c Counter
 	a := attrs{b: b}
 	for a.next() {
@@ -228,10 +238,10 @@ func decodeCounter(b []byte) Counter {
 			c.Bytes = uint64(be32(a.val))
 		}
 	}
-	return c
+	return c, a.err
 }
 
-func decodeTimestamp(b []byte) (start, stop time.Time) {
+func decodeTimestamp(b []byte) (start, stop time.Time, err error) {
 	a := attrs{b: b}
 	for a.next() {
 		switch a.typ {
@@ -245,7 +255,7 @@ func decodeTimestamp(b []byte) (start, stop time.Time) {
 			}
 		}
 	}
-	return start, stop
+	return start, stop, a.err
 }
 
 func addr4(b []byte) netip.Addr {
