@@ -2,7 +2,10 @@ package procs
 
 import (
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -345,4 +348,16 @@ func newFinderWith(t *testing.T, root string, l sockLooker) *Finder {
 	f.index.userName = testUserName
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+func TestNewErrors(t *testing.T) {
+	_, err := New(Config{NetNS: filepath.Join(t.TempDir(), "nope")})
+	if err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("missing namespace file: err = %v, want one naming it", err)
+	}
+	// Not a namespace: setns fails.
+	_, err = New(Config{NetNS: os.DevNull})
+	if err == nil || !strings.Contains(err.Error(), "CAP_SYS_ADMIN") {
+		t.Errorf("not a namespace: err = %v, want one naming CAP_SYS_ADMIN", err)
+	}
 }
