@@ -475,3 +475,5 @@ func rowOrder(screen string, markers ...string) []string {
 	}
 	return out
 }
+
+func netipFrom4(b [4]byte) netip.Addr { return netip.AddrFrom4(b) }
