@@ -371,15 +371,15 @@ func TestFilter(t *testing.T) {
 		q     string
 		shown string
 	}{
-		{"2001:db8", "flows 2/7"},        // IPv6 address
-		{"firefox", "flows 2/7"},         // process
-		{"germany", "flows 1/7"},         // country
-		{"443", "flows 2/7"},             // port
-		{"https", "flows 2/7"},           // service
-		{"=203.0.113.5", "flows 4/7"},    // whole address, NAT tuples too
-		{"syn_sent", "flows 1/7"},        // state
-		{"udp dns.google", "flows 1/7"},  // words must all match
-		{"4242", "flows 2/7"},            // PID
+		{"2001:db8", "flows 2/7"},         // IPv6 address
+		{"firefox", "flows 2/7"},          // process
+		{"germany", "flows 1/7"},          // country
+		{"443", "flows 2/7"},              // port
+		{"https", "flows 2/7"},            // service
+		{"=203.0.113.5", "flows 4/7"},     // whole address, NAT tuples too
+		{"syn_sent", "flows 1/7"},         // state
+		{"udp dns.google", "flows 1/7"},   // words must all match
+		{"4242", "flows 2/7"},             // PID
 		{"nomatch", "no flows match the"}, // nothing
 	} {
 		h.runes("/" + c.q)
