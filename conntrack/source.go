@@ -79,6 +79,9 @@ type Source struct {
 	nsFile *os.File // nil for flowtop's own namespace
 	dump   *netlink.Conn
 	events *netlink.Conn
+	// One receive buffer per socket, each used by one goroutine at a time:
+	// dumps by the table's goroutine, events by the listener.
+	dumpRecv, eventRecv *receiver
 }
 
 // NetnsPath turns a --netns value into a path: a bare name is one made by
@@ -116,6 +119,13 @@ func Open(netns string) (*Source, error) {
 		s.Close()
 		return nil, fmt.Errorf("size the conntrack event buffer: %w", err)
 	}
+	if s.dumpRecv, err = newReceiver(s.dump); err == nil {
+		s.eventRecv, err = newReceiver(s.events)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -151,27 +161,37 @@ func (s *Source) Dump(fn func(*Flow)) (interrupted bool, err error) {
 		},
 		Data: []byte{unix.AF_UNSPEC, 0, 0, 0},
 	}
-	if _, err := s.dump.Send(req); err != nil {
+	sent, err := s.dump.Send(req)
+	if err != nil {
 		return false, fmt.Errorf("request conntrack dump: %w", permission(err))
 	}
 	var f Flow
-	for m, err := range s.dump.ReceiveIter() {
+	handle := func(h nlHeader, data []byte) error {
+		if h.Seq != sent.Header.Sequence {
+			return nil // left over from an earlier, aborted dump
+		}
+		if h.Flags&nlmFDumpIntr != 0 {
+			interrupted = true
+		}
+		if h.Type != nfnlSubsysCTNetlink<<8|ctMsgNew {
+			return nil
+		}
+		f = Flow{}
+		if _, err := decodeFlow(data, &f); err != nil {
+			return fmt.Errorf("decode conntrack dump: %w", err)
+		}
+		fn(&f)
+		return nil
+	}
+	for {
+		err := s.dumpRecv.read(handle)
+		if errors.Is(err, errDumpDone) {
+			return interrupted, nil
+		}
 		if err != nil {
 			return interrupted, fmt.Errorf("read conntrack dump: %w", permission(err))
 		}
-		if m.Header.Flags&nlmFDumpIntr != 0 {
-			interrupted = true
-		}
-		if m.Header.Type&0xff != ctMsgNew {
-			continue
-		}
-		f = Flow{}
-		if _, err := decodeFlow(m.Data, &f); err != nil {
-			return interrupted, fmt.Errorf("decode conntrack dump: %w", err)
-		}
-		fn(&f)
 	}
-	return interrupted, nil
 }
 
 // Listen reads events until ctx ends or Close is called, sending each to
@@ -180,44 +200,49 @@ func (s *Source) Dump(fn func(*Flow)) (interrupted bool, err error) {
 func (s *Source) Listen(ctx context.Context, out chan<- Event) error {
 	stop := context.AfterFunc(ctx, func() { s.events.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
+	send := func(ev Event) error {
+		select {
+		case out <- ev:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	handle := func(h nlHeader, data []byte) error {
+		ev, ok := decodeEvent(h, data)
+		if !ok {
+			return nil
+		}
+		return send(ev)
+	}
 	for {
-		for m, err := range s.events.ReceiveIter() {
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				if errors.Is(err, unix.ENOBUFS) {
-					select {
-					case out <- Event{Type: EventOverrun, Err: err}:
-					case <-ctx.Done():
-						return nil
-					}
-					continue
-				}
-				if errors.Is(err, os.ErrClosed) || errors.Is(err, os.ErrDeadlineExceeded) {
-					return nil
-				}
-				return fmt.Errorf("read conntrack events: %w", err)
-			}
-			ev, ok := decodeEvent(m)
-			if !ok {
-				continue
-			}
-			select {
-			case out <- ev:
-			case <-ctx.Done():
+		err := s.eventRecv.read(handle)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, unix.ENOBUFS):
+			// The kernel dropped events: say so, the table resyncs.
+			if send(Event{Type: EventOverrun, Err: err}) != nil {
 				return nil
 			}
+		case errors.Is(err, os.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("read conntrack events: %w", err)
 		}
 	}
 }
 
-func decodeEvent(m netlink.Message) (Event, bool) {
+func decodeEvent(h nlHeader, data []byte) (Event, bool) {
 	var ev Event
-	switch m.Header.Type & 0xff {
+	if h.Type>>8 != nfnlSubsysCTNetlink {
+		return ev, false
+	}
+	switch h.Type & 0xff {
 	case ctMsgNew:
 		ev.Type = EventUpdate
-		if m.Header.Flags&(netlink.Create|netlink.Excl) != 0 {
+		if h.Flags&uint16(netlink.Create|netlink.Excl) != 0 {
 			ev.Type = EventNew
 		}
 	case ctMsgDelete:
@@ -225,7 +250,7 @@ func decodeEvent(m netlink.Message) (Event, bool) {
 	default:
 		return ev, false
 	}
-	stop, err := decodeFlow(m.Data, &ev.Flow)
+	stop, err := decodeFlow(data, &ev.Flow)
 	if err != nil {
 		return ev, false
 	}

@@ -55,10 +55,7 @@ func Build(s *conntrack.Snapshot, opt Options) *Document {
 		Totals:    totals(s),
 		Health:    health(&s.Health),
 	}
-	order := Sorted(s.Flows, opt.Sort, s.Time)
-	if opt.Limit > 0 && len(order) > opt.Limit {
-		order = order[:opt.Limit]
-	}
+	order := Top(s.Flows, opt.Sort, s.Time, opt.Limit)
 	d.Flows = make([]Flow, len(order))
 	for i, fl := range order {
 		d.Flows[i] = flowDoc(fl, s.Time)
@@ -73,28 +70,85 @@ func Build(s *conntrack.Snapshot, opt Options) *Document {
 // Sorted returns pointers to the flows in the order of key, descending,
 // with the flow ID breaking ties so the order is stable between refreshes.
 func Sorted(flows []conntrack.Flow, key SortKey, now time.Time) []*conntrack.Flow {
-	ps := make([]*conntrack.Flow, len(flows))
+	return Top(flows, key, now, 0)
+}
+
+// Top returns the first limit flows in the order of Sorted (all of them
+// when limit is 0) without sorting the rest: selecting the top 10 of a
+// million flows is a heap walk, not a sort.
+func Top(flows []conntrack.Flow, key SortKey, now time.Time, limit int) []*conntrack.Flow {
+	metric := metricOf(key, now)
+	ranked := make([]rankedFlow, len(flows))
 	for i := range flows {
-		ps[i] = &flows[i]
+		ranked[i] = rankedFlow{metric(&flows[i]), &flows[i]}
 	}
-	var metric func(*conntrack.Flow) float64
-	switch key {
-	case SortBytes:
-		metric = func(f *conntrack.Flow) float64 { return float64(f.TotalBytes()) }
-	case SortPackets:
-		metric = func(f *conntrack.Flow) float64 { return float64(f.TotalPackets()) }
-	case SortAge:
-		metric = func(f *conntrack.Flow) float64 { a, _ := f.Age(now); return a.Seconds() }
-	default:
-		metric = (*conntrack.Flow).TotalRate
-	}
-	slices.SortStableFunc(ps, func(a, b *conntrack.Flow) int {
-		if c := cmp.Compare(metric(b), metric(a)); c != 0 {
+	less := func(a, b rankedFlow) int {
+		if c := cmp.Compare(b.m, a.m); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.ID, b.ID)
-	})
-	return ps
+		return cmp.Compare(a.f.ID, b.f.ID)
+	}
+	if limit > 0 && limit < len(ranked) {
+		ranked = selectTop(ranked, limit, less)
+	}
+	slices.SortFunc(ranked, less)
+	out := make([]*conntrack.Flow, len(ranked))
+	for i, r := range ranked {
+		out[i] = r.f
+	}
+	return out
+}
+
+// rankedFlow pairs a flow with its sort metric, computed once.
+type rankedFlow struct {
+	m float64
+	f *conntrack.Flow
+}
+
+// selectTop returns the k first elements of rs in the order of less
+// (unsorted), keeping a max-heap of the best k seen.
+func selectTop(rs []rankedFlow, k int, less func(a, b rankedFlow) int) []rankedFlow {
+	h := append([]rankedFlow(nil), rs[:k]...)
+	// worst-at-root heap: the root is the element the others beat.
+	down := func(i int) {
+		for {
+			l := 2*i + 1
+			if l >= len(h) {
+				return
+			}
+			w := l
+			if r := l + 1; r < len(h) && less(h[r], h[l]) > 0 {
+				w = r
+			}
+			if less(h[w], h[i]) <= 0 {
+				return
+			}
+			h[i], h[w] = h[w], h[i]
+			i = w
+		}
+	}
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for _, r := range rs[k:] {
+		if less(r, h[0]) < 0 {
+			h[0] = r
+			down(0)
+		}
+	}
+	return h
+}
+
+func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {
+	switch key {
+	case SortBytes:
+		return func(f *conntrack.Flow) float64 { return float64(f.TotalBytes()) }
+	case SortPackets:
+		return func(f *conntrack.Flow) float64 { return float64(f.TotalPackets()) }
+	case SortAge:
+		return func(f *conntrack.Flow) float64 { a, _ := f.Age(now); return a.Seconds() }
+	}
+	return (*conntrack.Flow).TotalRate
 }
 
 func totals(s *conntrack.Snapshot) Totals {

@@ -289,14 +289,11 @@ func prefetchNames(s *conntrack.Snapshot, opt report.Options) {
 		return
 	}
 	const most = 1000 // beyond this, a one-shot run should not flood resolvers
-	flows := report.Sorted(s.Flows, opt.Sort, s.Time)
-	if opt.Limit > 0 && len(flows) > opt.Limit {
-		flows = flows[:opt.Limit]
+	n := most
+	if opt.Limit > 0 && opt.Limit < n {
+		n = opt.Limit
 	}
-	if len(flows) > most {
-		flows = flows[:most]
-	}
-	for _, f := range flows {
+	for _, f := range report.Top(s.Flows, opt.Sort, s.Time, n) {
 		opt.Names.Names(f)
 	}
 }
