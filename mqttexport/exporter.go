@@ -340,33 +340,58 @@ func (e *Exporter) onRequest(_ mqtt.Client, m mqtt.Message) {
 }
 
 // watch waits on the tokens made in onConnect and counts their outcome.
+// At shutdown, while the connection is still open, it gives the pending
+// ones a second in all to complete.
 func (e *Exporter) watch(ctx context.Context) {
+	var deadline time.Time
+	settle := func(ch check) {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(time.Second)
+		}
+		waitDone(ch.tok, time.Until(deadline))
+		select {
+		case <-ch.tok.Done():
+			e.record(ch, ch.tok.Error())
+		default:
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case ch := <-e.checks:
-			err := e.await(ctx, ch.tok, e.publishTimeout)
-			if ctx.Err() != nil {
-				return
-			}
-			if err == nil {
-				if st, ok := ch.tok.(*mqtt.SubscribeToken); ok {
-					for topic, code := range st.Result() {
-						if code >= 0x80 {
-							err = fmt.Errorf("broker refused the subscription to %s", topic)
-						}
-					}
+			for {
+				select {
+				case ch := <-e.checks:
+					settle(ch)
+				default:
+					return
 				}
 			}
-			switch {
-			case err != nil:
-				e.errs.Add(1)
-				e.log.Warn("mqtt "+ch.what+" failed", "err", err)
-			case ch.publish:
-				e.published.Add(1)
+		case ch := <-e.checks:
+			if err := e.await(ctx, ch.tok, e.publishTimeout); ctx.Err() == nil {
+				e.record(ch, err)
+			} else {
+				settle(ch)
 			}
 		}
+	}
+}
+
+func (e *Exporter) record(ch check, err error) {
+	if err == nil {
+		if st, ok := ch.tok.(*mqtt.SubscribeToken); ok {
+			for topic, code := range st.Result() {
+				if code >= 0x80 {
+					err = fmt.Errorf("broker refused the subscription to %s", topic)
+				}
+			}
+		}
+	}
+	switch {
+	case err != nil:
+		e.errs.Add(1)
+		e.log.Warn("mqtt "+ch.what+" failed", "err", err)
+	case ch.publish:
+		e.published.Add(1)
 	}
 }
 
