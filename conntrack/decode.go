@@ -151,6 +151,21 @@ func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
 	return stop, nil
 }
 
+// hasAttr reports whether a ctnetlink message body carries the top-level
+// attribute typ.
+func hasAttr(data []byte, typ uint16) bool {
+	if len(data) < nfgenmsgLen {
+		return false
+	}
+	a := attrs{b: data[nfgenmsgLen:]}
+	for a.next() {
+		if a.typ == typ {
+			return true
+		}
+	}
+	return false
+}
+
 func decodeTuple(b []byte, t *Tuple, proto *Proto) error {
 	a := attrs{b: b}
 	for a.next() {

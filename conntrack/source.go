@@ -69,6 +69,11 @@ type Event struct {
 	Flow Flow
 	Stop time.Time
 	Err  error // set for EventOverrun
+
+	// noState and noLabels mark an UPDATE without CTA_PROTOINFO or
+	// CTA_LABELS: the kernel sends them only when they changed (a connmark
+	// change carries neither), so the table keeps what it knew.
+	noState, noLabels bool
 }
 
 // Source talks to the kernel: streamed dumps, the event stream and
@@ -255,6 +260,10 @@ func decodeEvent(h nlHeader, data []byte) (Event, bool) {
 		return ev, false
 	}
 	ev.Stop = stop
+	if ev.Type == EventUpdate {
+		ev.noState = !hasAttr(data, ctaProtoinfo)
+		ev.noLabels = !hasAttr(data, ctaLabels)
+	}
 	return ev, true
 }
 

@@ -240,8 +240,13 @@ func (t *Table) apply(ev Event) {
 			t.insert(e)
 			return
 		}
-		e.Reply, e.State, e.Status, e.Timeout, e.Mark, e.Labels =
-			f.Reply, f.State, f.Status, f.Timeout, f.Mark, f.Labels
+		e.Reply, e.Status, e.Timeout, e.Mark = f.Reply, f.Status, f.Timeout, f.Mark
+		if !ev.noState {
+			e.State = f.State
+		}
+		if !ev.noLabels {
+			e.Labels = f.Labels
+		}
 	case EventDestroy:
 		if e != nil {
 			t.remove(e)
