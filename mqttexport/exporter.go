@@ -245,7 +245,12 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 func (e *Exporter) shutdown(c mqtt.Client) {
 	e.client.Store(nil)
 	defer e.connected.Store(false)
-	if c == nil || !c.IsConnectionOpen() {
+	if c == nil {
+		return
+	}
+	if !c.IsConnectionOpen() {
+		// A connect still in flight is abandoned when it completes.
+		c.Disconnect(0)
 		return
 	}
 	tok := c.Publish(e.t.status, statusQoS, true, statusOffline)
