@@ -276,10 +276,15 @@ func (s *Source) Delete(f *Flow) error {
 	defer c.Close()
 	tf := tconntrack.NewFlow(uint8(f.Proto), 0, f.Orig.Src, f.Orig.Dst, f.Orig.SrcPort, f.Orig.DstPort, 0, 0)
 	if f.Proto == ProtoICMP || f.Proto == ProtoICMPv6 {
-		p := &tf.TupleOrig.Proto
-		p.ICMPv4, p.ICMPv6 = f.Proto == ProtoICMP, f.Proto == ProtoICMPv6
-		p.ICMPID, p.ICMPType, p.ICMPCode = f.Orig.ICMPID, f.Orig.ICMPType, f.Orig.ICMPCode
-		tf.TupleReply = tconntrack.Tuple{}
+		// Keep the reply tuple: ti-mo picks the message's address family
+		// from both tuples, and an IPv6 flow sent as AF_INET is EINVAL.
+		for _, d := range []struct {
+			p *tconntrack.ProtoTuple
+			t *Tuple
+		}{{&tf.TupleOrig.Proto, &f.Orig}, {&tf.TupleReply.Proto, &f.Reply}} {
+			d.p.ICMPv4, d.p.ICMPv6 = f.Proto == ProtoICMP, f.Proto == ProtoICMPv6
+			d.p.ICMPID, d.p.ICMPType, d.p.ICMPCode = d.t.ICMPID, d.t.ICMPType, d.t.ICMPCode
+		}
 	}
 	tf.Zone = f.Zone
 	if err := c.Delete(tf); err != nil {
