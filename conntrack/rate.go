@@ -37,6 +37,43 @@ func (r *Rate) advance(bytes, packets uint64, dt time.Duration, first bool) {
 	r.Avg40 = ewma(r.Avg40, r.Bytes, dt, tau40)
 }
 
+// step is advance with the smoothing factors for dt already worked out:
+// a refresh steps every flow by the same dt, so the three exponentials are
+// computed once per refresh instead of once per flow.
+func (r *Rate) step(bytes, packets uint64, dt time.Duration, a alpha, first bool) {
+	secs := dt.Seconds()
+	r.Bytes = float64(bytes) / secs
+	r.Packets = float64(packets) / secs
+	if first {
+		r.Avg2, r.Avg10, r.Avg40 = r.Bytes, r.Bytes, r.Bytes
+		return
+	}
+	r.Avg2 += a[0] * (r.Bytes - r.Avg2)
+	r.Avg10 += a[1] * (r.Bytes - r.Avg10)
+	r.Avg40 += a[2] * (r.Bytes - r.Avg40)
+}
+
+// alpha holds the smoothing factors of the 2, 10 and 40 s averages for
+// one time step.
+type alpha [3]float64
+
+// alphaCache remembers the factors of the last time step.
+type alphaCache struct {
+	dt time.Duration
+	a  alpha
+}
+
+func newAlphas() *alphaCache { return &alphaCache{dt: -1} }
+
+func (c *alphaCache) at(dt time.Duration) alpha {
+	if dt != c.dt {
+		s := dt.Seconds()
+		c.dt = dt
+		c.a = alpha{1 - math.Exp(-s/tau2.Seconds()), 1 - math.Exp(-s/tau10.Seconds()), 1 - math.Exp(-s/tau40.Seconds())}
+	}
+	return c.a
+}
+
 func ewma(avg, sample float64, dt, tau time.Duration) float64 {
 	alpha := 1 - math.Exp(-dt.Seconds()/tau.Seconds())
 	return avg + alpha*(sample-avg)

@@ -38,10 +38,11 @@ type entry struct {
 	gen      uint32    // last dump that saw the flow
 	seenAt   time.Time // when OrigCount/ReplyCount were read
 	hasRates bool
-	// next chains flows whose kernel IDs collide. The ID is a 32-bit hash,
-	// so among 50,000 flows a collision is likely (about 1 in 4 tables)
-	// and among a million it is certain: the ID alone is no key.
-	next *entry
+	// next is the position of the next flow with the same kernel ID, -1
+	// for none. The ID is a 32-bit hash, so among 50,000 flows a
+	// collision is likely (about 1 in 4 tables) and among a million it is
+	// certain: the ID alone is no key.
+	next int32
 }
 
 // sameFlow reports whether e is the kernel entry f describes.
@@ -52,11 +53,13 @@ func (e *entry) sameFlow(f *Flow) bool {
 // Table is the flow table. One goroutine (Run) owns it; every other
 // goroutine reads immutable snapshots through Latest or Subscribe.
 type Table struct {
-	cfg     TableConfig
-	log     *slog.Logger
-	now     func() time.Time
-	flows   map[uint32]*entry // by kernel ID, chained on collisions
-	size    int               // number of entries
+	cfg TableConfig
+	log *slog.Logger
+	now func() time.Time
+	// entries holds the flows densely, so that a refresh or a snapshot
+	// walks memory in order; index finds the first entry of a kernel ID.
+	entries []entry
+	index   map[uint32]int32
 	gen     uint32
 	filter  Filter
 	health  Health
@@ -78,7 +81,7 @@ func NewTable(cfg TableConfig) *Table {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		now:     cfg.Now,
-		flows:   map[uint32]*entry{},
+		index:   map[uint32]int32{},
 		filter:  cfg.Filter,
 		events:  make(chan Event, 8192),
 		filterC: make(chan Filter, 1),
@@ -224,15 +227,15 @@ func (t *Table) apply(ev Event) {
 	}
 	t.health.Events++
 	f := &ev.Flow
-	e := t.find(f)
+	i := t.lookup(f)
 	switch ev.Type {
 	case EventNew, EventUpdate:
-		if e == nil {
+		if i < 0 {
 			// Events carry no counters: the flow is counted from zero
 			// until the next dump reads them.
 			acct, ts := t.accounting()
 			now := t.now()
-			e = &entry{Flow: *f, gen: t.gen, seenAt: now}
+			e := entry{Flow: *f, gen: t.gen, seenAt: now}
 			e.HasCounters = acct
 			if ts {
 				e.Start = now
@@ -240,6 +243,7 @@ func (t *Table) apply(ev Event) {
 			t.insert(e)
 			return
 		}
+		e := &t.entries[i]
 		e.Reply, e.Status, e.Timeout, e.Mark = f.Reply, f.Status, f.Timeout, f.Mark
 		if !ev.noState {
 			e.State = f.State
@@ -248,10 +252,12 @@ func (t *Table) apply(ev Event) {
 			e.Labels = f.Labels
 		}
 	case EventDestroy:
-		if e != nil {
-			t.remove(e)
+		if i < 0 {
+			t.ended(ev, nil)
+			return
 		}
-		t.ended(ev, e)
+		t.ended(ev, &t.entries[i])
+		t.removeAt(i)
 	}
 }
 
@@ -299,11 +305,11 @@ func (t *Table) refresh() error {
 	start := t.now()
 	t.gen++
 	gen := t.gen
+	alphas := newAlphas()
 	interrupted, err := t.cfg.Kernel.Dump(func(f *Flow) {
-		e := t.find(f)
-		if e == nil {
-			e = &entry{Flow: *f, gen: gen, seenAt: start}
-			t.insert(e)
+		i := t.lookup(f)
+		if i < 0 {
+			e := t.insert(entry{Flow: *f, gen: gen, seenAt: start})
 			// A flow that began since the last look has counted all its
 			// bytes since its start: that gives a first rate at once.
 			if age, ok := f.Age(start); ok && f.HasCounters && age > 0 && age <= t.cfg.Interval {
@@ -313,12 +319,14 @@ func (t *Table) refresh() error {
 			}
 			return
 		}
+		e := &t.entries[i]
 		dt := start.Sub(e.seenAt)
 		if e.HasCounters && f.HasCounters && dt > 0 {
-			e.OrigRate.advance(delta(f.OrigCount.Bytes, e.OrigCount.Bytes),
-				delta(f.OrigCount.Packets, e.OrigCount.Packets), dt, !e.hasRates)
-			e.ReplyRate.advance(delta(f.ReplyCount.Bytes, e.ReplyCount.Bytes),
-				delta(f.ReplyCount.Packets, e.ReplyCount.Packets), dt, !e.hasRates)
+			a := alphas.at(dt)
+			e.OrigRate.step(delta(f.OrigCount.Bytes, e.OrigCount.Bytes),
+				delta(f.OrigCount.Packets, e.OrigCount.Packets), dt, a, !e.hasRates)
+			e.ReplyRate.step(delta(f.ReplyCount.Bytes, e.ReplyCount.Bytes),
+				delta(f.ReplyCount.Packets, e.ReplyCount.Packets), dt, a, !e.hasRates)
 			e.hasRates = true
 		}
 		origRate, replyRate, hasRates := e.OrigRate, e.ReplyRate, e.hasRates
@@ -347,16 +355,20 @@ func (t *Table) publish() {
 	s := &Snapshot{
 		Time:       now,
 		Interval:   t.cfg.Interval,
-		TableFlows: t.size,
+		TableFlows: len(t.entries),
 		Filter:     t.filter,
 		Health:     t.health,
 	}
-	s.Flows = make([]Flow, 0, t.size)
-	for _, head := range t.flows {
-		for e := head; e != nil; e = e.next {
-			if t.filter.Match(&e.Flow, now) {
-				s.Flows = append(s.Flows, e.Flow)
-			}
+	n := 0
+	for i := range t.entries {
+		if t.filter.Match(&t.entries[i].Flow, now) {
+			n++
+		}
+	}
+	s.Flows = make([]Flow, 0, n)
+	for i := range t.entries {
+		if e := &t.entries[i]; t.filter.Match(&e.Flow, now) {
+			s.Flows = append(s.Flows, e.Flow)
 		}
 	}
 	t.latest.Store(s)
@@ -379,39 +391,87 @@ func (t *Table) publish() {
 	}
 }
 
-// find returns the entry of the kernel flow f, nil when the table has none.
-func (t *Table) find(f *Flow) *entry {
-	for e := t.flows[f.ID]; e != nil; e = e.next {
-		if e.sameFlow(f) {
-			return e
+// lookup returns the position of the kernel flow f, -1 when the table has
+// none.
+func (t *Table) lookup(f *Flow) int32 {
+	i, ok := t.index[f.ID]
+	if !ok {
+		return -1
+	}
+	for ; i >= 0; i = t.entries[i].next {
+		if t.entries[i].sameFlow(f) {
+			return i
 		}
+	}
+	return -1
+}
+
+// find returns the entry of the kernel flow f, nil when the table has
+// none. The pointer is valid until the next insert or remove.
+func (t *Table) find(f *Flow) *entry {
+	if i := t.lookup(f); i >= 0 {
+		return &t.entries[i]
 	}
 	return nil
 }
 
-// insert adds an entry that find did not find.
-func (t *Table) insert(e *entry) {
-	e.next = t.flows[e.ID]
-	t.flows[e.ID] = e
-	t.size++
+// insert adds an entry that lookup did not find and returns it (valid
+// until the next insert or remove).
+func (t *Table) insert(e entry) *entry {
+	e.next = -1
+	if head, ok := t.index[e.ID]; ok {
+		e.next = head
+	}
+	t.entries = append(t.entries, e)
+	i := int32(len(t.entries) - 1)
+	t.index[e.ID] = i
+	return &t.entries[i]
 }
 
-// remove takes an entry out of the table.
-func (t *Table) remove(e *entry) {
-	head := t.flows[e.ID]
-	if head == e {
-		if e.next == nil {
-			delete(t.flows, e.ID)
+// removeAt takes the entry at position i out of the table. The last entry
+// moves into its place.
+func (t *Table) removeAt(i int32) {
+	t.unlink(i)
+	last := int32(len(t.entries) - 1)
+	if i != last {
+		t.relink(last, i)
+		t.entries[i] = t.entries[last]
+	}
+	t.entries[last] = entry{} // drop what it referenced
+	t.entries = t.entries[:last]
+}
+
+// unlink takes position i out of its ID chain.
+func (t *Table) unlink(i int32) {
+	id := t.entries[i].ID
+	next := t.entries[i].next
+	if t.index[id] == i {
+		if next < 0 {
+			delete(t.index, id)
 		} else {
-			t.flows[e.ID] = e.next
+			t.index[id] = next
 		}
-		t.size--
 		return
 	}
-	for p := head; p != nil; p = p.next {
-		if p.next == e {
-			p.next = e.next
-			t.size--
+	for p := t.index[id]; p >= 0; p = t.entries[p].next {
+		if t.entries[p].next == i {
+			t.entries[p].next = next
+			return
+		}
+	}
+}
+
+// relink makes the chain that leads to position from lead to position to
+// instead (the entry is about to move there).
+func (t *Table) relink(from, to int32) {
+	id := t.entries[from].ID
+	if t.index[id] == from {
+		t.index[id] = to
+		return
+	}
+	for p := t.index[id]; p >= 0; p = t.entries[p].next {
+		if t.entries[p].next == from {
+			t.entries[p].next = to
 			return
 		}
 	}
@@ -420,22 +480,11 @@ func (t *Table) remove(e *entry) {
 // sweep removes the entries the dump of generation gen did not see: flows
 // the kernel no longer has, whose DESTROY event was lost.
 func (t *Table) sweep(gen uint32) {
-	for id, head := range t.flows {
-		var keep *entry // rebuilt chain, order does not matter
-		for e := head; e != nil; {
-			next := e.next
-			if e.gen == gen {
-				e.next = keep
-				keep = e
-			} else {
-				t.size--
-			}
-			e = next
-		}
-		if keep == nil {
-			delete(t.flows, id)
-		} else {
-			t.flows[id] = keep
+	// Downwards, so that the entry moved into a freed place has already
+	// been looked at.
+	for i := int32(len(t.entries) - 1); i >= 0; i-- {
+		if t.entries[i].gen != gen {
+			t.removeAt(i)
 		}
 	}
 }

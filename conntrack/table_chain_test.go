@@ -20,22 +20,67 @@ func TestTableKeepsFlowsWithCollidingIDs(t *testing.T) {
 	for _, f := range []Flow{one, two, three} {
 		tb.apply(Event{Type: EventNew, Flow: f})
 	}
-	if tb.size != 3 || tb.find(&two) == nil {
-		t.Fatalf("size %d after three NEW events with one ID, want 3", tb.size)
+	if len(tb.entries) != 3 || tb.find(&two) == nil {
+		t.Fatalf("size %d after three NEW events with one ID, want 3", len(tb.entries))
 	}
 	tb.apply(Event{Type: EventDestroy, Flow: two})
-	if tb.size != 2 || tb.find(&two) != nil || tb.find(&one) == nil || tb.find(&three) == nil {
-		t.Fatalf("DESTROY of the middle flow: size %d, want 2 with the others kept", tb.size)
+	if len(tb.entries) != 2 || tb.find(&two) != nil || tb.find(&one) == nil || tb.find(&three) == nil {
+		t.Fatalf("DESTROY of the middle flow: size %d, want 2 with the others kept", len(tb.entries))
 	}
 	// A sweep keeps what the dump saw and drops the rest.
 	tb.gen++
 	tb.find(&three).gen = tb.gen
 	tb.sweep(tb.gen)
-	if tb.size != 1 || tb.find(&three) == nil || tb.find(&one) != nil {
-		t.Fatalf("sweep: size %d, want only the flow the dump saw", tb.size)
+	if len(tb.entries) != 1 || tb.find(&three) == nil || tb.find(&one) != nil {
+		t.Fatalf("sweep: size %d, want only the flow the dump saw", len(tb.entries))
 	}
 	tb.publish()
 	if got := len(tb.Latest().Flows); got != 1 {
 		t.Fatalf("snapshot has %d flows, want 1", got)
+	}
+}
+
+// Random NEW and DESTROY events, with many colliding IDs, must leave the
+// table holding exactly the live flows, each findable.
+func TestTableStorageRandom(t *testing.T) {
+	tb := NewTable(TableConfig{Filter: DefaultFilter()})
+	live := map[uint16]Flow{}
+	seed := uint32(1)
+	rnd := func(n uint32) uint32 { seed = seed*1664525 + 1013904223; return (seed >> 8) % n }
+	mk := func(port uint16) Flow {
+		a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.19.0.1")
+		return Flow{ID: uint32(port % 7), Family: IPv4, Proto: ProtoUDP,
+			Orig: Tuple{Src: a, Dst: b, SrcPort: port, DstPort: 53}}
+	}
+	for step := 0; step < 20000; step++ {
+		port := uint16(rnd(300))
+		f := mk(port)
+		if _, ok := live[port]; ok && rnd(2) == 0 {
+			tb.apply(Event{Type: EventDestroy, Flow: f})
+			delete(live, port)
+		} else {
+			tb.apply(Event{Type: EventNew, Flow: f})
+			live[port] = f
+		}
+		if step%97 == 0 {
+			// A dump that sees only the even ports sweeps the odd ones.
+			tb.gen++
+			for port, f := range live {
+				if port%2 == 0 {
+					tb.find(&f).gen = tb.gen
+				} else {
+					delete(live, port)
+				}
+			}
+			tb.sweep(tb.gen)
+		}
+		if len(tb.entries) != len(live) {
+			t.Fatalf("step %d: table has %d entries, want %d", step, len(tb.entries), len(live))
+		}
+	}
+	for port, f := range live {
+		if e := tb.find(&f); e == nil || e.Orig.SrcPort != port {
+			t.Fatalf("live flow with port %d not found", port)
+		}
 	}
 }
