@@ -306,6 +306,7 @@ func (t *Table) refresh() error {
 	t.gen++
 	gen := t.gen
 	alphas := newAlphas()
+	t.reserve()
 	interrupted, err := t.cfg.Kernel.Dump(func(f *Flow) {
 		i := t.lookup(f)
 		if i < 0 {
@@ -389,6 +390,22 @@ func (t *Table) publish() {
 			}
 		}
 	}
+}
+
+// reserve sizes an empty table for the flows the kernel holds, so that the
+// first dump of a big table does not grow the slice and the index step by
+// step (each growth copies everything and leaves garbage behind).
+func (t *Table) reserve() {
+	if len(t.entries) > 0 || t.cfg.KernelFlows == nil {
+		return
+	}
+	n := t.cfg.KernelFlows()
+	if n <= 0 {
+		return
+	}
+	n += n / 8 // room for flows created during the dump
+	t.entries = make([]entry, 0, n)
+	t.index = make(map[uint32]int32, n)
 }
 
 // lookup returns the position of the kernel flow f, -1 when the table has
