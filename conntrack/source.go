@@ -159,6 +159,27 @@ func permission(err error) error {
 // the kernel flagged the dump as interrupted by concurrent changes
 // (NLM_F_DUMP_INTR), in which case it may have missed flows.
 func (s *Source) Dump(fn func(*Flow)) (interrupted bool, err error) {
+	var f Flow
+	return s.dumpMessages(func(data []byte) error {
+		f = Flow{}
+		if _, err := decodeFlow(data, &f); err != nil {
+			return fmt.Errorf("decode conntrack dump: %w", err)
+		}
+		fn(&f)
+		return nil
+	})
+}
+
+// DumpRaw reads the whole table without decoding it and returns the number
+// of flows: the cost of the kernel and the socket alone, the floor that
+// flowtop-bench compares against.
+func (s *Source) DumpRaw() (flows int, err error) {
+	_, err = s.dumpMessages(func([]byte) error { flows++; return nil })
+	return flows, err
+}
+
+// dumpMessages requests a dump and hands each flow message's body to fn.
+func (s *Source) dumpMessages(fn func(data []byte) error) (interrupted bool, err error) {
 	req := netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(nfnlSubsysCTNetlink<<8 | ctMsgGet),
@@ -170,7 +191,6 @@ func (s *Source) Dump(fn func(*Flow)) (interrupted bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("request conntrack dump: %w", permission(err))
 	}
-	var f Flow
 	handle := func(h nlHeader, data []byte) error {
 		if h.Seq != sent.Header.Sequence {
 			return nil // left over from an earlier, aborted dump
@@ -181,12 +201,7 @@ func (s *Source) Dump(fn func(*Flow)) (interrupted bool, err error) {
 		if h.Type != nfnlSubsysCTNetlink<<8|ctMsgNew {
 			return nil
 		}
-		f = Flow{}
-		if _, err := decodeFlow(data, &f); err != nil {
-			return fmt.Errorf("decode conntrack dump: %w", err)
-		}
-		fn(&f)
-		return nil
+		return fn(data)
 	}
 	for {
 		err := s.dumpRecv.read(handle)

@@ -27,6 +27,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	tconntrack "github.com/ti-mo/conntrack"
+
+	"github.com/flowtop/flowtop/conntrack"
 	"golang.org/x/sys/unix"
 )
 
@@ -209,31 +211,17 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 	return nil
 }
 
-// rawDump reads the whole table without decoding it: the cost of the
-// kernel and the socket alone.
+// rawDump reads the whole table without decoding it, with flowtop's own
+// receive loop: the cost of the kernel and the socket alone.
 func rawDump(x *ns) (result, error) {
-	f, err := os.Open(x.path())
+	src, err := conntrack.Open(x.path())
 	if err != nil {
 		return result{}, err
 	}
-	defer f.Close()
-	c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(f.Fd())})
-	if err != nil {
-		return result{}, err
-	}
-	defer c.Close()
+	defer src.Close()
 	start := time.Now()
-	req := netlink.Message{
-		Header: netlink.Header{Type: netlink.HeaderType(1<<8 | 1), Flags: netlink.Request | netlink.Dump},
-		Data:   []byte{unix.AF_UNSPEC, 0, 0, 0},
-	}
-	if _, err := c.Send(req); err != nil {
+	if _, err := src.DumpRaw(); err != nil {
 		return result{}, err
-	}
-	for _, err := range c.ReceiveIter() {
-		if err != nil {
-			return result{}, err
-		}
 	}
 	return result{wall: time.Since(start)}, nil
 }
