@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -83,9 +84,11 @@ func writeSysctl(f *os.File, v string) error {
 }
 
 // SysctlGuard turns on accounting and timestamps in one namespace and puts
-// the previous values back on Restore. The previous values are also kept in
-// a state file, so that a flowtop killed with SIGKILL is repaired by the
-// next start.
+// the previous values back on Restore. The previous values are kept in a
+// state file, so that a flowtop killed with SIGKILL is repaired by its
+// watchdog or the next start; the file also lists every flowtop using the
+// namespace, so that when two run at once (a daemon and a screen, say)
+// the values are put back only when the last one leaves.
 type SysctlGuard struct {
 	files      map[string]*os.File
 	prev       map[string]string
@@ -99,8 +102,27 @@ type SysctlGuard struct {
 
 // guardState is the state file's content.
 type guardState struct {
-	PID    int               `json:"pid"`
+	// PID is the first user; older state files name only it.
+	PID int `json:"pid,omitempty"`
+	// PIDs are the flowtop processes using the namespace.
+	PIDs   []int             `json:"pids,omitempty"`
 	Values map[string]string `json:"values"`
+}
+
+func (st *guardState) users() []int {
+	if st.PID != 0 && !slices.Contains(st.PIDs, st.PID) {
+		return append([]int{st.PID}, st.PIDs...)
+	}
+	return st.PIDs
+}
+
+// setUsers records the users, the first of them also as PID.
+func (st *guardState) setUsers(pids []int) {
+	st.PIDs = pids
+	st.PID = 0
+	if len(pids) > 0 {
+		st.PID = pids[0]
+	}
 }
 
 // EnableAccounting sets nf_conntrack_acct and nf_conntrack_timestamp to 1
@@ -127,36 +149,51 @@ func EnableAccounting(ns *os.File, stateDir string) (*SysctlGuard, error) {
 		return nil, err
 	}
 	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
-	if err := g.recover(0); err != nil {
+	err = g.withLock(func() error {
+		if st := g.loadState(); st != nil {
+			if live := alive(st.users(), 0); len(live) > 0 {
+				// Another flowtop set the sysctls: share its record.
+				g.prev = st.Values
+				st.setUsers(append(live, os.Getpid()))
+				return g.saveState(st)
+			}
+			if err := g.writeValues(st.Values, "left by a flowtop that did not exit cleanly"); err != nil {
+				return err
+			}
+		}
+		for _, k := range keys {
+			v, err := readSysctl(g.files[k])
+			if err != nil {
+				return fmt.Errorf("read %s: %w", k, err)
+			}
+			g.prev[k] = v
+		}
+		st := &guardState{Values: g.prev}
+		st.setUsers([]int{os.Getpid()})
+		if err := g.saveState(st); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if g.prev[k] == "1" {
+				continue
+			}
+			if err := writeSysctl(g.files[k], "1"); err != nil {
+				g.Warning = fmt.Sprintf("cannot set %s (%v): flows show no byte counters or age", k, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		g.closeFiles()
 		return nil, err
-	}
-	for _, k := range keys {
-		v, err := readSysctl(g.files[k])
-		if err != nil {
-			g.closeFiles()
-			return nil, fmt.Errorf("read %s: %w", k, err)
-		}
-		g.prev[k] = v
-	}
-	if err := g.saveState(); err != nil {
-		g.closeFiles()
-		return nil, err
-	}
-	for _, k := range keys {
-		if g.prev[k] == "1" {
-			continue
-		}
-		if err := writeSysctl(g.files[k], "1"); err != nil {
-			g.Warning = fmt.Sprintf("cannot set %s (%v): flows show no byte counters or age", k, err)
-		}
 	}
 	return g, nil
 }
 
-// RestoreLeftover restores the values recorded by flowtop process pid if
-// its state file is still there, i.e. it ended without restoring them
-// (a panic, SIGKILL). The sysctl watchdog calls it when its parent is gone.
+// RestoreLeftover restores the values recorded in the namespace's state
+// file if no flowtop but pid (which has ended, maybe not yet reaped) still
+// uses them: pid ended without restoring them (a panic, SIGKILL). The
+// sysctl watchdog calls it when its parent is gone.
 func RestoreLeftover(ns *os.File, stateDir string, pid int) error {
 	if stateDir == "" {
 		stateDir = DefaultStateDir
@@ -172,7 +209,47 @@ func RestoreLeftover(ns *os.File, stateDir string, pid int) error {
 		return err
 	}
 	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
-	return g.recover(pid)
+	return g.withLock(func() error { return g.leave(pid, nil) })
+}
+
+// leave takes pid out of the state file's users; the last one out writes
+// the recorded values back (or fallback, when the file is gone) and
+// removes the file. The caller holds the lock.
+func (g *SysctlGuard) leave(pid int, fallback map[string]string) error {
+	st := g.loadState()
+	if st == nil {
+		if fallback == nil {
+			return nil
+		}
+		return g.writeValues(fallback, "")
+	}
+	if live := alive(st.users(), pid); len(live) > 0 {
+		st.setUsers(live)
+		return g.saveState(st)
+	}
+	if err := g.writeValues(st.Values, ""); err != nil {
+		return err
+	}
+	if err := os.Remove(g.statePath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove sysctl state: %w", err)
+	}
+	return nil
+}
+
+func (g *SysctlGuard) writeValues(values map[string]string, why string) error {
+	for k, v := range values {
+		f, ok := g.files[k]
+		if !ok || !validSysctlValue(v) {
+			continue
+		}
+		if err := writeSysctl(f, v); err != nil {
+			if why != "" {
+				return fmt.Errorf("restore %s=%s %s: %w", k, v, why, err)
+			}
+			return fmt.Errorf("restore %s=%s: %w", k, v, err)
+		}
+	}
+	return nil
 }
 
 // nsID names a namespace by device and inode, which stay the same for the
@@ -189,34 +266,50 @@ func nsID(ns *os.File) (string, error) {
 	return fmt.Sprintf("%d-%d", st.Dev, st.Ino), nil
 }
 
-// recover restores the values a flowtop that died without cleaning up
-// recorded. A state file of a flowtop that still runs is left alone, unless
-// its PID is deadPID (a process known to have ended but maybe not reaped).
-func (g *SysctlGuard) recover(deadPID int) error {
+// withLock runs fn holding an exclusive lock on the namespace's state, so
+// that flowtops starting and stopping at once do not lose each other's
+// records.
+func (g *SysctlGuard) withLock(fn func() error) error {
+	if err := os.MkdirAll(filepath.Dir(g.statePath), 0o755); err != nil {
+		return fmt.Errorf("sysctl state dir: %w", err)
+	}
+	// The lock is on the directory itself, so it leaves no file behind.
+	lock, err := os.Open(filepath.Dir(g.statePath))
+	if err != nil {
+		return fmt.Errorf("sysctl state lock: %w", err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("sysctl state lock: %w", err)
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	return fn()
+}
+
+// loadState reads the state file; nil when there is none or it is torn
+// (a torn file is useless: it is dropped rather than refusing to start).
+func (g *SysctlGuard) loadState() *guardState {
 	b, err := os.ReadFile(g.statePath)
-	if errors.Is(err, os.ErrNotExist) {
+	if err != nil {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("read sysctl state %s: %w", g.statePath, err)
-	}
 	var st guardState
-	if err := json.Unmarshal(b, &st); err != nil {
-		// A torn file is useless: drop it rather than refuse to start.
+	if err := json.Unmarshal(b, &st); err != nil || st.Values == nil {
 		os.Remove(g.statePath)
 		return nil
 	}
-	if st.PID != os.Getpid() && st.PID != deadPID && processAlive(st.PID) {
-		return nil
-	}
-	for k, v := range st.Values {
-		if f, ok := g.files[k]; ok && validSysctlValue(v) {
-			if err := writeSysctl(f, v); err != nil {
-				return fmt.Errorf("restore %s=%s left by flowtop pid %d: %w", k, v, st.PID, err)
-			}
+	return &st
+}
+
+// alive returns the pids of processes that still run, leaving out gone.
+func alive(pids []int, gone int) []int {
+	var live []int
+	for _, p := range pids {
+		if p != gone && !slices.Contains(live, p) && processAlive(p) {
+			live = append(live, p)
 		}
 	}
-	return os.Remove(g.statePath)
+	return live
 }
 
 func validSysctlValue(v string) bool {
@@ -232,11 +325,11 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-func (g *SysctlGuard) saveState() error {
-	if err := os.MkdirAll(filepath.Dir(g.statePath), 0o755); err != nil {
-		return fmt.Errorf("sysctl state dir: %w", err)
+func (g *SysctlGuard) saveState(st *guardState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("write sysctl state: %w", err)
 	}
-	b, _ := json.Marshal(guardState{PID: os.Getpid(), Values: g.prev})
 	tmp := g.statePath + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
 		return fmt.Errorf("write sysctl state: %w", err)
@@ -268,19 +361,8 @@ func (g *SysctlGuard) Restore() error {
 		if g.files == nil {
 			return
 		}
-		var errs []error
-		for k, v := range g.prev {
-			if err := writeSysctl(g.files[k], v); err != nil {
-				errs = append(errs, fmt.Errorf("restore %s=%s: %w", k, v, err))
-			}
-		}
-		if len(errs) == 0 {
-			if err := os.Remove(g.statePath); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove sysctl state: %w", err))
-			}
-		}
+		g.restoreErr = g.withLock(func() error { return g.leave(os.Getpid(), g.prev) })
 		g.closeFiles()
-		g.restoreErr = errors.Join(errs...)
 	})
 	return g.restoreErr
 }
