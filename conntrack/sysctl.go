@@ -32,10 +32,21 @@ const DefaultStateDir = "/run/flowtop"
 // our own). A /proc/sys/net file stays bound to the namespace it was
 // opened in, so the files can be read and written later from any thread.
 func openSysctls(ns *os.File, flag int, keys ...string) ([]*os.File, error) {
+	paths := make([]string, len(keys))
+	for i, k := range keys {
+		paths[i] = "/proc/sys/" + k
+	}
+	return openInNetns(ns, flag, paths...)
+}
+
+// openInNetns opens files of /proc as seen from the namespace ns (nil for
+// our own): /proc/sys/net and /proc/thread-self/net files stay bound to
+// the namespace they were opened in.
+func openInNetns(ns *os.File, flag int, paths ...string) ([]*os.File, error) {
 	open := func() ([]*os.File, error) {
-		files := make([]*os.File, 0, len(keys))
-		for _, k := range keys {
-			f, err := os.OpenFile("/proc/sys/"+k, flag, 0)
+		files := make([]*os.File, 0, len(paths))
+		for _, k := range paths {
+			f, err := os.OpenFile(k, flag, 0)
 			if err != nil {
 				for _, f := range files {
 					f.Close()
@@ -149,7 +160,7 @@ func EnableAccounting(ns *os.File, stateDir string) (*SysctlGuard, error) {
 		return nil, err
 	}
 	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
-	err = g.withLock(func() error {
+	err = g.withLock(true, func() error {
 		if st := g.loadState(); st != nil {
 			if live := alive(st.users(), 0); len(live) > 0 {
 				// Another flowtop set the sysctls: share its record.
@@ -209,7 +220,7 @@ func RestoreLeftover(ns *os.File, stateDir string, pid int) error {
 		return err
 	}
 	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
-	return g.withLock(func() error { return g.leave(pid, nil) })
+	return g.withLock(false, func() error { return g.leave(pid, nil) })
 }
 
 // leave takes pid out of the state file's users; the last one out writes
@@ -269,9 +280,18 @@ func nsID(ns *os.File) (string, error) {
 // withLock runs fn holding an exclusive lock on the namespace's state, so
 // that flowtops starting and stopping at once do not lose each other's
 // records.
-func (g *SysctlGuard) withLock(fn func() error) error {
-	if err := os.MkdirAll(filepath.Dir(g.statePath), 0o755); err != nil {
-		return fmt.Errorf("sysctl state dir: %w", err)
+//
+// Only a start (create) makes the directory: a flowtop or watchdog that
+// leaves finds nothing to do without one, and must not bring back a
+// directory someone removed.
+func (g *SysctlGuard) withLock(create bool, fn func() error) error {
+	dir := filepath.Dir(g.statePath)
+	if create {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("sysctl state dir: %w", err)
+		}
+	} else if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return fn()
 	}
 	// The lock is on the directory itself, so it leaves no file behind.
 	lock, err := os.Open(filepath.Dir(g.statePath))
@@ -361,7 +381,7 @@ func (g *SysctlGuard) Restore() error {
 		if g.files == nil {
 			return
 		}
-		g.restoreErr = g.withLock(func() error { return g.leave(os.Getpid(), g.prev) })
+		g.restoreErr = g.withLock(false, func() error { return g.leave(os.Getpid(), g.prev) })
 		g.closeFiles()
 	})
 	return g.restoreErr

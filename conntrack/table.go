@@ -182,6 +182,11 @@ func (t *Table) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// Apply what is already queued, so that the last DESTROY
+			// records still reach the ended-flow subscribers.
+			for n := len(t.events); n > 0; n-- {
+				t.apply(<-t.events)
+			}
 			return nil
 		case err := <-listenErr:
 			if err != nil {

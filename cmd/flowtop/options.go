@@ -57,9 +57,10 @@ type mqttOptions struct {
 // errHelp is returned by parseOptions for -h: usage was printed.
 var errHelp = errors.New("help requested")
 
-// parseOptions parses args (without the program name). Usage errors are
-// returned as errors; the caller exits with status 2.
-func parseOptions(args []string, stderr io.Writer) (*options, error) {
+// parseOptions parses args (without the program name); -h prints the usage
+// to helpOut. Usage errors are returned as errors; the caller exits with
+// status 2.
+func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	o := &options{}
 	fs := pflag.NewFlagSet("flowtop", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -120,7 +121,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, err
 	}
 	if o.help {
-		fmt.Fprintf(stderr, "Usage: flowtop [options]\n\nA top-like view of the connections the kernel's conntrack tracks.\n\nOptions:\n%s", fs.FlagUsages())
+		fmt.Fprintf(helpOut, "Usage: flowtop [options]\n\nA top-like view of the connections the kernel's conntrack tracks.\n\nOptions:\n%s", fs.FlagUsages())
 		return o, errHelp
 	}
 	if fs.NArg() > 0 {

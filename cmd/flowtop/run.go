@@ -24,12 +24,12 @@ import (
 
 // run is flowtop without os.Exit: it returns the exit status.
 func run(args []string, stdout, stderr io.Writer) int {
-	o, err := parseOptions(args, stderr)
+	o, err := parseOptions(args, stdout)
 	if errors.Is(err, errHelp) {
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "flowtop: %v\nTry 'flowtop --help' for more information.\n", err)
+		fmt.Fprintf(stderr, "flowtop: %v (see flowtop --help)\n", err)
 		return 2
 	}
 	if o.version {
@@ -124,6 +124,15 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	}
 	defer count.Close()
 
+	// The IP packet counters tell an idle namespace from one whose traffic
+	// conntrack ignores (no rule uses it).
+	activity, err := conntrack.OpenIPActivity(src.NetnsFile())
+	if err != nil {
+		log.Debug("no IP counters", "err", err)
+	}
+	defer activity.Close()
+	packetsBefore := activity.Packets()
+
 	lookups, closeLookups := openLookups(o, log)
 	defer closeLookups()
 
@@ -142,16 +151,24 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		ended = table.SubscribeEnded(16384)
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// Shutdown order: the table stops first (applying the events already
+	// queued, so the last DESTROY records reach the exporters), then the
+	// exporters flush and stop. Both happen before the sysctls are
+	// restored (deferred earlier, so run later).
+	tableCtx, stopTable := context.WithCancel(context.Background())
+	exportCtx, stopExports := context.WithCancel(context.Background())
+	var tableWG, exportWG sync.WaitGroup
+	defer func() {
+		stopTable()
+		tableWG.Wait()
+		stopExports()
+		exportWG.Wait()
+	}()
 	tableErr := make(chan error, 1)
-	var wg sync.WaitGroup
-	defer wg.Wait() // after cancel (deferred later, runs first)
-	defer cancel()
-	wg.Add(1)
+	tableWG.Add(1)
 	go func() {
-		defer wg.Done()
-		tableErr <- table.Run(ctx)
+		defer tableWG.Done()
+		tableErr <- table.Run(tableCtx)
 	}()
 
 	// Wait for the initial dump before anything else, so that an error
@@ -167,10 +184,12 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	case <-ctx.Done():
 		return nil
 	}
-	if first.TableFlows == 0 && first.Health.KernelFlows <= 0 && !o.enableTracking {
-		log.Warn("conntrack tracks no flow in this namespace. The kernel tracks a namespace's traffic " +
-			"only once a firewall rule uses conntrack (e.g. nft ... ct state established accept); " +
-			"flowtop --enable-tracking installs such a rule until it exits")
+	if !o.enableTracking && activity != nil && !o.once {
+		exportWG.Add(1)
+		go func() {
+			defer exportWG.Done()
+			warnIfUntracked(exportCtx, o, activity, packetsBefore, table.Latest, log)
+		}()
 	}
 
 	host, _ := os.Hostname()
@@ -189,10 +208,10 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 			return fmt.Errorf("--mqtt: %w", err)
 		}
 		exp.mqtt = mq
-		wg.Add(1)
+		exportWG.Add(1)
 		go func() {
-			defer wg.Done()
-			if err := mq.Run(ctx); err != nil {
+			defer exportWG.Done()
+			if err := mq.Run(exportCtx); err != nil {
 				log.Error("mqtt exporter stopped", "err", err)
 			}
 		}()
@@ -204,10 +223,10 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		return d
 	}
 	if o.write != "" {
-		wg.Add(1)
+		exportWG.Add(1)
 		go func() {
-			defer wg.Done()
-			exp.writeFile(ctx, o.write, o.writeInterval, table.Latest, build, log)
+			defer exportWG.Done()
+			exp.writeFile(exportCtx, o.write, o.writeInterval, table.Latest, build, log)
 		}()
 	}
 
@@ -226,6 +245,12 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 				return err
 			case <-ctx.Done():
 				return nil
+			}
+		}
+		if !o.enableTracking && activity != nil && untracked(s) {
+			// -t 0 has no interval to watch: any packet so far counts.
+			if o.interval == 0 && packetsBefore > 0 || activity.Packets() > packetsBefore {
+				log.Warn(untrackedHint)
 			}
 		}
 		return enc.Encode(build(s))
@@ -257,8 +282,10 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	default:
 		cancelSub() // the screen reads Latest on its own tick
 		uiErr := make(chan error, 1)
+		uiCtx, stopUI := context.WithCancel(ctx)
+		defer stopUI()
 		go func() {
-			uiErr <- ui.Run(ctx, ui.Config{
+			uiErr <- ui.Run(uiCtx, ui.Config{
 				Source:   uiSource{table, src},
 				Names:    lookups,
 				Version:  version,
@@ -275,11 +302,38 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		case err := <-uiErr:
 			return err
 		case err := <-tableErr:
-			cancel()
+			stopUI()
 			<-uiErr
 			return err
 		}
 	}
+}
+
+// untrackedHint explains an empty table in a namespace with traffic.
+const untrackedHint = "conntrack tracks no flow in this namespace although it carries IP traffic. " +
+	"The kernel tracks a namespace's traffic only once a firewall rule uses conntrack " +
+	"(e.g. nft add rule inet filter input ct state established accept, or any NAT rule); " +
+	"flowtop --enable-tracking installs such a rule until it exits"
+
+// warnIfUntracked logs untrackedHint when IP packets flow but the kernel
+// tracks nothing, watching the first interval (at least 2 s).
+func warnIfUntracked(ctx context.Context, o *options, a *conntrack.IPActivity, before uint64,
+	latest func() *conntrack.Snapshot, log *slog.Logger) {
+	wait := max(o.intervalDuration(), 2*time.Second)
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(wait):
+	}
+	if s := latest(); s != nil && untracked(s) && a.Packets() > before {
+		log.Warn(untrackedHint)
+	}
+}
+
+// untracked reports an empty table in a namespace where the kernel tracks
+// nothing either.
+func untracked(s *conntrack.Snapshot) bool {
+	return s.TableFlows == 0 && s.Health.KernelFlows <= 0
 }
 
 // prefetchNames starts the lookups of the flows a document of s would list
