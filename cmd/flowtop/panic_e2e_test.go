@@ -1,0 +1,46 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/conntrack/nstest"
+)
+
+// A panic in a goroutine other than main kills the process before any
+// deferred restore can run; the watchdog must put the sysctls back.
+func TestSysctlsRestoredAfterPanicInGoroutine(t *testing.T) {
+	nstest.Require(t, "nft")
+	a := nstest.New(t, "p")
+	a.EnableConntrack(t)
+	acct := sysctl(t, a, conntrack.SysctlAcct)
+	stamp := sysctl(t, a, conntrack.SysctlTimestamp)
+	a.WriteSysctl(t, conntrack.SysctlAcct, "0")
+	a.WriteSysctl(t, conntrack.SysctlTimestamp, "0")
+	dir := t.TempDir()
+
+	cmd := exec.Command(flowtopBinary(t), "--batch", "--netns", a.Path(), "--state-dir", dir)
+	cmd.Env = append(os.Environ(), "FLOWTOP_TEST_PANIC=1")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(stderr.String(), "FLOWTOP_TEST_PANIC") {
+		t.Fatalf("flowtop with FLOWTOP_TEST_PANIC=1: %v, exit %d, want the panic (exit 2); stderr:\n%s", err, code, stderr.String())
+	}
+	died := time.Now()
+	for acct() != "0" || stamp() != "0" {
+		if time.Since(died) > 3*time.Second {
+			t.Fatalf("3 s after the panic: nf_conntrack_acct=%s nf_conntrack_timestamp=%s, want 0 0", acct(), stamp())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("sysctls restored %v after the panic", time.Since(died).Round(time.Millisecond))
+	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) > 0 {
+		t.Errorf("state files left behind: %q", left)
+	}
+}
