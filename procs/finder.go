@@ -369,6 +369,11 @@ func (f *Finder) work(l sockLooker) {
 		case indexFound:
 			e.state, e.info = stateDone, info
 			f.resolved.Add(1)
+		case indexForwarded:
+			// Neither end is local: no process can own it; asking the
+			// kernel again would only cost (a router forwards most flows).
+			e.state = stateDone
+			f.unowned.Add(1)
 		case indexLater:
 			// Not a miss: the index may not have seen the socket yet.
 			e.state, e.retryAt, e.sock = stateRetry, retryAt, ps
@@ -390,6 +395,9 @@ func (f *Finder) work(l sockLooker) {
 // (ps), then its process. When the index has yet to be rebuilt it returns
 // indexLater with the socket to try again with.
 func (f *Finder) resolve(l sockLooker, k flowKey, ps *pendingSock) (Info, indexResult, time.Time, *pendingSock) {
+	if ps == nil && f.forwarded(k) {
+		return Info{}, indexForwarded, time.Time{}, nil
+	}
 	if ps == nil {
 		s, ok := f.findSocket(l, k)
 		if !ok {
@@ -406,6 +414,19 @@ func (f *Finder) resolve(l sockLooker, k flowKey, ps *pendingSock) (Info, indexR
 		return Info{}, indexGone, time.Time{}, nil
 	}
 	return info, indexFound, time.Time{}, nil
+}
+
+// forwarded reports a flow neither of whose local-side addresses (the
+// original source, the reply source after DNAT) belongs to the namespace:
+// a flow the host routes for others. An unreadable address list counts as
+// local, so that lookups go on.
+func (f *Finder) forwarded(k flowKey) bool {
+	for _, a := range [2]netip.Addr{k.orig.Src, k.reply.Src} {
+		if local, err := f.addrs.isLocal(a); err != nil || local {
+			return false
+		}
+	}
+	return true
 }
 
 // findSocket tries both orientations of the flow: the original direction

@@ -361,3 +361,20 @@ func TestNewErrors(t *testing.T) {
 		t.Errorf("not a namespace: err = %v, want one naming CAP_SYS_ADMIN", err)
 	}
 }
+
+// A flow the host only forwards (neither end local) is given up on at
+// once: no sock_diag query, no retry. A router forwards most of its flows.
+func TestOwnerSkipsForwardedFlows(t *testing.T) {
+	k := &fakeKernel{}
+	f := newTestFinder(t, Config{MaxRetries: 5, RetryEvery: time.Millisecond}, k, newFakeProc(t).root)
+	fl := flow(7, conntrack.ProtoUDP, "198.51.100.7:53", "203.0.113.9:5353")
+	if in := await(t, f, fl); in.Known() {
+		t.Fatalf("forwarded flow owned by %+v", in)
+	}
+	if q := k.queries.Load(); q != 0 {
+		t.Errorf("forwarded flow cost %d sock_diag queries, want 0", q)
+	}
+	if r := f.Stats().Retries; r != 0 {
+		t.Errorf("forwarded flow retried %d times, want 0", r)
+	}
+}

@@ -56,6 +56,9 @@ const (
 	// indexLater: the inode is unknown and a scan is not allowed yet;
 	// ask again after the returned time.
 	indexLater
+	// indexForwarded: neither end of the flow is local; no socket was
+	// looked for.
+	indexForwarded
 )
 
 // generation returns the number of scans started so far. A caller reads

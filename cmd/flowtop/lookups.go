@@ -29,7 +29,7 @@ func openLookups(o *options, log *slog.Logger) (*enrich.Lookups, func()) {
 			if errors.Is(err, geo.ErrNoDatabase) {
 				log.Info(err.Error())
 			} else {
-				log.Warn(err.Error())
+				log.Error(err.Error())
 			}
 		}
 		if db.Available() {
