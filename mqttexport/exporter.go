@@ -83,6 +83,11 @@ type Exporter struct {
 	reqEvery               time.Duration // minimum gap between request replies
 	endedEvery             time.Duration // ended batch period
 	maxEnded               int           // ended records held while disconnected
+	// At shutdown: the Ended channel is read until it is quiet for
+	// endedQuiet (at most endedDrain in all), and the ended records still
+	// queued are published for at most flushTimeout.
+	endedQuiet, endedDrain time.Duration
+	flushTimeout           time.Duration
 }
 
 type clientRef struct{ mqtt.Client }
@@ -130,6 +135,9 @@ func New(cfg Config) (*Exporter, error) {
 		reqEvery:       time.Second,
 		endedEvery:     time.Second,
 		maxEnded:       20000,
+		endedQuiet:     50 * time.Millisecond,
+		endedDrain:     500 * time.Millisecond,
+		flushTimeout:   2 * time.Second,
 	}
 	e.out = newOutbox(e.maxEnded, &e.dropped)
 	return e, nil
@@ -152,23 +160,43 @@ func (e *Exporter) Stats() report.ExporterHealth {
 }
 
 // Run connects to the broker, retrying with backoff, and publishes until
-// ctx is done. It then publishes "offline" on the status topic,
-// disconnects, and returns once its goroutines have stopped. Run may be
-// called once.
+// ctx is done. It then takes the flows that ended in the last moments,
+// publishes the ended records still queued while the connection is up (for
+// about two seconds at most; what it cannot send is counted as dropped),
+// publishes "offline" on the status topic, disconnects, and returns once
+// its goroutines have stopped. Run may be called once.
 func (e *Exporter) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return errors.New("mqtt: exporter already run")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// pub outlives ctx by flushTimeout at most: a publish in flight at
+	// shutdown, and the final flush of ended records, wait on it instead.
+	pub, endPub := context.WithCancel(context.WithoutCancel(ctx))
+	defer endPub()
+	queued := make(chan struct{}) // closed once schedule queued its last batch
 
 	var wg sync.WaitGroup
-	wg.Go(func() { e.schedule(ctx) })
-	wg.Go(func() { e.sendLoop(ctx) })
+	wg.Go(func() {
+		defer close(queued)
+		e.schedule(ctx)
+	})
+	wg.Go(func() {
+		defer endPub()
+		e.sendLoop(ctx, pub, queued)
+	})
+	var flushBy time.Time // read after wg.Wait
+	wg.Go(func() {
+		<-ctx.Done()
+		flushBy = time.Now().Add(e.flushTimeout)
+		sleep(pub, e.flushTimeout)
+		endPub()
+	})
 	wg.Go(func() { e.watch(ctx) })
 	last := e.manage(ctx)
 	wg.Wait()
-	e.shutdown(last)
+	e.shutdown(last, flushBy)
 	return nil
 }
 
@@ -241,8 +269,9 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 	}
 }
 
-// shutdown says "offline" and disconnects c, when it is connected.
-func (e *Exporter) shutdown(c mqtt.Client) {
+// shutdown says "offline" and disconnects c, when it is connected. The
+// offline status may wait until flushBy, and at least a second.
+func (e *Exporter) shutdown(c mqtt.Client, flushBy time.Time) {
 	e.client.Store(nil)
 	defer e.connected.Store(false)
 	if c == nil {
@@ -255,7 +284,7 @@ func (e *Exporter) shutdown(c mqtt.Client) {
 	}
 	tok := c.Publish(e.t.status, statusQoS, true, statusOffline)
 	switch {
-	case !tok.WaitTimeout(3 * time.Second):
+	case !tok.WaitTimeout(max(time.Until(flushBy), time.Second)):
 		e.errs.Add(1)
 		e.log.Warn("mqtt: publishing offline status timed out")
 	case tok.Error() != nil:
@@ -431,6 +460,13 @@ func (e *Exporter) schedule(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			// The table stops before the exporters and may just have
+			// sent its last DESTROY records: take them too, and leave the
+			// batch to the sender's final flush.
+			batch = e.drainEnded(ended, batch)
+			if len(batch) > 0 {
+				e.out.put(&job{kind: jobEnded, ended: batch})
+			}
 			return
 
 		case <-tick.C:
@@ -449,11 +485,7 @@ func (e *Exporter) schedule(ctx context.Context) {
 				ended = nil
 				continue
 			}
-			if len(batch) >= e.maxEnded {
-				e.dropped.Add(1)
-				continue
-			}
-			batch = append(batch, fl)
+			batch = e.addEnded(batch, fl)
 
 		case <-endedTick.C:
 			if len(batch) > 0 {
@@ -494,22 +526,100 @@ func (e *Exporter) schedule(ctx context.Context) {
 	}
 }
 
-// sendLoop publishes the outbox while a connection is up.
-func (e *Exporter) sendLoop(ctx context.Context) {
+// addEnded adds fl to the batch of the current second, unless the batch
+// is already as big as the whole queue may be.
+func (e *Exporter) addEnded(batch []conntrack.Ended, fl conntrack.Ended) []conntrack.Ended {
+	if len(batch) >= e.maxEnded {
+		e.dropped.Add(1)
+		return batch
+	}
+	return append(batch, fl)
+}
+
+// drainEnded adds to batch what is left on ch at shutdown. It reads until
+// ch is closed or has been empty for endedQuiet, endedDrain at most.
+func (e *Exporter) drainEnded(ch <-chan conntrack.Ended, batch []conntrack.Ended) []conntrack.Ended {
+	if ch == nil {
+		return batch
+	}
+	quiet := time.NewTimer(e.endedQuiet)
+	defer quiet.Stop()
+	limit := time.NewTimer(e.endedDrain)
+	defer limit.Stop()
 	for {
+		select {
+		case fl, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = e.addEnded(batch, fl)
+			quiet.Reset(e.endedQuiet)
+		case <-quiet.C:
+			return batch
+		case <-limit.C:
+			return batch
+		}
+	}
+}
+
+// sendLoop publishes the outbox while a connection is up. Publishes wait on
+// pub, which outlives ctx by a grace period: once ctx is done, sendLoop
+// flushes the ended records and returns.
+func (e *Exporter) sendLoop(ctx, pub context.Context, queued <-chan struct{}) {
+	for ctx.Err() == nil {
 		if c := e.client.Load(); c != nil {
 			if j := e.out.next(); j != nil {
-				e.publish(ctx, c.Client, j)
+				e.publish(pub, c.Client, j)
 				continue
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-e.out.notify:
 		case <-e.connUp:
 		}
 	}
+	e.flush(pub, queued)
+}
+
+// flush runs at shutdown. Once schedule has queued its last batch, it
+// publishes the ended records still queued while the connection is up and
+// pub lasts; snapshots and replies are left. Records it cannot send are
+// counted as dropped; it never waits for a connection.
+func (e *Exporter) flush(pub context.Context, queued <-chan struct{}) {
+	select {
+	case <-queued:
+	case <-pub.Done():
+	}
+	var lost uint64
+	for {
+		j := e.out.next()
+		if j == nil {
+			break
+		}
+		if j.kind != jobEnded {
+			continue
+		}
+		c := e.client.Load()
+		if c == nil || !c.IsConnectionOpen() || pub.Err() != nil {
+			lost += uint64(len(j.ended))
+			continue
+		}
+		e.publish(pub, c.Client, j)
+	}
+	if lost > 0 {
+		e.dropped.Add(lost)
+		e.log.Warn("mqtt: ended records dropped at shutdown: not connected or out of time", "records", lost)
+	}
+}
+
+// lostCount is what losing j adds to dropped: its records for an ended
+// batch, one for a snapshot or reply.
+func lostCount(j *job) uint64 {
+	if j.kind == jobEnded {
+		return uint64(len(j.ended))
+	}
+	return 1
 }
 
 // message is one MQTT publish.
@@ -526,7 +636,7 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 	msgs, err := e.messages(j)
 	if err != nil {
 		e.errs.Add(1)
-		e.dropped.Add(1)
+		e.dropped.Add(lostCount(j))
 		e.log.Error("mqtt: encoding failed", "err", err)
 		return
 	}
@@ -542,7 +652,13 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 		}
 		e.published.Add(1)
 	}
-	if failed == nil || ctx.Err() != nil {
+	if failed == nil {
+		return
+	}
+	if ctx.Err() != nil {
+		// The grace period at shutdown is over.
+		e.dropped.Add(lostCount(j))
+		e.log.Warn("mqtt: publishing stopped at shutdown", "err", failed)
 		return
 	}
 	e.errs.Add(1)
@@ -551,7 +667,7 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 		e.log.Warn("mqtt publish failed, will retry", "err", failed)
 		return
 	}
-	e.dropped.Add(1)
+	e.dropped.Add(lostCount(j))
 	e.log.Warn("mqtt publish failed, dropped", "err", failed)
 }
 
