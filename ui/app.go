@@ -141,18 +141,17 @@ const msgTTL = 8 * time.Second
 // Run shows the screen on the terminal until q or Ctrl-C is pressed or ctx
 // is done.
 func Run(ctx context.Context, cfg Config) error {
-	screen, err := tcell.NewScreen()
-	if err != nil {
-		return fmt.Errorf("ui: opening the terminal: %w", err)
-	}
-	a := New(cfg, screen)
+	a := New(cfg, nil)
 	stop := context.AfterFunc(ctx, a.Stop)
 	defer stop()
-	return a.Run()
+	if err := a.Run(); err != nil {
+		return fmt.Errorf("ui: %w", err)
+	}
+	return nil
 }
 
-// New builds the screen on screen (a terminal, or tcell's
-// SimulationScreen in tests). Nothing runs until Run.
+// New builds the screen on screen: tcell's SimulationScreen in tests, or
+// nil for the terminal, which Run opens. Nothing runs until Run.
 func New(cfg Config, screen tcell.Screen) *App {
 	if cfg.Names == nil {
 		cfg.Names = enrich.None{}
@@ -434,13 +433,14 @@ func sameProtos(a, b *conntrack.Filter) bool {
 // askDelete asks to confirm deleting f (x / Delete).
 func (a *App) askDelete(f *conntrack.Flow) {
 	if f == nil {
+		a.setMsg("select a flow on the Flows tab to delete it", false)
 		return
 	}
 	c := *f
 	a.deleting = &c
 	a.confirm.SetText("Delete this conntrack entry?\n\n" + flowSummary(&c) +
 		"\n\n(y: delete, n / Esc: keep)")
-	a.confirm.SetFocus(0)
+	a.confirm.SetFocus(1) // Keep: Enter alone must not delete
 	a.root.ShowPage("confirm")
 	a.prevMode = a.mode
 	a.mode = modeConfirm

@@ -468,14 +468,32 @@ func TestDelete(t *testing.T) {
 		t.Errorf("deleted (-want +got):\n%s", diff)
 	}
 
+	// Enter alone keeps the entry (the Keep button has the focus).
+	h.runes("x")
+	h.has("Delete this conntrack entry?")
+	h.key(tcell.KeyEnter)
+	h.hasNot("Delete this conntrack entry?")
+
 	// Failure goes to the status line; Enter on the Delete button works too.
 	h.src.mu.Lock()
 	h.src.delErr = errDenied
 	h.src.mu.Unlock()
 	h.runes("x")
 	h.has("Delete this conntrack entry?")
+	h.key(tcell.KeyLeft)
 	h.key(tcell.KeyEnter)
 	h.has("delete failed: operation not permitted")
+	h.src.mu.Lock()
+	n = len(h.src.deleted)
+	h.src.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d deletes, want 1", n)
+	}
+
+	// Not on the other tabs.
+	h.key(tcell.KeyTab)
+	h.runes("x")
+	h.has("select a flow on the Flows tab")
 }
 
 func TestSelectionFollowsFlow(t *testing.T) {
