@@ -567,3 +567,19 @@ func TestWaitingForFirstSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLongWarningsWrap(t *testing.T) {
+	long := strings.Repeat("conntrack tracks no flow in this namespace although it carries traffic ", 4)
+	h := newHarness(t, 80, 24, func(c *Config) {
+		c.Warnings = func() []string { return []string{long, "second", "third"} }
+	})
+	s := h.has("! conntrack tracks no flow", "… more warnings", "203.0.113.5")
+	for _, l := range strings.Split(s, "\n") {
+		if n := len([]rune(l)); n > 80 {
+			t.Errorf("line wider than the screen: %q", l)
+		}
+	}
+	if strings.Count(s, "tracks no flow") < 2 {
+		t.Errorf("warning not wrapped:\n%s", s)
+	}
+}

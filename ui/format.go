@@ -24,7 +24,8 @@ func humanize(v float64, units []string) string {
 	if v < 999.5 {
 		return strconv.FormatFloat(math.Round(v), 'f', 0, 64) + units[0]
 	}
-	i := 0
+	v /= 1000
+	i := 1
 	for v >= 999.95 && i < len(units)-1 {
 		v /= 1000
 		i++

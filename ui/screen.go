@@ -114,8 +114,8 @@ func (a *App) buildLayout() {
 		AddPage("confirm", a.confirm, true, false)
 	a.app.SetRoot(a.root, true).SetFocus(a.table)
 	a.app.SetBeforeDrawFunc(func(screen tcell.Screen) bool {
-		_, h := screen.Size()
-		a.layout.ResizeItem(a.header, len(a.headerLines(0)), 0)
+		w, h := screen.Size()
+		a.layout.ResizeItem(a.header, len(a.headerLines(w)), 0)
 		helpCol.ResizeItem(a.help, min(helpHeight, h), 0)
 		return false
 	})
@@ -124,8 +124,12 @@ func (a *App) buildLayout() {
 // sep joins header parts.
 const sep = "  "
 
-// headerLines is the header: what is shown, how fast, how healthy.
-func (a *App) headerLines(int) []string {
+// maxWarnLines caps the lines warnings take in the header.
+const maxWarnLines = 4
+
+// headerLines is the header: what is shown, how fast, how healthy, and
+// warnings, wrapped to width.
+func (a *App) headerLines(width int) []string {
 	v := a.view
 	var l1 strings.Builder
 	l1.WriteString("[::b]flowtop")
@@ -188,10 +192,22 @@ func (a *App) headerLines(int) []string {
 	}
 
 	lines := []string{l1.String(), l2.String(), l3.String()}
-	for _, w := range a.warnings() {
-		lines = append(lines, "[yellow::b]! "+esc(w)+"[-::-]")
+	ws := a.warnings()
+	var wl []string
+	for _, w := range ws {
+		for i, l := range tview.WordWrap(esc(w), max(10, width-2)) {
+			if i == 0 {
+				l = "! " + l
+			} else {
+				l = "  " + l
+			}
+			wl = append(wl, "[yellow::b]"+l+"[-::-]")
+		}
 	}
-	return lines
+	if len(wl) > maxWarnLines {
+		wl = append(wl[:maxWarnLines-1], "[yellow::b]! … more warnings[-::-]")
+	}
+	return append(lines, wl...)
 }
 
 // warnings are the Config's and those the screen sees itself.
@@ -204,7 +220,7 @@ func (a *App) warnings() []string {
 			ws = append(ws, "accounting (nf_conntrack_acct) is off: no byte counters")
 		}
 		if s.TableFlows == 0 && h.KernelFlows <= 0 {
-			ws = append(ws, "conntrack looks inactive here: no tracked flows (does any rule use conntrack?)")
+			ws = append(ws, "conntrack looks inactive here: no tracked flows (no rule uses conntrack? see --enable-tracking)")
 		}
 		if h.LastError != "" {
 			ws = append(ws, h.LastError)

@@ -1,0 +1,278 @@
+package ui
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
+)
+
+func TestHumanize(t *testing.T) {
+	for _, c := range []struct {
+		v    float64
+		want string
+	}{
+		{0, "0B"}, {999, "999B"}, {999.4, "999B"}, {999.5, "1.0kB"}, {1000, "1.0kB"},
+		{14_100_000, "14.1MB"}, {485_000, "485.0kB"}, {999_949, "999.9kB"}, {999_950, "1.0MB"},
+		{2e9, "2.0GB"}, {-5, "0B"},
+	} {
+		if got := humanize(c.v, byteUnits[:]); got != c.want {
+			t.Errorf("humanize(%v) = %q, want %q", c.v, got, c.want)
+		}
+	}
+	if got := fmtRate(20_600, false); got != "20.6kB/s" {
+		t.Errorf("fmtRate = %q", got)
+	}
+	if got := fmtRate(20_600, true); got != "164.8kbit/s" {
+		t.Errorf("fmtRate bits = %q", got)
+	}
+	// The widest rates fit the minimum column widths.
+	for _, v := range []float64{999_949, 999_949_000, 124_993} {
+		for _, bits := range []bool{false, true} {
+			if s := fmtRate(v, bits); len(s) > rateWidth(bits) {
+				t.Errorf("fmtRate(%v, %v) = %q, wider than %d", v, bits, s, rateWidth(bits))
+			}
+		}
+	}
+}
+
+func TestFmtAge(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0s"}, {8 * time.Second, "8s"}, {59 * time.Second, "59s"}, {time.Minute, "1m"},
+		{3*time.Minute + 59*time.Second, "3m"}, {2 * time.Hour, "2h"}, {25 * time.Hour, "1d"},
+		{400 * 24 * time.Hour, "400d"},
+	} {
+		if got := fmtAge(c.d); got != c.want {
+			t.Errorf("fmtAge(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}
+
+func TestFormatHelpers(t *testing.T) {
+	for _, c := range []struct{ got, want string }{
+		{fmtCount(0), "0"}, {fmtCount(999), "999"}, {fmtCount(1000), "1,000"},
+		{fmtCount(1234567), "1,234,567"},
+		{endpoint(ap("2001:db8::1"), 443, true), "[2001:db8::1]:443"},
+		{endpoint(ap("::ffff:10.0.0.1"), 80, true), "10.0.0.1:80"},
+		{endpoint(ap("10.0.0.1"), 0, false), "10.0.0.1"},
+		{addrString(netip.Addr{}), "-"},
+		{fmtDuration(0), "-"}, {fmtDuration(500 * time.Microsecond), "500µs"},
+		{fmtDuration(12 * time.Millisecond), "12ms"}, {fmtDuration(1500 * time.Millisecond), "1.5s"},
+		{esc("[::1]"), "[::1[]"}, {esc("plain"), "plain"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}
+
+func TestLocalEnd(t *testing.T) {
+	fs := testFlows()
+	for _, c := range []struct {
+		id          uint32
+		local, peer string
+		up          uint64
+	}{
+		{101, "192.168.1.10", "93.184.216.34", 1_234_567}, // SNAT'd client
+		{102, "2001:db8::10", "2001:db8:1::22", 88_000},   // both public: the initiator
+		{104, "192.168.1.30", "198.51.100.7", 300_000},    // DNAT: the LAN server
+		{106, "10.0.0.2", "10.0.0.3", 0},                  // LAN to LAN: the source
+		{107, "fe80::1", "2001:db8:2::1", 80},             // link-local
+	} {
+		var f *conntrack.Flow
+		for i := range fs {
+			if fs[i].ID == c.id {
+				f = &fs[i]
+			}
+		}
+		local, ls := localEnd(f)
+		peer, _ := remoteEnd(f, ls)
+		up, _, _, _ := upDown(f, ls)
+		if local.String() != c.local || peer.String() != c.peer || up.Bytes != c.up {
+			t.Errorf("flow %d: local %v remote %v up %d, want %s %s %d", c.id, local, peer, up.Bytes,
+				c.local, c.peer, c.up)
+		}
+	}
+	// An inbound flow to a private address without NAT.
+	f := conntrack.Flow{Orig: tuple("198.51.100.9", 5000, "10.1.1.1", 22), Reply: tuple("10.1.1.1", 22, "198.51.100.9", 5000),
+		OrigCount: conntrack.Counter{Bytes: 10}, ReplyCount: conntrack.Counter{Bytes: 20}}
+	local, ls := localEnd(&f)
+	up, down, _, _ := upDown(&f, ls)
+	if local.String() != "10.1.1.1" || ls != sideDst || up.Bytes != 20 || down.Bytes != 10 {
+		t.Errorf("inbound: local %v side %v up %d down %d", local, ls, up.Bytes, down.Bytes)
+	}
+}
+
+func TestLayoutColumns(t *testing.T) {
+	cands := []colID{cProcess, cPID, cProto, cDest, cRate}
+	w := []int{7, 4, 5, 20, 9}
+	for _, c := range []struct {
+		width int
+		want  []int
+	}{
+		{100, []int{7, 4, 5, 20, 9}},
+		{49, []int{7, 4, 5, 20, 9}}, // exactly: 45 + 4 separators
+		{48, []int{7, 0, 5, 20, 9}}, // PID goes first
+		{36, []int{0, 0, 5, 20, 9}}, // then PROCESS
+		{30, []int{0, 0, 0, 20, 9}},
+		{12, []int{0, 0, 0, 12, 0}}, // the destination alone, cut
+	} {
+		got := layoutColumns(cands, w, w, c.width, cRate)
+		if diff := cmp.Diff(c.want, got); diff != "" {
+			t.Errorf("width %d (-want +got):\n%s", c.width, diff)
+		}
+	}
+	// The sort column is kept before lower-priority ones.
+	got := layoutColumns(cands, w, w, 36, cPID)
+	if diff := cmp.Diff([]int{0, 4, 0, 20, 9}, got); diff != "" {
+		t.Errorf("sort by PID (-want +got):\n%s", diff)
+	}
+	// Space left over widens capped columns up to their text.
+	got = layoutColumns([]colID{cDest, cRate}, []int{40, 9}, []int{60, 9}, 60, cRate)
+	if diff := cmp.Diff([]int{50, 9}, got); diff != "" {
+		t.Errorf("grow (-want +got):\n%s", diff)
+	}
+}
+
+func TestMatcher(t *testing.T) {
+	fs := testFlows()
+	names := testNamer()
+	var m matcher
+	match := func(q string) []uint32 {
+		var ids []uint32
+		for i := range fs {
+			n := names.Names(&fs[i])
+			if m.match(&fs[i], &n, parseQuery(q)) {
+				ids = append(ids, fs[i].ID)
+			}
+		}
+		return ids
+	}
+	for _, c := range []struct {
+		q    string
+		want []uint32
+	}{
+		{"", []uint32{101, 102, 103, 104, 105, 106, 107}},
+		{"FIREFOX", []uint32{101, 107}},
+		{"22", []uint32{102}},                 // whole port, not 2222 or 2001:db8:...:22 partly
+		{"=192.168.1.1", nil},                 // whole address only
+		{"192.168.1.1", []uint32{101, 105}},   // substring
+		{"=192.168.1.10", []uint32{101, 105}}, // exact
+		{"tcp established", []uint32{101, 102, 104, 106}},
+		{"dst_nat", nil},                 // status flags are not searched
+		{"edgecast", []uint32{101, 103}}, // AS organisation
+		{"berlin", []uint32{104}},        // city
+		{"192.168.1.30", []uint32{104}},  // the DNAT target in the reply tuple
+	} {
+		got := match(c.q)
+		if diff := cmp.Diff(c.want, got); diff != "" {
+			t.Errorf("%q (-want +got):\n%s", c.q, diff)
+		}
+	}
+}
+
+func TestRadixSortIsStable(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 10, 63, 64, 1000, 5000} {
+		rows := make([]numRow, n)
+		for i := range rows {
+			rows[i] = numRow{k: orderedBits(float64(r.IntN(50)) - 10), seq: uint32(i)}
+		}
+		want := slices.Clone(rows)
+		slices.SortStableFunc(want, func(a, b numRow) int {
+			if a.k < b.k {
+				return -1
+			} else if a.k > b.k {
+				return 1
+			}
+			return 0
+		})
+		radixSort(rows)
+		if !slices.Equal(rows, want) {
+			t.Errorf("n=%d: radix sort differs from a stable sort", n)
+		}
+	}
+	if !(orderedBits(-1) < orderedBits(0) && orderedBits(0) < orderedBits(0.5) && orderedBits(0.5) < orderedBits(1e9)) {
+		t.Error("orderedBits does not keep the order")
+	}
+}
+
+func TestBuildRowsStableTies(t *testing.T) {
+	// Many flows with the same rate: the order is by ID, whatever the
+	// sort direction, and the same on every build.
+	fs := manyFlows(300)
+	for i := range fs {
+		fs[i].OrigRate.Bytes, fs[i].ReplyRate.Bytes = 5, 5
+	}
+	rand.Shuffle(len(fs), func(i, j int) { fs[i], fs[j] = fs[j], fs[i] })
+	slices.SortFunc(fs, func(a, b conntrack.Flow) int { return int(a.ID) - int(b.ID) })
+	snap := &conntrack.Snapshot{Time: t0, Flows: fs}
+	for _, desc := range []bool{true, false} {
+		p := &params{tab: tabFlows, sort: defaultSort()}
+		p.sort[tabFlows].desc = desc
+		v := &view{p: p}
+		buildRows(v, snap, p, enrich.None{}, t0)
+		for i, f := range v.flows {
+			if f.ID != uint32(i+1) {
+				t.Fatalf("desc=%v: row %d is flow %d", desc, i, f.ID)
+			}
+		}
+	}
+}
+
+func TestBuildRowsGroups(t *testing.T) {
+	src := newFakeSource(testFlows(), allProtos())
+	snap := src.Latest()
+	names := testNamer()
+	p := &params{tab: tabProcesses, sort: defaultSort()}
+	v := &view{p: p}
+	buildRows(v, snap, p, names, t0)
+	var got []string
+	for _, g := range v.groups {
+		got = append(got, g.proc.Name+"/"+fmtCount(uint64(g.flows)))
+	}
+	if diff := cmp.Diff([]string{"/4", "firefox/2", "ssh/1"}, got); diff != "" {
+		t.Errorf("processes (-want +got):\n%s", diff)
+	}
+	if v.shown != 7 || v.total != 7 {
+		t.Errorf("shown %d total %d", v.shown, v.total)
+	}
+
+	p = &params{tab: tabHosts, sort: defaultSort(), terms: []string{"192.168.1"}}
+	v = &view{p: p}
+	buildRows(v, snap, p, names, t0)
+	got = got[:0]
+	for _, g := range v.groups {
+		got = append(got, g.addr.String())
+	}
+	if diff := cmp.Diff([]string{"192.168.1.30", "192.168.1.10", "192.168.1.20"}, got); diff != "" {
+		t.Errorf("hosts (-want +got):\n%s", diff)
+	}
+}
+
+func TestFilterText(t *testing.T) {
+	f := conntrack.DefaultFilter()
+	if got := filterText(&f); got != "IPv4,IPv6,TCP" {
+		t.Errorf("default: %q", got)
+	}
+	f.IPv6 = false
+	f.Protos.Add(conntrack.ProtoUDPLite)
+	f.Protos.Add(conntrack.ProtoGRE)
+	f.ExcludeProtos.Add(conntrack.ProtoTCP)
+	if got := filterText(&f); got != "IPv4,UDP,+1 more" {
+		t.Errorf("got %q", got)
+	}
+	if got := filterText(&conntrack.Filter{}); !strings.Contains(got, "no protocol") {
+		t.Errorf("empty: %q", got)
+	}
+}
