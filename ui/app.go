@@ -198,6 +198,10 @@ func (a *App) Run() error {
 	if !a.running.CompareAndSwap(false, true) {
 		return errors.New("ui: Run called twice")
 	}
+	if a.ctx.Err() != nil {
+		close(a.loopDone)
+		return nil // stopped before it started
+	}
 	a.wg.Add(1)
 	go a.refresher()
 	err := a.app.Run()
@@ -207,15 +211,26 @@ func (a *App) Run() error {
 	return err
 }
 
-// Stop ends Run. It may be called from any goroutine, more than once.
+// Stop ends Run. It may be called from any goroutine, more than once,
+// and before Run (which then returns at once).
 func (a *App) Stop() {
 	a.stopOnce.Do(func() {
 		a.cancel()
 		// The refresher may be waiting for the UI loop to take its
-		// update: let the loop run until the refresher is gone.
+		// update: let the loop run until the refresher is gone, then stop
+		// it from inside, which also works when the loop has not started
+		// yet.
 		go func() {
 			a.wg.Wait()
-			a.app.Stop()
+			done := make(chan struct{})
+			go func() {
+				a.app.QueueUpdate(a.app.Stop)
+				close(done)
+			}()
+			select {
+			case <-done:
+			case <-a.loopDone:
+			}
 		}()
 	})
 }

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -581,5 +582,40 @@ func TestLongWarningsWrap(t *testing.T) {
 	}
 	if strings.Count(s, "tracks no flow") < 2 {
 		t.Errorf("warning not wrapped:\n%s", s)
+	}
+}
+
+func TestStopBeforeRun(t *testing.T) {
+	src := newFakeSource(testFlows(), allProtos())
+	a := New(Config{Source: src}, tcell.NewSimulationScreen("UTF-8"))
+	a.Stop()
+	done := make(chan error, 1)
+	go func() { done <- a.Run() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run after Stop did not return")
+	}
+}
+
+func TestRunStopsWithContext(t *testing.T) {
+	// Run(ctx) on a terminal is not possible here; App.Run with a context
+	// stop is what Run does.
+	h := newHarness(t, 80, 24)
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, h.a.Stop)
+	defer stop()
+	cancel()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return when the context was done")
 	}
 }
