@@ -2,6 +2,7 @@ package ui
 
 import (
 	"cmp"
+	"encoding/binary"
 	"math"
 	"net/netip"
 	"slices"
@@ -96,7 +97,7 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 	var (
 		rows  sorter
 		procs groupSet[int]
-		addrs groupSet[netip.Addr]
+		addrs groupSet[[16]byte] // As16 of the unmapped address: hashes faster than netip.Addr
 		m     matcher
 	)
 	if p.tab == tabFlows {
@@ -133,7 +134,7 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 			if p.tab == tabRemote {
 				addr, s = remoteEnd(f, ls)
 			}
-			g := addrs.get(addr, f)
+			g := addrs.get(addr.As16(), f)
 			if g.rep == f {
 				g.addr, g.side = addr, s
 			}
@@ -150,13 +151,9 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 	default:
 		v.groups = addrs.list()
 	}
-	// Ties keep the order of PID, then address.
-	slices.SortFunc(v.groups, func(a, b *group) int {
-		if c := cmp.Compare(a.proc.PID, b.proc.PID); c != 0 {
-			return c
-		}
-		return a.addr.Compare(b.addr)
-	})
+	// Groups were made in the ID order of their first flow (their
+	// representative), which is the order ties keep: stable across
+	// refreshes while that flow lives.
 	var gs sorter
 	gs.init(len(v.groups), sc, isNumericKey(sc.col))
 	for _, g := range v.groups {
@@ -227,12 +224,15 @@ func isNumericKey(c colID) bool {
 }
 
 // sorter orders rows by a sort key, ties by the order rows were added in
-// (flow ID order, or the groups' tie order). Numeric keys sort as 16-byte
-// records of an order-preserving integer, which is several times faster
-// than comparing sortKey values.
+// (flow ID order, or the groups' order). Numeric keys, and addresses
+// shown as numbers, sort as small records with a radix sort, which is
+// several times faster than comparing sortKey values; names sort as
+// strings and come before the addresses.
 type sorter struct {
 	desc, numeric bool
+	seq           uint32
 	nums          []numRow
+	addrs         []addrRow
 	keyed         []keyedRow
 	flows         []*conntrack.Flow
 }
@@ -240,6 +240,11 @@ type sorter struct {
 type numRow struct {
 	k   uint64
 	seq uint32
+}
+
+type addrRow struct {
+	hi, lo uint64 // the address as 16 bytes, big-endian halves
+	seq    uint32
 }
 
 type keyedRow struct {
@@ -251,8 +256,6 @@ func (s *sorter) init(n int, sc sortSpec, numeric bool) {
 	s.desc, s.numeric = sc.desc, numeric
 	if numeric {
 		s.nums = make([]numRow, 0, n)
-	} else {
-		s.keyed = make([]keyedRow, 0, n)
 	}
 	s.flows = make([]*conntrack.Flow, 0, n)
 }
@@ -264,18 +267,24 @@ func radixSort(rows []numRow) {
 		slices.SortStableFunc(rows, func(a, b numRow) int { return cmp.Compare(a.k, b.k) })
 		return
 	}
+	radixPasses(rows, func(r *numRow) uint64 { return r.k })
+}
+
+// radixPasses sorts rows stably by the key key returns, LSD first.
+func radixPasses[T any](rows []T, key func(*T) uint64) {
 	var counts [8][256]int
 	for i := range rows {
-		k := rows[i].k
+		k := key(&rows[i])
 		for d := range 8 {
 			counts[d][byte(k>>(8*d))]++
 		}
 	}
-	buf := make([]numRow, len(rows))
+	buf := make([]T, len(rows))
 	src, dst := rows, buf
+	first := key(&rows[0])
 	for d := range 8 {
 		c := &counts[d]
-		if c[byte(rows[0].k>>(8*d))] == len(rows) {
+		if c[byte(first>>(8*d))] == len(rows) {
 			continue // every row has the same byte here
 		}
 		pos := 0
@@ -286,7 +295,7 @@ func radixSort(rows []numRow) {
 		}
 		shift := 8 * d
 		for i := range src {
-			b := byte(src[i].k >> shift)
+			b := byte(key(&src[i]) >> shift)
 			dst[c[b]] = src[i]
 			c[b]++
 		}
@@ -295,6 +304,21 @@ func radixSort(rows []numRow) {
 	if &src[0] != &rows[0] {
 		copy(rows, src)
 	}
+}
+
+// sortAddrs sorts by address (hi, then lo), stably.
+func sortAddrs(rows []addrRow) {
+	if len(rows) < 64 {
+		slices.SortStableFunc(rows, func(a, b addrRow) int {
+			if c := cmp.Compare(a.hi, b.hi); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.lo, b.lo)
+		})
+		return
+	}
+	radixPasses(rows, func(r *addrRow) uint64 { return r.lo })
+	radixPasses(rows, func(r *addrRow) uint64 { return r.hi })
 }
 
 // orderedBits maps a float64 to a uint64 in the same order.
@@ -307,16 +331,25 @@ func orderedBits(f float64) uint64 {
 }
 
 func (s *sorter) push(k *sortKey) {
-	seq := uint32(len(s.nums) + len(s.keyed))
-	if s.numeric {
+	seq := s.seq
+	s.seq++
+	switch {
+	case s.numeric:
 		o := orderedBits(k.num)
 		if s.desc {
 			o = ^o
 		}
 		s.nums = append(s.nums, numRow{o, seq})
-		return
+	case k.str == addrMarker && k.num == 0:
+		b := k.addr.As16()
+		hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+		if s.desc {
+			hi, lo = ^hi, ^lo
+		}
+		s.addrs = append(s.addrs, addrRow{hi, lo, seq})
+	default:
+		s.keyed = append(s.keyed, keyedRow{*k, seq})
 	}
-	s.keyed = append(s.keyed, keyedRow{*k, seq})
 }
 
 func (s *sorter) add(f *conntrack.Flow, k sortKey) {
@@ -324,13 +357,13 @@ func (s *sorter) add(f *conntrack.Flow, k sortKey) {
 	s.flows = append(s.flows, f)
 }
 
-// order returns the sorted sequence numbers.
+// order returns the sequence numbers in sorted order.
 func (s *sorter) order() []uint32 {
+	out := make([]uint32, 0, s.seq)
 	if s.numeric {
 		radixSort(s.nums)
-		out := make([]uint32, len(s.nums))
 		for i := range s.nums {
-			out[i] = s.nums[i].seq
+			out = append(out, s.nums[i].seq)
 		}
 		return out
 	}
@@ -344,9 +377,20 @@ func (s *sorter) order() []uint32 {
 		}
 		return cmp.Compare(a.seq, b.seq)
 	})
-	out := make([]uint32, len(s.keyed))
-	for i := range s.keyed {
-		out[i] = s.keyed[i].seq
+	sortAddrs(s.addrs)
+	// Names sort before addresses (addrMarker is the largest string).
+	if !s.desc {
+		for i := range s.keyed {
+			out = append(out, s.keyed[i].seq)
+		}
+	}
+	for i := range s.addrs {
+		out = append(out, s.addrs[i].seq)
+	}
+	if s.desc {
+		for i := range s.keyed {
+			out = append(out, s.keyed[i].seq)
+		}
 	}
 	return out
 }
@@ -441,7 +485,7 @@ func groupKey(c colID, g *group, names enrich.Namer, o *fmtOpts) sortKey {
 	case cFlows:
 		return sortKey{num: float64(g.flows)}
 	case cHost:
-		return sortKey{addr: g.addr}
+		return addrKey(g.addr, "", true)
 	case cName, cGeo, cCountry, cAS:
 		n := groupNames(g, names)
 		if c == cName {
@@ -497,7 +541,11 @@ func (m *matcher) matchTerm(f *conntrack.Flow, n *enrich.Names, t string) bool {
 			return true
 		}
 	}
-	for _, a := range [...]netip.Addr{f.Orig.Src, f.Orig.Dst, f.Reply.Src, f.Reply.Dst} {
+	for i, a := range [...]netip.Addr{f.Orig.Src, f.Orig.Dst, f.Reply.Src, f.Reply.Dst} {
+		// Without NAT the reply tuple holds the same two addresses.
+		if i == 2 && a == f.Orig.Dst || i == 3 && a == f.Orig.Src {
+			continue
+		}
 		if a.IsValid() {
 			m.buf = a.Unmap().AppendTo(m.buf[:0])
 			if test(m.buf) {

@@ -254,8 +254,12 @@ func addrKey(a netip.Addr, name string, numeric bool) sortKey {
 		return sortKey{str: strings.ToLower(name)}
 	}
 	// Addresses sort after names and among themselves numerically.
-	return sortKey{str: "\xff", addr: a.Unmap()}
+	return sortKey{str: addrMarker, addr: a.Unmap()}
 }
+
+// addrMarker is the string key of rows that sort by address: larger than
+// any name.
+const addrMarker = "\xff"
 
 // flowKey is the sort key of flow f in column c; n may be nil when
 // needsNames(c) is false.

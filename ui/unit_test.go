@@ -276,3 +276,34 @@ func TestFilterText(t *testing.T) {
 		t.Errorf("empty: %q", got)
 	}
 }
+
+func TestSortAddrsIsStable(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{10, 100, 3000} {
+		rows := make([]addrRow, n)
+		for i := range rows {
+			rows[i] = addrRow{hi: uint64(r.IntN(3)) << 60, lo: uint64(r.IntN(20)) << (8 * r.IntN(8)), seq: uint32(i)}
+		}
+		want := slices.Clone(rows)
+		slices.SortStableFunc(want, func(a, b addrRow) int {
+			if a.hi != b.hi {
+				return cmpU64(a.hi, b.hi)
+			}
+			return cmpU64(a.lo, b.lo)
+		})
+		sortAddrs(rows)
+		if !slices.Equal(rows, want) {
+			t.Errorf("n=%d: sortAddrs differs from a stable sort", n)
+		}
+	}
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
