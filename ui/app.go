@@ -32,6 +32,7 @@ type Source interface {
 
 // Config sets up the screen.
 type Config struct {
+	// Source is required.
 	Source Source
 	// Names gives service, host, GeoIP and process names; nil or
 	// enrich.None{} shows numbers only. Names must never block: names may

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/gdamore/tcell/v2"
-	"github.com/rivo/tview"
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
@@ -201,5 +200,3 @@ func BenchmarkKeyToScreen(b *testing.B) {
 		})
 	}
 }
-
-var _ = tview.AlignLeft
