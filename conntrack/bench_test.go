@@ -18,11 +18,11 @@ func benchFlows(n int) []Flow {
 		sport := uint16(1024 + i%60000)
 		fs[i] = Flow{
 			ID: uint32(i*2654435761 + 1), Family: IPv4, Proto: ProtoUDP,
-			Orig:        Tuple{Src: src, Dst: dst, SrcPort: sport, DstPort: 53},
-			Reply:       Tuple{Src: dst, Dst: src, SrcPort: 53, DstPort: sport},
+			Orig:        Tuple{Src: AddrFrom(src), Dst: AddrFrom(dst), SrcPort: sport, DstPort: 53},
+			Reply:       Tuple{Src: AddrFrom(dst), Dst: AddrFrom(src), SrcPort: 53, DstPort: sport},
 			Status:      StatusConfirmed | StatusSeenReply,
 			Timeout:     30,
-			Start:       start,
+			Start:       StampOf(start),
 			HasCounters: true,
 			OrigCount:   Counter{Packets: 1, Bytes: 60},
 			ReplyCount:  Counter{Packets: 1, Bytes: 120},

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/netip"
 	"time"
 )
 
@@ -256,14 +255,12 @@ func decodeCounter(b []byte) (Counter, error) {
 	return c, a.err
 }
 
-func decodeTimestamp(b []byte) (start, stop time.Time, err error) {
+func decodeTimestamp(b []byte) (start Stamp, stop time.Time, err error) {
 	a := attrs{b: b}
 	for a.next() {
 		switch a.typ {
 		case ctaTimestampStart:
-			if ns := be64(a.val); ns != 0 {
-				start = time.Unix(0, int64(ns))
-			}
+			start = Stamp(be64(a.val))
 		case ctaTimestampStop:
 			if ns := be64(a.val); ns != 0 {
 				stop = time.Unix(0, int64(ns))
@@ -273,18 +270,20 @@ func decodeTimestamp(b []byte) (start, stop time.Time, err error) {
 	return start, stop, a.err
 }
 
-func addr4(b []byte) netip.Addr {
+func addr4(b []byte) Addr {
 	if len(b) < 4 {
-		return netip.Addr{}
+		return Addr{}
 	}
-	return netip.AddrFrom4([4]byte(b[:4]))
+	a := Addr{len: 4}
+	copy(a.ip[:], b[:4])
+	return a
 }
 
-func addr16(b []byte) netip.Addr {
+func addr16(b []byte) Addr {
 	if len(b) < 16 {
-		return netip.Addr{}
+		return Addr{}
 	}
-	return netip.AddrFrom16([16]byte(b[:16]))
+	return Addr{ip: [16]byte(b[:16]), len: 16}
 }
 
 func be16(b []byte) uint16 {

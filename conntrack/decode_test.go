@@ -94,7 +94,7 @@ func encodeFlow(t testing.TB, f *Flow, stop time.Time) []byte {
 	if !f.Start.IsZero() || !stop.IsZero() {
 		ae.Nested(ctaTimestamp, func(ts *netlink.AttributeEncoder) error {
 			if !f.Start.IsZero() {
-				ts.Uint64(ctaTimestampStart, uint64(f.Start.UnixNano()))
+				ts.Uint64(ctaTimestampStart, uint64(int64(f.Start)))
 			}
 			if !stop.IsZero() {
 				ts.Uint64(ctaTimestampStop, uint64(stop.UnixNano()))
@@ -127,9 +127,9 @@ var decodeCases = []struct {
 	name: "tcp4 nat with everything",
 	flow: Flow{
 		ID: 0xdeadbeef, Family: IPv4, Proto: ProtoTCP,
-		Orig: Tuple{Src: netip.MustParseAddr("10.0.0.2"), Dst: netip.MustParseAddr("93.184.216.34"),
+		Orig: Tuple{Src: MustParseAddr("10.0.0.2"), Dst: MustParseAddr("93.184.216.34"),
 			SrcPort: 40000, DstPort: 443},
-		Reply: Tuple{Src: netip.MustParseAddr("93.184.216.34"), Dst: netip.MustParseAddr("203.0.113.1"),
+		Reply: Tuple{Src: MustParseAddr("93.184.216.34"), Dst: MustParseAddr("203.0.113.1"),
 			SrcPort: 443, DstPort: 61000},
 		State:       3,
 		Status:      StatusAssured | StatusConfirmed | StatusSeenReply | StatusSrcNAT,
@@ -137,7 +137,7 @@ var decodeCases = []struct {
 		Zone:        7,
 		Labels:      [16]byte{0: 1, 15: 0x80},
 		Timeout:     431999,
-		Start:       tsStart,
+		Start:       StampOf(tsStart),
 		HasCounters: true,
 		OrigCount:   Counter{Packets: 1 << 33, Bytes: 1 << 40},
 		ReplyCount:  Counter{Packets: 20, Bytes: 30000},
@@ -147,9 +147,9 @@ var decodeCases = []struct {
 	name: "udp6 no counters no timestamp",
 	flow: Flow{
 		ID: 2, Family: IPv6, Proto: ProtoUDP,
-		Orig: Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"),
+		Orig: Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2"),
 			SrcPort: 5353, DstPort: 53},
-		Reply: Tuple{Src: netip.MustParseAddr("2001:db8::2"), Dst: netip.MustParseAddr("2001:db8::1"),
+		Reply: Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1"),
 			SrcPort: 53, DstPort: 5353},
 		Status:  StatusConfirmed,
 		Timeout: 30,
@@ -158,11 +158,11 @@ var decodeCases = []struct {
 	name: "icmp4 echo",
 	flow: Flow{
 		ID: 3, Family: IPv4, Proto: ProtoICMP,
-		Orig:        Tuple{Src: netip.MustParseAddr("192.0.2.1"), Dst: netip.MustParseAddr("192.0.2.2"), ICMPID: 4242, ICMPType: 8},
-		Reply:       Tuple{Src: netip.MustParseAddr("192.0.2.2"), Dst: netip.MustParseAddr("192.0.2.1"), ICMPID: 4242},
+		Orig:        Tuple{Src: MustParseAddr("192.0.2.1"), Dst: MustParseAddr("192.0.2.2"), ICMPID: 4242, ICMPType: 8},
+		Reply:       Tuple{Src: MustParseAddr("192.0.2.2"), Dst: MustParseAddr("192.0.2.1"), ICMPID: 4242},
 		Status:      StatusConfirmed | StatusSeenReply,
 		Timeout:     29,
-		Start:       tsStart,
+		Start:       StampOf(tsStart),
 		HasCounters: true,
 		OrigCount:   Counter{Packets: 1, Bytes: 84},
 		ReplyCount:  Counter{Packets: 1, Bytes: 84},
@@ -171,9 +171,9 @@ var decodeCases = []struct {
 	name: "icmp6 echo",
 	flow: Flow{
 		ID: 4, Family: IPv6, Proto: ProtoICMPv6,
-		Orig: Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"),
+		Orig: Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2"),
 			ICMPID: 7, ICMPType: 128, ICMPCode: 0},
-		Reply: Tuple{Src: netip.MustParseAddr("2001:db8::2"), Dst: netip.MustParseAddr("2001:db8::1"),
+		Reply: Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1"),
 			ICMPID: 7, ICMPType: 129, ICMPCode: 0},
 		Status:  StatusConfirmed,
 		Timeout: 30,
@@ -182,8 +182,8 @@ var decodeCases = []struct {
 	name: "sctp state",
 	flow: Flow{
 		ID: 5, Family: IPv4, Proto: ProtoSCTP,
-		Orig:    Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2},
-		Reply:   Tuple{Src: netip.MustParseAddr("10.0.0.2"), Dst: netip.MustParseAddr("10.0.0.1"), SrcPort: 2, DstPort: 1},
+		Orig:    Tuple{Src: MustParseAddr("10.0.0.1"), Dst: MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2},
+		Reply:   Tuple{Src: MustParseAddr("10.0.0.2"), Dst: MustParseAddr("10.0.0.1"), SrcPort: 2, DstPort: 1},
 		State:   4,
 		Timeout: 100,
 	},
@@ -191,8 +191,8 @@ var decodeCases = []struct {
 	name: "dccp state",
 	flow: Flow{
 		ID: 6, Family: IPv6, Proto: ProtoDCCP,
-		Orig:    Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), SrcPort: 3, DstPort: 4},
-		Reply:   Tuple{Src: netip.MustParseAddr("2001:db8::2"), Dst: netip.MustParseAddr("2001:db8::1"), SrcPort: 4, DstPort: 3},
+		Orig:    Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2"), SrcPort: 3, DstPort: 4},
+		Reply:   Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1"), SrcPort: 4, DstPort: 3},
 		State:   7,
 		Timeout: 100,
 	},
@@ -275,7 +275,7 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 			ref := ev.Flow
 			tuple := func(tt tconntrack.Tuple) Tuple {
 				p := tt.Proto
-				r := Tuple{Src: tt.IP.SourceAddress, Dst: tt.IP.DestinationAddress,
+				r := Tuple{Src: AddrFrom(tt.IP.SourceAddress), Dst: AddrFrom(tt.IP.DestinationAddress),
 					SrcPort: p.SourcePort, DstPort: p.DestinationPort}
 				if p.ICMPv4 || p.ICMPv6 {
 					r.ICMPID, r.ICMPType, r.ICMPCode = p.ICMPID, p.ICMPType, p.ICMPCode
@@ -304,7 +304,7 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 				ID: ref.ID, Family: got.Family, Proto: Proto(ref.TupleOrig.Proto.Protocol),
 				Orig: tuple(ref.TupleOrig), Reply: tuple(ref.TupleReply),
 				State: state, Status: Status(ref.Status), Mark: ref.Mark, Zone: ref.Zone,
-				Labels: labels, Timeout: ref.Timeout, Start: refStart,
+				Labels: labels, Timeout: ref.Timeout, Start: StampOf(refStart),
 				HasCounters: got.HasCounters,
 				OrigCount:   Counter{Packets: ref.CountersOrig.Packets, Bytes: ref.CountersOrig.Bytes},
 				ReplyCount:  Counter{Packets: ref.CountersReply.Packets, Bytes: ref.CountersReply.Bytes},

@@ -96,10 +96,10 @@ func (f *Filter) Match(fl *Flow, now time.Time) bool {
 		(slices.Contains(f.ExcludePorts, t.SrcPort) || slices.Contains(f.ExcludePorts, t.DstPort)) {
 		return false
 	}
-	if len(f.Nets) > 0 && !inAny(f.Nets, t.Src) && !inAny(f.Nets, t.Dst) {
+	if len(f.Nets) > 0 && !inAny(f.Nets, t.Src.IP()) && !inAny(f.Nets, t.Dst.IP()) {
 		return false
 	}
-	if f.IgnoreControl && (isControl(t.Src) || isControl(t.Dst)) {
+	if f.IgnoreControl && (isControl(t.Src.IP()) || isControl(t.Dst.IP())) {
 		return false
 	}
 	if f.MinBytes > 0 && fl.HasCounters && fl.TotalBytes() < f.MinBytes {

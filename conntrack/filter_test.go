@@ -13,7 +13,7 @@ var filterNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 // fl makes a flow from "src:port" style arguments; ports are ignored for
 // protocols without them.
 func fl(fam Family, p Proto, src string, sport uint16, dst string, dport uint16) Flow {
-	o := Tuple{Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), SrcPort: sport, DstPort: dport}
+	o := Tuple{Src: MustParseAddr(src), Dst: MustParseAddr(dst), SrcPort: sport, DstPort: dport}
 	return Flow{Family: fam, Proto: p, Orig: o,
 		Reply: Tuple{Src: o.Dst, Dst: o.Src, SrcPort: dport, DstPort: sport}}
 }
@@ -142,7 +142,7 @@ func TestFilterIgnoreControl(t *testing.T) {
 	}
 	for _, c := range cases {
 		fam := IPv4
-		if netip.MustParseAddr(c.src).Is6() {
+		if !MustParseAddr(c.src).Is4() {
 			fam = IPv6
 		}
 		fl := fl(fam, ProtoUDP, c.src, 1000, c.dst, 2000)
@@ -179,8 +179,8 @@ func TestFilterMinAge(t *testing.T) {
 	f := allFilter()
 	f.MinAge = time.Minute
 	young, old, unknown := tcp4, tcp4, tcp4
-	young.Start = filterNow.Add(-59 * time.Second)
-	old.Start = filterNow.Add(-time.Minute)
+	young.Start = StampOf(filterNow.Add(-59 * time.Second))
+	old.Start = StampOf(filterNow.Add(-time.Minute))
 	if f.Match(&young, filterNow) {
 		t.Error("a 59 s old flow passed --min-age 1m")
 	}

@@ -1,7 +1,6 @@
 package conntrack
 
 import (
-	"net/netip"
 	"time"
 )
 
@@ -64,7 +63,7 @@ func (p Proto) HasPorts() bool {
 
 // Tuple is one direction of a connection as conntrack sees it.
 type Tuple struct {
-	Src, Dst netip.Addr
+	Src, Dst Addr
 	// SrcPort and DstPort are set for protocols with ports (Proto.HasPorts).
 	SrcPort, DstPort uint16
 	// ICMP and ICMPv6 identify a flow by id, type and code instead.
@@ -147,7 +146,9 @@ func (s Status) Names() []string {
 }
 
 // Flow is flowtop's compact copy of one conntrack entry. Values in a
-// Snapshot are never modified.
+// Snapshot are never modified. It holds no pointer (see Addr and Stamp), so
+// that tables and snapshots of a million flows cost the garbage collector
+// nothing to scan.
 type Flow struct {
 	// ID is the kernel's conntrack id, the same in dumps and events.
 	ID     uint32
@@ -164,7 +165,7 @@ type Flow struct {
 	Timeout uint32   // seconds left before the kernel expires the entry
 	// Start is when the kernel created the entry; zero when timestamps were
 	// off at the time.
-	Start time.Time
+	Start Stamp
 	// HasCounters is false for flows created while nf_conntrack_acct was
 	// off: their counters are unknown, not zero.
 	HasCounters bool
@@ -197,7 +198,7 @@ func (f *Flow) Age(now time.Time) (age time.Duration, ok bool) {
 	if f.Start.IsZero() {
 		return 0, false
 	}
-	if d := now.Sub(f.Start); d > 0 {
+	if d := time.Duration(now.UnixNano() - int64(f.Start)); d > 0 {
 		return d, true
 	}
 	return 0, true

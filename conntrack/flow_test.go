@@ -1,7 +1,6 @@
 package conntrack
 
 import (
-	"net/netip"
 	"testing"
 	"time"
 
@@ -48,7 +47,7 @@ func TestStateName(t *testing.T) {
 }
 
 func TestNAT(t *testing.T) {
-	a := netip.MustParseAddr
+	a := MustParseAddr
 	client, server, public := a("10.0.0.2"), a("93.184.216.34"), a("203.0.113.1")
 	inner := a("10.0.0.80")
 	cases := []struct {
@@ -134,12 +133,12 @@ func TestAge(t *testing.T) {
 	if _, ok := (&Flow{}).Age(now); ok {
 		t.Error("a flow without start time has a known age")
 	}
-	f := Flow{Start: now.Add(-90 * time.Second)}
+	f := Flow{Start: StampOf(now.Add(-90 * time.Second))}
 	if age, ok := f.Age(now); !ok || age != 90*time.Second {
 		t.Errorf("Age = %v, %v; want 90s, true", age, ok)
 	}
 	// A start a little in the future (clock skew) is age 0, not negative.
-	f.Start = now.Add(time.Second)
+	f.Start = StampOf(now.Add(time.Second))
 	if age, ok := f.Age(now); !ok || age != 0 {
 		t.Errorf("Age of future start = %v, %v; want 0, true", age, ok)
 	}

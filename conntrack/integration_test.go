@@ -418,7 +418,7 @@ func TestTableRealTraffic(t *testing.T) {
 		if p.proto == ProtoTCP && f.StateName() != "ESTABLISHED" {
 			t.Errorf("%s: state %s, want ESTABLISHED", p.name, f.StateName())
 		}
-		if !f.HasCounters || f.Start.Before(testStart.Add(-time.Second)) || f.Start.After(time.Now()) {
+		if !f.HasCounters || f.Start.Time().Before(testStart.Add(-time.Second)) || f.Start.Time().After(time.Now()) {
 			t.Errorf("%s: HasCounters %v, start %v (test began %v)", p.name, f.HasCounters, f.Start, testStart)
 		}
 		between := func(what string, lo, v, hi uint64) {
@@ -487,7 +487,7 @@ func TestTableRealTraffic(t *testing.T) {
 				t.Errorf("%s: ended with counters %+v %+v, below conntrack's earlier %+v %+v",
 					name, e.OrigCount, e.ReplyCount, ct.origCount, ct.replyCnt)
 			}
-			if e.Start.IsZero() || e.Stop.Before(e.Start) || e.Stop.After(time.Now().Add(time.Second)) {
+			if e.Start.IsZero() || e.Stop.Before(e.Start.Time()) || e.Stop.After(time.Now().Add(time.Second)) {
 				t.Errorf("%s: ended start %v stop %v", name, e.Start, e.Stop)
 			}
 		case <-deadline:

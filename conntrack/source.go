@@ -289,7 +289,7 @@ func (s *Source) Delete(f *Flow) error {
 		return fmt.Errorf("dial ctnetlink: %w", permission(err))
 	}
 	defer c.Close()
-	tf := tconntrack.NewFlow(uint8(f.Proto), 0, f.Orig.Src, f.Orig.Dst, f.Orig.SrcPort, f.Orig.DstPort, 0, 0)
+	tf := tconntrack.NewFlow(uint8(f.Proto), 0, f.Orig.Src.IP(), f.Orig.Dst.IP(), f.Orig.SrcPort, f.Orig.DstPort, 0, 0)
 	if f.Proto == ProtoICMP || f.Proto == ProtoICMPv6 {
 		// Keep the reply tuple: ti-mo picks the message's address family
 		// from both tuples, and an IPv6 flow sent as AF_INET is EINVAL.

@@ -35,8 +35,8 @@ type TableConfig struct {
 // entry is a flow in the table plus what rate maths needs.
 type entry struct {
 	Flow
-	gen      uint32    // last dump that saw the flow
-	seenAt   time.Time // when OrigCount/ReplyCount were read
+	gen      uint32 // last dump that saw the flow
+	seenAt   Stamp  // when OrigCount/ReplyCount were read
 	hasRates bool
 	// next is the position of the next flow with the same kernel ID, -1
 	// for none. The ID is a 32-bit hash, so among 50,000 flows a
@@ -60,6 +60,7 @@ type Table struct {
 	// walks memory in order; index finds the first entry of a kernel ID.
 	entries []entry
 	index   map[uint32]int32
+	matched []bool // publish's scratch: which entries pass the filter
 	gen     uint32
 	filter  Filter
 	health  Health
@@ -240,10 +241,10 @@ func (t *Table) apply(ev Event) {
 			// until the next dump reads them.
 			acct, ts := t.accounting()
 			now := t.now()
-			e := entry{Flow: *f, gen: t.gen, seenAt: now}
+			e := entry{Flow: *f, gen: t.gen, seenAt: StampOf(now)}
 			e.HasCounters = acct
 			if ts {
-				e.Start = now
+				e.Start = StampOf(now)
 			}
 			t.insert(e)
 			return
@@ -315,7 +316,7 @@ func (t *Table) refresh() error {
 	interrupted, err := t.cfg.Kernel.Dump(func(f *Flow) {
 		i := t.lookup(f)
 		if i < 0 {
-			e := t.insert(entry{Flow: *f, gen: gen, seenAt: start})
+			e := t.insert(entry{Flow: *f, gen: gen, seenAt: StampOf(start)})
 			// A flow that began since the last look has counted all its
 			// bytes since its start: that gives a first rate at once.
 			if age, ok := f.Age(start); ok && f.HasCounters && age > 0 && age <= t.cfg.Interval {
@@ -326,7 +327,7 @@ func (t *Table) refresh() error {
 			return
 		}
 		e := &t.entries[i]
-		dt := start.Sub(e.seenAt)
+		dt := time.Duration(int64(StampOf(start)) - int64(e.seenAt))
 		if e.HasCounters && f.HasCounters && dt > 0 {
 			a := alphas.at(dt)
 			e.OrigRate.step(delta(f.OrigCount.Bytes, e.OrigCount.Bytes),
@@ -338,7 +339,7 @@ func (t *Table) refresh() error {
 		origRate, replyRate, hasRates := e.OrigRate, e.ReplyRate, e.hasRates
 		e.Flow = *f
 		e.OrigRate, e.ReplyRate, e.hasRates = origRate, replyRate, hasRates
-		e.gen, e.seenAt = gen, start
+		e.gen, e.seenAt = gen, StampOf(start)
 	})
 	t.health.Refresh = t.now().Sub(start)
 	if err != nil {
@@ -365,16 +366,25 @@ func (t *Table) publish() {
 		Filter:     t.filter,
 		Health:     t.health,
 	}
+	// One pass decides, a second copies: the snapshot is allocated at its
+	// exact size, whatever share of the table the filter keeps.
+	if cap(t.matched) < len(t.entries) {
+		t.matched = make([]bool, len(t.entries), len(t.entries)+len(t.entries)/4)
+	}
+	matched := t.matched[:len(t.entries)]
 	n := 0
 	for i := range t.entries {
-		if t.filter.Match(&t.entries[i].Flow, now) {
+		matched[i] = t.filter.Match(&t.entries[i].Flow, now)
+		if matched[i] {
 			n++
 		}
 	}
-	s.Flows = make([]Flow, 0, n)
+	s.Flows = make([]Flow, n)
+	j := 0
 	for i := range t.entries {
-		if e := &t.entries[i]; t.filter.Match(&e.Flow, now) {
-			s.Flows = append(s.Flows, e.Flow)
+		if matched[i] {
+			s.Flows[j] = t.entries[i].Flow
+			j++
 		}
 	}
 	t.latest.Store(s)

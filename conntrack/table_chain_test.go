@@ -1,7 +1,6 @@
 package conntrack
 
 import (
-	"net/netip"
 	"testing"
 )
 
@@ -9,7 +8,7 @@ import (
 // The table must keep both.
 func TestTableKeepsFlowsWithCollidingIDs(t *testing.T) {
 	mk := func(port uint16) Flow {
-		a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.19.0.1")
+		a, b := MustParseAddr("198.18.0.1"), MustParseAddr("198.19.0.1")
 		return Flow{ID: 7, Family: IPv4, Proto: ProtoUDP,
 			Orig:  Tuple{Src: a, Dst: b, SrcPort: port, DstPort: 53},
 			Reply: Tuple{Src: b, Dst: a, SrcPort: 53, DstPort: port}}
@@ -48,7 +47,7 @@ func TestTableStorageRandom(t *testing.T) {
 	seed := uint32(1)
 	rnd := func(n uint32) uint32 { seed = seed*1664525 + 1013904223; return (seed >> 8) % n }
 	mk := func(port uint16) Flow {
-		a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.19.0.1")
+		a, b := MustParseAddr("198.18.0.1"), MustParseAddr("198.19.0.1")
 		return Flow{ID: uint32(port % 7), Family: IPv4, Proto: ProtoUDP,
 			Orig: Tuple{Src: a, Dst: b, SrcPort: port, DstPort: 53}}
 	}

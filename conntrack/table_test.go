@@ -219,7 +219,7 @@ func withID(f Flow, id uint32) Flow {
 }
 
 func counted(f Flow, orig, reply Counter, start time.Time) Flow {
-	f.HasCounters, f.OrigCount, f.ReplyCount, f.Start = true, orig, reply, start
+	f.HasCounters, f.OrigCount, f.ReplyCount, f.Start = true, orig, reply, StampOf(start)
 	return f
 }
 
@@ -250,11 +250,11 @@ func TestTableDumpAndEvents(t *testing.T) {
 	f3.Orig.ICMPType, f3.Orig.ICMPID, f3.Timeout = 8, 77, 30
 	k.send(t, Event{Type: EventNew, Flow: f3})
 	up := f1
-	up.HasCounters, up.OrigCount, up.ReplyCount, up.Start = false, Counter{}, Counter{}, time.Time{}
+	up.HasCounters, up.OrigCount, up.ReplyCount, up.Start = false, Counter{}, Counter{}, 0
 	up.State, up.Status, up.Timeout = 7, StatusAssured|StatusConfirmed|StatusSeenReply, 120
 	k.send(t, Event{Type: EventUpdate, Flow: up})
 	fin := f2
-	fin.OrigCount, fin.ReplyCount, fin.Start = Counter{4, 400}, Counter{3, 900}, time.Time{}
+	fin.OrigCount, fin.ReplyCount, fin.Start = Counter{4, 400}, Counter{3, 900}, 0
 	stop := fakeBase.Add(5 * time.Second)
 	k.send(t, Event{Type: EventDestroy, Flow: fin, Stop: stop})
 
@@ -267,11 +267,11 @@ func TestTableDumpAndEvents(t *testing.T) {
 		t.Errorf("UPDATE not applied: state %s status %v timeout %d", got1.StateName(), got1.Status.Names(), got1.Timeout)
 	}
 	// Events carry no counters: the dump's must survive an UPDATE.
-	if !got1.HasCounters || got1.OrigCount != f1.OrigCount || !got1.Start.Equal(start1) {
+	if !got1.HasCounters || got1.OrigCount != f1.OrigCount || !got1.Start.Time().Equal(start1) {
 		t.Errorf("UPDATE lost what the dump knew: %+v", got1)
 	}
 	got3 := byID(s)[3]
-	if !got3.HasCounters || got3.TotalBytes() != 0 || !got3.Start.Equal(fakeBase.Add(10*time.Second)) ||
+	if !got3.HasCounters || got3.TotalBytes() != 0 || !got3.Start.Time().Equal(fakeBase.Add(10*time.Second)) ||
 		got3.Orig != f3.Orig {
 		t.Errorf("NEW flow: %+v; want counted from 0, started at the event", got3)
 	}
@@ -281,7 +281,7 @@ func TestTableDumpAndEvents(t *testing.T) {
 		if e.ID != 2 || e.OrigCount != fin.OrigCount || e.ReplyCount != fin.ReplyCount || !e.HasCounters {
 			t.Errorf("ended record %+v, want flow 2 with the DESTROY's counters", e)
 		}
-		if !e.Stop.Equal(stop) || !e.Start.Equal(start1) {
+		if !e.Stop.Equal(stop) || !e.Start.Time().Equal(start1) {
 			t.Errorf("ended times: start %v stop %v, want %v and %v (start from the table, stop from the event)",
 				e.Start, e.Stop, start1, stop)
 		}
@@ -292,7 +292,7 @@ func TestTableDumpAndEvents(t *testing.T) {
 	// A DESTROY without counters (accounting switched off meanwhile) and
 	// without stop time falls back on what the table knew and the clock.
 	bare := f1
-	bare.HasCounters, bare.OrigCount, bare.ReplyCount, bare.Start = false, Counter{}, Counter{}, time.Time{}
+	bare.HasCounters, bare.OrigCount, bare.ReplyCount, bare.Start = false, Counter{}, Counter{}, 0
 	k.send(t, Event{Type: EventDestroy, Flow: bare})
 	select {
 	case e := <-ended:

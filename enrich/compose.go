@@ -48,12 +48,12 @@ func (l *Lookups) Names(f *conntrack.Flow) Names {
 		n.SrcService = l.Services.Name(uint8(f.Proto), t.SrcPort)
 	}
 	if l.DNS != nil {
-		n.SrcName = l.DNS.Name(t.Src)
-		n.DstName = l.DNS.Name(t.Dst)
+		n.SrcName = l.DNS.Name(t.Src.IP())
+		n.DstName = l.DNS.Name(t.Dst.IP())
 	}
 	if l.Geo != nil {
-		n.SrcGeo = l.Geo.Lookup(t.Src)
-		n.DstGeo = l.Geo.Lookup(t.Dst)
+		n.SrcGeo = l.Geo.Lookup(t.Src.IP())
+		n.DstGeo = l.Geo.Lookup(t.Dst.IP())
 	}
 	if l.Procs != nil {
 		n.Process = l.Procs.Owner(f)

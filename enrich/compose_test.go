@@ -29,7 +29,7 @@ func (o fakeOwners) Owner(*conntrack.Flow) procs.Info { return procs.Info(o) }
 
 func TestLookupsNames(t *testing.T) {
 	src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7")
-	f := &conntrack.Flow{Proto: conntrack.ProtoTCP, Orig: conntrack.Tuple{Src: src, Dst: dst, SrcPort: 22, DstPort: 443}}
+	f := &conntrack.Flow{Proto: conntrack.ProtoTCP, Orig: conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst), SrcPort: 22, DstPort: 443}}
 	l := &Lookups{
 		Services: fakeServices{22: "ssh", 443: "https"},
 		DNS:      fakeDNS{dst: "www.example.net"},
@@ -46,7 +46,7 @@ func TestLookupsNames(t *testing.T) {
 	}
 
 	// ICMP has no ports: no service, even though port 0 could be mapped.
-	icmp := &conntrack.Flow{Proto: conntrack.ProtoICMP, Orig: conntrack.Tuple{Src: src, Dst: dst}}
+	icmp := &conntrack.Flow{Proto: conntrack.ProtoICMP, Orig: conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst)}}
 	if got := (&Lookups{Services: fakeServices{0: "zero"}}).Names(icmp); got.Service != "" {
 		t.Errorf("ICMP flow got service %q", got.Service)
 	}

@@ -44,11 +44,11 @@ func testSnapshot(n int) *conntrack.Snapshot {
 		}
 		s.Flows = append(s.Flows, conntrack.Flow{
 			ID: uint32(i + 1), Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 3,
-			Orig:        conntrack.Tuple{Src: src, Dst: dst, SrcPort: sport, DstPort: dport},
-			Reply:       conntrack.Tuple{Src: dst, Dst: wan, SrcPort: dport, DstPort: sport},
+			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst), SrcPort: sport, DstPort: dport},
+			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(dst), Dst: conntrack.AddrFrom(wan), SrcPort: dport, DstPort: sport},
 			Status:      conntrack.StatusAssured | conntrack.StatusConfirmed | conntrack.StatusSrcNAT,
 			Timeout:     431999,
-			Start:       now.Add(-time.Minute),
+			Start:       conntrack.StampOf(now.Add(-time.Minute)),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: uint64(10 * (i + 1)), Bytes: uint64(1000 * (i + 1))},
 			ReplyCount:  conntrack.Counter{Packets: uint64(20 * (i + 1)), Bytes: uint64(30000 * (i + 1))},
@@ -628,7 +628,7 @@ func TestEndedBatching(t *testing.T) {
 			f := testSnapshot(1).Flows[0]
 			f.ID = uint32(from + i)
 			f.OrigCount.Bytes = uint64(from + i)
-			h.ended <- conntrack.Ended{Flow: f, Stop: f.Start.Add(2 * time.Second)}
+			h.ended <- conntrack.Ended{Flow: f, Stop: f.Start.Time().Add(2 * time.Second)}
 		}
 	}
 	send(1, 25)

@@ -103,7 +103,7 @@ func filterFlows(s *conntrack.Snapshot, filter string, names enrich.Namer) *conn
 func flowMatches(f *conntrack.Flow, needle string, names enrich.Namer) bool {
 	has := func(s string) bool { return s != "" && strings.Contains(strings.ToLower(s), needle) }
 	for _, a := range [...]string{
-		addr(f.Orig.Src), addr(f.Orig.Dst), addr(f.Reply.Src), addr(f.Reply.Dst),
+		addr(f.Orig.Src.IP()), addr(f.Orig.Dst.IP()), addr(f.Reply.Src.IP()), addr(f.Reply.Dst.IP()),
 		f.StateName(), f.Proto.String(),
 	} {
 		if has(a) {

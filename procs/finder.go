@@ -421,7 +421,7 @@ func (f *Finder) resolve(l sockLooker, k flowKey, ps *pendingSock) (Info, indexR
 // a flow the host routes for others. An unreadable address list counts as
 // local, so that lookups go on.
 func (f *Finder) forwarded(k flowKey) bool {
-	for _, a := range [2]netip.Addr{k.orig.Src, k.reply.Src} {
+	for _, a := range [2]netip.Addr{k.orig.Src.IP(), k.reply.Src.IP()} {
 		if local, err := f.addrs.isLocal(a); err != nil || local {
 			return false
 		}
@@ -445,11 +445,11 @@ func (f *Finder) findSocket(l sockLooker, k flowKey) (sockInfo, bool) {
 	proto := uint8(k.proto)
 	views := [2]sockQuery{
 		{Family: fam, Proto: proto,
-			Local:  netip.AddrPortFrom(k.orig.Src, k.orig.SrcPort),
-			Remote: netip.AddrPortFrom(k.orig.Dst, k.orig.DstPort)},
+			Local:  netip.AddrPortFrom(k.orig.Src.IP(), k.orig.SrcPort),
+			Remote: netip.AddrPortFrom(k.orig.Dst.IP(), k.orig.DstPort)},
 		{Family: fam, Proto: proto,
-			Local:  netip.AddrPortFrom(k.reply.Src, k.reply.SrcPort),
-			Remote: netip.AddrPortFrom(k.reply.Dst, k.reply.DstPort)},
+			Local:  netip.AddrPortFrom(k.reply.Src.IP(), k.reply.SrcPort),
+			Remote: netip.AddrPortFrom(k.reply.Dst.IP(), k.reply.DstPort)},
 	}
 	var wild [2]sockInfo
 	var haveWild, needWild [2]bool

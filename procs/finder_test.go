@@ -82,8 +82,8 @@ func flow(id uint32, proto conntrack.Proto, src, dst string) *conntrack.Flow {
 		fam = conntrack.IPv6
 	}
 	return &conntrack.Flow{ID: id, Family: fam, Proto: proto,
-		Orig:  conntrack.Tuple{Src: s.Addr(), Dst: d.Addr(), SrcPort: s.Port(), DstPort: d.Port()},
-		Reply: conntrack.Tuple{Src: d.Addr(), Dst: s.Addr(), SrcPort: d.Port(), DstPort: s.Port()},
+		Orig:  conntrack.Tuple{Src: conntrack.AddrFrom(s.Addr()), Dst: conntrack.AddrFrom(d.Addr()), SrcPort: s.Port(), DstPort: d.Port()},
+		Reply: conntrack.Tuple{Src: conntrack.AddrFrom(d.Addr()), Dst: conntrack.AddrFrom(s.Addr()), SrcPort: d.Port(), DstPort: s.Port()},
 	}
 }
 
@@ -137,7 +137,7 @@ func TestOwner(t *testing.T) {
 	k.add(tcp, "192.0.2.1:80", "198.51.100.7:41000", 5555)
 
 	dnat := flow(7, conntrack.ProtoTCP, "198.51.100.7:41000", "203.0.113.1:8080")
-	dnat.Reply.Src, dnat.Reply.SrcPort = netip.MustParseAddr("192.0.2.1"), 80
+	dnat.Reply.Src, dnat.Reply.SrcPort = conntrack.MustParseAddr("192.0.2.1"), 80
 
 	f := newTestFinder(t, Config{RetryEvery: time.Millisecond}, k, p.root)
 	tests := []struct {

@@ -178,8 +178,8 @@ func TestOwnerInNamespace(t *testing.T) {
 			got := awaitOwner(t, f, fl)
 			if got.PID != h.pid || got.Name != wantName {
 				t.Fatalf("Owner(%v %v -> %v) = %+v, want pid %d name %q (stats %+v)",
-					fl.Proto, netip.AddrPortFrom(fl.Orig.Src, fl.Orig.SrcPort),
-					netip.AddrPortFrom(fl.Orig.Dst, fl.Orig.DstPort), got, h.pid, wantName, f.Stats())
+					fl.Proto, netip.AddrPortFrom(fl.Orig.Src.IP(), fl.Orig.SrcPort),
+					netip.AddrPortFrom(fl.Orig.Dst.IP(), fl.Orig.DstPort), got, h.pid, wantName, f.Stats())
 			}
 			if got.User != lookupUserName("0") || !strings.Contains(got.Cmdline, exe) {
 				t.Errorf("Owner user/cmdline = %q / %q, want root's name and %q", got.User, got.Cmdline, exe)

@@ -185,13 +185,13 @@ func flowDoc(f *conntrack.Flow, now time.Time) Flow {
 		Proto:      f.Proto.String(),
 		ProtoNum:   uint8(f.Proto),
 		State:      f.StateName(),
-		Src:        addrString(f.Orig.Src),
+		Src:        addrString(f.Orig.Src.IP()),
 		Sport:      f.Orig.SrcPort,
-		Dst:        addrString(f.Orig.Dst),
+		Dst:        addrString(f.Orig.Dst.IP()),
 		Dport:      f.Orig.DstPort,
-		ReplySrc:   addrString(f.Reply.Src),
+		ReplySrc:   addrString(f.Reply.Src.IP()),
 		ReplySport: f.Reply.SrcPort,
-		ReplyDst:   addrString(f.Reply.Dst),
+		ReplyDst:   addrString(f.Reply.Dst.IP()),
 		ReplyDport: f.Reply.DstPort,
 		NAT:        f.NAT().String(),
 		Status:     f.Status.Names(),
@@ -213,7 +213,7 @@ func flowDoc(f *conntrack.Flow, now time.Time) Flow {
 		d.Labels = hex.EncodeToString(f.Labels[:])
 	}
 	if age, ok := f.Age(now); ok {
-		start := f.Start.UTC()
+		start := f.Start.Time().UTC()
 		secs := age.Seconds()
 		d.Start, d.AgeS = &start, &secs
 	}

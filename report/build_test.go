@@ -41,14 +41,14 @@ func goldenSnapshot() *conntrack.Snapshot {
 		Flows: []conntrack.Flow{{
 			// IPv4 TCP behind masquerade (SNAT).
 			ID: 11, Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 3,
-			Orig: conntrack.Tuple{Src: a("192.168.1.10"), Dst: a("93.184.216.34"), SrcPort: 40000, DstPort: 443},
-			Reply: conntrack.Tuple{Src: a("93.184.216.34"), Dst: a("203.0.113.1"),
+			Orig: conntrack.Tuple{Src: conntrack.AddrFrom(a("192.168.1.10")), Dst: conntrack.AddrFrom(a("93.184.216.34")), SrcPort: 40000, DstPort: 443},
+			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(a("93.184.216.34")), Dst: conntrack.AddrFrom(a("203.0.113.1")),
 				SrcPort: 443, DstPort: 61000},
 			Status:      conntrack.StatusSeenReply | conntrack.StatusAssured | conntrack.StatusConfirmed | conntrack.StatusSrcNAT,
 			Mark:        3,
 			Labels:      [16]byte{0: 0x01, 15: 0x80},
 			Timeout:     431999,
-			Start:       goldenTime.Add(-90 * time.Second),
+			Start:       conntrack.StampOf(goldenTime.Add(-90 * time.Second)),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: 100, Bytes: 12000},
 			ReplyCount:  conntrack.Counter{Packets: 900, Bytes: 1300000},
@@ -57,12 +57,12 @@ func goldenSnapshot() *conntrack.Snapshot {
 		}, {
 			// IPv6 UDP, no NAT, in zone 2.
 			ID: 12, Family: conntrack.IPv6, Proto: conntrack.ProtoUDP,
-			Orig:        conntrack.Tuple{Src: a("2001:db8::1"), Dst: a("2001:db8::53"), SrcPort: 5353, DstPort: 53},
-			Reply:       conntrack.Tuple{Src: a("2001:db8::53"), Dst: a("2001:db8::1"), SrcPort: 53, DstPort: 5353},
+			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(a("2001:db8::1")), Dst: conntrack.AddrFrom(a("2001:db8::53")), SrcPort: 5353, DstPort: 53},
+			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(a("2001:db8::53")), Dst: conntrack.AddrFrom(a("2001:db8::1")), SrcPort: 53, DstPort: 5353},
 			Status:      conntrack.StatusConfirmed | conntrack.StatusSeenReply,
 			Zone:        2,
 			Timeout:     29,
-			Start:       goldenTime.Add(-1500 * time.Millisecond),
+			Start:       conntrack.StampOf(goldenTime.Add(-1500 * time.Millisecond)),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: 1, Bytes: 80},
 			ReplyCount:  conntrack.Counter{Packets: 1, Bytes: 200},
@@ -71,11 +71,11 @@ func goldenSnapshot() *conntrack.Snapshot {
 		}, {
 			// ICMP echo: type, code and id instead of ports.
 			ID: 13, Family: conntrack.IPv4, Proto: conntrack.ProtoICMP,
-			Orig:        conntrack.Tuple{Src: a("192.0.2.1"), Dst: a("192.0.2.2"), ICMPID: 4242, ICMPType: 8},
-			Reply:       conntrack.Tuple{Src: a("192.0.2.2"), Dst: a("192.0.2.1"), ICMPID: 4242},
+			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(a("192.0.2.1")), Dst: conntrack.AddrFrom(a("192.0.2.2")), ICMPID: 4242, ICMPType: 8},
+			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(a("192.0.2.2")), Dst: conntrack.AddrFrom(a("192.0.2.1")), ICMPID: 4242},
 			Status:      conntrack.StatusConfirmed | conntrack.StatusSeenReply,
 			Timeout:     30,
-			Start:       goldenTime.Add(-3 * time.Second),
+			Start:       conntrack.StampOf(goldenTime.Add(-3 * time.Second)),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: 3, Bytes: 252},
 			ReplyCount:  conntrack.Counter{Packets: 3, Bytes: 252},
@@ -85,19 +85,19 @@ func goldenSnapshot() *conntrack.Snapshot {
 			// Created while accounting and timestamps were off: counters,
 			// start and age are unknown (null), not 0.
 			ID: 14, Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 3,
-			Orig:    conntrack.Tuple{Src: a("192.168.1.10"), Dst: a("192.168.1.1"), SrcPort: 50000, DstPort: 22},
-			Reply:   conntrack.Tuple{Src: a("192.168.1.1"), Dst: a("192.168.1.10"), SrcPort: 22, DstPort: 50000},
+			Orig:    conntrack.Tuple{Src: conntrack.AddrFrom(a("192.168.1.10")), Dst: conntrack.AddrFrom(a("192.168.1.1")), SrcPort: 50000, DstPort: 22},
+			Reply:   conntrack.Tuple{Src: conntrack.AddrFrom(a("192.168.1.1")), Dst: conntrack.AddrFrom(a("192.168.1.10")), SrcPort: 22, DstPort: 50000},
 			Status:  conntrack.StatusConfirmed | conntrack.StatusSeenReply | conntrack.StatusAssured,
 			Timeout: 300,
 		}, {
 			// Port forward (DNAT) to an inner host.
 			ID: 15, Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 1,
-			Orig: conntrack.Tuple{Src: a("198.51.100.7"), Dst: a("203.0.113.1"), SrcPort: 51000, DstPort: 8080},
-			Reply: conntrack.Tuple{Src: a("192.168.1.20"), Dst: a("198.51.100.7"),
+			Orig: conntrack.Tuple{Src: conntrack.AddrFrom(a("198.51.100.7")), Dst: conntrack.AddrFrom(a("203.0.113.1")), SrcPort: 51000, DstPort: 8080},
+			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(a("192.168.1.20")), Dst: conntrack.AddrFrom(a("198.51.100.7")),
 				SrcPort: 80, DstPort: 51000},
 			Status:      conntrack.StatusConfirmed | conntrack.StatusDstNAT,
 			Timeout:     120,
-			Start:       goldenTime.Add(-time.Second),
+			Start:       conntrack.StampOf(goldenTime.Add(-time.Second)),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: 1, Bytes: 60},
 			OrigRate:    conntrack.Rate{Bytes: 60, Packets: 1, Avg2: 60, Avg10: 60, Avg40: 60},
@@ -224,7 +224,7 @@ func TestSortedTiesByID(t *testing.T) {
 	now := goldenTime
 	var flows []conntrack.Flow
 	for id := uint32(1); id <= 40; id++ {
-		f := conntrack.Flow{ID: id, HasCounters: true, Start: now.Add(-time.Duration(id%3) * time.Second)}
+		f := conntrack.Flow{ID: id, HasCounters: true, Start: conntrack.StampOf(now.Add(-time.Duration(id%3) * time.Second))}
 		f.OrigRate.Bytes = float64(id % 3)
 		f.OrigCount = conntrack.Counter{Packets: uint64(id % 2), Bytes: uint64(id % 4)}
 		flows = append(flows, f)

@@ -91,10 +91,10 @@ func endedDoc(e *conntrack.Ended, names enrich.Namer) Ended {
 		SrcGeo: f.SrcGeo, DstGeo: f.DstGeo, Process: f.Process,
 	}
 	if !e.Start.IsZero() {
-		start := e.Start.UTC()
+		start := e.Start.Time().UTC()
 		d.Start = &start
 		secs := 0.0
-		if dur := e.Stop.Sub(e.Start); dur > 0 {
+		if dur := e.Stop.Sub(e.Start.Time()); dur > 0 {
 			secs = dur.Seconds()
 		}
 		d.DurationS = &secs

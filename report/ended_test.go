@@ -23,14 +23,14 @@ func TestBuildEnded(t *testing.T) {
 	tcp := conntrack.Ended{
 		Flow: conntrack.Flow{
 			ID: 7, Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 7,
-			Orig: conntrack.Tuple{Src: netip.MustParseAddr("192.168.1.10"), Dst: netip.MustParseAddr("93.184.216.34"),
+			Orig: conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("192.168.1.10")), Dst: conntrack.AddrFrom(netip.MustParseAddr("93.184.216.34")),
 				SrcPort: 40000, DstPort: 443},
-			Reply: conntrack.Tuple{Src: netip.MustParseAddr("93.184.216.34"), Dst: netip.MustParseAddr("203.0.113.1"),
+			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("93.184.216.34")), Dst: conntrack.AddrFrom(netip.MustParseAddr("203.0.113.1")),
 				SrcPort: 443, DstPort: 40000},
 			Status:      conntrack.StatusAssured | conntrack.StatusConfirmed | conntrack.StatusSrcNAT,
 			Mark:        3,
 			Zone:        1,
-			Start:       start,
+			Start:       conntrack.StampOf(start),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: 10, Bytes: 1000},
 			ReplyCount:  conntrack.Counter{Packets: 20, Bytes: 30000},
@@ -40,8 +40,8 @@ func TestBuildEnded(t *testing.T) {
 	icmp := conntrack.Ended{
 		Flow: conntrack.Flow{
 			ID: 8, Family: conntrack.IPv6, Proto: conntrack.ProtoICMPv6,
-			Orig:  conntrack.Tuple{Src: netip.MustParseAddr("2001:db8::1"), Dst: netip.MustParseAddr("2001:db8::2"), ICMPID: 5, ICMPType: 128},
-			Reply: conntrack.Tuple{Src: netip.MustParseAddr("2001:db8::2"), Dst: netip.MustParseAddr("2001:db8::1"), ICMPID: 5, ICMPType: 129},
+			Orig:  conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::1")), Dst: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::2")), ICMPID: 5, ICMPType: 128},
+			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::2")), Dst: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::1")), ICMPID: 5, ICMPType: 129},
 		},
 		Stop: stop,
 	}
@@ -74,8 +74,8 @@ func TestBuildEnded(t *testing.T) {
 func TestEndedJSON(t *testing.T) {
 	stop := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	e := conntrack.Ended{Flow: conntrack.Flow{ID: 1, Family: conntrack.IPv4, Proto: conntrack.ProtoUDP,
-		Orig:  conntrack.Tuple{Src: netip.MustParseAddr("10.0.0.1"), Dst: netip.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 53},
-		Reply: conntrack.Tuple{Src: netip.MustParseAddr("10.0.0.2"), Dst: netip.MustParseAddr("10.0.0.1"), SrcPort: 53, DstPort: 1},
+		Orig:  conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("10.0.0.1")), Dst: conntrack.AddrFrom(netip.MustParseAddr("10.0.0.2")), SrcPort: 1, DstPort: 53},
+		Reply: conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("10.0.0.2")), Dst: conntrack.AddrFrom(netip.MustParseAddr("10.0.0.1")), SrcPort: 53, DstPort: 1},
 	}, Stop: stop}
 	b, err := json.Marshal(BuildEnded([]conntrack.Ended{e}, nil))
 	if err != nil {

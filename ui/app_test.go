@@ -117,9 +117,9 @@ func manyFlows(n int) []conntrack.Flow {
 		a[2], a[3] = byte((i+1)>>8), byte(i+1)
 		fs[i] = conntrack.Flow{
 			ID: uint32(i + 1), Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 3,
-			Orig:        conntrack.Tuple{Src: ap("192.168.0.2"), Dst: netipFrom4(a), SrcPort: uint16(10000 + i), DstPort: 443},
-			Reply:       conntrack.Tuple{Src: netipFrom4(a), Dst: ap("192.168.0.2"), SrcPort: 443, DstPort: uint16(10000 + i)},
-			Start:       t0.Add(-time.Minute),
+			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(ap("192.168.0.2")), Dst: conntrack.AddrFrom(netipFrom4(a)), SrcPort: uint16(10000 + i), DstPort: 443},
+			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(netipFrom4(a)), Dst: conntrack.AddrFrom(ap("192.168.0.2")), SrcPort: 443, DstPort: uint16(10000 + i)},
+			Start:       conntrack.StampOf(t0.Add(-time.Minute)),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Bytes: uint64(1000 * (n - i)), Packets: 10},
 			ReplyCount:  conntrack.Counter{Bytes: uint64(2000 * (n - i)), Packets: 10},

@@ -34,9 +34,9 @@ func benchFlows(n int) []conntrack.Flow {
 		rate := float64(r.IntN(1000)) * r.Float64() * 1000
 		fs[i] = conntrack.Flow{
 			ID: id, Family: fam, Proto: conntrack.ProtoTCP, State: 3,
-			Orig:        conntrack.Tuple{Src: src, Dst: dst, SrcPort: uint16(1024 + i%60000), DstPort: 443},
-			Reply:       conntrack.Tuple{Src: dst, Dst: src, SrcPort: 443, DstPort: uint16(1024 + i%60000)},
-			Start:       t0.Add(-time.Duration(r.IntN(86400)) * time.Second),
+			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst), SrcPort: uint16(1024 + i%60000), DstPort: 443},
+			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(dst), Dst: conntrack.AddrFrom(src), SrcPort: 443, DstPort: uint16(1024 + i%60000)},
+			Start:       conntrack.StampOf(t0.Add(-time.Duration(r.IntN(86400)) * time.Second)),
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))},
 			ReplyCount:  conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))},

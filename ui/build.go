@@ -541,9 +541,9 @@ func (m *matcher) matchTerm(f *conntrack.Flow, n *enrich.Names, t string) bool {
 			return true
 		}
 	}
-	for i, a := range [...]netip.Addr{f.Orig.Src, f.Orig.Dst, f.Reply.Src, f.Reply.Dst} {
+	for i, a := range [...]netip.Addr{f.Orig.Src.IP(), f.Orig.Dst.IP(), f.Reply.Src.IP(), f.Reply.Dst.IP()} {
 		// Without NAT the reply tuple holds the same two addresses.
-		if i == 2 && a == f.Orig.Dst || i == 3 && a == f.Orig.Src {
+		if i == 2 && a == f.Orig.Dst.IP() || i == 3 && a == f.Orig.Src.IP() {
 			continue
 		}
 		if a.IsValid() {

@@ -198,9 +198,9 @@ func flowCell(c colID, f *conntrack.Flow, n *enrich.Names, o *fmtOpts) string {
 	case cAge:
 		return flowAge(f, o.now)
 	case cSource:
-		return addrOrName(f.Orig.Src, n.SrcName, o.numeric)
+		return addrOrName(f.Orig.Src.IP(), n.SrcName, o.numeric)
 	case cDest:
-		return addrOrName(f.Orig.Dst, n.DstName, o.numeric)
+		return addrOrName(f.Orig.Dst.IP(), n.DstName, o.numeric)
 	case cPort:
 		return portText(f, n)
 	case cGeo:
@@ -280,9 +280,9 @@ func flowKey(c colID, f *conntrack.Flow, n *enrich.Names, o *fmtOpts) sortKey {
 		}
 		return sortKey{num: age.Seconds()}
 	case cSource:
-		return addrKey(f.Orig.Src, nameOf(n, true), o.numeric)
+		return addrKey(f.Orig.Src.IP(), nameOf(n, true), o.numeric)
 	case cDest:
-		return addrKey(f.Orig.Dst, nameOf(n, false), o.numeric)
+		return addrKey(f.Orig.Dst.IP(), nameOf(n, false), o.numeric)
 	case cPort:
 		if f.Proto.HasPorts() {
 			return sortKey{num: float64(f.Orig.DstPort), str: n.Service}

@@ -35,8 +35,8 @@ func (a *App) refreshDetail() {
 // 93.184.216.34:443".
 func flowSummary(f *conntrack.Flow) string {
 	hp := f.Proto.HasPorts()
-	return f.Proto.String() + " " + endpoint(f.Orig.Src, f.Orig.SrcPort, hp) + " → " +
-		endpoint(f.Orig.Dst, f.Orig.DstPort, hp)
+	return f.Proto.String() + " " + endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp) + " → " +
+		endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp)
 }
 
 // detailText is the detail view of f: everything flowtop knows about it.
@@ -59,8 +59,8 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 	}
 	b.WriteString(head + "\n\n")
 
-	line("Original", esc(endpoint(f.Orig.Src, f.Orig.SrcPort, hp)+" → "+endpoint(f.Orig.Dst, f.Orig.DstPort, hp))+icmpText(f, &f.Orig))
-	line("Reply", esc(endpoint(f.Reply.Src, f.Reply.SrcPort, hp)+" → "+endpoint(f.Reply.Dst, f.Reply.DstPort, hp)))
+	line("Original", esc(endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp)+" → "+endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp))+icmpText(f, &f.Orig))
+	line("Reply", esc(endpoint(f.Reply.Src.IP(), f.Reply.SrcPort, hp)+" → "+endpoint(f.Reply.Dst.IP(), f.Reply.DstPort, hp)))
 	line("NAT", esc(natText(f)))
 	b.WriteString("\n")
 	if p := n.Process; p.Known() {
@@ -88,8 +88,8 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 			line("", esc(gt))
 		}
 	}
-	end("Source", endpoint(f.Orig.Src, f.Orig.SrcPort, hp), n.SrcName, n.SrcService, &n.SrcGeo)
-	end("Destination", endpoint(f.Orig.Dst, f.Orig.DstPort, hp), n.DstName, n.Service, &n.DstGeo)
+	end("Source", endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp), n.SrcName, n.SrcService, &n.SrcGeo)
+	end("Destination", endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp), n.DstName, n.Service, &n.DstGeo)
 	b.WriteString("\n")
 	// The counters, as wide as their widest value.
 	rows := [][]string{{"", "bytes", "packets", "rate", "avg 2s", "avg 10s", "avg 40s", "pkt/s"}}
@@ -145,7 +145,7 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 		line("Start", "unknown (timestamps were off when it began)")
 	} else {
 		age, _ := f.Age(now)
-		line("Start", f.Start.In(a.loc).Format("2006-01-02 15:04:05 MST")+"  (age "+fmtAge(age)+")")
+		line("Start", f.Start.Time().In(a.loc).Format("2006-01-02 15:04:05 MST")+"  (age "+fmtAge(age)+")")
 	}
 
 	return b.String()
@@ -167,12 +167,12 @@ func natText(f *conntrack.Flow) string {
 	case conntrack.NATNone:
 		return "none"
 	case conntrack.NATSNAT, conntrack.NATBoth:
-		parts = append(parts, "SNAT: source "+endpoint(f.Orig.Src, f.Orig.SrcPort, hp)+
-			" appears as "+endpoint(f.Reply.Dst, f.Reply.DstPort, hp))
+		parts = append(parts, "SNAT: source "+endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp)+
+			" appears as "+endpoint(f.Reply.Dst.IP(), f.Reply.DstPort, hp))
 	}
 	if n := f.NAT(); n == conntrack.NATDNAT || n == conntrack.NATBoth {
-		parts = append(parts, "DNAT: destination "+endpoint(f.Orig.Dst, f.Orig.DstPort, hp)+
-			" is really "+endpoint(f.Reply.Src, f.Reply.SrcPort, hp))
+		parts = append(parts, "DNAT: destination "+endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp)+
+			" is really "+endpoint(f.Reply.Src.IP(), f.Reply.SrcPort, hp))
 	}
 	return strings.Join(parts, "; ")
 }

@@ -118,7 +118,7 @@ var errDenied = errors.New("operation not permitted")
 func ap(s string) netip.Addr { return netip.MustParseAddr(s) }
 
 func tuple(src string, sport uint16, dst string, dport uint16) conntrack.Tuple {
-	return conntrack.Tuple{Src: ap(src), Dst: ap(dst), SrcPort: sport, DstPort: dport}
+	return conntrack.Tuple{Src: conntrack.AddrFrom(ap(src)), Dst: conntrack.AddrFrom(ap(dst)), SrcPort: sport, DstPort: dport}
 }
 
 // testFlows are the flows of the screen tests: IPv4 and IPv6, SNAT and
@@ -131,7 +131,7 @@ func testFlows() []conntrack.Flow {
 			Orig:   tuple("192.168.1.10", 51000, "93.184.216.34", 443),
 			Reply:  tuple("93.184.216.34", 443, "203.0.113.5", 61000),
 			Status: conntrack.StatusAssured | conntrack.StatusSeenReply | conntrack.StatusConfirmed | conntrack.StatusSrcNAT,
-			Mark:   0x10, Timeout: 431999, Start: t0.Add(-3*time.Minute - 7*time.Second), HasCounters: true,
+			Mark:   0x10, Timeout: 431999, Start: conntrack.StampOf(t0.Add(-3*time.Minute - 7*time.Second)), HasCounters: true,
 			OrigCount:  conntrack.Counter{Packets: 1500, Bytes: 1_234_567},
 			ReplyCount: conntrack.Counter{Packets: 11000, Bytes: 14_100_000},
 			OrigRate:   conntrack.Rate{Bytes: 20_600, Packets: 40, Avg2: 21_000, Avg10: 19_000, Avg40: 15_000},
@@ -142,7 +142,7 @@ func testFlows() []conntrack.Flow {
 			Orig:   tuple("2001:db8::10", 40000, "2001:db8:1::22", 22),
 			Reply:  tuple("2001:db8:1::22", 22, "2001:db8::10", 40000),
 			Status: conntrack.StatusAssured | conntrack.StatusSeenReply | conntrack.StatusConfirmed,
-			Start:  t0.Add(-2*time.Hour - 5*time.Minute), HasCounters: true, Timeout: 7200,
+			Start:  conntrack.StampOf(t0.Add(-2*time.Hour - 5*time.Minute)), HasCounters: true, Timeout: 7200,
 			OrigCount:  conntrack.Counter{Packets: 900, Bytes: 88_000},
 			ReplyCount: conntrack.Counter{Packets: 1200, Bytes: 1_500_000},
 			OrigRate:   conntrack.Rate{Bytes: 120, Packets: 2},
@@ -153,7 +153,7 @@ func testFlows() []conntrack.Flow {
 			Orig:   tuple("192.168.1.20", 5353, "8.8.8.8", 53),
 			Reply:  tuple("8.8.8.8", 53, "203.0.113.5", 5353),
 			Status: conntrack.StatusConfirmed | conntrack.StatusSrcNAT, Timeout: 25,
-			Start: t0.Add(-8 * time.Second), HasCounters: true,
+			Start: conntrack.StampOf(t0.Add(-8 * time.Second)), HasCounters: true,
 			OrigCount:  conntrack.Counter{Packets: 1, Bytes: 60},
 			ReplyCount: conntrack.Counter{Packets: 1, Bytes: 120},
 		},
@@ -162,7 +162,7 @@ func testFlows() []conntrack.Flow {
 			Orig:   tuple("198.51.100.7", 60000, "203.0.113.5", 8080),
 			Reply:  tuple("192.168.1.30", 80, "198.51.100.7", 60000),
 			Status: conntrack.StatusAssured | conntrack.StatusSeenReply | conntrack.StatusConfirmed | conntrack.StatusDstNAT,
-			Start:  t0.Add(-26 * time.Hour), HasCounters: true, Timeout: 431000,
+			Start:  conntrack.StampOf(t0.Add(-26 * time.Hour)), HasCounters: true, Timeout: 431000,
 			OrigCount:  conntrack.Counter{Packets: 5000, Bytes: 2_000_000_000},
 			ReplyCount: conntrack.Counter{Packets: 4000, Bytes: 300_000},
 			OrigRate:   conntrack.Rate{Bytes: 1_250_000, Packets: 900},
@@ -170,10 +170,10 @@ func testFlows() []conntrack.Flow {
 		},
 		{ // ping
 			ID: 105, Family: conntrack.IPv4, Proto: conntrack.ProtoICMP,
-			Orig:   conntrack.Tuple{Src: ap("192.168.1.10"), Dst: ap("1.1.1.1"), ICMPType: 8, ICMPID: 77},
-			Reply:  conntrack.Tuple{Src: ap("1.1.1.1"), Dst: ap("203.0.113.5"), ICMPType: 0, ICMPID: 77},
+			Orig:   conntrack.Tuple{Src: conntrack.AddrFrom(ap("192.168.1.10")), Dst: conntrack.AddrFrom(ap("1.1.1.1")), ICMPType: 8, ICMPID: 77},
+			Reply:  conntrack.Tuple{Src: conntrack.AddrFrom(ap("1.1.1.1")), Dst: conntrack.AddrFrom(ap("203.0.113.5")), ICMPType: 0, ICMPID: 77},
 			Status: conntrack.StatusConfirmed | conntrack.StatusSrcNAT, Timeout: 29,
-			Start: t0.Add(-30 * time.Second), HasCounters: true,
+			Start: conntrack.StampOf(t0.Add(-30 * time.Second)), HasCounters: true,
 			OrigCount:  conntrack.Counter{Packets: 30, Bytes: 2_520},
 			ReplyCount: conntrack.Counter{Packets: 30, Bytes: 2_520},
 			OrigRate:   conntrack.Rate{Bytes: 84, Packets: 1},
@@ -190,7 +190,7 @@ func testFlows() []conntrack.Flow {
 			Orig:   tuple("fe80::1", 33333, "2001:db8:2::1", 443),
 			Reply:  tuple("2001:db8:2::1", 443, "fe80::1", 33333),
 			Status: conntrack.StatusConfirmed, Mark: 7, Zone: 2, Labels: [16]byte{0: 1, 15: 0x80},
-			Start: t0.Add(-2 * time.Second), Timeout: 120, HasCounters: true,
+			Start: conntrack.StampOf(t0.Add(-2 * time.Second)), Timeout: 120, HasCounters: true,
 			OrigCount: conntrack.Counter{Packets: 1, Bytes: 80},
 			OrigRate:  conntrack.Rate{Bytes: 40},
 		},

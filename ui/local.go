@@ -39,17 +39,17 @@ const (
 // localEnd returns the local address of f and which end it is.
 func localEnd(f *conntrack.Flow) (netip.Addr, side) {
 	switch {
-	case isLocalAddr(f.Orig.Src):
-		return f.Orig.Src.Unmap(), sideSrc
-	case f.Reply.Src.IsValid() && isLocalAddr(f.Reply.Src):
-		if f.Reply.Src == f.Orig.Dst {
-			return f.Orig.Dst.Unmap(), sideDst
+	case isLocalAddr(f.Orig.Src.IP()):
+		return f.Orig.Src.IP().Unmap(), sideSrc
+	case f.Reply.Src.IP().IsValid() && isLocalAddr(f.Reply.Src.IP()):
+		if f.Reply.Src.IP() == f.Orig.Dst.IP() {
+			return f.Orig.Dst.IP().Unmap(), sideDst
 		}
-		return f.Reply.Src.Unmap(), sideReply
-	case isLocalAddr(f.Orig.Dst):
-		return f.Orig.Dst.Unmap(), sideDst
+		return f.Reply.Src.IP().Unmap(), sideReply
+	case isLocalAddr(f.Orig.Dst.IP()):
+		return f.Orig.Dst.IP().Unmap(), sideDst
 	}
-	return f.Orig.Src.Unmap(), sideSrc
+	return f.Orig.Src.IP().Unmap(), sideSrc
 }
 
 // upDown returns what the local end sent (up) and received (down): bytes
@@ -66,7 +66,7 @@ func upDown(f *conntrack.Flow, local side) (up, down conntrack.Counter, upRate, 
 // original source.
 func remoteEnd(f *conntrack.Flow, local side) (netip.Addr, side) {
 	if local == sideSrc {
-		return f.Orig.Dst.Unmap(), sideDst
+		return f.Orig.Dst.IP().Unmap(), sideDst
 	}
-	return f.Orig.Src.Unmap(), sideSrc
+	return f.Orig.Src.IP().Unmap(), sideSrc
 }
