@@ -157,12 +157,16 @@ type Flow struct {
 	Orig   Tuple // the original direction (who started it)
 	Reply  Tuple // the reply direction, after NAT
 	// State is the protocol state number (TCP, SCTP, DCCP); see StateName.
-	State   uint8
-	Status  Status
-	Mark    uint32
-	Zone    uint16
-	Labels  [16]byte // connlabels, 128 bits
-	Timeout uint32   // seconds left before the kernel expires the entry
+	State  uint8
+	Status Status
+	Mark   uint32
+	Zone   uint16
+	Labels [16]byte // connlabels, 128 bits
+	// Timeout is the seconds the kernel had left before expiring the
+	// entry at Seen; TimeLeft gives it for another moment.
+	Timeout uint32
+	// Seen is when the kernel last reported this state of the flow.
+	Seen Stamp
 	// Start is when the kernel created the entry; zero when timestamps were
 	// off at the time.
 	Start Stamp
@@ -202,6 +206,16 @@ func (f *Flow) Age(now time.Time) (age time.Duration, ok bool) {
 		return d, true
 	}
 	return 0, true
+}
+
+// TimeLeft is the time before the kernel expires the entry, as of now,
+// unless traffic refreshes it first.
+func (f *Flow) TimeLeft(now time.Time) time.Duration {
+	left := time.Duration(f.Timeout) * time.Second
+	if !f.Seen.IsZero() {
+		left -= time.Duration(now.UnixNano() - int64(f.Seen))
+	}
+	return max(left, 0)
 }
 
 // TotalRate is the current rate of both directions together, in bytes/s.

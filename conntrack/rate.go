@@ -48,9 +48,18 @@ func (r *Rate) step(bytes, packets uint64, dt time.Duration, a alpha, first bool
 		r.Avg2, r.Avg10, r.Avg40 = r.Bytes, r.Bytes, r.Bytes
 		return
 	}
-	r.Avg2 += a[0] * (r.Bytes - r.Avg2)
-	r.Avg10 += a[1] * (r.Bytes - r.Avg10)
-	r.Avg40 += a[2] * (r.Bytes - r.Avg40)
+	r.Avg2 = settleRate(r.Avg2 + a[0]*(r.Bytes-r.Avg2))
+	r.Avg10 = settleRate(r.Avg10 + a[1]*(r.Bytes-r.Avg10))
+	r.Avg40 = settleRate(r.Avg40 + a[2]*(r.Bytes-r.Avg40))
+}
+
+// settleRate ends an average's decay below half a byte per second: an idle
+// flow's rates then stop changing, and so does its record.
+func settleRate(avg float64) float64 {
+	if avg < 0.5 {
+		return 0
+	}
+	return avg
 }
 
 // alpha holds the smoothing factors of the 2, 10 and 40 s averages for

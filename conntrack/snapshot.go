@@ -32,8 +32,10 @@ type Snapshot struct {
 	Time     time.Time
 	Interval time.Duration
 	// Flows holds the flows that pass the table filter, in no particular
-	// order (consumers sort; the flow ID is the stable tie-breaker).
-	Flows []Flow
+	// order (consumers sort; the flow ID is the stable tie-breaker). The
+	// records are shared with the table and other snapshots: never modify
+	// one.
+	Flows []*Flow
 	// TableFlows is the number of flows in the table before filtering.
 	TableFlows int
 	// Filter is the filter the flows passed.
@@ -48,4 +50,14 @@ type Ended struct {
 	// Stop is when the kernel ended the flow (its timestamp when
 	// nf_conntrack_timestamp is on, else when flowtop saw the event).
 	Stop time.Time
+}
+
+// Pointers returns pointers to the elements of flows, for building a
+// Snapshot by hand (tests, tools).
+func Pointers(flows []Flow) []*Flow {
+	ps := make([]*Flow, len(flows))
+	for i := range flows {
+		ps[i] = &flows[i]
+	}
+	return ps
 }

@@ -33,11 +33,19 @@ type TableConfig struct {
 }
 
 // entry is a flow in the table plus what rate maths needs.
+//
+// The flow itself is a record shared with the snapshots: once a snapshot
+// holds it, it is never modified; a change makes a new record (copy on
+// write). Flows that do not change between refreshes, most of a big table,
+// cost a snapshot one pointer instead of a copy, and no allocation.
 type entry struct {
-	Flow
-	gen      uint32 // last dump that saw the flow
-	seenAt   Stamp  // when OrigCount/ReplyCount were read
+	flow *Flow
+	// fresh is set while the record is in no published snapshot: it may
+	// still be changed in place.
+	fresh    bool
 	hasRates bool
+	gen      uint32 // last dump that saw the flow
+	seenAt   Stamp  // when the record's counters were read
 	// next is the position of the next flow with the same kernel ID, -1
 	// for none. The ID is a 32-bit hash, so among 50,000 flows a
 	// collision is likely (about 1 in 4 tables) and among a million it is
@@ -47,7 +55,26 @@ type entry struct {
 
 // sameFlow reports whether e is the kernel entry f describes.
 func (e *entry) sameFlow(f *Flow) bool {
-	return e.Orig == f.Orig && e.Proto == f.Proto && e.Zone == f.Zone
+	r := e.flow
+	return r.Orig == f.Orig && r.Proto == f.Proto && r.Zone == f.Zone
+}
+
+// mutable returns the entry's record, first copying it if a snapshot may
+// hold it.
+func (e *entry) mutable() *Flow {
+	if !e.fresh {
+		cp := *e.flow
+		e.flow, e.fresh = &cp, true
+	}
+	return e.flow
+}
+
+// newEntry makes the entry of a flow the table has not seen.
+func newEntry(f *Flow, gen uint32, seen Stamp) entry {
+	r := new(Flow)
+	*r = *f
+	r.Seen = seen
+	return entry{flow: r, fresh: true, gen: gen, seenAt: seen}
 }
 
 // Table is the flow table. One goroutine (Run) owns it; every other
@@ -236,40 +263,41 @@ func (t *Table) apply(ev Event) {
 	i := t.lookup(f)
 	switch ev.Type {
 	case EventNew, EventUpdate:
+		now := StampOf(t.now())
 		if i < 0 {
 			// Events carry no counters: the flow is counted from zero
 			// until the next dump reads them.
 			acct, ts := t.accounting()
-			now := t.now()
-			e := entry{Flow: *f, gen: t.gen, seenAt: StampOf(now)}
-			e.HasCounters = acct
+			e := newEntry(f, t.gen, now)
+			e.flow.HasCounters = acct
 			if ts {
-				e.Start = StampOf(now)
+				e.flow.Start = now
 			}
 			t.insert(e)
 			return
 		}
 		e := &t.entries[i]
-		e.Reply, e.Status, e.Timeout, e.Mark = f.Reply, f.Status, f.Timeout, f.Mark
+		r := e.mutable()
+		r.Reply, r.Status, r.Timeout, r.Seen, r.Mark = f.Reply, f.Status, f.Timeout, now, f.Mark
 		if !ev.noState {
-			e.State = f.State
+			r.State = f.State
 		}
 		if !ev.noLabels {
-			e.Labels = f.Labels
+			r.Labels = f.Labels
 		}
 	case EventDestroy:
 		if i < 0 {
 			t.ended(ev, nil)
 			return
 		}
-		t.ended(ev, &t.entries[i])
+		t.ended(ev, t.entries[i].flow)
 		t.removeAt(i)
 	}
 }
 
 // ended hands a DESTROY to the ended-flow subscribers, with the final
 // counters of the event and what the table knew (start time, rates).
-func (t *Table) ended(ev Event, e *entry) {
+func (t *Table) ended(ev Event, e *Flow) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.endedSubs) == 0 {
@@ -313,33 +341,40 @@ func (t *Table) refresh() error {
 	gen := t.gen
 	alphas := newAlphas()
 	t.reserve()
+	now := StampOf(start)
 	interrupted, err := t.cfg.Kernel.Dump(func(f *Flow) {
 		i := t.lookup(f)
 		if i < 0 {
-			e := t.insert(entry{Flow: *f, gen: gen, seenAt: StampOf(start)})
+			e := t.insert(newEntry(f, gen, now))
 			// A flow that began since the last look has counted all its
 			// bytes since its start: that gives a first rate at once.
 			if age, ok := f.Age(start); ok && f.HasCounters && age > 0 && age <= t.cfg.Interval {
-				e.OrigRate.advance(f.OrigCount.Bytes, f.OrigCount.Packets, age, true)
-				e.ReplyRate.advance(f.ReplyCount.Bytes, f.ReplyCount.Packets, age, true)
+				e.flow.OrigRate.advance(f.OrigCount.Bytes, f.OrigCount.Packets, age, true)
+				e.flow.ReplyRate.advance(f.ReplyCount.Bytes, f.ReplyCount.Packets, age, true)
 				e.hasRates = true
 			}
 			return
 		}
 		e := &t.entries[i]
-		dt := time.Duration(int64(StampOf(start)) - int64(e.seenAt))
-		if e.HasCounters && f.HasCounters && dt > 0 {
+		e.gen = gen
+		r := e.flow
+		origRate, replyRate := r.OrigRate, r.ReplyRate
+		dt := time.Duration(int64(now) - int64(e.seenAt))
+		if r.HasCounters && f.HasCounters && dt > 0 {
 			a := alphas.at(dt)
-			e.OrigRate.step(delta(f.OrigCount.Bytes, e.OrigCount.Bytes),
-				delta(f.OrigCount.Packets, e.OrigCount.Packets), dt, a, !e.hasRates)
-			e.ReplyRate.step(delta(f.ReplyCount.Bytes, e.ReplyCount.Bytes),
-				delta(f.ReplyCount.Packets, e.ReplyCount.Packets), dt, a, !e.hasRates)
+			origRate.step(delta(f.OrigCount.Bytes, r.OrigCount.Bytes),
+				delta(f.OrigCount.Packets, r.OrigCount.Packets), dt, a, !e.hasRates)
+			replyRate.step(delta(f.ReplyCount.Bytes, r.ReplyCount.Bytes),
+				delta(f.ReplyCount.Packets, r.ReplyCount.Packets), dt, a, !e.hasRates)
 			e.hasRates = true
 		}
-		origRate, replyRate, hasRates := e.OrigRate, e.ReplyRate, e.hasRates
-		e.Flow = *f
-		e.OrigRate, e.ReplyRate, e.hasRates = origRate, replyRate, hasRates
-		e.gen, e.seenAt = gen, StampOf(start)
+		e.seenAt = now
+		if origRate == r.OrigRate && replyRate == r.ReplyRate && unchanged(r, f, now) {
+			return // an idle flow: the snapshots keep sharing its record
+		}
+		m := e.mutable()
+		*m = *f
+		m.Seen, m.OrigRate, m.ReplyRate = now, origRate, replyRate
 	})
 	t.health.Refresh = t.now().Sub(start)
 	if err != nil {
@@ -366,7 +401,7 @@ func (t *Table) publish() {
 		Filter:     t.filter,
 		Health:     t.health,
 	}
-	// One pass decides, a second copies: the snapshot is allocated at its
+	// One pass decides, a second collects: the snapshot is allocated at its
 	// exact size, whatever share of the table the filter keeps.
 	if cap(t.matched) < len(t.entries) {
 		t.matched = make([]bool, len(t.entries), len(t.entries)+len(t.entries)/4)
@@ -374,16 +409,18 @@ func (t *Table) publish() {
 	matched := t.matched[:len(t.entries)]
 	n := 0
 	for i := range t.entries {
-		matched[i] = t.filter.Match(&t.entries[i].Flow, now)
+		matched[i] = t.filter.Match(t.entries[i].flow, now)
 		if matched[i] {
 			n++
 		}
 	}
-	s.Flows = make([]Flow, n)
+	s.Flows = make([]*Flow, n)
 	j := 0
 	for i := range t.entries {
+		e := &t.entries[i]
+		e.fresh = false // from now on a snapshot may hold it
 		if matched[i] {
-			s.Flows[j] = t.entries[i].Flow
+			s.Flows[j] = e.flow
 			j++
 		}
 	}
@@ -405,6 +442,20 @@ func (t *Table) publish() {
 			}
 		}
 	}
+}
+
+// unchanged reports whether the dump's f says nothing new about the
+// record r: same counters, state and attributes, and a timeout that only
+// ran down with time (an idle flow's expiry stays put).
+func unchanged(r, f *Flow, now Stamp) bool {
+	if r.OrigCount != f.OrigCount || r.ReplyCount != f.ReplyCount || r.HasCounters != f.HasCounters ||
+		r.State != f.State || r.Status != f.Status || r.Mark != f.Mark || r.Labels != f.Labels ||
+		r.Reply != f.Reply || r.Start != f.Start {
+		return false
+	}
+	expires := int64(r.Seen) + int64(r.Timeout)*1e9
+	drift := expires - (int64(now) + int64(f.Timeout)*1e9)
+	return drift <= 1e9 && drift >= -1e9
 }
 
 // reserve sizes an empty table for the flows the kernel holds, so that the
@@ -451,12 +502,13 @@ func (t *Table) find(f *Flow) *entry {
 // until the next insert or remove).
 func (t *Table) insert(e entry) *entry {
 	e.next = -1
-	if head, ok := t.index[e.ID]; ok {
+	id := e.flow.ID
+	if head, ok := t.index[id]; ok {
 		e.next = head
 	}
 	t.entries = append(t.entries, e)
 	i := int32(len(t.entries) - 1)
-	t.index[e.ID] = i
+	t.index[id] = i
 	return &t.entries[i]
 }
 
@@ -475,7 +527,7 @@ func (t *Table) removeAt(i int32) {
 
 // unlink takes position i out of its ID chain.
 func (t *Table) unlink(i int32) {
-	id := t.entries[i].ID
+	id := t.entries[i].flow.ID
 	next := t.entries[i].next
 	if t.index[id] == i {
 		if next < 0 {
@@ -496,7 +548,7 @@ func (t *Table) unlink(i int32) {
 // relink makes the chain that leads to position from lead to position to
 // instead (the entry is about to move there).
 func (t *Table) relink(from, to int32) {
-	id := t.entries[from].ID
+	id := t.entries[from].flow.ID
 	if t.index[id] == from {
 		t.index[id] = to
 		return

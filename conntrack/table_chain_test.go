@@ -78,7 +78,7 @@ func TestTableStorageRandom(t *testing.T) {
 		}
 	}
 	for port, f := range live {
-		if e := tb.find(&f); e == nil || e.Orig.SrcPort != port {
+		if e := tb.find(&f); e == nil || e.flow.Orig.SrcPort != port {
 			t.Fatalf("live flow with port %d not found", port)
 		}
 	}

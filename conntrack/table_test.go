@@ -204,7 +204,7 @@ func settle(t *testing.T, tbl *Table, sub <-chan *Snapshot, f Filter, what strin
 func byID(s *Snapshot) map[uint32]Flow {
 	m := map[uint32]Flow{}
 	for _, f := range s.Flows {
-		m[f.ID] = f
+		m[f.ID] = *f
 	}
 	return m
 }

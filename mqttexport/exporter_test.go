@@ -42,7 +42,7 @@ func testSnapshot(n int) *conntrack.Snapshot {
 		if i == 0 {
 			dport = 22
 		}
-		s.Flows = append(s.Flows, conntrack.Flow{
+		s.Flows = append(s.Flows, &conntrack.Flow{
 			ID: uint32(i + 1), Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 3,
 			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst), SrcPort: sport, DstPort: dport},
 			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(dst), Dst: conntrack.AddrFrom(wan), SrcPort: dport, DstPort: sport},
@@ -517,7 +517,7 @@ func TestBrokerRestart(t *testing.T) {
 			f := testSnapshot(1).Flows[0]
 			f.ID = uint32(1000 + i)
 			select {
-			case h.ended <- conntrack.Ended{Flow: f, Stop: time.Now()}:
+			case h.ended <- conntrack.Ended{Flow: *f, Stop: time.Now()}:
 			default:
 			}
 		}
@@ -561,7 +561,7 @@ func TestGzip(t *testing.T) {
 	if len(d.Flows) != 5 || d.Version != report.Version {
 		t.Errorf("gunzipped document: version %d, %d flows", d.Version, len(d.Flows))
 	}
-	h.ended <- conntrack.Ended{Flow: testSnapshot(1).Flows[0], Stop: time.Now()}
+	h.ended <- conntrack.Ended{Flow: *testSnapshot(1).Flows[0], Stop: time.Now()}
 	m = s.next(t, 5*time.Second, onTopic(h.t.ended))
 	raw, err = gunzip(m.payload)
 	if err != nil {
@@ -628,7 +628,7 @@ func TestEndedBatching(t *testing.T) {
 			f := testSnapshot(1).Flows[0]
 			f.ID = uint32(from + i)
 			f.OrigCount.Bytes = uint64(from + i)
-			h.ended <- conntrack.Ended{Flow: f, Stop: f.Start.Time().Add(2 * time.Second)}
+			h.ended <- conntrack.Ended{Flow: *f, Stop: f.Start.Time().Add(2 * time.Second)}
 		}
 	}
 	send(1, 25)

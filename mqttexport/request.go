@@ -92,9 +92,9 @@ func filterFlows(s *conntrack.Snapshot, filter string, names enrich.Namer) *conn
 	needle := strings.ToLower(filter)
 	out := *s
 	out.Flows = nil
-	for i := range s.Flows {
-		if flowMatches(&s.Flows[i], needle, names) {
-			out.Flows = append(out.Flows, s.Flows[i])
+	for _, f := range s.Flows {
+		if flowMatches(f, needle, names) {
+			out.Flows = append(out.Flows, f)
 		}
 	}
 	return &out

@@ -17,7 +17,7 @@ func (h *harness) sendEnded(from, n int) {
 	for i := range n {
 		f := testSnapshot(1).Flows[0]
 		f.ID = uint32(from + i)
-		h.ended <- conntrack.Ended{Flow: f, Stop: time.Now()}
+		h.ended <- conntrack.Ended{Flow: *f, Stop: time.Now()}
 	}
 }
 

@@ -155,7 +155,7 @@ func TestEncoderSplit(t *testing.T) {
 func TestEncoderRecordsSplit(t *testing.T) {
 	var ended []conntrack.Ended
 	for _, f := range testSnapshot(100).Flows {
-		ended = append(ended, conntrack.Ended{Flow: f, Stop: time.Now()})
+		ended = append(ended, conntrack.Ended{Flow: *f, Stop: time.Now()})
 	}
 	bodies, oversize, err := encoder{max: 4 << 10}.records(report.BuildEnded(ended, nil))
 	if err != nil || oversize {

@@ -69,18 +69,18 @@ func Build(s *conntrack.Snapshot, opt Options) *Document {
 
 // Sorted returns pointers to the flows in the order of key, descending,
 // with the flow ID breaking ties so the order is stable between refreshes.
-func Sorted(flows []conntrack.Flow, key SortKey, now time.Time) []*conntrack.Flow {
+func Sorted(flows []*conntrack.Flow, key SortKey, now time.Time) []*conntrack.Flow {
 	return Top(flows, key, now, 0)
 }
 
 // Top returns the first limit flows in the order of Sorted (all of them
 // when limit is 0) without sorting the rest: selecting the top 10 of a
 // million flows is a heap walk, not a sort.
-func Top(flows []conntrack.Flow, key SortKey, now time.Time, limit int) []*conntrack.Flow {
+func Top(flows []*conntrack.Flow, key SortKey, now time.Time, limit int) []*conntrack.Flow {
 	metric := metricOf(key, now)
 	ranked := make([]rankedFlow, len(flows))
-	for i := range flows {
-		ranked[i] = rankedFlow{metric(&flows[i]), &flows[i]}
+	for i, f := range flows {
+		ranked[i] = rankedFlow{metric(f), f}
 	}
 	less := func(a, b rankedFlow) int {
 		if c := cmp.Compare(b.m, a.m); c != 0 {
@@ -154,7 +154,7 @@ func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {
 func totals(s *conntrack.Snapshot) Totals {
 	t := Totals{Flows: len(s.Flows), ByProto: map[string]int{}, TableFlows: s.TableFlows}
 	for i := range s.Flows {
-		f := &s.Flows[i]
+		f := s.Flows[i]
 		t.ByProto[f.Proto.String()]++
 		t.OrigBytesPerS += f.OrigRate.Bytes
 		t.ReplyBytesPerS += f.ReplyRate.Bytes
@@ -198,7 +198,7 @@ func flowDoc(f *conntrack.Flow, now time.Time) Flow {
 		Counted:    f.HasCounters,
 		Orig:       direction(f.HasCounters, f.OrigCount, f.OrigRate),
 		Reply:      direction(f.HasCounters, f.ReplyCount, f.ReplyRate),
-		TimeoutS:   f.Timeout,
+		TimeoutS:   uint32(f.TimeLeft(now).Seconds()),
 		Mark:       f.Mark,
 		Zone:       f.Zone,
 	}

@@ -38,7 +38,7 @@ func goldenSnapshot() *conntrack.Snapshot {
 			Refresh: 12345 * time.Microsecond, RefreshEvery: time.Second,
 			KernelFlows: 6, Accounting: true, Timestamps: true,
 		},
-		Flows: []conntrack.Flow{{
+		Flows: conntrack.Pointers([]conntrack.Flow{{
 			// IPv4 TCP behind masquerade (SNAT).
 			ID: 11, Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: 3,
 			Orig: conntrack.Tuple{Src: conntrack.AddrFrom(a("192.168.1.10")), Dst: conntrack.AddrFrom(a("93.184.216.34")), SrcPort: 40000, DstPort: 443},
@@ -101,7 +101,7 @@ func goldenSnapshot() *conntrack.Snapshot {
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: 1, Bytes: 60},
 			OrigRate:    conntrack.Rate{Bytes: 60, Packets: 1, Avg2: 60, Avg10: 60, Avg40: 60},
-		}},
+		}}),
 	}
 }
 
@@ -235,7 +235,7 @@ func TestSortedTiesByID(t *testing.T) {
 		for round := 0; round < 5; round++ {
 			r.Shuffle(len(flows), func(i, j int) { flows[i], flows[j] = flows[j], flows[i] })
 			var got []uint32
-			for _, f := range Sorted(flows, key, now) {
+			for _, f := range Sorted(conntrack.Pointers(flows), key, now) {
 				got = append(got, f.ID)
 			}
 			if round == 0 {

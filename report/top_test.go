@@ -18,9 +18,9 @@ func TestTopMatchesFullSort(t *testing.T) {
 		flows[i].OrigRate.Bytes = float64(r.IntN(50))
 	}
 	now := time.Unix(0, 0)
-	all := Sorted(flows, SortRate, now)
+	all := Sorted(conntrack.Pointers(flows), SortRate, now)
 	for _, k := range []int{1, 7, 100, 1999, 2000, 5000} {
-		top := Top(flows, SortRate, now, k)
+		top := Top(conntrack.Pointers(flows), SortRate, now, k)
 		want := min(k, len(flows))
 		if len(top) != want {
 			t.Fatalf("Top(%d) has %d flows, want %d", k, len(top), want)

@@ -67,7 +67,7 @@ func (s *staticSource) SetFilter(conntrack.Filter)   {}
 func (s *staticSource) Delete(*conntrack.Flow) error { return nil }
 func newStaticSource(n int) *staticSource {
 	s := &staticSource{}
-	s.snap.Store(&conntrack.Snapshot{Time: t0, Interval: time.Second, Flows: benchFlows(n), TableFlows: n,
+	s.snap.Store(&conntrack.Snapshot{Time: t0, Interval: time.Second, Flows: conntrack.Pointers(benchFlows(n)), TableFlows: n,
 		Filter: conntrack.DefaultFilter(), Health: conntrack.Health{Accounting: true, KernelFlows: n}})
 	return s
 }

@@ -104,7 +104,7 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 		rows.init(len(snap.Flows), sc, isNumericKey(sc.col))
 	}
 	for i := range snap.Flows {
-		f := &snap.Flows[i]
+		f := snap.Flows[i]
 		if p.active && f.TotalRate() == 0 {
 			continue
 		}

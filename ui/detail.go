@@ -1,10 +1,8 @@
 package ui
 
 import (
-	"cmp"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -18,13 +16,15 @@ import (
 // flow no longer in the snapshot keeps its last values, marked ended.
 func (a *App) refreshDetail() {
 	if s := a.view.snap; s != nil {
-		i, ok := slices.BinarySearchFunc(s.Flows, a.detailFlow.ID, func(f conntrack.Flow, id uint32) int {
-			return cmp.Compare(f.ID, id)
-		})
-		if ok {
-			a.detailFlow, a.detailGone = s.Flows[i], false
-		} else {
-			a.detailGone = true
+		// The snapshot is in no order, and IDs can collide: find the flow
+		// by ID and tuple. A linear scan of 100k flows takes ~0.1 ms, once
+		// per tick.
+		a.detailGone = true
+		for _, f := range s.Flows {
+			if f.ID == a.detailFlow.ID && f.Orig == a.detailFlow.Orig && f.Proto == a.detailFlow.Proto {
+				a.detailFlow, a.detailGone = *f, false
+				break
+			}
 		}
 	}
 	n := a.names.Names(&a.detailFlow)
@@ -140,7 +140,7 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 		labels = hex.EncodeToString(f.Labels[:])
 	}
 	line("Mark", fmt.Sprintf("0x%08x  [::b]Zone[::-] %d  [::b]Labels[::-] %s", f.Mark, f.Zone, labels))
-	line("Timeout", strconv.FormatUint(uint64(f.Timeout), 10)+"s")
+	line("Timeout", strconv.FormatUint(uint64(f.TimeLeft(now).Seconds()), 10)+"s")
 	if f.Start.IsZero() {
 		line("Start", "unknown (timestamps were off when it began)")
 	} else {

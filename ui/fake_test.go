@@ -64,7 +64,7 @@ func (s *fakeSource) publish() {
 			RefreshEvery: time.Second, KernelFlows: len(s.all), Accounting: true, Timestamps: true}}
 	for i := range s.all {
 		if s.filter.Match(&s.all[i], t0) {
-			snap.Flows = append(snap.Flows, s.all[i])
+			snap.Flows = append(snap.Flows, &s.all[i])
 		}
 	}
 	s.snap = snap

@@ -216,7 +216,7 @@ func TestBuildRowsStableTies(t *testing.T) {
 	}
 	rand.Shuffle(len(fs), func(i, j int) { fs[i], fs[j] = fs[j], fs[i] })
 	slices.SortFunc(fs, func(a, b conntrack.Flow) int { return int(a.ID) - int(b.ID) })
-	snap := &conntrack.Snapshot{Time: t0, Flows: fs}
+	snap := &conntrack.Snapshot{Time: t0, Flows: conntrack.Pointers(fs)}
 	for _, desc := range []bool{true, false} {
 		p := &params{tab: tabFlows, sort: defaultSort()}
 		p.sort[tabFlows].desc = desc
