@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,9 +46,15 @@ func main() {
 	}
 }
 
+// gnuTime measures peak RSS (Debian package "time").
+const gnuTime = "/usr/bin/time"
+
 func run(flowsList string, runs, burst, cpuSecs int, bin string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (network namespaces, ctnetlink)")
+	}
+	if _, err := os.Stat(gnuTime); err != nil {
+		return fmt.Errorf("needs GNU time at %s (apt-get install -y time) to measure peak RSS", gnuTime)
 	}
 	if bin == "" {
 		dir, err := os.MkdirTemp("", "flowtop-bench")
@@ -132,17 +139,50 @@ type result struct {
 	rss  int64 // KiB
 }
 
-// timeCmd runs a command and returns its wall time and peak RSS.
-func timeCmd(name string, args ...string) (result, error) {
-	cmd := exec.Command(name, args...)
-	start := time.Now()
-	out, err := cmd.CombinedOutput()
-	wall := time.Since(start)
-	if err != nil {
-		return result{}, fmt.Errorf("%s %s: %v: %.300s", name, strings.Join(args, " "), err, out)
+// timeIn runs a command inside the namespace x and returns its wall time
+// and peak RSS. The command is started from a thread switched into the
+// namespace, so that no wrapper (ip netns exec, a shell) adds its own
+// memory to the child's peak RSS or its time to the wall time.
+func timeIn(x *ns, name string, args ...string) (result, error) {
+	type out struct {
+		r   result
+		err error
 	}
-	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	return result{wall, ru.Maxrss}, nil
+	done := make(chan out, 1)
+	go func() {
+		// Never unlocked: the thread ends with the goroutine, so it cannot
+		// run other code in the wrong namespace.
+		runtime.LockOSThread()
+		f, err := os.Open(x.path())
+		if err != nil {
+			done <- out{err: err}
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- out{err: fmt.Errorf("setns: %w", err)}
+			return
+		}
+		// GNU time reports the peak RSS of the command alone: a child of
+		// this (large) Go process would inherit its high-water mark.
+		cmd := exec.Command(gnuTime, append([]string{"-f", "flowtop-bench %M", name}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr // stdout goes to /dev/null
+		start := time.Now()
+		err = cmd.Run()
+		wall := time.Since(start)
+		if err != nil {
+			done <- out{err: fmt.Errorf("%s %s: %v: %.300s", name, strings.Join(args, " "), err, stderr.String())}
+			return
+		}
+		var rss int64
+		if i := strings.LastIndex(stderr.String(), "flowtop-bench "); i >= 0 {
+			fmt.Sscan(stderr.String()[i+len("flowtop-bench "):], &rss)
+		}
+		done <- out{r: result{wall, rss}}
+	}()
+	o := <-done
+	return o.r, o.err
 }
 
 func median(rs []result) result {
@@ -171,10 +211,10 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 		fn   func() (result, error)
 	}{
 		{"conntrack -L", func() (result, error) {
-			return timeCmd("ip", "netns", "exec", x.name, "sh", "-c", "exec conntrack -L >/dev/null 2>&1")
+			return timeIn(x, "conntrack", "-L")
 		}},
 		{"flowtop --once -t 0", func() (result, error) {
-			return timeCmd("ip", "netns", "exec", x.name, bin, "--once", "-t", "0", "--limit", "10", "-46TUDIS", "-n", "-G", "--state-dir", os.TempDir())
+			return timeIn(x, bin, "--once", "-t", "0", "--limit", "10", "-46TUDIS", "-n", "-G", "--state-dir", os.TempDir())
 		}},
 		{"raw dump (floor)", func() (result, error) { return rawDump(x) }},
 	}

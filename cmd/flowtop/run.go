@@ -92,7 +92,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	}
 	if guard.Warning != "" {
 		log.Warn(guard.Warning)
-	} else if stopWatchdog, err := startWatchdog(o.netns, o.stateDir); err != nil {
+	} else if stopWatchdog, err := startWatchdog(o.netns, o.stateDir, log); err != nil {
 		log.Warn("no sysctl watchdog: after a crash the next start restores the sysctls", "err", err)
 	} else {
 		defer stopWatchdog()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -20,23 +21,27 @@ import (
 // watchdog then has nothing to do.
 const watchdogArg = "__sysctl-watchdog"
 
-// startWatchdog starts the watchdog for the current process. The returned
-// function closes the pipe (the watchdog then exits).
-func startWatchdog(netns, stateDir string) (stop func(), err error) {
+// startWatchdog starts the watchdog for the current process. It does not
+// wait for the child to start (an exec of the binary costs ~10 ms that a
+// one-shot run should not pay up front); the returned function closes the
+// pipe, and the watchdog then exits.
+func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), err error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("sysctl watchdog: %w", err)
 	}
-	defer r.Close()
 	cmd := exec.Command("/proc/self/exe", watchdogArg, strconv.Itoa(os.Getpid()), netns, stateDir)
 	cmd.Stdin = r
 	// Its own process group: a Ctrl-C at the terminal must not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("start sysctl watchdog: %w", err)
-	}
-	go cmd.Wait() // reap it; it exits when w closes
+	go func() {
+		defer r.Close()
+		if err := cmd.Start(); err != nil {
+			log.Warn("no sysctl watchdog: after a crash the next start restores the sysctls", "err", err)
+			return
+		}
+		cmd.Wait() // reap it; it exits when w closes
+	}()
 	return func() { w.Close() }, nil
 }
 
