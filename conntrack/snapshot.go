@@ -14,8 +14,11 @@ type Health struct {
 	Resyncs uint64
 	// Refresh is how long the last counter refresh (a full dump) took.
 	Refresh time.Duration
-	// RefreshEvery is the effective refresh interval.
+	// RefreshEvery is the effective refresh interval: the interval asked
+	// for, or longer when a full refresh costs more than a quarter of it.
 	RefreshEvery time.Duration
+	// Refreshes counts the full refreshes (dumps) made so far.
+	Refreshes uint64
 	// KernelFlows is nf_conntrack_count in the target namespace, -1 when
 	// unknown.
 	KernelFlows int

@@ -105,12 +105,15 @@ type Table struct {
 	index   map[uint32]int32
 	matched []bool // publish's scratch: which entries pass the filter
 	slab    []Flow // where new records come from (newRecord)
-	gen     uint32
-	filter  Filter
-	health  Health
-	events  chan Event
-	filterC chan Filter
-	resync  bool
+	// lastRefresh is when the last full refresh began (wall clock, for
+	// the adaptive refresh interval).
+	lastRefresh time.Time
+	gen         uint32
+	filter      Filter
+	health      Health
+	events      chan Event
+	filterC     chan Filter
+	resync      bool
 
 	latest atomic.Pointer[Snapshot]
 
@@ -215,7 +218,7 @@ func (t *Table) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer cancel()
 
-	if err := t.refresh(); err != nil {
+	if err := t.adaptiveRefresh(); err != nil {
 		return fmt.Errorf("initial conntrack dump: %w", err)
 	}
 	t.publish()
@@ -254,14 +257,40 @@ func (t *Table) Run(ctx context.Context) error {
 					"overruns", t.health.Overruns)
 				t.refreshAndPublish()
 			}
-		case <-tick.C:
-			t.refreshAndPublish()
+		case now := <-tick.C:
+			if now.Sub(t.lastRefresh) >= t.health.RefreshEvery-t.cfg.Interval/2 {
+				t.refreshAndPublish()
+			} else {
+				// Between full refreshes of a huge table the snapshot still
+				// follows the events (new and ended flows).
+				t.publish()
+			}
 		}
 	}
 }
 
+// refreshBudget is the share of the time a full refresh may take. A table
+// whose dump takes longer (a million flows take seconds) is refreshed less
+// often than the interval asks, and Health.RefreshEvery says how often.
+const refreshBudget = 4 // at most 1/4 of the time
+
+// adaptiveRefresh is a full refresh that then sets the interval until
+// the next one from what it cost.
+func (t *Table) adaptiveRefresh() error {
+	t.lastRefresh = time.Now()
+	err := t.refresh()
+	t.health.Refreshes++
+	t.health.RefreshEvery = t.cfg.Interval
+	if floor := t.health.Refresh * refreshBudget; floor > t.cfg.Interval && t.cfg.Interval > 0 {
+		// Whole intervals, so that refreshes stay on the ticks.
+		n := (floor + t.cfg.Interval - 1) / t.cfg.Interval
+		t.health.RefreshEvery = n * t.cfg.Interval
+	}
+	return err
+}
+
 func (t *Table) refreshAndPublish() {
-	if err := t.refresh(); err != nil {
+	if err := t.adaptiveRefresh(); err != nil {
 		t.health.LastError = err.Error()
 		t.log.Error("conntrack refresh failed", "err", err)
 	}

@@ -172,6 +172,7 @@ func health(h *conntrack.Health) Health {
 		RefreshMS:        float64(h.Refresh.Microseconds()) / 1000,
 		KernelFlows:      h.KernelFlows,
 		RefreshIntervalS: h.RefreshEvery.Seconds(),
+		Refreshes:        h.Refreshes,
 		Accounting:       h.Accounting,
 		Timestamps:       h.Timestamps,
 		LastError:        h.LastError,

@@ -51,11 +51,15 @@ type Health struct {
 	Resyncs     uint64  `json:"resyncs"`
 	RefreshMS   float64 `json:"refresh_ms"`
 	KernelFlows int     `json:"kernel_flows"`
-	// RefreshIntervalS is the effective counter refresh interval.
+	// RefreshIntervalS is the effective counter refresh interval: -t, or
+	// longer when a full refresh of a huge table costs more than a
+	// quarter of it.
 	RefreshIntervalS float64 `json:"refresh_interval_s"`
-	Accounting       bool    `json:"accounting"`
-	Timestamps       bool    `json:"timestamps"`
-	LastError        string  `json:"last_error,omitempty"`
+	// Refreshes counts the full refreshes (dumps) made since start.
+	Refreshes  uint64 `json:"refreshes"`
+	Accounting bool   `json:"accounting"`
+	Timestamps bool   `json:"timestamps"`
+	LastError  string `json:"last_error,omitempty"`
 	// Exporters holds each exporter's counters by name ("mqtt", "file").
 	Exporters map[string]ExporterHealth `json:"exporters,omitempty"`
 }

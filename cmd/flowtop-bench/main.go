@@ -39,11 +39,48 @@ func main() {
 	burst := flag.Int("burst", 50000, "new flows created within about a second while flowtop runs (0: skip)")
 	cpuSecs := flag.Int("cpu-seconds", 10, "how long steady CPU is measured (0: skip)")
 	bin := flag.String("flowtop", "", "flowtop binary (default: build ./cmd/flowtop)")
+	raiseMax := flag.Bool("raise-max", false, "raise the host's net.netfilter.nf_conntrack_max (a global limit) for tables bigger than it, restoring it at the end")
 	flag.Parse()
-	if err := run(*flowsFlag, *runs, *burst, *cpuSecs, *bin); err != nil {
+	restore := func() {}
+	if *raiseMax {
+		var err error
+		if restore, err = raiseConntrackMax(*flowsFlag, *burst); err != nil {
+			fmt.Fprintln(os.Stderr, "flowtop-bench:", err)
+			os.Exit(1)
+		}
+	}
+	err := run(*flowsFlag, *runs, *burst, *cpuSecs, *bin)
+	restore()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "flowtop-bench:", err)
 		os.Exit(1)
 	}
+}
+
+const conntrackMax = "/proc/sys/net/netfilter/nf_conntrack_max"
+
+// raiseConntrackMax lifts the global conntrack limit above the biggest
+// table asked for. The limit is the init namespace's; other namespaces
+// only read it, so a million-flow table needs it raised.
+func raiseConntrackMax(flowsList string, burst int) (restore func(), err error) {
+	need := burst
+	for _, s := range strings.Split(flowsList, ",") {
+		n, _ := strconv.Atoi(strings.TrimSpace(s))
+		need = max(need, n)
+	}
+	b, err := os.ReadFile(conntrackMax)
+	if err != nil {
+		return nil, err
+	}
+	old := strings.TrimSpace(string(b))
+	if cur, _ := strconv.Atoi(old); cur >= need+need/10 {
+		return func() {}, nil
+	}
+	if err := os.WriteFile(conntrackMax, []byte(strconv.Itoa(need+need/10)), 0o644); err != nil {
+		return nil, fmt.Errorf("raise %s: %w", conntrackMax, err)
+	}
+	fmt.Fprintf(os.Stderr, "(nf_conntrack_max raised from %s to %d for the run)\n", old, need+need/10)
+	return func() { os.WriteFile(conntrackMax, []byte(old), 0o644) }, nil
 }
 
 // gnuTime measures peak RSS (Debian package "time").

@@ -238,13 +238,16 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 			// Ask for names now so that the answers (reverse DNS, process
 			// owners) have the interval to arrive.
 			prefetchNames(first, docOpts)
-			// One interval later, so that rates are real.
-			select {
-			case s = <-snaps:
-			case err := <-tableErr:
-				return err
-			case <-ctx.Done():
-				return nil
+			// After the next full refresh, so that rates are real (a huge
+			// table is refreshed less often than every interval).
+			for s.Health.Refreshes <= first.Health.Refreshes {
+				select {
+				case s = <-snaps:
+				case err := <-tableErr:
+					return err
+				case <-ctx.Done():
+					return nil
+				}
 			}
 		}
 		if !o.enableTracking && activity != nil && untracked(s) {
