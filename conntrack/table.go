@@ -78,6 +78,11 @@ func (t *Table) newEntry(f *Flow, gen uint32, seen Stamp) entry {
 	return entry{flow: r, fresh: true, gen: gen, seenAt: seen}
 }
 
+// The kernel's timeout of a flow in a dump is read when its message
+// arrives, not at the dump's start: a million-flow dump takes seconds,
+// over which idle timeouts run down. Rates use the dump's start for all
+// flows (seenAt) so that every flow steps by the same time.
+
 // recordsPerSlab is how many flow records are allocated at once. One
 // allocation per record cost a 100k-flow first dump 110 ms of its 250;
 // slabs of 256 (64 KiB) cut that while a slab kept alive by one long-lived
@@ -389,9 +394,11 @@ func (t *Table) refresh() error {
 	t.reserve()
 	now := StampOf(start)
 	interrupted, err := t.cfg.Kernel.Dump(func(f *Flow) {
+		read := StampOf(t.now())
 		i := t.lookup(f)
 		if i < 0 {
-			e := t.insert(t.newEntry(f, gen, now))
+			e := t.insert(t.newEntry(f, gen, read))
+			e.seenAt = now
 			// A flow that began since the last look has counted all its
 			// bytes since its start: that gives a first rate at once.
 			if age, ok := f.Age(start); ok && f.HasCounters && age > 0 && age <= t.cfg.Interval {
@@ -415,12 +422,12 @@ func (t *Table) refresh() error {
 			e.hasRates = true
 		}
 		e.seenAt = now
-		if origRate == r.OrigRate && replyRate == r.ReplyRate && unchanged(r, f, now) {
+		if origRate == r.OrigRate && replyRate == r.ReplyRate && unchanged(r, f, read) {
 			return // an idle flow: the snapshots keep sharing its record
 		}
 		m := t.mutable(e)
 		*m = *f
-		m.Seen, m.OrigRate, m.ReplyRate = now, origRate, replyRate
+		m.Seen, m.OrigRate, m.ReplyRate = read, origRate, replyRate
 	})
 	t.health.Refresh = t.now().Sub(start)
 	if err != nil {
