@@ -30,6 +30,7 @@ import (
 	tconntrack "github.com/ti-mo/conntrack"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/conntrack/ctgen"
 	"golang.org/x/sys/unix"
 )
 
@@ -392,11 +393,21 @@ func measureBurst(bin string, n int) error {
 		close(docs)
 	}()
 	<-docs // flowtop is up
-	took, err := x.fill(0, n)
+	nsf, err := os.Open(x.path())
 	if err != nil {
 		return err
 	}
+	defer nsf.Close()
+	msgs, err := ctgen.UDPFlowMessages(n)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := ctgen.SendBatched(int(nsf.Fd()), msgs); err != nil {
+		return fmt.Errorf("burst: %w", err)
+	}
 	end := time.Now()
+	took := end.Sub(start)
 	kernel := x.count()
 	var last doc
 	deadline := time.After(2*time.Second + 100*time.Millisecond)
