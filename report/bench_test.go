@@ -43,4 +43,3 @@ func BenchmarkBuild(b *testing.B) {
 		Build(s, Options{Host: "bench", Limit: 100})
 	}
 }
-
