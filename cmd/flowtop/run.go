@@ -184,11 +184,12 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	case <-ctx.Done():
 		return nil
 	}
+	watch := &trackingWatch{activity: activity, count: count, log: log, quiet: o.interactive()}
 	if !o.enableTracking && activity != nil && !o.once {
 		exportWG.Add(1)
 		go func() {
 			defer exportWG.Done()
-			warnIfUntracked(exportCtx, o, activity, packetsBefore, table.Latest, log)
+			watch.run(exportCtx, max(o.intervalDuration(), time.Second))
 		}()
 	}
 
@@ -250,7 +251,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 				}
 			}
 		}
-		if !o.enableTracking && activity != nil && untracked(s) {
+		if !o.enableTracking && activity != nil && count.Read() == 0 {
 			// -t 0 has no interval to watch: any packet so far counts.
 			if o.interval == 0 && packetsBefore > 0 || activity.Packets() > packetsBefore {
 				log.Warn(untrackedHint)
@@ -298,7 +299,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 				ShowSrc:  o.showSrc,
 				Numeric:  o.noDNS,
 				Status:   exp.status,
-				Warnings: warns.list,
+				Warnings: func() []string { return append(warns.list(), watch.hints()...) },
 			})
 		}()
 		select {
@@ -310,33 +311,6 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 			return err
 		}
 	}
-}
-
-// untrackedHint explains an empty table in a namespace with traffic.
-const untrackedHint = "conntrack tracks no flow in this namespace although it carries IP traffic. " +
-	"The kernel tracks a namespace's traffic only once a firewall rule uses conntrack " +
-	"(e.g. nft add rule inet filter input ct state established accept, or any NAT rule); " +
-	"flowtop --enable-tracking installs such a rule until it exits"
-
-// warnIfUntracked logs untrackedHint when IP packets flow but the kernel
-// tracks nothing, watching the first interval (at least 2 s).
-func warnIfUntracked(ctx context.Context, o *options, a *conntrack.IPActivity, before uint64,
-	latest func() *conntrack.Snapshot, log *slog.Logger) {
-	wait := max(o.intervalDuration(), 2*time.Second)
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(wait):
-	}
-	if s := latest(); s != nil && untracked(s) && a.Packets() > before {
-		log.Warn(untrackedHint)
-	}
-}
-
-// untracked reports an empty table in a namespace where the kernel tracks
-// nothing either.
-func untracked(s *conntrack.Snapshot) bool {
-	return s.TableFlows == 0 && s.Health.KernelFlows <= 0
 }
 
 // prefetchNames starts the lookups of the flows a document of s would list
