@@ -9,7 +9,6 @@ package enrich_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,39 +39,13 @@ const helperEnv = "FLOWTOP_ENRICH_E2E_HELPER"
 // udp.conf name it.
 const testPort = 8443
 
-var (
-	flowtopPath string // built by TestMain
-	buildErr    error
-)
-
 func TestMain(m *testing.M) {
 	if spec := os.Getenv(helperEnv); spec != "" {
 		os.Exit(helperMain(spec))
 	}
-	os.Exit(func() int {
-		// Without root every test here skips (or fails under CI=true)
-		// before it needs the binary: do not spend a build on it.
-		if os.Geteuid() != 0 {
-			buildErr = errors.New("flowtop binary not built: the end-to-end tests need root")
-			return m.Run()
-		}
-		dir, err := os.MkdirTemp("", "flowtop-enrich-e2e-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		flowtopPath = filepath.Join(dir, "flowtop")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		// go test puts its own go first on PATH; ".." is the module root.
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", flowtopPath, "./cmd/flowtop")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/flowtop: %v\n%s", err, out)
-		}
-		return m.Run()
-	}())
+	code := m.Run()
+	nstest.RemoveFlowtop()
+	os.Exit(code)
 }
 
 // helperMain opens the connections of spec, makes one echo round trip on
@@ -116,14 +89,8 @@ func helperMain(spec string) int {
 	return 0
 }
 
-// flowtopBin returns the binary built by TestMain.
-func flowtopBin(t testing.TB) string {
-	t.Helper()
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return flowtopPath
-}
+// flowtopBin returns the flowtop binary, built on first use.
+func flowtopBin(t testing.TB) string { return nstest.Flowtop(t) }
 
 // target is one connection of the helper and what flowtop should say about
 // it.
@@ -362,22 +329,7 @@ func startEchoServers(t *testing.T, b *nstest.NS) {
 }
 
 // syncBuffer is a bytes.Buffer for one writer and one reader goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = nstest.SyncBuffer
 
 // run runs flowtop in A (ip netns exec, so the hosts file applies) to its
 // end and returns stdout, stderr and the exit status.

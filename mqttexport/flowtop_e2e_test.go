@@ -9,7 +9,6 @@ package mqttexport_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -30,69 +29,18 @@ import (
 	"github.com/flowtop/flowtop/conntrack/nstest"
 )
 
-// e2eDir holds the flowtop binary, built on first use by an E2E test so
-// that the package's other tests do not pay for the build.
-var e2eDir string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flowtop-mqtt-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	e2eDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	nstest.RemoveFlowtop()
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
-
-// flowtopBin builds ./cmd/flowtop once (go test puts its own go tool first
-// on PATH) and returns the binary's path.
-func flowtopBin(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(e2eDir, "flowtop")
-	buildOnce.Do(func() {
-		root, err := filepath.Abs("..")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/flowtop")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/flowtop: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return bin
-}
+// flowtopBin returns the flowtop binary, built on first use by an E2E test
+// so that the package's other tests do not pay for the build.
+func flowtopBin(t *testing.T) string { return nstest.Flowtop(t) }
 
 // lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type lockedBuffer = nstest.SyncBuffer
 
 // findTool finds a program on PATH or in the sbin directories; missing, it
 // skips the test locally and fails it in CI.

@@ -31,44 +31,14 @@ const (
 	sysStamp   = "net/netfilter/nf_conntrack_timestamp"
 )
 
-var (
-	e2eBuildOnce sync.Once
-	e2eBinBytes  []byte
-	e2eBuildErr  error
-)
-
-// e2eBinary builds ./cmd/flowtop once per test binary (go test puts its own
-// go tool first on PATH) and writes it into the test's own temporary
-// directory. The build directory is removed right away: the binary is kept
-// in memory, so nothing outlives the tests.
-func e2eBinary(t *testing.T) string {
-	t.Helper()
-	e2eBuildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "flowtop-ui-e2e-")
-		if err != nil {
-			e2eBuildErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "flowtop"), "./cmd/flowtop")
-		cmd.Dir = ".." // the module root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			e2eBuildErr = fmt.Errorf("go build ./cmd/flowtop: %v\n%s", err, out)
-			return
-		}
-		e2eBinBytes, e2eBuildErr = os.ReadFile(filepath.Join(dir, "flowtop"))
-	})
-	if e2eBuildErr != nil {
-		t.Fatal(e2eBuildErr)
-	}
-	bin := filepath.Join(t.TempDir(), "flowtop")
-	if err := os.WriteFile(bin, e2eBinBytes, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return bin
+func TestMain(m *testing.M) {
+	code := m.Run()
+	nstest.RemoveFlowtop()
+	os.Exit(code)
 }
+
+// e2eBinary returns the flowtop binary, built once per test binary.
+func e2eBinary(t *testing.T) string { return nstest.Flowtop(t) }
 
 // tmuxTerm is a private tmux server holding one session.
 type tmuxTerm struct {

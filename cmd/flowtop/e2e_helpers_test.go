@@ -33,67 +33,17 @@ import (
 	"github.com/flowtop/flowtop/report"
 )
 
-// binDir holds the flowtop binary the end-to-end tests run. It is world
-// readable: one test runs the binary as an unprivileged user.
-var binDir string
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "flowtop-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	nstest.RemoveFlowtop()
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Once
-	buildErr  error
-)
-
-// flowtopBinary builds ./cmd/flowtop on first use (go test puts its own go
-// tool first on PATH) and returns the binary's path.
-func flowtopBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(binDir, "flowtop")
-	buildOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return bin
-}
+// flowtopBinary returns the flowtop binary, built on first use.
+func flowtopBinary(t *testing.T) string { return nstest.Flowtop(t) }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = nstest.SyncBuffer
 
 // flowtopProc is a running flowtop whose stdout lines are read as they come.
 type flowtopProc struct {

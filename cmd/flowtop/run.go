@@ -90,11 +90,15 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	noWatchdog := make(chan struct{})
+	close(noWatchdog)
+	var watchdogReady <-chan struct{} = noWatchdog
 	if guard.Warning != "" {
 		log.Warn(guard.Warning)
-	} else if stopWatchdog, err := startWatchdog(o.netns, o.stateDir, log); err != nil {
+	} else if stopWatchdog, ready, err := startWatchdog(o.netns, o.stateDir, log); err != nil {
 		log.Warn("no sysctl watchdog: after a crash the next start restores the sysctls", "err", err)
 	} else {
+		watchdogReady = ready
 		defer stopWatchdog()
 	}
 	// Deferred after the watchdog's stop, so it runs first: the state file
@@ -104,7 +108,6 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 			fmt.Fprintf(stderr, "flowtop: restoring sysctls: %v\n", err)
 		}
 	}()
-	crashHook(guard)
 
 	if o.enableTracking {
 		remove, err := enableTracking(src.NetnsFile())
@@ -184,6 +187,14 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	case <-ctx.Done():
 		return nil
 	}
+	// The watchdog started during the dump; from here on a crash
+	// anywhere is covered.
+	select {
+	case <-watchdogReady:
+	case <-time.After(2 * time.Second):
+	}
+	crashHook()
+
 	watch := &trackingWatch{activity: activity, count: count, log: log, quiet: o.interactive()}
 	if !o.enableTracking && activity != nil && !o.once {
 		exportWG.Add(1)

@@ -21,28 +21,31 @@ import (
 // watchdog then has nothing to do.
 const watchdogArg = "__sysctl-watchdog"
 
-// startWatchdog starts the watchdog for the current process. It does not
-// wait for the child to start (an exec of the binary costs ~10 ms that a
-// one-shot run should not pay up front); the returned function closes the
-// pipe, and the watchdog then exits.
-func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), err error) {
+// startWatchdog starts the watchdog for the current process in the
+// background (an exec of the binary costs ~10 ms, which overlaps the first
+// dump instead of delaying it); ready closes once it runs or failed to
+// start. The returned stop closes the pipe, and the watchdog then exits.
+func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), ready <-chan struct{}, err error) {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, fmt.Errorf("sysctl watchdog: %w", err)
+		return nil, nil, fmt.Errorf("sysctl watchdog: %w", err)
 	}
+	started := make(chan struct{})
 	cmd := exec.Command("/proc/self/exe", watchdogArg, strconv.Itoa(os.Getpid()), netns, stateDir)
 	cmd.Stdin = r
 	// Its own process group: a Ctrl-C at the terminal must not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	go func() {
-		defer r.Close()
-		if err := cmd.Start(); err != nil {
+		err := cmd.Start()
+		r.Close()
+		close(started)
+		if err != nil {
 			log.Warn("no sysctl watchdog: after a crash the next start restores the sysctls", "err", err)
 			return
 		}
 		cmd.Wait() // reap it; it exits when w closes
 	}()
-	return func() { w.Close() }, nil
+	return func() { w.Close() }, started, nil
 }
 
 func runWatchdog(args []string) int {
