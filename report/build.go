@@ -60,7 +60,7 @@ func Build(s *conntrack.Snapshot, opt Options) *Document {
 	for i, fl := range order {
 		d.Flows[i] = flowDoc(fl, s.Time)
 		if opt.Names != nil {
-			addNames(&d.Flows[i], opt.Names.Names(fl))
+			d.Flows[i].Names = namesDoc(opt.Names.Names(fl))
 		}
 	}
 	d.Totals.Listed = len(d.Flows)
@@ -181,6 +181,25 @@ func health(h *conntrack.Health) Health {
 
 func flowDoc(f *conntrack.Flow, now time.Time) Flow {
 	d := Flow{
+		Endpoints: endpoints(f),
+		Counted:   f.HasCounters,
+		Orig:      direction(f.HasCounters, f.OrigCount, f.OrigRate),
+		Reply:     direction(f.HasCounters, f.ReplyCount, f.ReplyRate),
+		TimeoutS:  uint32(f.TimeLeft(now).Seconds()),
+		Mark:      f.Mark,
+		Zone:      f.Zone,
+		Labels:    labels(f),
+	}
+	if age, ok := f.Age(now); ok {
+		start := f.Start.Time().UTC()
+		secs := age.Seconds()
+		d.Start, d.AgeS = &start, &secs
+	}
+	return d
+}
+
+func endpoints(f *conntrack.Flow) Endpoints {
+	d := Endpoints{
 		ID:         f.ID,
 		Family:     f.Family.String(),
 		Proto:      f.Proto.String(),
@@ -196,12 +215,6 @@ func flowDoc(f *conntrack.Flow, now time.Time) Flow {
 		ReplyDport: f.Reply.DstPort,
 		NAT:        f.NAT().String(),
 		Status:     f.Status.Names(),
-		Counted:    f.HasCounters,
-		Orig:       direction(f.HasCounters, f.OrigCount, f.OrigRate),
-		Reply:      direction(f.HasCounters, f.ReplyCount, f.ReplyRate),
-		TimeoutS:   uint32(f.TimeLeft(now).Seconds()),
-		Mark:       f.Mark,
-		Zone:       f.Zone,
 	}
 	if d.Status == nil {
 		d.Status = []string{}
@@ -210,15 +223,14 @@ func flowDoc(f *conntrack.Flow, now time.Time) Flow {
 		typ, code, id := f.Orig.ICMPType, f.Orig.ICMPCode, f.Orig.ICMPID
 		d.ICMPType, d.ICMPCode, d.ICMPID = &typ, &code, &id
 	}
-	if f.Labels != [16]byte{} {
-		d.Labels = hex.EncodeToString(f.Labels[:])
-	}
-	if age, ok := f.Age(now); ok {
-		start := f.Start.Time().UTC()
-		secs := age.Seconds()
-		d.Start, d.AgeS = &start, &secs
-	}
 	return d
+}
+
+func labels(f *conntrack.Flow) string {
+	if f.Labels == [16]byte{} {
+		return ""
+	}
+	return hex.EncodeToString(f.Labels[:])
 }
 
 func direction(counted bool, c conntrack.Counter, r conntrack.Rate) Direction {
@@ -236,7 +248,8 @@ func direction(counted bool, c conntrack.Counter, r conntrack.Rate) Direction {
 	return d
 }
 
-func addNames(d *Flow, n enrich.Names) {
+func namesDoc(n enrich.Names) Names {
+	var d Names
 	d.Service, d.SService = n.Service, n.SrcService
 	d.SrcName, d.DstName = n.SrcName, n.DstName
 	if n.SrcGeo.Known() {
@@ -251,4 +264,5 @@ func addNames(d *Flow, n enrich.Names) {
 		p := Process(n.Process)
 		d.Process = &p
 	}
+	return d
 }

@@ -74,6 +74,24 @@ type ExporterHealth struct {
 
 // Flow is one flow of the document.
 type Flow struct {
+	Endpoints
+	// Counted is false when the flow began while accounting was off: its
+	// byte and packet counts are then null, not zero.
+	Counted  bool       `json:"counted"`
+	Orig     Direction  `json:"orig"`
+	Reply    Direction  `json:"reply"`
+	Start    *time.Time `json:"start"`
+	AgeS     *float64   `json:"age_s"`
+	TimeoutS uint32     `json:"timeout_s"`
+	Mark     uint32     `json:"mark"`
+	Zone     uint16     `json:"zone"`
+	Labels   string     `json:"labels,omitempty"`
+	Names
+}
+
+// Endpoints identifies a flow: protocol, both tuples, state and status.
+// Flow and Ended share it.
+type Endpoints struct {
 	ID         uint32 `json:"id"`
 	Family     string `json:"family"`
 	Proto      string `json:"proto"`
@@ -93,19 +111,10 @@ type Flow struct {
 	ICMPID   *uint16  `json:"icmp_id,omitempty"`
 	NAT      string   `json:"nat"`
 	Status   []string `json:"status"`
-	// Counted is false when the flow began while accounting was off: its
-	// byte and packet counts are then null, not zero.
-	Counted  bool       `json:"counted"`
-	Orig     Direction  `json:"orig"`
-	Reply    Direction  `json:"reply"`
-	Start    *time.Time `json:"start"`
-	AgeS     *float64   `json:"age_s"`
-	TimeoutS uint32     `json:"timeout_s"`
-	Mark     uint32     `json:"mark"`
-	Zone     uint16     `json:"zone"`
-	Labels   string     `json:"labels,omitempty"`
+}
 
-	// Enrichment, present when known.
+// Names is the enrichment of a flow, each key present when known.
+type Names struct {
 	Service  string   `json:"service,omitempty"`
 	SService string   `json:"sservice,omitempty"`
 	SrcName  string   `json:"src_name,omitempty"`

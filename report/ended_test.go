@@ -53,18 +53,24 @@ func TestBuildEnded(t *testing.T) {
 
 	got := BuildEnded([]conntrack.Ended{tcp, icmp}, names)
 	want := []Ended{{
-		ID: 7, Family: "ipv4", Proto: "tcp", ProtoNum: 6, State: "TIME_WAIT",
-		Src: "192.168.1.10", Sport: 40000, Dst: "93.184.216.34", Dport: 443,
-		ReplySrc: "93.184.216.34", ReplySport: 443, ReplyDst: "203.0.113.1", ReplyDport: 40000,
-		NAT: "snat", Status: []string{"ASSURED", "CONFIRMED", "SRC_NAT"}, Counted: true,
-		Orig:  Counts{Bytes: u64(1000), Packets: u64(10)},
-		Reply: Counts{Bytes: u64(30000), Packets: u64(20)},
-		Start: &start, Stop: stop, DurationS: f64(90), Mark: 3, Zone: 1,
-		Service: "https", DstName: "example.com", DstGeo: &Geo{Country: "US"},
+		Endpoints: Endpoints{
+			ID: 7, Family: "ipv4", Proto: "tcp", ProtoNum: 6, State: "TIME_WAIT",
+			Src: "192.168.1.10", Sport: 40000, Dst: "93.184.216.34", Dport: 443,
+			ReplySrc: "93.184.216.34", ReplySport: 443, ReplyDst: "203.0.113.1", ReplyDport: 40000,
+			NAT: "snat", Status: []string{"ASSURED", "CONFIRMED", "SRC_NAT"},
+		},
+		Counted: true,
+		Orig:    Counts{Bytes: u64(1000), Packets: u64(10)},
+		Reply:   Counts{Bytes: u64(30000), Packets: u64(20)},
+		Start:   &start, Stop: stop, DurationS: f64(90), Mark: 3, Zone: 1,
+		Names: Names{Service: "https", DstName: "example.com", DstGeo: &Geo{Country: "US"}},
 	}, {
-		ID: 8, Family: "ipv6", Proto: "icmpv6", ProtoNum: 58,
-		Src: "2001:db8::1", Dst: "2001:db8::2", ReplySrc: "2001:db8::2", ReplyDst: "2001:db8::1",
-		ICMPType: u8(128), ICMPCode: u8(0), ICMPID: u16(5), Status: []string{}, Stop: stop,
+		Endpoints: Endpoints{
+			ID: 8, Family: "ipv6", Proto: "icmpv6", ProtoNum: 58,
+			Src: "2001:db8::1", Dst: "2001:db8::2", ReplySrc: "2001:db8::2", ReplyDst: "2001:db8::1",
+			ICMPType: u8(128), ICMPCode: u8(0), ICMPID: u16(5), Status: []string{},
+		},
+		Stop: stop,
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("BuildEnded (-want +got):\n%s", diff)
