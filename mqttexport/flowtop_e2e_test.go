@@ -398,7 +398,9 @@ type flowtopRun struct {
 // log is shown when the test failed.
 func startFlowtop(t *testing.T, args ...string) *flowtopRun {
 	t.Helper()
-	p := &flowtopRun{cmd: exec.Command(flowtopBin(t), args...), done: make(chan struct{})}
+	// -n: flowtop runs in the host namespace, where reverse DNS of the test
+	// addresses would query the host's resolver.
+	p := &flowtopRun{cmd: exec.Command(flowtopBin(t), append([]string{"-n"}, args...)...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stderr, &p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start flowtop: %v", err)

@@ -39,6 +39,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// numeric adds -n: flowtop runs in the host namespace (reading the test's
+// through --netns), where reverse DNS of the test addresses would query the
+// host's resolver; the tests send traffic only inside their namespaces.
+func numeric(args []string) []string { return append([]string{"-n"}, args...) }
+
 // flowtopBinary returns the flowtop binary, built on first use.
 func flowtopBinary(t *testing.T) string { return nstest.Flowtop(t) }
 
@@ -60,7 +65,7 @@ func startFlowtop(t *testing.T, args ...string) *flowtopProc {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	p := &flowtopProc{
-		cmd:    exec.CommandContext(ctx, flowtopBinary(t), args...),
+		cmd:    exec.CommandContext(ctx, flowtopBinary(t), numeric(args)...),
 		lines:  make(chan []byte, 1024),
 		stderr: &syncBuffer{},
 		done:   make(chan struct{}),
@@ -161,7 +166,7 @@ func runBinary(t *testing.T, timeout time.Duration, args ...string) (stdout []by
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, flowtopBinary(t), args...)
+	cmd := exec.CommandContext(ctx, flowtopBinary(t), numeric(args)...)
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
 	stdout, err := cmd.Output()

@@ -24,7 +24,7 @@ func TestSysctlsRestoredAfterPanicInGoroutine(t *testing.T) {
 	a.WriteSysctl(t, conntrack.SysctlTimestamp, "0")
 	dir := t.TempDir()
 
-	cmd := exec.Command(flowtopBinary(t), "--batch", "--netns", a.Path(), "--state-dir", dir)
+	cmd := exec.Command(flowtopBinary(t), numeric([]string{"--batch", "--netns", a.Path(), "--state-dir", dir})...)
 	cmd.Env = append(os.Environ(), "FLOWTOP_TEST_PANIC=1")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
