@@ -26,15 +26,16 @@ func (r *Rate) advance(bytes, packets uint64, dt time.Duration, first bool) {
 		return
 	}
 	secs := dt.Seconds()
-	r.Bytes = float64(bytes) / secs
-	r.Packets = float64(packets) / secs
+	rate := float64(bytes) / secs
+	r.Bytes = float32(rate)
+	r.Packets = float32(float64(packets) / secs)
 	if first {
 		r.Avg2, r.Avg10, r.Avg40 = r.Bytes, r.Bytes, r.Bytes
 		return
 	}
-	r.Avg2 = ewma(r.Avg2, r.Bytes, dt, tau2)
-	r.Avg10 = ewma(r.Avg10, r.Bytes, dt, tau10)
-	r.Avg40 = ewma(r.Avg40, r.Bytes, dt, tau40)
+	r.Avg2 = float32(ewma(float64(r.Avg2), rate, dt, tau2))
+	r.Avg10 = float32(ewma(float64(r.Avg10), rate, dt, tau10))
+	r.Avg40 = float32(ewma(float64(r.Avg40), rate, dt, tau40))
 }
 
 // step is advance with the smoothing factors for dt already worked out:
@@ -42,24 +43,25 @@ func (r *Rate) advance(bytes, packets uint64, dt time.Duration, first bool) {
 // computed once per refresh instead of once per flow.
 func (r *Rate) step(bytes, packets uint64, dt time.Duration, a alpha, first bool) {
 	secs := dt.Seconds()
-	r.Bytes = float64(bytes) / secs
-	r.Packets = float64(packets) / secs
+	rate := float64(bytes) / secs
+	r.Bytes = float32(rate)
+	r.Packets = float32(float64(packets) / secs)
 	if first {
 		r.Avg2, r.Avg10, r.Avg40 = r.Bytes, r.Bytes, r.Bytes
 		return
 	}
-	r.Avg2 = settleRate(r.Avg2 + a[0]*(r.Bytes-r.Avg2))
-	r.Avg10 = settleRate(r.Avg10 + a[1]*(r.Bytes-r.Avg10))
-	r.Avg40 = settleRate(r.Avg40 + a[2]*(r.Bytes-r.Avg40))
+	r.Avg2 = settleRate(float64(r.Avg2) + a[0]*(rate-float64(r.Avg2)))
+	r.Avg10 = settleRate(float64(r.Avg10) + a[1]*(rate-float64(r.Avg10)))
+	r.Avg40 = settleRate(float64(r.Avg40) + a[2]*(rate-float64(r.Avg40)))
 }
 
 // settleRate ends an average's decay below half a byte per second: an idle
 // flow's rates then stop changing, and so does its record.
-func settleRate(avg float64) float64 {
+func settleRate(avg float64) float32 {
 	if avg < 0.5 {
 		return 0
 	}
-	return avg
+	return float32(avg)
 }
 
 // alpha holds the smoothing factors of the 2, 10 and 40 s averages for

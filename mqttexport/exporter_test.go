@@ -52,8 +52,8 @@ func testSnapshot(n int) *conntrack.Snapshot {
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Packets: uint64(10 * (i + 1)), Bytes: uint64(1000 * (i + 1))},
 			ReplyCount:  conntrack.Counter{Packets: uint64(20 * (i + 1)), Bytes: uint64(30000 * (i + 1))},
-			OrigRate:    conntrack.Rate{Bytes: float64(100 * (n - i))},
-			ReplyRate:   conntrack.Rate{Bytes: float64(1000 * (n - i))},
+			OrigRate:    conntrack.Rate{Bytes: float32(100 * (n - i))},
+			ReplyRate:   conntrack.Rate{Bytes: float32(1000 * (n - i))},
 		})
 	}
 	return s

@@ -16,7 +16,7 @@ func benchSnapshot(n int) *conntrack.Snapshot {
 		flows[i] = conntrack.Flow{ID: uint32(i), Family: conntrack.IPv4, Proto: conntrack.ProtoTCP,
 			Orig:        conntrack.Tuple{Src: conntrack.MustParseAddr("192.0.2.1"), Dst: conntrack.MustParseAddr("198.51.100.1"), SrcPort: uint16(i), DstPort: 443},
 			HasCounters: true, OrigCount: conntrack.Counter{Packets: 10, Bytes: uint64(r.IntN(1 << 20))},
-			OrigRate: conntrack.Rate{Bytes: float64(r.IntN(1 << 16))}}
+			OrigRate: conntrack.Rate{Bytes: float32(r.IntN(1 << 16))}}
 	}
 	return &conntrack.Snapshot{Time: time.Unix(1_700_000_000, 0), Flows: conntrack.Pointers(flows), TableFlows: n}
 }

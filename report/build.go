@@ -156,8 +156,8 @@ func totals(s *conntrack.Snapshot) Totals {
 	for i := range s.Flows {
 		f := s.Flows[i]
 		t.ByProto[f.Proto.String()]++
-		t.OrigBytesPerS += f.OrigRate.Bytes
-		t.ReplyBytesPerS += f.ReplyRate.Bytes
+		t.OrigBytesPerS += float64(f.OrigRate.Bytes)
+		t.ReplyBytesPerS += float64(f.ReplyRate.Bytes)
 		t.OrigBytes += f.OrigCount.Bytes
 		t.ReplyBytes += f.ReplyCount.Bytes
 	}
@@ -235,11 +235,11 @@ func labels(f *conntrack.Flow) string {
 
 func direction(counted bool, c conntrack.Counter, r conntrack.Rate) Direction {
 	d := Direction{
-		BytesPerS:    r.Bytes,
-		PacketsPerS:  r.Packets,
-		BytesPerS2s:  r.Avg2,
-		BytesPerS10s: r.Avg10,
-		BytesPerS40s: r.Avg40,
+		BytesPerS:    float64(r.Bytes),
+		PacketsPerS:  float64(r.Packets),
+		BytesPerS2s:  float64(r.Avg2),
+		BytesPerS10s: float64(r.Avg10),
+		BytesPerS40s: float64(r.Avg40),
 	}
 	if counted {
 		b, p := c.Bytes, c.Packets

@@ -225,7 +225,7 @@ func TestSortedTiesByID(t *testing.T) {
 	var flows []conntrack.Flow
 	for id := uint32(1); id <= 40; id++ {
 		f := conntrack.Flow{ID: id, HasCounters: true, Start: conntrack.StampOf(now.Add(-time.Duration(id%3) * time.Second))}
-		f.OrigRate.Bytes = float64(id % 3)
+		f.OrigRate.Bytes = float32(id % 3)
 		f.OrigCount = conntrack.Counter{Packets: uint64(id % 2), Bytes: uint64(id % 4)}
 		flows = append(flows, f)
 	}

@@ -15,7 +15,7 @@ func TestTopMatchesFullSort(t *testing.T) {
 	for i := range flows {
 		flows[i].ID = uint32(i)
 		// Few distinct rates, so that ties (broken by ID) are common.
-		flows[i].OrigRate.Bytes = float64(r.IntN(50))
+		flows[i].OrigRate.Bytes = float32(r.IntN(50))
 	}
 	now := time.Unix(0, 0)
 	all := Sorted(conntrack.Pointers(flows), SortRate, now)

@@ -123,8 +123,8 @@ func manyFlows(n int) []conntrack.Flow {
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Bytes: uint64(1000 * (n - i)), Packets: 10},
 			ReplyCount:  conntrack.Counter{Bytes: uint64(2000 * (n - i)), Packets: 10},
-			OrigRate:    conntrack.Rate{Bytes: float64(n - i)},
-			ReplyRate:   conntrack.Rate{Bytes: float64(n - i)},
+			OrigRate:    conntrack.Rate{Bytes: float32(n - i)},
+			ReplyRate:   conntrack.Rate{Bytes: float32(n - i)},
 		}
 	}
 	return fs

@@ -41,8 +41,8 @@ func benchFlows(n int) []conntrack.Flow {
 			HasCounters: true,
 			OrigCount:   conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))},
 			ReplyCount:  conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))},
-			OrigRate:    conntrack.Rate{Bytes: rate / 10},
-			ReplyRate:   conntrack.Rate{Bytes: rate},
+			OrigRate:    conntrack.Rate{Bytes: float32(rate / 10)},
+			ReplyRate:   conntrack.Rate{Bytes: float32(rate)},
 		}
 	}
 	return fs

@@ -116,8 +116,8 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 			continue
 		}
 		v.shown++
-		v.srcRate += f.OrigRate.Bytes
-		v.dstRate += f.ReplyRate.Bytes
+		v.srcRate += float64(f.OrigRate.Bytes)
+		v.dstRate += float64(f.ReplyRate.Bytes)
 		switch p.tab {
 		case tabFlows:
 			rows.add(f, flowKey(sc.col, f, &n, &o))
@@ -126,7 +126,7 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 			if g.rep == f {
 				g.proc = n.Process
 			}
-			g.add(f, f.OrigCount, f.ReplyCount, f.OrigRate.Bytes, f.ReplyRate.Bytes)
+			g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
 		case tabHosts, tabRemote:
 			local, ls := localEnd(f)
 			up, down, upR, downR := upDown(f, ls)

@@ -208,11 +208,11 @@ func flowCell(c colID, f *conntrack.Flow, n *enrich.Names, o *fmtOpts) string {
 	case cBytesSrc:
 		return counted(f.HasCounters, fmtBytes(f.OrigCount.Bytes))
 	case cRateSrc:
-		return counted(f.HasCounters, fmtRate(f.OrigRate.Bytes, o.bits))
+		return counted(f.HasCounters, fmtRate(float64(f.OrigRate.Bytes), o.bits))
 	case cBytesDst:
 		return counted(f.HasCounters, fmtBytes(f.ReplyCount.Bytes))
 	case cRateDst:
-		return counted(f.HasCounters, fmtRate(f.ReplyRate.Bytes, o.bits))
+		return counted(f.HasCounters, fmtRate(float64(f.ReplyRate.Bytes), o.bits))
 	case cRate:
 		return counted(f.HasCounters, fmtRate(f.TotalRate(), o.bits))
 	}
@@ -293,11 +293,11 @@ func flowKey(c colID, f *conntrack.Flow, n *enrich.Names, o *fmtOpts) sortKey {
 	case cBytesSrc:
 		return sortKey{num: float64(f.OrigCount.Bytes)}
 	case cRateSrc:
-		return sortKey{num: f.OrigRate.Bytes}
+		return sortKey{num: float64(f.OrigRate.Bytes)}
 	case cBytesDst:
 		return sortKey{num: float64(f.ReplyCount.Bytes)}
 	case cRateDst:
-		return sortKey{num: f.ReplyRate.Bytes}
+		return sortKey{num: float64(f.ReplyRate.Bytes)}
 	}
 	return sortKey{num: f.TotalRate()}
 }

@@ -98,8 +98,8 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 		if f.HasCounters {
 			bytes, pkts = fmtBytes(c.Bytes), fmtCount(c.Packets)
 		}
-		rows = append(rows, []string{name, bytes, pkts, fmtRate(r.Bytes, bits), fmtRate(r.Avg2, bits),
-			fmtRate(r.Avg10, bits), fmtRate(r.Avg40, bits), strconv.FormatFloat(r.Packets, 'f', 1, 64)})
+		rows = append(rows, []string{name, bytes, pkts, fmtRate(float64(r.Bytes), bits), fmtRate(float64(r.Avg2), bits),
+			fmtRate(float64(r.Avg10), bits), fmtRate(float64(r.Avg40), bits), strconv.FormatFloat(float64(r.Packets), 'f', 1, 64)})
 	}
 	dir("src → dst", f.OrigCount, f.OrigRate)
 	dir("dst → src", f.ReplyCount, f.ReplyRate)

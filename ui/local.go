@@ -56,9 +56,9 @@ func localEnd(f *conntrack.Flow) (netip.Addr, side) {
 // and rates.
 func upDown(f *conntrack.Flow, local side) (up, down conntrack.Counter, upRate, downRate float64) {
 	if local == sideSrc {
-		return f.OrigCount, f.ReplyCount, f.OrigRate.Bytes, f.ReplyRate.Bytes
+		return f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes)
 	}
-	return f.ReplyCount, f.OrigCount, f.ReplyRate.Bytes, f.OrigRate.Bytes
+	return f.ReplyCount, f.OrigCount, float64(f.ReplyRate.Bytes), float64(f.OrigRate.Bytes)
 }
 
 // remoteEnd returns the address at the other end from localEnd: the
