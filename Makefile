@@ -24,4 +24,5 @@ install: build
 	install -D -m 0644 docs/flowtop.8 $(DESTDIR)$(PREFIX)/share/man/man8/flowtop.8
 	install -d $(DESTDIR)/etc/flowtop
 	for f in etc/*.conf; do install -m 0644 $$f $(DESTDIR)/etc/flowtop/; done
-	[ ! -f etc/flowtop.service ] || install -D -m 0644 etc/flowtop.service $(DESTDIR)/lib/systemd/system/flowtop.service
+	install -d $(DESTDIR)/lib/systemd/system
+	sed 's|/usr/bin/flowtop|$(PREFIX)/sbin/flowtop|' etc/flowtop.service > $(DESTDIR)/lib/systemd/system/flowtop.service
