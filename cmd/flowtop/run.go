@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/geo"
 	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
@@ -207,15 +208,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	host, _ := os.Hostname()
 	exp := &exporters{}
 	if o.mqtt.url != "" {
-		mq, err := mqttexport.New(mqttexport.Config{
-			URL: o.mqtt.url, User: o.mqtt.user, PasswordFile: o.mqtt.passwordFile,
-			CA: o.mqtt.ca, Cert: o.mqtt.cert, Key: o.mqtt.key,
-			ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, Node: o.mqtt.node,
-			QoS: byte(o.mqtt.qos), Interval: o.mqtt.interval, Gzip: o.mqtt.gzip,
-			Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
-			Host: host, Netns: o.netns,
-			Latest: table.Latest, Ended: ended, Names: lookups, Logger: log,
-		})
+		mq, err := newMQTT(o, host, table.Latest, ended, lookups, log)
 		if err != nil {
 			return fmt.Errorf("--mqtt: %w", err)
 		}
@@ -242,85 +235,150 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		}()
 	}
 
-	enc := json.NewEncoder(stdout)
+	m := &modes{
+		o: o, log: log, stdout: stdout, table: table, src: src, snaps: snaps, cancelSub: cancelSub,
+		tableErr: tableErr, first: first, build: build, docOpts: docOpts, lookups: lookups,
+		exp: exp, warnings: func() []string { return append(warns.list(), watch.hints()...) },
+		activity: activity, count: count, packetsBefore: packetsBefore,
+	}
 	switch {
 	case o.once:
-		s := first
-		if o.interval > 0 {
-			// Ask for names now so that the answers (reverse DNS, process
-			// owners) have the interval to arrive.
-			prefetchNames(first, docOpts)
-			// After the next full refresh, so that rates are real (a huge
-			// table is refreshed less often than every interval).
-			for s.Health.Refreshes <= first.Health.Refreshes {
-				select {
-				case s = <-snaps:
-				case err := <-tableErr:
-					return err
-				case <-ctx.Done():
-					return nil
-				}
-			}
-		}
-		if !o.enableTracking && activity != nil && count.Read() == 0 {
-			// -t 0 has no interval to watch: any packet so far counts.
-			if o.interval == 0 && packetsBefore > 0 || activity.Packets() > packetsBefore {
-				log.Warn(untrackedHint)
-			}
-		}
-		return enc.Encode(build(s))
+		return m.once(ctx)
 	case o.batch:
-		if err := enc.Encode(build(first)); err != nil {
-			return err
-		}
-		for {
+		return m.batch(ctx)
+	case o.noUI:
+		return m.daemon(ctx)
+	default:
+		return m.screen(ctx)
+	}
+}
+
+// newMQTT makes the --mqtt exporter from the options.
+func newMQTT(o *options, host string, latest func() *conntrack.Snapshot, ended <-chan conntrack.Ended,
+	names enrich.Namer, log *slog.Logger) (*mqttexport.Exporter, error) {
+	return mqttexport.New(mqttexport.Config{
+		URL: o.mqtt.url, User: o.mqtt.user, PasswordFile: o.mqtt.passwordFile,
+		CA: o.mqtt.ca, Cert: o.mqtt.cert, Key: o.mqtt.key,
+		ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, Node: o.mqtt.node,
+		QoS: byte(o.mqtt.qos), Interval: o.mqtt.interval, Gzip: o.mqtt.gzip,
+		Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
+		Host: host, Netns: o.netns,
+		Latest: latest, Ended: ended, Names: names, Logger: log,
+	})
+}
+
+// modes runs what the options ask for once the kernel side is up: one
+// document, NDJSON, the headless daemon or the screen.
+type modes struct {
+	o         *options
+	log       *slog.Logger
+	stdout    io.Writer
+	table     *conntrack.Table
+	src       *conntrack.Source
+	snaps     <-chan *conntrack.Snapshot
+	cancelSub func()
+	tableErr  <-chan error
+	first     *conntrack.Snapshot
+	build     func(*conntrack.Snapshot) *report.Document
+	docOpts   report.Options
+	lookups   *enrich.Lookups
+	exp       *exporters
+	warnings  func() []string
+
+	activity      *conntrack.IPActivity
+	count         *conntrack.KernelCount
+	packetsBefore uint64
+}
+
+// once is --once: one document, one interval after the first dump (so
+// that rates are real), or right away with -t 0.
+func (m *modes) once(ctx context.Context) error {
+	o, s := m.o, m.first
+	if o.interval > 0 {
+		// Ask for names now so that the answers (reverse DNS, process
+		// owners) have the interval to arrive.
+		prefetchNames(m.first, m.docOpts)
+		// After the next full refresh (a huge table is refreshed less
+		// often than every interval).
+		for s.Health.Refreshes <= m.first.Health.Refreshes {
 			select {
-			case s := <-snaps:
-				if err := enc.Encode(build(s)); err != nil {
-					return fmt.Errorf("write snapshot: %w", err)
-				}
-			case err := <-tableErr:
+			case s = <-m.snaps:
+			case err := <-m.tableErr:
 				return err
 			case <-ctx.Done():
 				return nil
 			}
 		}
-	case o.noUI:
-		log.Info("flowtop running headless", "netns", o.netns, "mqtt", o.mqtt.url, "write", o.write)
+	}
+	if !o.enableTracking && m.activity != nil && m.count.Read() == 0 {
+		// -t 0 has no interval to watch: any packet so far counts.
+		if o.interval == 0 && m.packetsBefore > 0 || m.activity.Packets() > m.packetsBefore {
+			m.log.Warn(untrackedHint)
+		}
+	}
+	return json.NewEncoder(m.stdout).Encode(m.build(s))
+}
+
+// batch is --batch: a document per snapshot, NDJSON, until interrupted.
+func (m *modes) batch(ctx context.Context) error {
+	enc := json.NewEncoder(m.stdout)
+	if err := enc.Encode(m.build(m.first)); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	for {
 		select {
-		case err := <-tableErr:
+		case s := <-m.snaps:
+			if err := enc.Encode(m.build(s)); err != nil {
+				return fmt.Errorf("write snapshot: %w", err)
+			}
+		case err := <-m.tableErr:
 			return err
 		case <-ctx.Done():
-			log.Info("flowtop stopping")
 			return nil
 		}
-	default:
-		cancelSub() // the screen reads Latest on its own tick
-		uiErr := make(chan error, 1)
-		uiCtx, stopUI := context.WithCancel(ctx)
-		defer stopUI()
-		go func() {
-			uiErr <- ui.Run(uiCtx, ui.Config{
-				Source:   uiSource{table, src},
-				Names:    lookups,
-				Version:  version,
-				Netns:    o.netns,
-				Interval: o.intervalDuration(),
-				Bits:     o.bits,
-				ShowSrc:  o.showSrc,
-				Numeric:  o.noDNS,
-				Status:   exp.status,
-				Warnings: func() []string { return append(warns.list(), watch.hints()...) },
-			})
-		}()
-		select {
-		case err := <-uiErr:
-			return err
-		case err := <-tableErr:
-			stopUI()
-			<-uiErr
-			return err
-		}
+	}
+}
+
+// daemon is --no-ui: the exporters run until a signal.
+func (m *modes) daemon(ctx context.Context) error {
+	m.log.Info("flowtop running headless", "netns", m.o.netns, "mqtt", m.o.mqtt.url, "write", m.o.write)
+	select {
+	case err := <-m.tableErr:
+		return err
+	case <-ctx.Done():
+		m.log.Info("flowtop stopping")
+		return nil
+	}
+}
+
+// screen is the default: the tview screen until q or a signal.
+func (m *modes) screen(ctx context.Context) error {
+	m.cancelSub() // the screen reads Latest on its own tick
+	o := m.o
+	uiErr := make(chan error, 1)
+	uiCtx, stopUI := context.WithCancel(ctx)
+	defer stopUI()
+	go func() {
+		uiErr <- ui.Run(uiCtx, ui.Config{
+			Source:   uiSource{m.table, m.src},
+			Names:    m.lookups,
+			Version:  version,
+			Netns:    o.netns,
+			Interval: o.intervalDuration(),
+			Bits:     o.bits,
+			ShowSrc:  o.showSrc,
+			Numeric:  o.noDNS,
+			Status:   m.exp.status,
+			Warnings: m.warnings,
+		})
+	}()
+	select {
+	case err := <-uiErr:
+		return err
+	case err := <-m.tableErr:
+		stopUI()
+		<-uiErr
+		return err
 	}
 }
 
