@@ -359,32 +359,13 @@ func (ev *destroyEvents) get(k string) (kernelCounts, bool) {
 //
 //	[DESTROY] ipv4 2 udp 17 29 src=A dst=B sport=1 dport=2 packets=1 bytes=31 [UNREPLIED] src=B dst=A sport=2 dport=1 packets=0 bytes=0 delta-time=0 ...
 func parseDestroy(line string) (string, kernelCounts, bool) {
-	fields := strings.Fields(line)
-	if len(fields) < 6 || fields[0] != "[DESTROY]" {
-		return "", kernelCounts{}, false
-	}
-	var tuples []map[string]string
-	for _, f := range fields[5:] {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			continue
-		}
-		if k == "src" {
-			tuples = append(tuples, map[string]string{})
-		}
-		if n := len(tuples); n > 0 {
-			if _, seen := tuples[n-1][k]; !seen {
-				tuples[n-1][k] = v
-			}
-		}
-	}
-	if len(tuples) != 2 {
+	words, o, r, ok := nstest.ConntrackTuples(line)
+	if !ok || len(words) < 4 || words[0] != "[DESTROY]" {
 		return "", kernelCounts{}, false
 	}
 	num := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
-	o, r := tuples[0], tuples[1]
 	c := kernelCounts{num(o["packets"]), num(o["bytes"]), num(r["packets"]), num(r["bytes"])}
-	return key(fields[1], fields[3], o["src"], uint16(num(o["sport"])), o["dst"], uint16(num(o["dport"]))), c, true
+	return key(words[1], words[3], o["src"], uint16(num(o["sport"])), o["dst"], uint16(num(o["dport"]))), c, true
 }
 
 // flowtopRun is a running flowtop binary.

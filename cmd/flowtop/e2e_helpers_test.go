@@ -260,34 +260,17 @@ func parseConntrackList(out string) (map[string]ctEntry, error) {
 	num := func(s string) uint64 { n, _ := strconv.ParseUint(s, 10, 64); return n }
 	m := map[string]ctEntry{}
 	for line := range strings.Lines(out) {
-		fields := strings.Fields(line)
-		if len(fields) < 6 || (fields[0] != "ipv4" && fields[0] != "ipv6") {
+		fields, o, r, ok := nstest.ConntrackTuples(line)
+		if len(fields) < 5 || (fields[0] != "ipv4" && fields[0] != "ipv6") {
 			continue
 		}
-		var e ctEntry
-		if !strings.Contains(fields[5], "=") && !strings.HasPrefix(fields[5], "[") {
-			e.state = fields[5]
-		}
-		// The first src= opens the original tuple, the second the reply.
-		var tuples []map[string]string
-		for _, f := range fields[5:] {
-			k, v, ok := strings.Cut(f, "=")
-			if !ok {
-				continue
-			}
-			if k == "src" {
-				tuples = append(tuples, map[string]string{})
-			}
-			if n := len(tuples); n > 0 {
-				if _, seen := tuples[n-1][k]; !seen {
-					tuples[n-1][k] = v
-				}
-			}
-		}
-		if len(tuples) != 2 {
+		if !ok {
 			return nil, fmt.Errorf("conntrack -L line without two tuples: %s", line)
 		}
-		o, r := tuples[0], tuples[1]
+		var e ctEntry
+		if len(fields) > 5 && !strings.HasPrefix(fields[5], "[") {
+			e.state = fields[5]
+		}
 		e.orig = conntrack.Counter{Packets: num(o["packets"]), Bytes: num(o["bytes"])}
 		e.reply = conntrack.Counter{Packets: num(r["packets"]), Bytes: num(r["bytes"])}
 		var key string
