@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -85,13 +86,31 @@ func checkTemplate(tpl string) error {
 	if err != nil {
 		return fmt.Errorf("%q: not a URL: %w", tpl, errors.Unwrap(err))
 	}
-	if !strings.EqualFold(u.Scheme, "https") {
-		return fmt.Errorf("%q: only https:// mirrors are allowed (databases are code-like input; plain http can be tampered with)", tpl)
+	if !secureURL(u) {
+		return fmt.Errorf("%q: only https:// mirrors are allowed (databases are code-like input; plain http can be tampered with), or http:// on this machine's loopback", tpl)
 	}
 	if u.Host == "" {
 		return fmt.Errorf("%q: no host", tpl)
 	}
 	return nil
+}
+
+// secureURL accepts https, and plain http to a loopback address: a mirror
+// on this machine (a local cache, a test server) crosses no network that
+// could tamper with it.
+func secureURL(u *url.URL) bool {
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		if h == "localhost" {
+			return true
+		}
+		a, err := netip.ParseAddr(h)
+		return err == nil && a.IsLoopback()
+	}
+	return false
 }
 
 // expand fills in a template. The key is query-escaped: it normally sits in

@@ -167,7 +167,10 @@ func httpsOnly(c *http.Client) *http.Client {
 	cc := *c
 	next := c.CheckRedirect
 	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if req.URL.Scheme != "https" {
+		// Never from https down to http; a loopback http mirror may
+		// redirect within loopback.
+		fromHTTPS := len(via) > 0 && via[0].URL.Scheme == "https"
+		if req.URL.Scheme != "https" && (fromHTTPS || !secureURL(req.URL)) {
 			return fmt.Errorf("redirect to %s://%s refused: only https is allowed", req.URL.Scheme, req.URL.Host)
 		}
 		if next != nil {

@@ -428,3 +428,32 @@ func TestParseMirrorsDefaultConf(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// A mirror on this machine's loopback may be plain http (a local cache, a
+// test server): nothing crosses a network.
+func TestUpdateAcceptsLoopbackHTTP(t *testing.T) {
+	city := geotest.Build(t, "GeoLite2-City", map[string]geo.Info{"192.0.2.0/24": {Country: "NL"}})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/GeoLite2-City.mmdb" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(city)
+	}))
+	t.Cleanup(srv.Close)
+	conf := filepath.Join(t.TempDir(), "geoip.conf")
+	if err := os.WriteFile(conf, []byte(srv.URL+"/{edition}.mmdb\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var progress strings.Builder
+	err := geo.Update(context.Background(), geo.UpdateConfig{ConfFile: conf, Dir: dir, Editions: []string{"GeoLite2-City"}}, &progress)
+	if err != nil {
+		t.Fatalf("Update from %s: %v", srv.URL, err)
+	}
+	db, errs := geo.Open([]string{dir})
+	defer db.Close()
+	if len(errs) > 0 || db.Lookup(netip.MustParseAddr("192.0.2.7")).Country != "NL" {
+		t.Fatalf("downloaded database: errors %v, lookup %+v", errs, db.Lookup(netip.MustParseAddr("192.0.2.7")))
+	}
+}
