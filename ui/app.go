@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -239,6 +240,12 @@ func (a *App) Stop() {
 // refresher builds the rows on every tick, or at once when the screen's
 // state changed, and hands each new view to the UI goroutine: one redraw
 // per tick, and no sorting or filtering on the UI goroutine.
+//
+// A key that changes the params makes the build in flight stale: the
+// build gives up within about a millisecond and the refresher starts over
+// with the new params and the newest snapshot, so a key never waits for a
+// tick's build of rows it would throw away, and a stale view is never
+// handed over (no wasted redraw). Builds never overlap.
 func (a *App) refresher() {
 	defer a.wg.Done()
 	tick := time.NewTicker(a.cfg.Interval)
@@ -248,39 +255,61 @@ func (a *App) refresher() {
 		evRate   float64
 		lastGen  uint64
 		lastSnap *conntrack.Snapshot
+		ticked   = true
 	)
 	for {
+		// Params are published before the kick, so a kick that comes
+		// after this drain announces params newer than those loaded
+		// below: a kick is never left over for params already built.
+		select {
+		case <-a.kick:
+		default:
+		}
 		p := a.pub.Load()
 		snap := p.frozen
 		if !p.paused {
 			snap = a.cfg.Source.Latest()
 		}
-		if p.gen != lastGen || snap != lastSnap || !p.paused {
+		if p.gen != lastGen || snap != lastSnap || ticked && !p.paused {
 			if snap != nil && snap != prev && !p.paused {
 				if prev != nil && snap.Time.After(prev.Time) && snap.Health.Events >= prev.Health.Events {
 					evRate = float64(snap.Health.Events-prev.Health.Events) / snap.Time.Sub(prev.Time).Seconds()
 				}
 				prev = snap
 			}
+			stale := func() bool { return a.pub.Load().gen != p.gen }
 			start := time.Now()
 			v := &view{p: p, eventsPerS: evRate}
-			buildRows(v, snap, p, a.names, snapTime(snap, a.now))
-			if a.cfg.Status != nil {
-				v.status = a.cfg.Status()
+			if buildRowsUnless(v, snap, p, a.names, snapTime(snap, a.now), stale) {
+				if a.cfg.Status != nil {
+					v.status = a.cfg.Status()
+				}
+				if a.cfg.Warnings != nil {
+					v.warnings = a.cfg.Warnings()
+				}
+				v.buildTime = time.Since(start)
+				if !stale() {
+					if !a.deliverFunc(func() { a.swap(v) }) {
+						return
+					}
+					lastGen, lastSnap = p.gen, snap
+				}
 			}
-			if a.cfg.Warnings != nil {
-				v.warnings = a.cfg.Warnings()
+			if stale() {
+				// Superseded: build for the new params at once.
+				ticked = false
+				if a.ctx.Err() != nil {
+					return
+				}
+				continue
 			}
-			v.buildTime = time.Since(start)
-			if !a.deliverFunc(func() { a.swap(v) }) {
-				return
-			}
-			lastGen, lastSnap = p.gen, snap
 		}
+		ticked = false
 		select {
 		case <-a.ctx.Done():
 			return
 		case <-tick.C:
+			ticked = true
 		case <-a.kick:
 		}
 	}
@@ -327,11 +356,15 @@ func (v *view) rowKey(i int) any {
 	if v.p.tab == tabProcesses {
 		return g.proc.PID
 	}
-	return g.addr
+	return g.addr()
 }
 
-// find returns the row of v whose identity is key, or -1.
-func (v *view) find(key any) int {
+// find returns the row of v whose identity is key, or -1. It looks at
+// row hint first: where the key was in the previous view.
+func (v *view) find(key any, hint int) int {
+	if hint >= 0 && hint < v.rowCount() && v.rowKey(hint) == key {
+		return hint
+	}
 	if v.p.tab == tabFlows {
 		id, ok := key.(uint32)
 		if !ok {
@@ -344,8 +377,25 @@ func (v *view) find(key any) int {
 		}
 		return -1
 	}
-	for i := range v.groups {
-		if v.rowKey(i) == key {
+	// Typed comparisons: boxing every row's key would allocate.
+	if v.p.tab == tabProcesses {
+		pid, ok := key.(int)
+		if !ok {
+			return -1
+		}
+		for i, g := range v.groups {
+			if g.proc.PID == pid {
+				return i
+			}
+		}
+		return -1
+	}
+	addr, ok := key.(netip.Addr)
+	if !ok {
+		return -1
+	}
+	for i, g := range v.groups {
+		if g.addr() == addr {
 			return i
 		}
 	}
@@ -359,7 +409,7 @@ func (a *App) restoreSelection() {
 	s := &a.sel[v.p.tab]
 	n := v.rowCount()
 	if s.set {
-		if i := v.find(s.key); i >= 0 {
+		if i := v.find(s.key, s.idx); i >= 0 {
 			s.idx = i
 		}
 	}

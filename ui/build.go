@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -31,21 +32,32 @@ type params struct {
 }
 
 // group is one row of the Processes, Hosts or Remote tab: the sum of the
-// flows that share a process or an address.
+// flows that share a process or an address. It is kept small (a tick may
+// make 100k of them on the Hosts and Remote tabs): the process is a
+// pointer, set on the Processes tab only, and the address is read from
+// the representative flow.
 type group struct {
-	proc procs.Info // Processes tab
-	addr netip.Addr // Hosts and Remote tabs
-	// rep is one flow of the group and side the end of it that addr is,
-	// for the names and GeoIP of the group, read when drawn.
+	proc *procs.Info // Processes tab
+	// rep is one flow of the group and side the end of it that the
+	// group's address is (Hosts and Remote tabs), for the address, names
+	// and GeoIP of the group, read when drawn.
 	rep     *conntrack.Flow
+	flows   int32
 	side    side
-	flows   int
 	counted bool // at least one flow has counters
 	// up and down are, on the Processes tab, what the original source and
 	// destination sent; on Hosts and Remote, what the local end sent and
 	// received.
 	up, down         uint64
 	upRate, downRate float64
+}
+
+// addr is the address of a group of the Hosts or Remote tab.
+func (g *group) addr() netip.Addr {
+	if g.rep == nil {
+		return netip.Addr{}
+	}
+	return sideAddr(g.rep, g.side)
 }
 
 func (g *group) rate() float64 { return g.upRate + g.downRate }
@@ -85,9 +97,25 @@ func snapTime(s *conntrack.Snapshot, now func() time.Time) time.Time {
 // buildRows filters, aggregates and sorts the flows of snap for p. It runs
 // off the UI goroutine and does not modify snap.
 func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer, now time.Time) {
+	buildRowsUnless(v, snap, p, names, now, nil)
+}
+
+// staleEvery is how many flows (or groups) a build handles between two
+// looks at whether it is still wanted: well under a millisecond of work.
+const staleEvery = 4096
+
+// buildRowsUnless is buildRows that gives up as soon as stale (when not
+// nil) reports true, which it asks every staleEvery rows and between the
+// steps: a key that changes the params supersedes the build in flight
+// instead of waiting for it. It reports whether v was built; an abandoned
+// v is garbage.
+func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer, now time.Time, stale func() bool) bool {
 	v.snap = snap
 	if snap == nil {
-		return
+		return true
+	}
+	if stale == nil {
+		stale = func() bool { return false }
 	}
 	v.total = len(snap.Flows)
 	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric}
@@ -96,14 +124,21 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 
 	var (
 		rows  sorter
-		procs groupSet[int]
-		addrs groupSet[[16]byte] // As16 of the unmapped address: hashes faster than netip.Addr
+		byPID groupSet[int]
+		hosts hostSet
+		infos []procs.Info // of the Processes tab's groups, in chunks
 		m     matcher
 	)
-	if p.tab == tabFlows {
+	switch p.tab {
+	case tabFlows:
 		rows.init(len(snap.Flows), sc, isNumericKey(sc.col))
+	case tabHosts, tabRemote:
+		hosts.init(len(snap.Flows))
 	}
 	for i := range snap.Flows {
+		if i%staleEvery == staleEvery-1 && stale() {
+			return false
+		}
 		f := snap.Flows[i]
 		if p.active && f.TotalRate() == 0 {
 			continue
@@ -122,9 +157,13 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 		case tabFlows:
 			rows.add(f, flowKey(sc.col, f, &n, &o))
 		case tabProcesses:
-			g := procs.get(n.Process.PID, f)
+			g := byPID.get(n.Process.PID, f)
 			if g.rep == f {
-				g.proc = n.Process
+				if len(infos) == cap(infos) {
+					infos = make([]procs.Info, 0, groupChunk)
+				}
+				infos = append(infos, n.Process)
+				g.proc = &infos[len(infos)-1]
 			}
 			g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
 		case tabHosts, tabRemote:
@@ -134,31 +173,37 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 			if p.tab == tabRemote {
 				addr, s = remoteEnd(f, ls)
 			}
-			g := addrs.get(addr.As16(), f)
-			if g.rep == f {
-				g.addr, g.side = addr, s
-			}
+			g := hosts.get(addr, f, s)
 			g.add(f, up, down, upR, downR)
 		}
 	}
 
+	if stale() {
+		return false
+	}
 	switch p.tab {
 	case tabFlows:
 		v.flows = rows.sorted()
-		return
+		return true
 	case tabProcesses:
-		v.groups = procs.list()
+		v.groups = byPID.list()
 	default:
-		v.groups = addrs.list()
+		v.groups = hosts.all
 	}
 	// Groups were made in the ID order of their first flow (their
 	// representative), which is the order ties keep: stable across
 	// refreshes while that flow lives.
 	var gs sorter
 	gs.init(len(v.groups), sc, isNumericKey(sc.col))
-	for _, g := range v.groups {
+	for i, g := range v.groups {
+		if i%staleEvery == staleEvery-1 && stale() {
+			return false
+		}
 		k := groupKey(sc.col, g, names, &o)
 		gs.push(&k)
+	}
+	if stale() {
+		return false
 	}
 	order := gs.order()
 	sorted := make([]*group, len(order))
@@ -166,6 +211,68 @@ func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer,
 		sorted[i] = v.groups[seq]
 	}
 	v.groups = sorted
+	return true
+}
+
+// hostSet collects the groups of the Hosts or Remote tab by address. A
+// tick may make 100k of them: the index is a flat open-addressing table
+// of group numbers, without pointers, sized once for the flows of the
+// snapshot, and the groups come in chunks, so a build makes a few
+// allocations and no map of 100k entries.
+type hostSet struct {
+	keys  []hostKey // of all[i]
+	all   []*group
+	chunk []group
+	table []int32 // 1 + an index in all, 0 for an empty slot
+	shift uint    // 64 - log2(len(table))
+}
+
+// hostKey is an address as 16 bytes (of the unmapped address), in
+// big-endian halves.
+type hostKey struct{ hi, lo uint64 }
+
+func (k hostKey) hash(shift uint) uint64 {
+	h := (k.hi*0x9e3779b97f4a7c15 ^ k.lo) * 0xbf58476d1ce4e5b9
+	return (h ^ h>>29) * 0x94d049bb133111eb >> shift
+}
+
+// init makes room for n flows: the table stays at most half full.
+func (s *hostSet) init(n int) {
+	size := 1024
+	for size < 2*n {
+		size *= 2
+	}
+	s.table = make([]int32, size)
+	s.shift = uint(64 - bits.TrailingZeros(uint(size)))
+	s.keys = make([]hostKey, 0, n)
+	s.all = make([]*group, 0, n)
+}
+
+// get returns the group of addr, new ones with f as representative and sd
+// as the end of f that addr is. Groups are made in the order of their
+// first flow, the lowest ID (flows come in ID order), so names come from
+// the same flow on every tick. At most the n flows of init may come.
+func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) *group {
+	b := addr.As16()
+	k := hostKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
+	mask := uint64(len(s.table) - 1)
+	for i := k.hash(s.shift); ; i = (i + 1) & mask {
+		j := s.table[i]
+		if j == 0 {
+			if len(s.chunk) == cap(s.chunk) {
+				s.chunk = make([]group, 0, groupChunk)
+			}
+			s.chunk = append(s.chunk, group{rep: f, side: sd})
+			g := &s.chunk[len(s.chunk)-1]
+			s.keys = append(s.keys, k)
+			s.all = append(s.all, g)
+			s.table[i] = int32(len(s.all))
+			return g
+		}
+		if s.keys[j-1] == k {
+			return s.all[j-1]
+		}
+	}
 }
 
 // groupSet collects the groups of one tab by key. Groups are allocated in
@@ -267,11 +374,13 @@ func radixSort(rows []numRow) {
 		slices.SortStableFunc(rows, func(a, b numRow) int { return cmp.Compare(a.k, b.k) })
 		return
 	}
-	radixPasses(rows, func(r *numRow) uint64 { return r.k })
+	radixPasses(rows, nil, func(r *numRow) uint64 { return r.k })
 }
 
-// radixPasses sorts rows stably by the key key returns, LSD first.
-func radixPasses[T any](rows []T, key func(*T) uint64) {
+// radixPasses sorts rows stably by the key key returns, LSD first, with
+// buf as its buffer when large enough; it returns the buffer used, for
+// the next call.
+func radixPasses[T any](rows, buf []T, key func(*T) uint64) []T {
 	var counts [8][256]int
 	for i := range rows {
 		k := key(&rows[i])
@@ -279,7 +388,10 @@ func radixPasses[T any](rows []T, key func(*T) uint64) {
 			counts[d][byte(k>>(8*d))]++
 		}
 	}
-	buf := make([]T, len(rows))
+	if cap(buf) < len(rows) {
+		buf = make([]T, len(rows))
+	}
+	buf = buf[:len(rows)]
 	src, dst := rows, buf
 	first := key(&rows[0])
 	for d := range 8 {
@@ -304,6 +416,7 @@ func radixPasses[T any](rows []T, key func(*T) uint64) {
 	if &src[0] != &rows[0] {
 		copy(rows, src)
 	}
+	return buf
 }
 
 // sortAddrs sorts by address (hi, then lo), stably.
@@ -317,8 +430,8 @@ func sortAddrs(rows []addrRow) {
 		})
 		return
 	}
-	radixPasses(rows, func(r *addrRow) uint64 { return r.lo })
-	radixPasses(rows, func(r *addrRow) uint64 { return r.hi })
+	buf := radixPasses(rows, nil, func(r *addrRow) uint64 { return r.lo })
+	radixPasses(rows, buf, func(r *addrRow) uint64 { return r.hi })
 }
 
 // orderedBits maps a float64 to a uint64 in the same order.
@@ -437,7 +550,7 @@ func groupCell(c colID, g *group, n *enrich.Names, o *fmtOpts) string {
 	case cFlows:
 		return fmtCount(uint64(g.flows))
 	case cHost:
-		return addrString(g.addr)
+		return addrString(g.addr())
 	case cName:
 		return sideName(n, g.side)
 	case cGeo, cCountry, cAS:
@@ -485,11 +598,11 @@ func groupKey(c colID, g *group, names enrich.Namer, o *fmtOpts) sortKey {
 	case cFlows:
 		return sortKey{num: float64(g.flows)}
 	case cHost:
-		return addrKey(g.addr, "", true)
+		return addrKey(g.addr(), "", true)
 	case cName, cGeo, cCountry, cAS:
 		n := groupNames(g, names)
 		if c == cName {
-			return addrKey(g.addr, sideName(&n, g.side), false)
+			return addrKey(g.addr(), sideName(&n, g.side), false)
 		}
 		return sortKey{str: strings.ToLower(groupCell(c, g, &n, o))}
 	case cBytesSrc, cBytesUp:

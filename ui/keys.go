@@ -282,7 +282,7 @@ func (a *App) enter() {
 			a.drill("=" + strconv.Itoa(g.proc.PID))
 		}
 	default:
-		a.drill("=" + addrString(v.groups[i].addr))
+		a.drill("=" + addrString(v.groups[i].addr()))
 	}
 }
 

@@ -70,3 +70,15 @@ func remoteEnd(f *conntrack.Flow, local side) (netip.Addr, side) {
 	}
 	return f.Orig.Src.IP().Unmap(), sideSrc
 }
+
+// sideAddr returns the address at end s of f, as localEnd and remoteEnd
+// return it.
+func sideAddr(f *conntrack.Flow, s side) netip.Addr {
+	switch s {
+	case sideDst:
+		return f.Orig.Dst.IP().Unmap()
+	case sideReply:
+		return f.Reply.Src.IP().Unmap()
+	}
+	return f.Orig.Src.IP().Unmap()
+}

@@ -253,7 +253,7 @@ func TestBuildRowsGroups(t *testing.T) {
 	buildRows(v, snap, p, names, t0)
 	got = got[:0]
 	for _, g := range v.groups {
-		got = append(got, g.addr.String())
+		got = append(got, g.addr().String())
 	}
 	if diff := cmp.Diff([]string{"192.168.1.30", "192.168.1.10", "192.168.1.20"}, got); diff != "" {
 		t.Errorf("hosts (-want +got):\n%s", diff)
