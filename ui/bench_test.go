@@ -129,83 +129,10 @@ func BenchmarkBuild(b *testing.B) {
 // goroutine and swapped in), "tab" (TAB: aggregated anew), "filter" (a
 // character typed into the / filter), "move" (j: a redraw only).
 func BenchmarkKeyToScreen(b *testing.B) {
-	const n = 100_000
-	src := newStaticSource(n)
-	for _, c := range []struct {
-		name    string
-		key     tcell.Key
-		r       rune
-		rebuild bool
-		setup   string
-	}{
-		{"sort", tcell.KeyRune, 'r', true, ""},
-		{"tab", tcell.KeyTab, 0, true, ""},
-		{"filter", tcell.KeyRune, 'x', true, "/"},
-		{"move", tcell.KeyRune, 'j', false, ""},
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			screen := tcell.NewSimulationScreen("UTF-8")
-			a := New(Config{Source: src, Names: benchNamer{}, Interval: 100 * time.Millisecond}, screen)
-			screen.SetSize(200, 60)
-			var target atomic.Uint64 // the view generation (or event count) awaited
-			drawn := make(chan struct{}, 1)
-			a.app.SetAfterDrawFunc(func(tcell.Screen) {
-				got := uint64(a.events)
-				if c.rebuild {
-					got = a.view.p.gen
-				}
-				if t := target.Load(); t != 0 && got >= t {
-					target.Store(0)
-					drawn <- struct{}{}
-				}
-			})
-			done := make(chan error, 1)
-			go func() { done <- a.Run() }()
-			defer func() {
-				a.Stop()
-				<-done
-			}()
-			// Wait for the first view.
-			for {
-				ok := make(chan bool, 1)
-				a.app.QueueUpdate(func() { ok <- a.view.snap != nil })
-				if <-ok {
-					break
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-			for _, r := range c.setup {
-				screen.InjectKey(tcell.KeyRune, r, tcell.ModNone)
-			}
-			time.Sleep(50 * time.Millisecond)
-			var worst time.Duration
-			b.ResetTimer()
-			for b.Loop() {
-				ch := make(chan uint64, 1)
-				a.app.QueueUpdate(func() {
-					if c.rebuild {
-						ch <- a.p.gen + 1
-					} else {
-						ch <- uint64(a.events) + 1
-					}
-				})
-				target.Store(<-ch)
-				start := time.Now()
-				screen.InjectKey(c.key, c.r, tcell.ModNone)
-				<-drawn
-				worst = max(worst, time.Since(start))
-				if c.name == "filter" {
-					b.StopTimer()
-					a.app.QueueUpdate(func() { a.filter.SetText("") })
-					time.Sleep(20 * time.Millisecond)
-					b.StartTimer()
-				}
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(b.Elapsed())/float64(b.N)/1e6, "ms/op")
-			b.ReportMetric(float64(worst)/1e6, "max-ms")
-		})
-	}
+	src := newStaticSource(100_000)
+	benchKeys(b, func(b *testing.B) (Source, time.Duration, func()) {
+		return src, 100 * time.Millisecond, nil
+	})
 }
 
 // Churn of BenchmarkKeyToScreenChurn: every churnPeriod, churnNew flows
@@ -343,24 +270,46 @@ func (s *churnSource) start() (stop func()) {
 // (With the screen at 1 s it would skip nine snapshots in ten, which the
 // real app never does, and a key would rarely meet a tick's build.)
 func BenchmarkKeyToScreenChurn(b *testing.B) {
-	const n = 100_000
-	for _, c := range []struct {
-		name    string
-		key     tcell.Key
-		r       rune
-		rebuild bool
-		setup   string
-	}{
-		{"sort", tcell.KeyRune, 'r', true, ""},
-		{"tab", tcell.KeyTab, 0, true, ""},
-		{"filter", tcell.KeyRune, 'x', true, "/"},
-		{"move", tcell.KeyRune, 'j', false, ""},
-	} {
+	benchKeys(b, func(b *testing.B) (Source, time.Duration, func()) {
+		src := newChurnSource(100_000)
+		stop := src.start()
+		steps := src.steps.Load()
+		return src, churnPeriod, func() {
+			stop()
+			// The snapshots published meanwhile (for filter, with the
+			// pauses between keys): the churn ran.
+			b.ReportMetric(float64(src.steps.Load()-steps)/float64(b.N), "snaps/op")
+		}
+	})
+}
+
+// keyCases are the keys the key-to-screen benchmarks press: "sort" (r: the
+// rows are sorted again off the UI goroutine and swapped in), "tab" (TAB:
+// aggregated anew), "filter" (a character typed into the / filter), "move"
+// (j: a redraw only).
+var keyCases = []struct {
+	name    string
+	key     tcell.Key
+	r       rune
+	rebuild bool
+	setup   string
+}{
+	{"sort", tcell.KeyRune, 'r', true, ""},
+	{"tab", tcell.KeyTab, 0, true, ""},
+	{"filter", tcell.KeyRune, 'x', true, "/"},
+	{"move", tcell.KeyRune, 'j', false, ""},
+}
+
+// benchKeys runs a sub-benchmark per key case. setup gives each its source,
+// the screen's interval and what to do at its end (nil: nothing); the time
+// from InjectKey to the draw that shows the key's effect is measured, and
+// its mean (ms/op) and worst (max-ms) reported.
+func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, func())) {
+	for _, c := range keyCases {
 		b.Run(c.name, func(b *testing.B) {
-			src := newChurnSource(n)
-			defer src.start()()
+			src, interval, end := setup(b)
 			screen := tcell.NewSimulationScreen("UTF-8")
-			a := New(Config{Source: src, Names: benchNamer{}, Interval: churnPeriod}, screen)
+			a := New(Config{Source: src, Names: benchNamer{}, Interval: interval}, screen)
 			screen.SetSize(200, 60)
 			var target atomic.Uint64 // the view generation (or event count) awaited
 			drawn := make(chan struct{}, 1)
@@ -393,7 +342,6 @@ func BenchmarkKeyToScreenChurn(b *testing.B) {
 				screen.InjectKey(tcell.KeyRune, r, tcell.ModNone)
 			}
 			time.Sleep(50 * time.Millisecond)
-			steps := src.steps.Load()
 			var worst time.Duration
 			b.ResetTimer()
 			for b.Loop() {
@@ -420,9 +368,9 @@ func BenchmarkKeyToScreenChurn(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed())/float64(b.N)/1e6, "ms/op")
 			b.ReportMetric(float64(worst)/1e6, "max-ms")
-			// The snapshots published meanwhile (for filter, with the
-			// pauses between keys): the churn ran.
-			b.ReportMetric(float64(src.steps.Load()-steps)/float64(b.N), "snaps/op")
+			if end != nil {
+				end()
+			}
 		})
 	}
 }
