@@ -213,23 +213,7 @@ func echoTCP(t *testing.T, ns *nstest.NS, addr string) string {
 
 // echoUDP serves UDP echo in ns on addr.
 func echoUDP(t *testing.T, ns *nstest.NS, addr string) string {
-	t.Helper()
-	var pc net.PacketConn
-	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			pc.WriteTo(buf[:n], from)
-		}
-	}()
-	return pc.LocalAddr().String()
+	return nstest.EchoUDP(t, ns, addr).String()
 }
 
 // peer is one client socket in A with a request/response exchange.

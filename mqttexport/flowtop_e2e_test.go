@@ -510,27 +510,10 @@ func dialTCP(t *testing.T, a, b *nstest.NS, src, dst string) *tcpConn {
 // reads the echoes; it returns the flow's key.
 func udpExchange(t *testing.T, a, b *nstest.NS, dst string) string {
 	t.Helper()
-	var pc net.PacketConn
-	if err := b.Do(func() (err error) {
-		pc, err = net.ListenPacket("udp", net.JoinHostPort(dst, "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(buf[:n], from)
-		}
-	}()
+	echo := nstest.EchoUDP(t, b, net.JoinHostPort(dst, "0"))
 	var c net.Conn
 	if err := a.Do(func() (err error) {
-		c, err = net.Dial("udp", pc.LocalAddr().String())
+		c, err = net.Dial("udp", echo.String())
 		return err
 	}); err != nil {
 		t.Fatal(err)

@@ -354,28 +354,11 @@ func startTraffic(t *testing.T, a, b *nstest.NS) *traffic {
 		})
 
 		// UDP echo on B, one exchange from A.
-		var pc net.PacketConn
-		if err := b.Do(func() (err error) {
-			pc, err = net.ListenPacket("udp", net.JoinHostPort(dst, "0"))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		closers = append(closers, pc)
-		tr.udpPorts[i] = pc.LocalAddr().(*net.UDPAddr).Port
-		wg.Go(func() {
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(buf[:n], from)
-			}
-		})
+		echo := nstest.EchoUDP(t, b, net.JoinHostPort(dst, "0"))
+		tr.udpPorts[i] = echo.Port
 		var uc net.Conn
 		if err := a.Do(func() (err error) {
-			uc, err = net.Dial("udp", pc.LocalAddr().String())
+			uc, err = net.Dial("udp", echo.String())
 			return err
 		}); err != nil {
 			t.Fatal(err)

@@ -1,0 +1,30 @@
+package nstest
+
+import (
+	"net"
+	"sync"
+	"testing"
+)
+
+// EchoUDP serves UDP echo inside ns on addr ("192.0.2.2:0" picks a port)
+// until the test ends, and returns the address it listens on.
+func EchoUDP(t testing.TB, ns *NS, addr string) *net.UDPAddr {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }); err != nil {
+		t.Fatalf("udp echo on %s in %s: %v", addr, ns.Name, err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { pc.Close(); wg.Wait() })
+	wg.Go(func() {
+		buf := make([]byte, 65536)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], from)
+		}
+	})
+	return pc.LocalAddr().(*net.UDPAddr)
+}
