@@ -84,9 +84,12 @@ type Source struct {
 	nsFile *os.File // nil for flowtop's own namespace
 	dump   *netlink.Conn
 	events *netlink.Conn
-	// One receive buffer per socket, each used by one goroutine at a time:
-	// dumps by the table's goroutine, events by the listener.
-	dumpRecv, eventRecv *receiver
+	// Receive buffers per socket, each used by one goroutine at a time:
+	// dumps by the table's goroutine (and its reader), events by the
+	// listener.
+	dumpRecv  *dumpReceiver
+	eventRecv *receiver
+	dumps     int // dumps requested so far
 }
 
 // NetnsPath turns a --netns value into a path: a bare name is one made by
@@ -124,7 +127,9 @@ func Open(netns string) (*Source, error) {
 		s.Close()
 		return nil, fmt.Errorf("size the conntrack event buffer: %w", err)
 	}
-	if s.dumpRecv, err = newReceiver(s.dump); err == nil {
+	dumpRecv, err := newReceiver(s.dump)
+	if err == nil {
+		s.dumpRecv = newDumpReceiver(dumpRecv)
 		s.eventRecv, err = newReceiver(s.events)
 	}
 	if err != nil {
@@ -203,15 +208,22 @@ func (s *Source) dumpMessages(fn func(data []byte) error) (interrupted bool, err
 		}
 		return fn(data)
 	}
-	for {
-		err := s.dumpRecv.read(handle)
-		if errors.Is(err, errDumpDone) {
-			return interrupted, nil
-		}
-		if err != nil {
-			return interrupted, fmt.Errorf("read conntrack dump: %w", permission(err))
+	// The first dump is the one a user waits for (flowtop --once, the first
+	// screen): it reads on a second goroutine so that the kernel's work and
+	// decoding overlap. Later dumps are background refreshes, where the
+	// hand-overs between two goroutines would cost more CPU than the
+	// latency they save is worth.
+	if s.dumps++; s.dumps == 1 {
+		err = s.dumpRecv.readDump(handle)
+	} else {
+		for err = nil; err == nil; {
+			err = s.dumpRecv.r.read(handle)
 		}
 	}
+	if errors.Is(err, errDumpDone) {
+		return interrupted, nil
+	}
+	return interrupted, fmt.Errorf("read conntrack dump: %w", permission(err))
 }
 
 // Listen reads events until ctx ends or Close is called, sending each to
