@@ -138,3 +138,26 @@ func BenchmarkFilterMatch(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkFirstDump is the table's side of flowtop's start on a 100k-flow
+// table (what --once pays besides the kernel and decoding): an empty table
+// sized from nf_conntrack_count takes in every flow and publishes.
+func BenchmarkFirstDump(b *testing.B) {
+	const n = 100_000
+	k := &sliceKernel{flows: benchFlows(n)}
+	f := DefaultFilter()
+	f.AllProtos()
+	b.ReportAllocs()
+	for b.Loop() {
+		tb := NewTable(TableConfig{Kernel: k, Interval: time.Second, Filter: f,
+			KernelFlows: func() int { return n }})
+		if err := tb.refresh(); err != nil {
+			b.Fatal(err)
+		}
+		tb.publish()
+		if len(tb.Latest().Flows) != n {
+			b.Fatalf("snapshot has %d flows", len(tb.Latest().Flows))
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/flow")
+}
