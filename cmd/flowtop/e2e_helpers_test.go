@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -426,7 +427,8 @@ func ping(t *testing.T, ns *nstest.NS, src, dst string, id, count int) {
 }
 
 // findWatchdog returns the PID of the sysctl watchdog of flowtop pid: the
-// process whose command line is `flowtop __sysctl-watchdog <pid> ...`.
+// process whose command line is `/bin/sh -c SCRIPT __sysctl-watchdog <pid>
+// ...` (or, without a shell, `flowtop __sysctl-watchdog <pid> ...`).
 func findWatchdog(t *testing.T, pid int) int {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Second)
@@ -438,7 +440,7 @@ func findWatchdog(t *testing.T, pid int) int {
 				continue
 			}
 			args := strings.Split(string(b), "\x00")
-			if len(args) > 2 && args[1] == watchdogArg && args[2] == strconv.Itoa(pid) {
+			if i := slices.Index(args, watchdogArg); i > 0 && i+1 < len(args) && args[i+1] == strconv.Itoa(pid) {
 				w, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
 				return w
 			}

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -21,23 +21,48 @@ import (
 // watchdog then has nothing to do.
 const watchdogArg = "__sysctl-watchdog"
 
+// watchdogScript is the watchdog while flowtop runs: a shell waiting on
+// the pipe, some 100 KiB of memory instead of a second Go process (several
+// MB, and ~15 ms of CPU to start, which a 100k-flow --once would share its
+// two cores with). When the pipe closes without "done", flowtop ended
+// without restoring: the shell then execs flowtop's own binary (fd 3, so
+// an upgrade that replaced the file changes nothing) as the watchdog
+// proper. $0 is watchdogArg, $1.. are runWatchdog's arguments.
+const watchdogScript = `trap '' INT TERM HUP QUIT
+read -r line
+[ "$line" = done ] && exit 0
+exec /proc/self/fd/3 "$0" "$@"`
+
 // startWatchdog starts the watchdog for the current process in the
-// background (an exec of the binary costs ~10 ms, which overlaps the first
-// dump instead of delaying it); ready closes once it runs or failed to
-// start. The returned stop closes the pipe, and the watchdog then exits.
+// background (it overlaps the first dump instead of delaying it); ready
+// closes once it runs or failed to start. The returned stop tells it that
+// flowtop restored the sysctls itself, and it exits.
 func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), ready <-chan struct{}, err error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, nil, fmt.Errorf("sysctl watchdog: %w", err)
 	}
-	started := make(chan struct{})
-	cmd := exec.Command("/proc/self/exe", watchdogArg, strconv.Itoa(os.Getpid()), netns, stateDir)
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, nil, fmt.Errorf("sysctl watchdog: %w", err)
+	}
+	args := []string{watchdogArg, strconv.Itoa(os.Getpid()), netns, stateDir}
+	cmd := exec.Command("/bin/sh", append([]string{"-c", watchdogScript}, args...)...)
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		// No shell (a minimal container): the Go watchdog from the start.
+		cmd = exec.Command("/proc/self/exe", args...)
+	}
 	cmd.Stdin = r
+	cmd.ExtraFiles = []*os.File{self}
 	// Its own process group: a Ctrl-C at the terminal must not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	started := make(chan struct{})
 	go func() {
 		err := cmd.Start()
 		r.Close()
+		self.Close()
 		close(started)
 		if err != nil {
 			log.Warn("no sysctl watchdog: after a crash the next start restores the sysctls", "err", err)
@@ -45,7 +70,10 @@ func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), ready
 		}
 		cmd.Wait() // reap it; it exits when w closes
 	}()
-	return func() { w.Close() }, started, nil
+	return func() {
+		w.WriteString("done\n")
+		w.Close()
+	}, started, nil
 }
 
 func runWatchdog(args []string) int {
@@ -57,7 +85,11 @@ func runWatchdog(args []string) int {
 	if err != nil {
 		return 2
 	}
-	io.Copy(io.Discard, os.Stdin) // returns when the parent is gone
+	// Started through watchdogScript the pipe is already closed; started
+	// directly, this returns when the parent is gone.
+	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line == "done\n" {
+		return 0
+	}
 	var ns *os.File
 	if path := conntrack.NetnsPath(args[1]); path != "" {
 		if ns, err = os.Open(path); err != nil {
