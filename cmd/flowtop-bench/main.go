@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -41,7 +42,15 @@ func main() {
 	cpuSecs := flag.Int("cpu-seconds", 10, "how long steady CPU is measured (0: skip)")
 	bin := flag.String("flowtop", "", "flowtop binary (default: build ./cmd/flowtop)")
 	raiseMax := flag.Bool("raise-max", false, "raise the host's net.netfilter.nf_conntrack_max (a global limit) for tables bigger than it, restoring it at the end")
+	hold := flag.Int("hold", 0, "only build a namespace holding this many flows, print its name and keep it until interrupted (for profiling by hand)")
 	flag.Parse()
+	if *hold > 0 {
+		if err := holdTable(*hold); err != nil {
+			fmt.Fprintln(os.Stderr, "flowtop-bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	restore := func() {}
 	if *raiseMax {
 		var err error
@@ -221,6 +230,24 @@ func timeIn(x *ns, name string, args ...string) (result, error) {
 	}()
 	o := <-done
 	return o.r, o.err
+}
+
+// holdTable fills a namespace with n flows and keeps it until SIGINT or
+// SIGTERM, so that flowtop can be profiled by hand on a known table.
+func holdTable(n int) error {
+	x, err := newNS()
+	if err != nil {
+		return err
+	}
+	defer x.close()
+	if _, err := x.fill(0, n); err != nil {
+		return err
+	}
+	fmt.Printf("%s holds %d flows; interrupt to delete it\n", x.path(), x.count())
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
+	return nil
 }
 
 func median(rs []result) result {
