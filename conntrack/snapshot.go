@@ -19,6 +19,12 @@ type Health struct {
 	RefreshEvery time.Duration
 	// Refreshes counts the full refreshes (dumps) made so far.
 	Refreshes uint64
+	// HotFlows is how many flows were read one by one at the last tick
+	// between two full refreshes (the busiest and the watched ones), 0
+	// while every flow is refreshed every interval; HotRefresh is how long
+	// that took.
+	HotFlows   int
+	HotRefresh time.Duration
 	// KernelFlows is nf_conntrack_count in the target namespace, -1 when
 	// unknown.
 	KernelFlows int

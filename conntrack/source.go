@@ -90,6 +90,9 @@ type Source struct {
 	dumpRecv  *dumpReceiver
 	eventRecv *receiver
 	dumps     int // dumps requested so far
+	// Get's request buffer and batch counter (dump goroutine only).
+	getBuf []byte
+	getSeq uint32
 }
 
 // NetnsPath turns a --netns value into a path: a bare name is one made by

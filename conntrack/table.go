@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -121,6 +122,13 @@ type Table struct {
 	filterC     chan Filter
 	resync      bool
 
+	// hot are the busiest flows as of the last full refresh, watched the
+	// flows consumers asked for; both are read every interval between
+	// full refreshes of a huge table (refreshHot).
+	hot, watched, ask []*Flow
+	hotHeap           topHeap
+	watchC            chan []*Flow
+
 	latest atomic.Pointer[Snapshot]
 
 	mu         sync.Mutex
@@ -144,6 +152,7 @@ func NewTable(cfg TableConfig) *Table {
 		filter:  cfg.Filter,
 		events:  make(chan Event, eventQueue),
 		filterC: make(chan Filter, 1),
+		watchC:  make(chan []*Flow, 1),
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -255,6 +264,8 @@ func (t *Table) Run(ctx context.Context) error {
 		case f := <-t.filterC:
 			t.filter = f
 			t.publish()
+		case w := <-t.watchC:
+			t.watched = w
 		case ev := <-t.events:
 			t.apply(ev)
 			// Drain what is queued without a select per event.
@@ -273,7 +284,9 @@ func (t *Table) Run(ctx context.Context) error {
 				t.refreshAndPublish()
 			} else {
 				// Between full refreshes of a huge table the snapshot still
-				// follows the events (new and ended flows).
+				// follows the events (new and ended flows), and the busiest
+				// and watched flows are read one by one.
+				t.refreshHot()
 				t.publish()
 			}
 		}
@@ -297,6 +310,7 @@ func (t *Table) adaptiveRefresh() error {
 		n := (floor + t.cfg.Interval - 1) / t.cfg.Interval
 		t.health.RefreshEvery = n * t.cfg.Interval
 	}
+	t.pickHot()
 	return err
 }
 
@@ -421,24 +435,7 @@ func (t *Table) refresh() error {
 		}
 		e := &t.entries[i]
 		e.gen = gen
-		r := e.flow
-		origRate, replyRate := r.OrigRate, r.ReplyRate
-		dt := time.Duration(int64(now) - int64(e.seenAt))
-		if r.HasCounters && f.HasCounters && dt > 0 {
-			a := alphas.at(dt)
-			origRate.step(delta(f.OrigCount.Bytes, r.OrigCount.Bytes),
-				delta(f.OrigCount.Packets, r.OrigCount.Packets), dt, a, !e.hasRates)
-			replyRate.step(delta(f.ReplyCount.Bytes, r.ReplyCount.Bytes),
-				delta(f.ReplyCount.Packets, r.ReplyCount.Packets), dt, a, !e.hasRates)
-			e.hasRates = true
-		}
-		e.seenAt = now
-		if origRate == r.OrigRate && replyRate == r.ReplyRate && unchanged(r, f, read) {
-			return // an idle flow: the snapshots keep sharing its record
-		}
-		m := t.mutable(e)
-		*m = *f
-		m.Seen, m.OrigRate, m.ReplyRate = read, origRate, replyRate
+		t.update(e, f, now, read, alphas)
 	})
 	t.health.Refresh = t.now().Sub(start)
 	if err != nil {
@@ -453,6 +450,114 @@ func (t *Table) refresh() error {
 	t.health.Accounting, t.health.Timestamps = t.accounting()
 	t.health.LastError = ""
 	return nil
+}
+
+// update applies what the kernel now says of a known flow (from a dump or
+// a GET) to its entry: counters, rates over the time since the entry was
+// last read (now), state. read is when f was read.
+func (t *Table) update(e *entry, f *Flow, now, read Stamp, alphas *alphaCache) {
+	r := e.flow
+	origRate, replyRate := r.OrigRate, r.ReplyRate
+	dt := time.Duration(int64(now) - int64(e.seenAt))
+	if r.HasCounters && f.HasCounters && dt > 0 {
+		a := alphas.at(dt)
+		origRate.step(delta(f.OrigCount.Bytes, r.OrigCount.Bytes),
+			delta(f.OrigCount.Packets, r.OrigCount.Packets), dt, a, !e.hasRates)
+		replyRate.step(delta(f.ReplyCount.Bytes, r.ReplyCount.Bytes),
+			delta(f.ReplyCount.Packets, r.ReplyCount.Packets), dt, a, !e.hasRates)
+		e.hasRates = true
+	}
+	e.seenAt = now
+	if origRate == r.OrigRate && replyRate == r.ReplyRate && unchanged(r, f, read) {
+		return // an idle flow: the snapshots keep sharing its record
+	}
+	m := t.mutable(e)
+	*m = *f
+	m.Seen, m.OrigRate, m.ReplyRate = read, origRate, replyRate
+}
+
+// Getter is a Kernel that can also read single flows (*Source can).
+type Getter interface {
+	Get(flows []*Flow, fn func(*Flow)) error
+}
+
+// hotFlows is how many of the busiest flows are read every interval while
+// the full refresh of a huge table runs less often. A GET costs the
+// kernel a hash lookup: 1024 of them take a few milliseconds.
+const hotFlows = 1024
+
+// pickHot chooses, after a full refresh, the flows to read every interval
+// until the next one: the busiest by rate (what tops the default sort and
+// the screen; by bytes after the first dump, when no flow has a rate yet).
+// The flows consumers watch (Watch: the rows on screen) are read too.
+func (t *Table) pickHot() {
+	t.hot = t.hot[:0]
+	if t.health.RefreshEvery <= t.cfg.Interval {
+		// Every flow is refreshed every interval anyway.
+		t.health.HotFlows, t.health.HotRefresh = 0, 0
+		return
+	}
+	h := &t.hotHeap
+	h.reset(hotFlows)
+	// After the first dump no flow has a rate yet (it takes two reads):
+	// the biggest flows so far are the best guess at the busy ones.
+	byBytes := t.health.Refreshes <= 1
+	for i := range t.entries {
+		r := t.entries[i].flow
+		m := r.TotalRate()
+		if byBytes {
+			m = float64(r.TotalBytes())
+		}
+		if m > 0 {
+			h.offer(m, r)
+		}
+	}
+	t.hot = h.appendFlows(t.hot)
+}
+
+// refreshHot reads the hot and watched flows (between two full refreshes
+// of a huge table).
+func (t *Table) refreshHot() {
+	g, ok := t.cfg.Kernel.(Getter)
+	if !ok || len(t.hot)+len(t.watched) == 0 {
+		t.health.HotFlows = 0
+		return
+	}
+	start := t.now()
+	now := StampOf(start)
+	alphas := newAlphas()
+	ask := append(append(t.ask[:0], t.hot...), t.watched...)
+	err := g.Get(ask, func(f *Flow) {
+		if i, _ := t.lookup(f); i >= 0 {
+			t.update(&t.entries[i], f, now, now, alphas)
+		}
+	})
+	t.ask = ask[:0]
+	t.health.HotFlows = len(ask)
+	t.health.HotRefresh = t.now().Sub(start)
+	if err != nil {
+		t.health.LastError = err.Error()
+		t.log.Warn("reading the busiest flows failed", "err", err)
+	}
+}
+
+// Watch asks the table to keep the given flows fresh every interval even
+// while a huge table is refreshed in full less often (the screen's rows).
+// Only their tuples are used; at most hotFlows are kept. Safe from any
+// goroutine.
+func (t *Table) Watch(flows []*Flow) {
+	w := slices.Clone(flows[:min(len(flows), hotFlows)])
+	for {
+		select {
+		case t.watchC <- w:
+			return
+		default:
+			select {
+			case <-t.watchC:
+			default:
+			}
+		}
+	}
 }
 
 // publish makes a new snapshot of the filtered table and hands it out.

@@ -1,0 +1,191 @@
+package conntrack
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// getBatch is how many GET requests go out in one sendmsg. The kernel
+// queues all the answers (some 300 bytes each) before flowtop reads one,
+// so a batch must fit the socket's receive buffer (208 KiB by default)
+// with room to spare.
+const getBatch = 128
+
+const (
+	nlmFRequest  = 0x1
+	nlaFNested   = 0x8000
+	nfnetlinkV0  = 0
+	getSeqOrigin = 1 << 30 // GET sequence numbers stay clear of the dump's
+)
+
+// Get reads the current state of the given flows, one ctnetlink GET per
+// flow sent in batches: how a table too big to dump every interval keeps
+// its busiest flows fresh in between. fn is called with the kernel's
+// answer for each flow it still holds (the Flow is reused, as with Dump);
+// a flow the kernel no longer holds is skipped, its DESTROY event or the
+// next dump removes it. Called from the goroutine that dumps, never during
+// a dump.
+func (s *Source) Get(flows []*Flow, fn func(*Flow)) error {
+	r := s.dumpRecv.r
+	var firstErr error
+	var f Flow
+	for len(flows) > 0 {
+		batch := flows[:min(len(flows), getBatch)]
+		flows = flows[len(batch):]
+		s.getSeq++
+		first := getSeqOrigin + s.getSeq*getBatch
+		s.getBuf = s.getBuf[:0]
+		for i, fl := range batch {
+			s.getBuf = appendGetRequest(s.getBuf, fl, first+uint32(i))
+		}
+		if err := s.send(s.getBuf); err != nil {
+			return fmt.Errorf("request conntrack flows: %w", permission(err))
+		}
+		pending := len(batch)
+		for pending > 0 {
+			err := r.readAnswers(func(h nlHeader, data []byte, errno unix.Errno) error {
+				if h.Seq < first || h.Seq >= first+uint32(len(batch)) {
+					return nil // an answer to an earlier, abandoned request
+				}
+				pending--
+				switch {
+				case h.Type == nlmsgError:
+					if errno != unix.ENOENT && firstErr == nil {
+						firstErr = fmt.Errorf("get flow %d: %w", batch[h.Seq-first].ID, errno)
+					}
+				case h.Type == nfnlSubsysCTNetlink<<8|ctMsgNew:
+					f = Flow{}
+					if _, err := decodeFlow(data, &f); err != nil {
+						return fmt.Errorf("decode conntrack flow: %w", err)
+					}
+					fn(&f)
+				}
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("read conntrack flows: %w", permission(err))
+			}
+		}
+	}
+	return firstErr
+}
+
+// send writes one datagram of requests to the dump socket.
+func (s *Source) send(b []byte) error {
+	rc, err := s.dump.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// appendGetRequest appends an IPCTNL_MSG_CT_GET request for f's original
+// tuple (and zone) to b.
+func appendGetRequest(b []byte, f *Flow, seq uint32) []byte {
+	start := len(b)
+	b = binary.NativeEndian.AppendUint32(b, 0) // length, set below
+	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysCTNetlink<<8|ctMsgGet)
+	b = binary.NativeEndian.AppendUint16(b, nlmFRequest)
+	b = binary.NativeEndian.AppendUint32(b, seq)
+	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel's
+	b = append(b, byte(f.Family), nfnetlinkV0, 0, 0)
+
+	tuple := beginNested(&b, ctaTupleOrig)
+	ip := beginNested(&b, ctaTupleIP)
+	if f.Family == IPv4 {
+		b = appendAttr(b, ctaIPv4Src, f.Orig.Src.ip[:4])
+		b = appendAttr(b, ctaIPv4Dst, f.Orig.Dst.ip[:4])
+	} else {
+		b = appendAttr(b, ctaIPv6Src, f.Orig.Src.ip[:])
+		b = appendAttr(b, ctaIPv6Dst, f.Orig.Dst.ip[:])
+	}
+	endNested(b, ip)
+	proto := beginNested(&b, ctaTupleProto)
+	b = appendAttr(b, ctaProtoNum, []byte{byte(f.Proto)})
+	switch f.Proto {
+	case ProtoICMP:
+		b = appendAttr(b, ctaProtoICMPID, binary.BigEndian.AppendUint16(nil, f.Orig.ICMPID))
+		b = appendAttr(b, ctaProtoICMPType, []byte{f.Orig.ICMPType})
+		b = appendAttr(b, ctaProtoICMPCode, []byte{f.Orig.ICMPCode})
+	case ProtoICMPv6:
+		b = appendAttr(b, ctaProtoICMPv6ID, binary.BigEndian.AppendUint16(nil, f.Orig.ICMPID))
+		b = appendAttr(b, ctaProtoICMPv6Type, []byte{f.Orig.ICMPType})
+		b = appendAttr(b, ctaProtoICMPv6Code, []byte{f.Orig.ICMPCode})
+	case ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoSCTP, ProtoDCCP, ProtoGRE:
+		b = appendAttr(b, ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, f.Orig.SrcPort))
+		b = appendAttr(b, ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, f.Orig.DstPort))
+	}
+	endNested(b, proto)
+	endNested(b, tuple)
+	if f.Zone != 0 {
+		b = appendAttr(b, ctaZone, binary.BigEndian.AppendUint16(nil, f.Zone))
+	}
+	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
+	return b
+}
+
+// appendAttr appends one netlink attribute, padded to 4 bytes.
+func appendAttr(b []byte, typ uint16, v []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(v)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, v...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// beginNested starts a nested attribute and returns where it begins, for
+// endNested to write its length.
+func beginNested(b *[]byte, typ uint16) int {
+	at := len(*b)
+	*b = binary.NativeEndian.AppendUint16(*b, 0)
+	*b = binary.NativeEndian.AppendUint16(*b, typ|nlaFNested)
+	return at
+}
+
+func endNested(b []byte, at int) {
+	binary.NativeEndian.PutUint16(b[at:], uint16(len(b)-at))
+}
+
+// readAnswers reads one datagram and calls fn for each message in it,
+// NLMSG_ERROR ones included (with their error number): unlike a dump, the
+// answers to a batch of requests go on after one of them failed.
+func (r *receiver) readAnswers(fn func(h nlHeader, data []byte, errno unix.Errno) error) error {
+	n, err := r.recv(r.buf)
+	if err != nil {
+		return err
+	}
+	b := r.buf[:n]
+	for len(b) >= nlmsgHdrLen {
+		l := int(binary.NativeEndian.Uint32(b))
+		if l < nlmsgHdrLen || l > len(b) {
+			return fmt.Errorf("netlink message of length %d in %d bytes: %w", l, len(b), errShort)
+		}
+		h := nlHeader{
+			Type:  binary.NativeEndian.Uint16(b[4:]),
+			Flags: binary.NativeEndian.Uint16(b[6:]),
+			Seq:   binary.NativeEndian.Uint32(b[8:]),
+		}
+		data := b[nlmsgHdrLen:l]
+		var errno unix.Errno
+		if h.Type == nlmsgError && len(data) >= 4 {
+			errno = unix.Errno(-int32(binary.NativeEndian.Uint32(data)))
+		}
+		if err := fn(h, data, errno); err != nil {
+			return err
+		}
+		b = b[min((l+3)&^3, len(b)):]
+	}
+	return nil
+}
