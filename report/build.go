@@ -186,6 +186,8 @@ func health(h *conntrack.Health) Health {
 		RefreshMS:        float64(h.Refresh.Microseconds()) / 1000,
 		KernelFlows:      h.KernelFlows,
 		RefreshIntervalS: h.RefreshEvery.Seconds(),
+		HotFlows:         h.HotFlows,
+		HotRefreshMS:     float64(h.HotRefresh.Microseconds()) / 1000,
 		Refreshes:        h.Refreshes,
 		Accounting:       h.Accounting,
 		Timestamps:       h.Timestamps,

@@ -55,6 +55,11 @@ type Health struct {
 	// longer when a full refresh of a huge table costs more than a
 	// quarter of it.
 	RefreshIntervalS float64 `json:"refresh_interval_s"`
+	// HotFlows and HotRefreshMS: while the full refresh runs less often
+	// than -t, the busiest and on-screen flows are read one by one every
+	// interval; how many, and how long that took. Absent otherwise.
+	HotFlows     int     `json:"hot_flows,omitempty"`
+	HotRefreshMS float64 `json:"hot_refresh_ms,omitempty"`
 	// Refreshes counts the full refreshes (dumps) made since start.
 	Refreshes  uint64 `json:"refreshes"`
 	Accounting bool   `json:"accounting"`

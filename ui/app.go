@@ -31,6 +31,13 @@ type Source interface {
 	Delete(f *conntrack.Flow) error
 }
 
+// Watcher is a Source that can keep chosen flows fresher than the rest
+// (the table of a huge conntrack table reads the rows on screen one by one
+// between full refreshes). The screen tells it what it shows.
+type Watcher interface {
+	Watch(flows []*conntrack.Flow)
+}
+
 // Config sets up the screen.
 type Config struct {
 	// Source is required.
@@ -108,6 +115,11 @@ type App struct {
 	hoff     int // columns scrolled off to the left (h, l)
 	showSrc  bool
 	pageRows int // data rows that fit, as of the last draw
+	// watched is what the Watcher was last told is on screen.
+	watched struct {
+		v          *view
+		off, count int
+	}
 	// detailFlow is the flow the detail view shows, refreshed on every
 	// tick while it lives; detailGone is set once it has ended.
 	detailFlow conntrack.Flow

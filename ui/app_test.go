@@ -154,6 +154,25 @@ func TestPageKeys(t *testing.T) {
 	h.wantSelected(t, "10.1.0.1 ")
 }
 
+// The screen tells a Watcher source which flows it shows, and again when
+// scrolling shows others: a huge table reads those between full refreshes.
+func TestWatchesRowsOnScreen(t *testing.T) {
+	h := newHarness(t, 80, 24)
+	h.src.setFlows(manyFlows(100)) // IDs 1..100, fastest first
+	h.runes("bb")
+	h.has("1/100")
+	first := h.src.watchedIDs()
+	if len(first) < 10 || len(first) > 24 || first[0] != 1 || first[len(first)-1] != uint32(len(first)) {
+		t.Fatalf("watched %v, want the rows on screen: 1..n", first)
+	}
+	h.key(tcell.KeyEnd)
+	h.has(" 100/100")
+	last := h.src.watchedIDs()
+	if len(last) != len(first) || last[len(last)-1] != 100 {
+		t.Fatalf("after End watched %v, want the last %d flows", last, len(first))
+	}
+}
+
 func TestHorizontalScroll(t *testing.T) {
 	h := newHarness(t, 80, 24)
 	h.has("PROCESS")

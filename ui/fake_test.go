@@ -35,6 +35,23 @@ type fakeSource struct {
 	filters []conntrack.Filter
 	deleted []uint32
 	delErr  error
+	watched []uint32 // IDs of the flows last passed to Watch
+}
+
+// Watch records what the screen says it shows.
+func (s *fakeSource) Watch(flows []*conntrack.Flow) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.watched = s.watched[:0]
+	for _, f := range flows {
+		s.watched = append(s.watched, f.ID)
+	}
+}
+
+func (s *fakeSource) watchedIDs() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint32(nil), s.watched...)
 }
 
 func newFakeSource(flows []conntrack.Flow, f conntrack.Filter) *fakeSource {

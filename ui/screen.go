@@ -186,6 +186,11 @@ func (a *App) headerLines(width int) []string {
 		if h.RefreshEvery > 0 {
 			l3.WriteString(" every " + fmtDuration(h.RefreshEvery))
 		}
+		if h.HotFlows > 0 {
+			// A huge table: the busiest and on-screen flows are read every
+			// tick in between.
+			l3.WriteString(" (" + fmtCount(uint64(h.HotFlows)) + " busiest every tick)")
+		}
 		if h.KernelFlows >= 0 {
 			l3.WriteString(sep + "kernel " + fmtCount(uint64(h.KernelFlows)))
 		}

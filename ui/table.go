@@ -107,6 +107,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 	off = max(0, min(off, n-dataH))
 	a.offset = off
 	last := min(n, off+dataH)
+	a.watchRows(v, off, last)
 
 	tab := v.p.tab
 	cands := a.columns(tab)
@@ -295,3 +296,18 @@ func (t *flowTable) MouseHandler() func(action tview.MouseAction, event *tcell.E
 
 // ensure the content satisfies the interface.
 var _ tview.TableContent = (*content)(nil)
+
+// watchRows tells a Watcher source which flows are on screen, when that
+// changed: between two full refreshes of a huge table it reads them one
+// by one, so that what the user looks at moves every interval.
+func (a *App) watchRows(v *view, off, last int) {
+	w, ok := a.cfg.Source.(Watcher)
+	if !ok || v.p.tab != tabFlows {
+		return
+	}
+	if a.watched.v == v && a.watched.off == off && a.watched.count == last-off {
+		return
+	}
+	a.watched.v, a.watched.off, a.watched.count = v, off, last-off
+	w.Watch(v.flows[off:last])
+}
