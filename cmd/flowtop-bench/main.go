@@ -283,17 +283,21 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 		}},
 		{"raw dump (floor)", func() (result, error) { return rawDump(x) }},
 	}
-	var ref result
-	for i, r := range readers {
-		var rs []result
-		for range runs {
+	// Round-robin, so that the machine's noise (other work on the same
+	// cores comes and goes) falls on every reader alike.
+	rs := make([][]result, len(readers))
+	for range runs {
+		for i, r := range readers {
 			res, err := r.fn()
 			if err != nil {
 				return err
 			}
-			rs = append(rs, res)
+			rs[i] = append(rs[i], res)
 		}
-		m := median(rs)
+	}
+	var ref result
+	for i, r := range readers {
+		m := median(rs[i])
 		if i == 0 {
 			ref = m
 		}
