@@ -1,8 +1,9 @@
 package conntrack
 
 // idIndex maps kernel flow IDs to positions in the table's entries: open
-// addressing with linear probing over one flat array, kept at most half
-// full. It replaced a map[uint32]int32, whose lookups were a fifth of the
+// addressing with linear probing over one flat array, kept at most three
+// quarters full (a lookup then probes 2.5 slots on average, a miss 8.5;
+// half full would cost a million-flow table 16 MB more). It replaced a map[uint32]int32, whose lookups were a fifth of the
 // table's cost in a 100k-flow dump: here a lookup is one multiply and, as
 // a rule, one cache line.
 type idIndex struct {
@@ -23,7 +24,7 @@ const minIndexSlots = 64
 // reset empties the index and sizes it for n IDs.
 func (x *idIndex) reset(n int) {
 	size, bits := minIndexSlots, uint8(6)
-	for size < 2*n {
+	for 3*size < 4*n {
 		size, bits = size*2, bits+1
 	}
 	x.slots = make([]idSlot, size)
@@ -56,7 +57,7 @@ func (x *idIndex) get(id uint32) (int32, bool) {
 
 // set stores pos for id, replacing what id had.
 func (x *idIndex) set(id uint32, pos int32) {
-	if 2*(x.n+1) > len(x.slots) {
+	if 4*(x.n+1) > 3*len(x.slots) {
 		x.grow()
 	}
 	for i := x.home(id); ; i = (i + 1) & x.mask() {
