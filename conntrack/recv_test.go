@@ -107,9 +107,6 @@ func TestReadDumpPipelined(t *testing.T) {
 		if n, _, err := unix.Recvfrom(peerOf(t, r), probe[:], unix.MSG_DONTWAIT); err != unix.EAGAIN {
 			t.Fatalf("socket still held %d bytes (err %v) after the failed dump", n, err)
 		}
-		if len(d.free) != dumpBuffers {
-			t.Fatalf("%d of %d buffers returned", len(d.free), dumpBuffers)
-		}
 	})
 }
 
