@@ -166,26 +166,11 @@ func (r *receiver) readAnswers(fn func(h nlHeader, data []byte, errno unix.Errno
 	if err != nil {
 		return err
 	}
-	b := r.buf[:n]
-	for len(b) >= nlmsgHdrLen {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < nlmsgHdrLen || l > len(b) {
-			return fmt.Errorf("netlink message of length %d in %d bytes: %w", l, len(b), errShort)
-		}
-		h := nlHeader{
-			Type:  binary.NativeEndian.Uint16(b[4:]),
-			Flags: binary.NativeEndian.Uint16(b[6:]),
-			Seq:   binary.NativeEndian.Uint32(b[8:]),
-		}
-		data := b[nlmsgHdrLen:l]
+	return walkMessages(r.buf[:n], func(h nlHeader, data []byte) error {
 		var errno unix.Errno
-		if h.Type == nlmsgError && len(data) >= 4 {
-			errno = unix.Errno(-int32(binary.NativeEndian.Uint32(data)))
+		if h.Type == nlmsgError {
+			errno = messageErrno(data)
 		}
-		if err := fn(h, data, errno); err != nil {
-			return err
-		}
-		b = b[min((l+3)&^3, len(b)):]
-	}
-	return nil
+		return fn(h, data, errno)
+	})
 }

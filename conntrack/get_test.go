@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack/ctgen"
-	"github.com/flowtop/flowtop/conntrack/nstest"
 )
 
 // TestSourceGet asks the kernel for single flows of every kind (TCP, UDP,
@@ -16,14 +15,7 @@ import (
 func TestSourceGet(t *testing.T) {
 	env := startTableEnv(t, time.Hour) // for accounting and the pair
 	a, b := env.a, env.b
-	peers := []*peer{
-		dialPeer(t, a, "tcp", echoTCP(t, b, nstest.AddrB4+":0"), IPv4),
-		dialPeer(t, a, "tcp", echoTCP(t, b, "["+nstest.AddrB6+"]:0"), IPv6),
-		dialPeer(t, a, "udp", echoUDP(t, b, nstest.AddrB4+":0"), IPv4),
-		dialPeer(t, a, "udp", echoUDP(t, b, "["+nstest.AddrB6+"]:0"), IPv6),
-		pingPeer(t, a, nstest.AddrB4, 4242),
-		pingPeer(t, a, nstest.AddrB6, 4343),
-	}
+	peers := everyKindOfPeer(t, a, b)
 	for _, p := range peers {
 		if err := p.exchange(); err != nil {
 			t.Fatalf("%s: %v", p.name, err)

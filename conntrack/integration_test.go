@@ -314,13 +314,10 @@ func pingPeer(t *testing.T, a *nstest.NS, dst string, id int) *peer {
 	}
 }
 
-// TestTableRealTraffic runs TCP, UDP and ICMP over IPv4 and IPv6 between
-// two namespaces and checks what the table shows against conntrack -L.
-func TestTableRealTraffic(t *testing.T) {
-	env := startTableEnv(t, 100*time.Millisecond)
-	a, b := env.a, env.b
-	testStart := time.Now()
-	peers := []*peer{
+// everyKindOfPeer makes a client in a of each kind of flow: TCP, UDP and
+// ICMP echo, over IPv4 and IPv6, to servers in b.
+func everyKindOfPeer(t *testing.T, a, b *nstest.NS) []*peer {
+	return []*peer{
 		dialPeer(t, a, "tcp", echoTCP(t, b, nstest.AddrB4+":0"), IPv4),
 		dialPeer(t, a, "tcp", echoTCP(t, b, "["+nstest.AddrB6+"]:0"), IPv6),
 		dialPeer(t, a, "udp", echoUDP(t, b, nstest.AddrB4+":0"), IPv4),
@@ -328,6 +325,15 @@ func TestTableRealTraffic(t *testing.T) {
 		pingPeer(t, a, nstest.AddrB4, 4242),
 		pingPeer(t, a, nstest.AddrB6, 4343),
 	}
+}
+
+// TestTableRealTraffic runs TCP, UDP and ICMP over IPv4 and IPv6 between
+// two namespaces and checks what the table shows against conntrack -L.
+func TestTableRealTraffic(t *testing.T) {
+	env := startTableEnv(t, 100*time.Millisecond)
+	a, b := env.a, env.b
+	testStart := time.Now()
+	peers := everyKindOfPeer(t, a, b)
 	for _, p := range peers {
 		for range 3 {
 			if err := p.exchange(); err != nil {

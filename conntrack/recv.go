@@ -174,8 +174,27 @@ func endsDump(b []byte) bool {
 	return false
 }
 
-// parseMessages walks the netlink messages of one datagram.
+// parseMessages walks the netlink messages of one datagram as a dump's:
+// NLMSG_DONE ends it (errDumpDone), an NLMSG_ERROR with a non-zero code
+// is returned as that error, the others go to fn.
 func parseMessages(b []byte, fn func(h nlHeader, data []byte) error) error {
+	return walkMessages(b, func(h nlHeader, data []byte) error {
+		switch h.Type {
+		case nlmsgDone:
+			return errDumpDone
+		case nlmsgError:
+			if errno := messageErrno(data); errno != 0 {
+				return errno
+			}
+			return nil
+		}
+		return fn(h, data)
+	})
+}
+
+// walkMessages calls fn for each netlink message of one datagram, until fn
+// returns an error.
+func walkMessages(b []byte, fn func(h nlHeader, data []byte) error) error {
 	for len(b) >= nlmsgHdrLen {
 		l := int(binary.NativeEndian.Uint32(b))
 		if l < nlmsgHdrLen || l > len(b) {
@@ -186,26 +205,19 @@ func parseMessages(b []byte, fn func(h nlHeader, data []byte) error) error {
 			Flags: binary.NativeEndian.Uint16(b[6:]),
 			Seq:   binary.NativeEndian.Uint32(b[8:]),
 		}
-		data := b[nlmsgHdrLen:l]
-		switch h.Type {
-		case nlmsgDone:
-			return errDumpDone
-		case nlmsgError:
-			if len(data) >= 4 {
-				if code := int32(binary.NativeEndian.Uint32(data)); code != 0 {
-					return unix.Errno(-code)
-				}
-			}
-		default:
-			if err := fn(h, data); err != nil {
-				return err
-			}
+		if err := fn(h, b[nlmsgHdrLen:l]); err != nil {
+			return err
 		}
-		next := (l + 3) &^ 3
-		if next > len(b) {
-			break
-		}
-		b = b[next:]
+		b = b[min((l+3)&^3, len(b)):]
 	}
 	return nil
+}
+
+// messageErrno is the error number of an NLMSG_ERROR message's body, 0 for
+// an acknowledgement.
+func messageErrno(data []byte) unix.Errno {
+	if len(data) < 4 {
+		return 0
+	}
+	return unix.Errno(-int32(binary.NativeEndian.Uint32(data)))
 }

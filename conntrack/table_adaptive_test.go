@@ -34,18 +34,23 @@ func (k *slowKernel) Listen(ctx context.Context, _ chan<- Event) error {
 	return nil
 }
 
+// runTable runs tb until the test ends and returns its snapshots.
+func runTable(t *testing.T, tb *Table) <-chan *Snapshot {
+	snaps, cancelSub := tb.Subscribe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tb.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; cancelSub() })
+	return snaps
+}
+
 // A table whose full refresh takes longer than a quarter of the interval
 // is refreshed less often, says so in Health.RefreshEvery, and still
 // publishes a snapshot every interval.
 func TestTableAdaptsRefreshToItsCost(t *testing.T) {
 	k := &slowKernel{now: time.Unix(1_700_000_000, 0)}
 	tb := NewTable(TableConfig{Kernel: k, Interval: 50 * time.Millisecond, Filter: DefaultFilter(), Now: k.clock})
-	snaps, cancelSub := tb.Subscribe()
-	defer cancelSub()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	snaps := runTable(t, tb)
 
 	var last *Snapshot
 	for n := 0; n < 6; n++ {
@@ -152,12 +157,7 @@ func TestTableRefreshesHotFlowsBetweenDumps(t *testing.T) {
 	f := DefaultFilter()
 	f.AllProtos()
 	tb := NewTable(TableConfig{Kernel: k, Interval: 30 * time.Millisecond, Filter: f, Now: k.clock})
-	snaps, cancelSub := tb.Subscribe()
-	defer cancelSub()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	snaps := runTable(t, tb)
 
 	bytesOf := func(s *Snapshot, want Flow) uint64 {
 		for _, fl := range s.Flows {
