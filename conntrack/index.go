@@ -28,7 +28,7 @@ func (x *idIndex) reset(n int) {
 		size, bits = size*2, bits+1
 	}
 	x.slots = make([]idSlot, size)
-	prefault(x.slots)
+	prefaultHuge(x.slots)
 	x.shift = 32 - bits
 	x.n = 0
 }
