@@ -1,10 +1,12 @@
 package conntrack
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack/ctgen"
+	"github.com/flowtop/flowtop/conntrack/nstest"
 )
 
 // TestSourceGet asks the kernel for single flows of every kind (TCP, UDP,
@@ -98,4 +100,65 @@ func TestSourceGetBatches(t *testing.T) {
 			t.Fatalf("Get answered %d of %d flows", len(seen), len(flows))
 		}
 	}
+}
+
+// TestTableHotFlowsRealKernel: a table too big to dump every (short)
+// interval refreshes it less often, and in between reads its busiest flow
+// one by one: a TCP connection's counters move in snapshots that share
+// one full refresh.
+func TestTableHotFlowsRealKernel(t *testing.T) {
+	env := startTableEnv(t, 20*time.Millisecond)
+	if err := ctgen.CreateUDPFlows(int(env.src.NetnsFile().Fd()), 30_000); err != nil {
+		t.Fatal(err)
+	}
+	p := dialPeer(t, env.a, "tcp", echoTCP(t, env.b, nstest.AddrB4+":0"), IPv4)
+	stop := make(chan struct{})
+	exchanged := make(chan struct{})
+	go func() {
+		defer close(exchanged)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+				if p.exchange() != nil {
+					return
+				}
+			}
+		}
+	}()
+	defer func() { close(stop); <-exchanged }()
+
+	sport, _ := strconv.Atoi(p.orig["sport"])
+	packets := func(s *Snapshot) uint64 {
+		for _, f := range s.Flows {
+			if f.Proto == ProtoTCP && int(f.Orig.SrcPort) == sport {
+				return f.OrigCount.Packets
+			}
+		}
+		return 0
+	}
+	s := waitSnap(t, env.sub, "flows read one by one", func(s *Snapshot) bool { return s.Health.HotFlows > 0 })
+	if s.Health.RefreshEvery <= 20*time.Millisecond {
+		t.Fatalf("hot flows at a full refresh every %v", s.Health.RefreshEvery)
+	}
+	// Within one full refresh generation, the connection's counters grow.
+	gen, first, moves := s.Health.Refreshes, packets(s), 0
+	deadline := time.Now().Add(10 * time.Second)
+	for moves < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the busy flow's counters moved %d times between full refreshes in 10 s", moves)
+		}
+		s = waitSnap(t, env.sub, "the busy flow's counters growing between full refreshes", func(*Snapshot) bool { return true })
+		if s.Health.Refreshes != gen {
+			gen, first = s.Health.Refreshes, packets(s)
+			continue
+		}
+		if n := packets(s); n > first {
+			moves++
+			first = n
+		}
+	}
+	t.Logf("full refresh every %v, %d flows read in %v between them", s.Health.RefreshEvery,
+		s.Health.HotFlows, s.Health.HotRefresh)
 }
