@@ -268,7 +268,9 @@ func (a *App) refresher() {
 		lastGen  uint64
 		lastSnap *conntrack.Snapshot
 		ticked   = true
+		memo     = newNameMemo(a.names)
 	)
+	freshBudget, refreshBudget := tickBudgets(a.cfg.Interval)
 	for {
 		// Params are published before the kick, so a kick that comes
 		// after this drain announces params newer than those loaded
@@ -292,7 +294,14 @@ func (a *App) refresher() {
 			stale := func() bool { return a.pub.Load().gen != p.gen }
 			start := time.Now()
 			v := &view{p: p, eventsPerS: evRate}
-			if buildRowsUnless(v, snap, p, a.names, snapTime(snap, a.now), stale) {
+			// A tick's build keeps the names of every flow at hand; a
+			// key's looks up only what the memo lacks, in a short time.
+			nm := memo.pass(keyBudget, 0, false)
+			if ticked && !p.paused && p.gen == lastGen {
+				nm = memo.pass(freshBudget, refreshBudget, true)
+			}
+			if buildRowsUnless(v, snap, p, nm, snapTime(snap, a.now), stale) {
+				nm.done()
 				if a.cfg.Status != nil {
 					v.status = a.cfg.Status()
 				}

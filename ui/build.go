@@ -38,6 +38,8 @@ type params struct {
 // the representative flow.
 type group struct {
 	proc *procs.Info // Processes tab
+	// names are those of rep when the build looked them up, else nil.
+	names *enrich.Names
 	// rep is one flow of the group and side the end of it that the
 	// group's address is (Hosts and Remote tabs), for the address, names
 	// and GeoIP of the group, read when drawn.
@@ -97,7 +99,7 @@ func snapTime(s *conntrack.Snapshot, now func() time.Time) time.Time {
 // buildRows filters, aggregates and sorts the flows of snap for p. It runs
 // off the UI goroutine and does not modify snap.
 func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer, now time.Time) {
-	buildRowsUnless(v, snap, p, names, now, nil)
+	buildRowsUnless(v, snap, p, &namesPass{names: names}, now, nil)
 }
 
 // staleEvery is how many flows (or groups) a build handles between two
@@ -108,8 +110,9 @@ const staleEvery = 4096
 // nil) reports true, which it asks every staleEvery rows and between the
 // steps: a key that changes the params supersedes the build in flight
 // instead of waiting for it. It reports whether v was built; an abandoned
-// v is garbage.
-func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer, now time.Time, stale func() bool) bool {
+// v is garbage. The names of flows come from nm, which the caller ends
+// with done when the build completed.
+func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, now time.Time, stale func() bool) bool {
 	v.snap = snap
 	if snap == nil {
 		return true
@@ -120,7 +123,8 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, names enrich.
 	v.total = len(snap.Flows)
 	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric}
 	sc := p.sort[p.tab]
-	wantNames := len(p.terms) > 0 || p.tab == tabProcesses || p.tab == tabFlows && needsNames(sc.col, p.numeric)
+	wantNames := len(p.terms) > 0 || p.tab == tabProcesses || p.tab == tabFlows && needsNames(sc.col, p.numeric) ||
+		p.tab != tabFlows && groupNeedsNames(sc.col)
 
 	var (
 		rows  sorter
@@ -135,19 +139,29 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, names enrich.
 	case tabHosts, tabRemote:
 		hosts.init(len(snap.Flows))
 	}
+	// work counts rows, and lookups as lookupWork rows, for the looks at
+	// stale.
+	work, check := 0, staleEvery
 	for i := range snap.Flows {
-		if i%staleEvery == staleEvery-1 && stale() {
-			return false
+		if work >= check {
+			if stale() {
+				return false
+			}
+			check = work + staleEvery
 		}
+		work++
 		f := snap.Flows[i]
-		if p.active && f.TotalRate() == 0 {
+		idle := p.active && f.TotalRate() == 0
+		n := &noNames
+		if wantNames && !idle || nm.warm {
+			before := nm.lookups
+			n = nm.get(f)
+			work += (nm.lookups - before) * lookupWork
+		}
+		if idle {
 			continue
 		}
-		var n enrich.Names
-		if wantNames {
-			n = names.Names(f)
-		}
-		if len(p.terms) > 0 && !m.match(f, &n, p.terms) {
+		if len(p.terms) > 0 && !m.match(f, n, p.terms) {
 			continue
 		}
 		v.shown++
@@ -155,10 +169,11 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, names enrich.
 		v.dstRate += float64(f.ReplyRate.Bytes)
 		switch p.tab {
 		case tabFlows:
-			rows.add(f, flowKey(sc.col, f, &n, &o))
+			rows.add(f, flowKey(sc.col, f, n, &o))
 		case tabProcesses:
 			g := byPID.get(n.Process.PID, f)
 			if g.rep == f {
+				g.names = n
 				if len(infos) == cap(infos) {
 					infos = make([]procs.Info, 0, groupChunk)
 				}
@@ -174,6 +189,9 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, names enrich.
 				addr, s = remoteEnd(f, ls)
 			}
 			g := hosts.get(addr, f, s)
+			if g.rep == f && wantNames {
+				g.names = n
+			}
 			g.add(f, up, down, upR, downR)
 		}
 	}
@@ -199,7 +217,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, names enrich.
 		if i%staleEvery == staleEvery-1 && stale() {
 			return false
 		}
-		k := groupKey(sc.col, g, names, &o)
+		k := groupKey(sc.col, g, nm.names, &o)
 		gs.push(&k)
 	}
 	if stale() {
@@ -587,6 +605,15 @@ func groupCell(c colID, g *group, n *enrich.Names, o *fmtOpts) string {
 	return ""
 }
 
+// groupNeedsNames reports whether sorting groups by c needs their names.
+func groupNeedsNames(c colID) bool {
+	switch c {
+	case cName, cGeo, cCountry, cAS:
+		return true
+	}
+	return false
+}
+
 func groupKey(c colID, g *group, names enrich.Namer, o *fmtOpts) sortKey {
 	switch c {
 	case cProcess:
@@ -600,7 +627,12 @@ func groupKey(c colID, g *group, names enrich.Namer, o *fmtOpts) sortKey {
 	case cHost:
 		return addrKey(g.addr(), "", true)
 	case cName, cGeo, cCountry, cAS:
-		n := groupNames(g, names)
+		var n enrich.Names
+		if g.names != nil {
+			n = *g.names
+		} else {
+			n = groupNames(g, names)
+		}
 		if c == cName {
 			return addrKey(g.addr(), sideName(&n, g.side), false)
 		}
