@@ -110,6 +110,7 @@ func BenchmarkBuild(b *testing.B) {
 		{"flows-by-rate", params{tab: tabFlows, sort: defaultSort()}},
 		{"flows-by-destination", params{tab: tabFlows, sort: [numTabs]sortSpec{tabFlows: {col: cDest}}}},
 		{"flows-filtered", params{tab: tabFlows, sort: defaultSort(), terms: []string{"2001:db8"}}},
+		{"flows-filtered-name", params{tab: tabFlows, sort: defaultSort(), terms: []string{"example"}}},
 		{"processes", params{tab: tabProcesses, sort: defaultSort()}},
 		{"hosts", params{tab: tabHosts, sort: defaultSort()}},
 		{"remote", params{tab: tabRemote, sort: defaultSort()}},

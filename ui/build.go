@@ -686,6 +686,9 @@ func (m *matcher) matchTerm(f *conntrack.Flow, n *enrich.Names, t string) bool {
 			return true
 		}
 	}
+	if !addrText(t) {
+		return numeric(t) && m.matchNumbers(f, n, t)
+	}
 	for i, a := range [...]netip.Addr{f.Orig.Src.IP(), f.Orig.Dst.IP(), f.Reply.Src.IP(), f.Reply.Dst.IP()} {
 		// Without NAT the reply tuple holds the same two addresses.
 		if i == 2 && a == f.Orig.Dst.IP() || i == 3 && a == f.Orig.Src.IP() {
@@ -698,7 +701,35 @@ func (m *matcher) matchTerm(f *conntrack.Flow, n *enrich.Names, t string) bool {
 			}
 		}
 	}
-	// Numbers match whole: "22" finds port 22, not 2222.
+	return numeric(t) && m.matchNumbers(f, n, t)
+}
+
+// addrText reports whether t may occur in an address's text: hex digits,
+// dots and colons only (and not empty). Other terms need not format the
+// addresses.
+func addrText(t string) bool {
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return t != ""
+}
+
+// numeric reports whether t is digits only: a port or PID may be it.
+func numeric(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if t[i] < '0' || t[i] > '9' {
+			return false
+		}
+	}
+	return t != ""
+}
+
+// matchNumbers reports whether t is one of the ports or the PID of f:
+// numbers match whole, "22" finds port 22, not 2222.
+func (m *matcher) matchNumbers(f *conntrack.Flow, n *enrich.Names, t string) bool {
 	if f.Proto.HasPorts() {
 		for _, p := range [...]uint16{f.Orig.SrcPort, f.Orig.DstPort, f.Reply.SrcPort, f.Reply.DstPort} {
 			m.buf = strconv.AppendUint(m.buf[:0], uint64(p), 10)

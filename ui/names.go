@@ -76,10 +76,11 @@ type namesPass struct {
 	refresh int64
 	now     int64
 	lookups int
-	asks    int  // calls of allow
-	hint    int  // where in the memo the next flow probably is
-	used    bool // a name was asked for: the memo is the build's
-	warm    bool // look up names even if the build needs none: a tick's
+	asks    int            // calls of allow
+	hint    int            // where in the memo the next flow probably is
+	used    bool           // a name was asked for: the memo is the build's
+	chunk   []enrich.Names // of the names looked up without a memo
+	warm    bool           // look up names even if the build needs none: a tick's
 }
 
 // noNames is the names of a flow not looked up.
@@ -112,8 +113,11 @@ func (p *namesPass) done() {
 func (p *namesPass) get(f *conntrack.Flow) *enrich.Names {
 	if p.m == nil {
 		p.lookups++
-		n := p.names.Names(f)
-		return &n
+		if len(p.chunk) == cap(p.chunk) {
+			p.chunk = make([]enrich.Names, 0, 256)
+		}
+		p.chunk = append(p.chunk, p.names.Names(f))
+		return &p.chunk[len(p.chunk)-1]
 	}
 	p.used = true
 	m := p.m
