@@ -44,22 +44,24 @@ func main() {
 	raiseMax := flag.Bool("raise-max", false, "raise the host's net.netfilter.nf_conntrack_max (a global limit) for tables bigger than it, restoring it at the end")
 	hold := flag.Int("hold", 0, "only build a namespace holding this many flows, print its name and keep it until interrupted (for profiling by hand)")
 	flag.Parse()
-	if *hold > 0 {
-		if err := holdTable(*hold); err != nil {
-			fmt.Fprintln(os.Stderr, "flowtop-bench:", err)
-			os.Exit(1)
-		}
-		return
-	}
 	restore := func() {}
 	if *raiseMax {
 		var err error
-		if restore, err = raiseConntrackMax(*flowsFlag, *burst); err != nil {
+		flows := *flowsFlag
+		if *hold > 0 {
+			flows = strconv.Itoa(*hold)
+		}
+		if restore, err = raiseConntrackMax(flows, *burst); err != nil {
 			fmt.Fprintln(os.Stderr, "flowtop-bench:", err)
 			os.Exit(1)
 		}
 	}
-	err := run(*flowsFlag, *runs, *burst, *cpuSecs, *bin)
+	var err error
+	if *hold > 0 {
+		err = holdTable(*hold)
+	} else {
+		err = run(*flowsFlag, *runs, *burst, *cpuSecs, *bin)
+	}
 	restore()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flowtop-bench:", err)
