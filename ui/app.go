@@ -294,11 +294,20 @@ func (a *App) refresher() {
 			stale := func() bool { return a.pub.Load().gen != p.gen }
 			start := time.Now()
 			v := &view{p: p, eventsPerS: evRate}
-			// A tick's build keeps the names of every flow at hand; a
-			// key's looks up only what the memo lacks, in a short time.
-			nm := memo.pass(keyBudget, 0, false)
-			if ticked && !p.paused && p.gen == lastGen {
-				nm = memo.pass(freshBudget, refreshBudget, true)
+			// A build that needs every flow's names takes them from the
+			// memo and looks up only what it lacks: a key's build for a
+			// few milliseconds, a tick's for a share of the interval (and
+			// names that aged). Builds that need none leave the lookups
+			// alone: on the Flows tab the screen names its rows as drawn.
+			var nm *namesPass
+			switch {
+			case !wantsNames(p):
+				memo.unused()
+				nm = &namesPass{names: a.names} // asked nothing
+			case ticked && !p.paused && p.gen == lastGen:
+				nm = memo.pass(freshBudget, refreshBudget)
+			default:
+				nm = memo.pass(keyBudget, 0)
 			}
 			if buildRowsUnless(v, snap, p, nm, snapTime(snap, a.now), stale) {
 				nm.done()

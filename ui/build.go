@@ -96,6 +96,14 @@ func snapTime(s *conntrack.Snapshot, now func() time.Time) time.Time {
 	return now()
 }
 
+// wantsNames reports whether a build for p needs the names of every flow:
+// for the / filter, the Processes tab or a sort by a name.
+func wantsNames(p *params) bool {
+	sc := p.sort[p.tab]
+	return len(p.terms) > 0 || p.tab == tabProcesses || p.tab == tabFlows && needsNames(sc.col, p.numeric) ||
+		p.tab != tabFlows && groupNeedsNames(sc.col)
+}
+
 // buildRows filters, aggregates and sorts the flows of snap for p. It runs
 // off the UI goroutine and does not modify snap.
 func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer, now time.Time) {
@@ -123,8 +131,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	v.total = len(snap.Flows)
 	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric}
 	sc := p.sort[p.tab]
-	wantNames := len(p.terms) > 0 || p.tab == tabProcesses || p.tab == tabFlows && needsNames(sc.col, p.numeric) ||
-		p.tab != tabFlows && groupNeedsNames(sc.col)
+	wantNames := wantsNames(p)
 
 	var (
 		rows  sorter
@@ -153,7 +160,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		f := snap.Flows[i]
 		idle := p.active && f.TotalRate() == 0
 		n := &noNames
-		if wantNames && !idle || nm.warm {
+		if wantNames && !idle {
 			before := nm.lookups
 			n = nm.get(f)
 			work += (nm.lookups - before) * lookupWork

@@ -30,6 +30,8 @@ type nameMemo struct {
 	cur   memoGen // of the latest complete build
 	next  memoGen // being made by the build in flight; reused
 	chunk []enrich.Names
+	// idleSince is when builds stopped needing names (zero while they do).
+	idleSince time.Time
 }
 
 // memoGen is the memo of one build: flows[i] had names[i], looked up at
@@ -80,23 +82,40 @@ type namesPass struct {
 	hint    int            // where in the memo the next flow probably is
 	used    bool           // a name was asked for: the memo is the build's
 	chunk   []enrich.Names // of the names looked up without a memo
-	warm    bool           // look up names even if the build needs none: a tick's
 }
 
 // noNames is the names of a flow not looked up.
 var noNames enrich.Names
 
 // pass starts a build's use of the memo, with budgets for new and old
-// flows (from now); warm asks for the names of every flow, so that the
-// memo is ready when a key needs them.
-func (m *nameMemo) pass(fresh, refresh time.Duration, warm bool) *namesPass {
+// flows (from now).
+func (m *nameMemo) pass(fresh, refresh time.Duration) *namesPass {
+	m.idleSince = time.Time{}
 	now := int64(time.Since(m.epoch))
 	g := &m.next
 	clear(g.flows) // let the records of gone flows go
 	clear(g.names)
 	g.flows, g.names, g.at = g.flows[:0], g.names[:0], g.at[:0]
 	g.index = g.index[:0]
-	return &namesPass{m: m, names: m.names, now: now, fresh: now + int64(fresh), refresh: now + int64(refresh), warm: warm}
+	return &namesPass{m: m, names: m.names, now: now, fresh: now + int64(fresh), refresh: now + int64(refresh)}
+}
+
+// memoKeep is how long the memo outlives the last build that needed
+// names: 100k flows' names are tens of MB, worth keeping across a look at
+// another tab, not for good.
+const memoKeep = 30 * time.Second
+
+// unused notes a build that needs no names (the Flows tab without a /
+// filter looks up only the rows on screen, when drawn), and drops a memo
+// unused for memoKeep.
+func (m *nameMemo) unused() {
+	switch {
+	case m.cur.flows == nil && m.next.flows == nil:
+	case m.idleSince.IsZero():
+		m.idleSince = time.Now()
+	case time.Since(m.idleSince) >= memoKeep:
+		m.cur, m.next, m.chunk, m.idleSince = memoGen{}, memoGen{}, nil, time.Time{}
+	}
 }
 
 // done makes the pass's memo the current one once the build completed,

@@ -28,7 +28,7 @@ func TestNameMemo(t *testing.T) {
 	names.version.Store("a")
 	memo := newNameMemo(names)
 	pass := func(fs []*conntrack.Flow, fresh, refresh time.Duration) (got []*enrich.Names) {
-		p := memo.pass(fresh, refresh, true)
+		p := memo.pass(fresh, refresh)
 		for _, f := range fs {
 			got = append(got, p.get(f))
 		}
@@ -92,9 +92,45 @@ func TestNameMemo(t *testing.T) {
 		t.Errorf("after namesTTL: %d lookups, want %d; names %+v", n, len(more), *got[0])
 	}
 	// An abandoned pass leaves the memo as it was.
-	p := memo.pass(time.Hour, time.Hour, true)
+	p := memo.pass(time.Hour, time.Hour)
 	p.get(&nf2)
 	if got := pass(more, 0, 0); got[0].DstName != "b" || got[len(got)-1].Process.PID != 100000 {
 		t.Errorf("after an abandoned pass: %+v, %+v", *got[0], *got[len(got)-1])
+	}
+}
+
+// A memo that builds stopped needing is dropped after memoKeep, not
+// before, and a build that needs names again keeps it.
+func TestNameMemoDroppedWhenUnused(t *testing.T) {
+	fs := conntrack.Pointers(benchFlows(100))
+	names := &countNamer{}
+	memo := newNameMemo(names)
+	fill := func() {
+		p := memo.pass(time.Hour, time.Hour)
+		for _, f := range fs {
+			p.get(f)
+		}
+		p.done()
+	}
+	fill()
+	memo.unused()
+	memo.unused()
+	if memo.cur.flows == nil {
+		t.Fatal("memo dropped at once")
+	}
+	fill() // needed again: the idle time starts over
+	memo.unused()
+	if memo.cur.flows == nil {
+		t.Fatal("memo dropped though it was needed since")
+	}
+	memo.idleSince = time.Now().Add(-memoKeep - time.Second)
+	memo.unused()
+	if memo.cur.flows != nil || memo.chunk != nil {
+		t.Fatalf("memo unused for %v is still held", memoKeep)
+	}
+	calls := names.calls.Load()
+	fill()
+	if names.calls.Load() != calls+int64(len(fs)) {
+		t.Fatal("after the drop the names were not looked up again")
 	}
 }
