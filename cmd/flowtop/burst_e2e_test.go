@@ -80,3 +80,45 @@ func TestBurst(t *testing.T) {
 		}
 	}
 }
+
+// TestOnceBigTable: `flowtop --once -t 0` on a namespace holding 30,000
+// flows (its first dump is read on two goroutines, its records share one
+// slab) lists exactly the flows conntrack -L lists.
+func TestOnceBigTable(t *testing.T) {
+	nstest.Require(t, "nft", "conntrack")
+	flowtopBinary(t)
+	a := nstest.New(t, "o")
+	a.EnableConntrack(t)
+	nsf, err := os.Open(a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsf.Close()
+	const n = 30_000
+	if err := ctgen.CreateUDPFlows(int(nsf.Fd()), n); err != nil {
+		t.Fatalf("create flows: %v", err)
+	}
+	want := conntrackList(t, a)
+	if len(want) < n {
+		t.Fatalf("conntrack -L lists %d flows after creating %d", len(want), n)
+	}
+	out, stderr, code := runBinary(t, 30*time.Second, "--once", "-t", "0", "-46TUDIS", "-n", "-G",
+		"--limit", "0", "--netns", a.Path(), "--state-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	d := decodeDoc(t, out)
+	got := map[string]bool{}
+	for i := range d.Flows {
+		got[docFlowKey(&d.Flows[i])] = true
+	}
+	if d.Totals.Flows != len(want) || len(got) != len(want) {
+		t.Errorf("flowtop lists %d flows (%d distinct, totals.flows %d), conntrack -L %d",
+			len(d.Flows), len(got), d.Totals.Flows, len(want))
+	}
+	for k := range want {
+		if !got[k] {
+			t.Fatalf("flow %s of conntrack -L missing from flowtop --once", k)
+		}
+	}
+}
