@@ -124,8 +124,10 @@ const staleEvery = 4096
 // v is garbage. The names of flows come from nm, which the caller ends
 // with done when the build completed.
 func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, now time.Time, stale func() bool) bool {
+	// The Flows tab without names keys a flow in a few nanoseconds and
+	// the sort is most of its build: workers do not pay there.
 	workers := 1
-	if snap != nil {
+	if snap != nil && (p.tab != tabFlows || wantsNames(p)) {
 		workers = buildWorkers(len(snap.Flows))
 	}
 	return buildRowsWith(v, snap, p, nm, now, stale, workers)
