@@ -6,12 +6,9 @@ import (
 	"math"
 	"math/bits"
 	"net/netip"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
@@ -124,41 +121,6 @@ const staleEvery = 4096
 // v is garbage. The names of flows come from nm, which the caller ends
 // with done when the build completed.
 func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, now time.Time, stale func() bool) bool {
-	// The Flows tab without names keys a flow in a few nanoseconds and
-	// the sort is most of its build: workers do not pay there.
-	workers := 1
-	if snap != nil && (p.tab != tabFlows || wantsNames(p)) {
-		workers = buildWorkers(len(snap.Flows))
-	}
-	return buildRowsWith(v, snap, p, nm, now, stale, workers)
-}
-
-const (
-	// parallelFlows is the number of flows from which a build splits its
-	// loop over the flows between workers: below it a build takes a few
-	// milliseconds at most, less than starting workers is worth.
-	parallelFlows = 20_000
-	// maxWorkers bounds the workers of a build: the screen's goroutine
-	// and the table's reader need cores too.
-	maxWorkers = 4
-)
-
-// buildWorkers returns how many workers a build of n flows uses.
-func buildWorkers(n int) int {
-	if n < parallelFlows {
-		return 1
-	}
-	return min(runtime.GOMAXPROCS(0), maxWorkers)
-}
-
-// buildRowsWith is buildRowsUnless with its loop over the flows split
-// between workers goroutines, each on a contiguous chunk of the flows
-// with its own partial rows, groups, counts and names pass. The parts are
-// merged in the order of the chunks, so that the view is the one a single
-// worker builds: same rows in the same order, same ties, same groups with
-// the same representatives, same sums (those of floats are added in the
-// flows' order after the merge, as one worker adds them).
-func buildRowsWith(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, now time.Time, stale func() bool, workers int) bool {
 	v.snap = snap
 	if snap == nil {
 		return true
@@ -167,136 +129,38 @@ func buildRowsWith(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, 
 		stale = func() bool { return false }
 	}
 	v.total = len(snap.Flows)
-	workers = max(1, min(workers, len(snap.Flows)))
-	b := &builder{snap: snap, p: p, o: fmtOpts{now: now, bits: p.bits, numeric: p.numeric},
-		sc: p.sort[p.tab], wantNames: wantsNames(p), names: nm.names, stale: stale}
+	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric}
+	sc := p.sort[p.tab]
+	wantNames := wantsNames(p)
 
-	var parts []*buildPart
-	if workers == 1 {
-		part := &buildPart{b: b, lo: 0, hi: len(snap.Flows), nm: nm}
-		part.init(len(snap.Flows))
-		if !part.run() {
-			return false
-		}
-		parts = []*buildPart{part}
-	} else {
-		passes := nm.split(workers)
-		parts = make([]*buildPart, workers)
-		n := len(snap.Flows)
-		for w := range parts {
-			lo, hi := n*w/workers, n*(w+1)/workers
-			parts[w] = &buildPart{b: b, lo: lo, hi: hi, nm: passes[w], sums: make([]flowSum, hi-lo)}
-		}
-		parallel(workers, func(w int) {
-			part := parts[w]
-			part.init(part.hi - part.lo)
-			part.ok = part.run()
-			if part.ok && p.tab == tabFlows {
-				part.rows.sort() // merged by finish
-			}
-		})
-		nm.join(passes)
-		for _, part := range parts {
-			if !part.ok {
-				return false
-			}
-		}
-	}
-	if stale() {
-		return false
-	}
-	return b.finish(v, parts)
-}
-
-// builder is what the workers of a build share, read-only but for
-// abandoned.
-type builder struct {
-	snap      *conntrack.Snapshot
-	p         *params
-	o         fmtOpts
-	sc        sortSpec
-	wantNames bool
-	names     enrich.Namer
-	stale     func() bool
-	// abandoned is set by the first worker that finds the build stale,
-	// so that the others stop too.
-	abandoned atomic.Bool
-}
-
-// isStale reports whether the build is no longer wanted.
-func (b *builder) isStale() bool {
-	if b.abandoned.Load() {
-		return true
-	}
-	if b.stale() {
-		b.abandoned.Store(true)
-		return true
-	}
-	return false
-}
-
-// buildPart is one worker's part of a build: the flows lo to hi of the
-// snapshot.
-type buildPart struct {
-	b      *builder
-	lo, hi int
-	nm     *namesPass
-	ok     bool // run completed
-	rows   sorter
-	byPID  groupSet[int]
-	hosts  hostSet
-	infos  []procs.Info // of the Processes tab's groups, in chunks
-	m      matcher
-	shown  int
-	// srcRate and dstRate are the sums of a single worker. Workers of a
-	// parallel build leave the sums of floats (these and the groups')
-	// to the merge, which adds them in the flows' order from sums, one
-	// per flow of the part: a float sum depends on the order of its
-	// terms.
-	srcRate, dstRate float64
-	sums             []flowSum
-	// gmap maps the part's groups to those of the merged view.
-	gmap []*group
-}
-
-// flowSum is what the merge of a parallel build adds up for one flow.
-type flowSum struct {
-	g        int32 // the flow's group in its part
-	shown    bool
-	swap     bool // up is the reply direction (Hosts and Remote tabs)
-	src, dst float32
-}
-
-func (part *buildPart) init(n int) {
-	b := part.b
-	switch b.p.tab {
+	var (
+		rows  sorter
+		byPID groupSet[int]
+		hosts hostSet
+		infos []procs.Info // of the Processes tab's groups, in chunks
+		m     matcher
+	)
+	switch p.tab {
 	case tabFlows:
-		part.rows.init(n, b.sc, isNumericKey(b.sc.col))
+		rows.init(len(snap.Flows), sc, isNumericKey(sc.col))
 	case tabHosts, tabRemote:
-		part.hosts.init(n)
+		hosts.init(len(snap.Flows))
 	}
-}
-
-// run aggregates the part's flows; it reports false when it gave up for a
-// stale build.
-func (part *buildPart) run() bool {
-	b, p, nm := part.b, part.b.p, part.nm
-	sc, o := b.sc, &b.o
 	// work counts rows, and lookups as lookupWork rows, for the looks at
 	// stale.
 	work, check := 0, staleEvery
-	for i := part.lo; i < part.hi; i++ {
+	for i := range snap.Flows {
 		if work >= check {
-			if b.isStale() {
+			if stale() {
 				return false
 			}
 			check = work + staleEvery
 		}
 		work++
-		f := b.snap.Flows[i]
+		f := snap.Flows[i]
 		idle := p.active && f.TotalRate() == 0
 		n := &noNames
-		if b.wantNames && !idle {
+		if wantNames && !idle {
 			before := nm.lookups
 			n = nm.get(f)
 			work += (nm.lookups - before) * lookupWork
@@ -304,37 +168,26 @@ func (part *buildPart) run() bool {
 		if idle {
 			continue
 		}
-		if len(p.terms) > 0 && !part.m.match(f, n, p.terms) {
+		if len(p.terms) > 0 && !m.match(f, n, p.terms) {
 			continue
 		}
-		part.shown++
-		var sum *flowSum
-		if part.sums != nil {
-			sum = &part.sums[i-part.lo]
-			sum.shown, sum.src, sum.dst = true, f.OrigRate.Bytes, f.ReplyRate.Bytes
-		} else {
-			part.srcRate += float64(f.OrigRate.Bytes)
-			part.dstRate += float64(f.ReplyRate.Bytes)
-		}
+		v.shown++
+		v.srcRate += float64(f.OrigRate.Bytes)
+		v.dstRate += float64(f.ReplyRate.Bytes)
 		switch p.tab {
 		case tabFlows:
-			part.rows.add(f, flowKey(sc.col, f, n, o))
+			rows.add(f, flowKey(sc.col, f, n, &o))
 		case tabProcesses:
-			g, gi := part.byPID.get(n.Process.PID, f)
+			g := byPID.get(n.Process.PID, f)
 			if g.rep == f {
 				g.names = n
-				if len(part.infos) == cap(part.infos) {
-					part.infos = make([]procs.Info, 0, groupChunk)
+				if len(infos) == cap(infos) {
+					infos = make([]procs.Info, 0, groupChunk)
 				}
-				part.infos = append(part.infos, n.Process)
-				g.proc = &part.infos[len(part.infos)-1]
+				infos = append(infos, n.Process)
+				g.proc = &infos[len(infos)-1]
 			}
-			if sum != nil {
-				sum.g = gi
-				g.count(f, f.OrigCount, f.ReplyCount)
-			} else {
-				g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
-			}
+			g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
 		case tabHosts, tabRemote:
 			local, ls := localEnd(f)
 			up, down, upR, downR := upDown(f, ls)
@@ -342,156 +195,48 @@ func (part *buildPart) run() bool {
 			if p.tab == tabRemote {
 				addr, s = remoteEnd(f, ls)
 			}
-			g, gi := part.hosts.get(addr, f, s)
-			if g.rep == f && b.wantNames {
+			g := hosts.get(addr, f, s)
+			if g.rep == f && wantNames {
 				g.names = n
 			}
-			if sum != nil {
-				sum.g, sum.swap = gi, ls != sideSrc
-				g.count(f, up, down)
-			} else {
-				g.add(f, up, down, upR, downR)
-			}
+			g.add(f, up, down, upR, downR)
 		}
 	}
-	return true
-}
 
-// merge makes the first part the view's: the later parts' rows and groups
-// are added to it in order, and the sums of floats made in the flows'
-// order.
-func (b *builder) merge(v *view, parts []*buildPart) *buildPart {
-	first := parts[0]
-	for _, part := range parts {
-		v.shown += part.shown
+	if stale() {
+		return false
 	}
-	if len(parts) == 1 {
-		v.srcRate, v.dstRate = first.srcRate, first.dstRate
-		return first
-	}
-	tab := b.p.tab
-	switch tab {
-	case tabFlows:
-		// The workers sorted their rows; finish merges them.
-	case tabProcesses:
-		first.gmap = first.byPID.all
-		for _, part := range parts[1:] {
-			part.gmap = first.byPID.merge(&part.byPID)
-		}
-	default:
-		first.gmap = first.hosts.all
-		n := 0
-		for _, part := range parts {
-			n += len(part.hosts.all)
-		}
-		first.hosts.reserve(n)
-		for _, part := range parts[1:] {
-			part.gmap = first.hosts.merge(&part.hosts)
-		}
-	}
-	var srcRate, dstRate float64
-	for _, part := range parts {
-		for i := range part.sums {
-			s := &part.sums[i]
-			if !s.shown {
-				continue
-			}
-			src, dst := float64(s.src), float64(s.dst)
-			srcRate += src
-			dstRate += dst
-			if tab == tabFlows {
-				continue
-			}
-			g := part.gmap[s.g]
-			if s.swap {
-				src, dst = dst, src
-			}
-			g.upRate += src
-			g.downRate += dst
-		}
-	}
-	v.srcRate, v.dstRate = srcRate, dstRate
-	return first
-}
-
-// finish merges the parts of a build into v and sorts its rows.
-func (b *builder) finish(v *view, parts []*buildPart) bool {
-	part := b.merge(v, parts)
-	p, sc := b.p, b.sc
 	switch p.tab {
 	case tabFlows:
-		if len(parts) == 1 {
-			v.flows = part.rows.sorted()
-			return true
-		}
-		ss := make([]*sorter, len(parts))
-		n := 0
-		for j, part := range parts {
-			ss[j] = &part.rows
-			n += int(part.rows.seq)
-		}
-		v.flows = make([]*conntrack.Flow, 0, n)
-		mergeSorted(ss, func(j int, seq uint32) { v.flows = append(v.flows, ss[j].flows[seq]) })
+		v.flows = rows.sorted()
 		return true
 	case tabProcesses:
-		v.groups = part.byPID.list()
+		v.groups = byPID.list()
 	default:
-		v.groups = part.hosts.all
+		v.groups = hosts.all
 	}
 	// Groups were made in the ID order of their first flow (their
 	// representative), which is the order ties keep: stable across
-	// refreshes while that flow lives. Many groups are sorted in parts
-	// at the same time, then merged.
-	workers := len(parts)
-	if len(v.groups) < parallelFlows {
-		workers = 1
-	}
-	ss := make([]*sorter, workers)
-	bounds := make([]int, workers+1)
-	for j := range ss {
-		ss[j] = new(sorter)
-		bounds[j+1] = len(v.groups) * (j + 1) / workers
-	}
-	ok := make([]bool, workers)
-	parallel(workers, func(j int) {
-		gs := ss[j]
-		lo, hi := bounds[j], bounds[j+1]
-		gs.init(hi-lo, sc, isNumericKey(sc.col))
-		for i, g := range v.groups[lo:hi] {
-			if i%staleEvery == staleEvery-1 && b.isStale() {
-				return
-			}
-			k := groupKey(sc.col, g, b.names, &b.o)
-			gs.push(&k)
+	// refreshes while that flow lives.
+	var gs sorter
+	gs.init(len(v.groups), sc, isNumericKey(sc.col))
+	for i, g := range v.groups {
+		if i%staleEvery == staleEvery-1 && stale() {
+			return false
 		}
-		if b.isStale() {
-			return
-		}
-		gs.sort()
-		ok[j] = true
-	})
-	if slices.Contains(ok, false) {
+		k := groupKey(sc.col, g, nm.names, &o)
+		gs.push(&k)
+	}
+	if stale() {
 		return false
 	}
-	sorted := make([]*group, 0, len(v.groups))
-	mergeSorted(ss, func(j int, seq uint32) { sorted = append(sorted, v.groups[bounds[j]+int(seq)]) })
+	order := gs.order()
+	sorted := make([]*group, len(order))
+	for i, seq := range order {
+		sorted[i] = v.groups[seq]
+	}
 	v.groups = sorted
 	return true
-}
-
-// parallel calls f(0) to f(n-1), each on its own goroutine but f(0), which
-// runs on the caller's, and returns when all returned.
-func parallel(n int, f func(int)) {
-	var wg sync.WaitGroup
-	for j := 1; j < n; j++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f(j)
-		}()
-	}
-	f(0)
-	wg.Wait()
 }
 
 // hostSet collects the groups of the Hosts or Remote tab by address. A
@@ -532,93 +277,36 @@ func (s *hostSet) init(n int) {
 // as the end of f that addr is. Groups are made in the order of their
 // first flow, the lowest ID (flows come in ID order), so names come from
 // the same flow on every tick. At most the n flows of init may come.
-func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) (*group, int32) {
+func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) *group {
 	b := addr.As16()
 	k := hostKey{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
-	i, j := s.find(k)
-	if j != 0 {
-		return s.all[j-1], j - 1
-	}
-	if len(s.chunk) == cap(s.chunk) {
-		s.chunk = make([]group, 0, groupChunk)
-	}
-	s.chunk = append(s.chunk, group{rep: f, side: sd})
-	g := &s.chunk[len(s.chunk)-1]
-	s.insert(i, k, g)
-	return g, int32(len(s.all) - 1)
-}
-
-// find returns the slot of k in the table and 1 + its index in all, or
-// the empty slot where it goes and 0.
-func (s *hostSet) find(k hostKey) (slot uint64, j int32) {
 	mask := uint64(len(s.table) - 1)
 	for i := k.hash(s.shift); ; i = (i + 1) & mask {
 		j := s.table[i]
-		if j == 0 || s.keys[j-1] == k {
-			return i, j
+		if j == 0 {
+			if len(s.chunk) == cap(s.chunk) {
+				s.chunk = make([]group, 0, groupChunk)
+			}
+			s.chunk = append(s.chunk, group{rep: f, side: sd})
+			g := &s.chunk[len(s.chunk)-1]
+			s.keys = append(s.keys, k)
+			s.all = append(s.all, g)
+			s.table[i] = int32(len(s.all))
+			return g
+		}
+		if s.keys[j-1] == k {
+			return s.all[j-1]
 		}
 	}
-}
-
-func (s *hostSet) insert(slot uint64, k hostKey, g *group) {
-	s.keys = append(s.keys, k)
-	s.all = append(s.all, g)
-	s.table[slot] = int32(len(s.all))
-}
-
-// reserve makes room for n groups in all.
-func (s *hostSet) reserve(n int) {
-	if 2*n <= len(s.table) {
-		return
-	}
-	size := len(s.table)
-	for size < 2*n {
-		size *= 2
-	}
-	s.table = make([]int32, size)
-	s.shift = uint(64 - bits.TrailingZeros(uint(size)))
-	s.keys = slices.Grow(s.keys, n-len(s.keys))
-	s.all = slices.Grow(s.all, n-len(s.all))
-	mask := uint64(size - 1)
-	for j, k := range s.keys {
-		i := k.hash(s.shift)
-		for s.table[i] != 0 {
-			i = (i + 1) & mask
-		}
-		s.table[i] = int32(j + 1)
-	}
-}
-
-// merge adds the groups of o, which come after those of s: those of an
-// address s has are added to its group (which keeps its representative,
-// the earlier flow), the others join s as they are, in their order. It
-// returns the group of s that each of o's became. The sums of floats are
-// left to the caller. s must have room (reserve) for all the groups.
-func (s *hostSet) merge(o *hostSet) []*group {
-	gmap := make([]*group, len(o.all))
-	for j, g := range o.all {
-		k := o.keys[j]
-		i, at := s.find(k)
-		if at != 0 {
-			t := s.all[at-1]
-			t.merge(g)
-			gmap[j] = t
-			continue
-		}
-		s.insert(i, k, g)
-		gmap[j] = g
-	}
-	return gmap
 }
 
 // groupSet collects the groups of one tab by key. Groups are allocated in
 // chunks, so a tick makes a few allocations, not one per key, and a
 // growing set never copies its groups.
 type groupSet[K comparable] struct {
-	idx   map[K]int32 // index in all
+	idx   map[K]*group
 	chunk []group
 	all   []*group
-	keys  []K // of all
 }
 
 const groupChunk = 1024
@@ -626,74 +314,34 @@ const groupChunk = 1024
 // get returns the group of key, new ones with f as representative. The
 // representative is the flow with the lowest ID (flows come in ID order),
 // so names come from the same flow on every tick.
-func (s *groupSet[K]) get(key K, f *conntrack.Flow) (*group, int32) {
+func (s *groupSet[K]) get(key K, f *conntrack.Flow) *group {
 	if s.idx == nil {
-		s.idx = make(map[K]int32)
+		s.idx = make(map[K]*group)
 	}
-	if j, ok := s.idx[key]; ok {
-		return s.all[j], j
-	}
-	if len(s.chunk) == cap(s.chunk) {
-		s.chunk = make([]group, 0, groupChunk)
-	}
-	s.chunk = append(s.chunk, group{rep: f})
-	g := &s.chunk[len(s.chunk)-1]
-	s.add(key, g)
-	return g, int32(len(s.all) - 1)
-}
-
-func (s *groupSet[K]) add(key K, g *group) {
-	s.idx[key] = int32(len(s.all))
-	s.all = append(s.all, g)
-	s.keys = append(s.keys, key)
-}
-
-// merge is hostSet.merge for a groupSet.
-func (s *groupSet[K]) merge(o *groupSet[K]) []*group {
-	if s.idx == nil {
-		s.idx = make(map[K]int32)
-	}
-	gmap := make([]*group, len(o.all))
-	for j, g := range o.all {
-		key := o.keys[j]
-		if at, ok := s.idx[key]; ok {
-			t := s.all[at]
-			t.merge(g)
-			gmap[j] = t
-			continue
+	g := s.idx[key]
+	if g == nil {
+		if len(s.chunk) == cap(s.chunk) {
+			s.chunk = make([]group, 0, groupChunk)
 		}
-		s.add(key, g)
-		gmap[j] = g
+		s.chunk = append(s.chunk, group{rep: f})
+		g = &s.chunk[len(s.chunk)-1]
+		s.idx[key] = g
+		s.all = append(s.all, g)
 	}
-	return gmap
+	return g
 }
 
 func (s *groupSet[K]) list() []*group { return s.all }
 
 func (g *group) add(f *conntrack.Flow, up, down conntrack.Counter, upRate, downRate float64) {
-	g.count(f, up, down)
-	g.upRate += upRate
-	g.downRate += downRate
-}
-
-// count is add without the rates.
-func (g *group) count(f *conntrack.Flow, up, down conntrack.Counter) {
 	g.flows++
 	if f.HasCounters {
 		g.counted = true
 		g.up += up.Bytes
 		g.down += down.Bytes
 	}
-}
-
-// merge adds the counts of o, a later part of the same group (its flows
-// come after g's), but not its rates: their sums are made in the flows'
-// order.
-func (g *group) merge(o *group) {
-	g.flows += o.flows
-	g.counted = g.counted || o.counted
-	g.up += o.up
-	g.down += o.down
+	g.upRate += upRate
+	g.downRate += downRate
 }
 
 // isNumericKey reports whether c sorts by number only, which takes the
@@ -847,70 +495,15 @@ func (s *sorter) add(f *conntrack.Flow, k sortKey) {
 	s.flows = append(s.flows, f)
 }
 
-// mergeSorted merges the rows of sorted sorters (sort done), those of a
-// later one tying after those of an earlier one, as sorting all their rows
-// in one sorter would: emit is called with each row's sorter and sequence
-// number in order.
-func mergeSorted(ss []*sorter, emit func(part int, seq uint32)) {
-	if len(ss) == 0 {
-		return
-	}
-	if ss[0].numeric {
-		kmerge(ss, func(s *sorter) []numRow { return s.nums },
-			func(a, b *numRow) bool { return a.k < b.k },
-			func(j int, r *numRow) { emit(j, r.seq) })
-		return
-	}
-	desc := ss[0].desc
-	keyed := func() {
-		kmerge(ss, func(s *sorter) []keyedRow { return s.keyed },
-			func(a, b *keyedRow) bool {
-				c := compareKeys(&a.k, &b.k)
-				if desc {
-					c = -c
-				}
-				return c < 0
-			},
-			func(j int, r *keyedRow) { emit(j, r.seq) })
-	}
-	if !desc {
-		keyed()
-	}
-	kmerge(ss, func(s *sorter) []addrRow { return s.addrs },
-		func(a, b *addrRow) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b.lo },
-		func(j int, r *addrRow) { emit(j, r.seq) })
-	if desc {
-		keyed()
-	}
-}
-
-// kmerge merges the sorted lists rows(ss[j]), taking the earliest list's
-// row on ties (less false both ways).
-func kmerge[T any](ss []*sorter, rows func(*sorter) []T, less func(a, b *T) bool, emit func(int, *T)) {
-	lists := make([][]T, len(ss))
-	for j, s := range ss {
-		lists[j] = rows(s)
-	}
-	for {
-		best := -1
-		for j, l := range lists {
-			if len(l) != 0 && (best < 0 || less(&l[0], &lists[best][0])) {
-				best = j
-			}
-		}
-		if best < 0 {
-			return
-		}
-		emit(best, &lists[best][0])
-		lists[best] = lists[best][1:]
-	}
-}
-
-// sort sorts the rows: numbers, or names and addresses apart.
-func (s *sorter) sort() {
+// order returns the sequence numbers in sorted order.
+func (s *sorter) order() []uint32 {
+	out := make([]uint32, 0, s.seq)
 	if s.numeric {
 		radixSort(s.nums)
-		return
+		for i := range s.nums {
+			out = append(out, s.nums[i].seq)
+		}
+		return out
 	}
 	slices.SortFunc(s.keyed, func(a, b keyedRow) int {
 		c := compareKeys(&a.k, &b.k)
@@ -923,18 +516,6 @@ func (s *sorter) sort() {
 		return cmp.Compare(a.seq, b.seq)
 	})
 	sortAddrs(s.addrs)
-}
-
-// order returns the sequence numbers in sorted order.
-func (s *sorter) order() []uint32 {
-	out := make([]uint32, 0, s.seq)
-	s.sort()
-	if s.numeric {
-		for i := range s.nums {
-			out = append(out, s.nums[i].seq)
-		}
-		return out
-	}
 	// Names sort before addresses (addrMarker is the largest string).
 	if !s.desc {
 		for i := range s.keyed {

@@ -29,10 +29,6 @@ type nameMemo struct {
 	epoch time.Time
 	cur   memoGen // of the latest complete build
 	next  memoGen // being made by the build in flight; reused
-	// parts are the next generation's parts made by the workers of a
-	// parallel build after the first (which adds to next), joined to next
-	// in order; reused.
-	parts []memoGen
 	chunk []enrich.Names
 	// idleSince is when builds stopped needing names (zero while they do).
 	idleSince time.Time
@@ -85,13 +81,7 @@ type namesPass struct {
 	asks    int            // calls of allow
 	hint    int            // where in the memo the next flow probably is
 	used    bool           // a name was asked for: the memo is the build's
-	chunk   []enrich.Names // of the names looked up without a memo, or by a worker
-	// next is where the memo's next generation grows: m.next, or a
-	// worker's part of it.
-	next *memoGen
-	// names looked up with a memo go to *chunks: m.chunk, or a worker's
-	// own chunk.
-	chunks *[]enrich.Names
+	chunk   []enrich.Names // of the names looked up without a memo
 }
 
 // noNames is the names of a flow not looked up.
@@ -107,56 +97,7 @@ func (m *nameMemo) pass(fresh, refresh time.Duration) *namesPass {
 	clear(g.names)
 	g.flows, g.names, g.at = g.flows[:0], g.names[:0], g.at[:0]
 	g.index = g.index[:0]
-	return &namesPass{m: m, names: m.names, now: now, fresh: now + int64(fresh), refresh: now + int64(refresh),
-		next: g, chunks: &m.chunk}
-}
-
-// split returns the passes of k workers that look up contiguous chunks of
-// the flows, in order, at the same time: the first is p, the others look
-// up with the same deadlines (the budgets apply to the build, not to each
-// worker's share), add to their own part of the next generation and keep
-// their own lookups. Each pass belongs to its worker until join.
-func (p *namesPass) split(k int) []*namesPass {
-	ps := make([]*namesPass, k)
-	ps[0] = p
-	m := p.m
-	if m != nil {
-		m.cur.buildIndex() // find is then read-only
-		for len(m.parts) < k-1 {
-			m.parts = append(m.parts, memoGen{})
-		}
-	}
-	for i := 1; i < k; i++ {
-		w := &namesPass{m: m, names: p.names, fresh: p.fresh, refresh: p.refresh, now: p.now}
-		w.chunks = &w.chunk
-		if m != nil {
-			g := &m.parts[i-1]
-			clear(g.flows)
-			clear(g.names)
-			g.flows, g.names, g.at = g.flows[:0], g.names[:0], g.at[:0]
-			w.next = g
-		}
-		ps[i] = w
-	}
-	return ps
-}
-
-// join gathers the passes of split, after their workers ended: their parts
-// of the next generation are appended in order and their uses summed.
-func (p *namesPass) join(ps []*namesPass) {
-	for _, w := range ps[1:] {
-		p.lookups += w.lookups
-		p.used = p.used || w.used
-		if w.next != nil {
-			n := p.next
-			n.flows = append(n.flows, w.next.flows...)
-			n.names = append(n.names, w.next.names...)
-			n.at = append(n.at, w.next.at...)
-			clear(w.next.flows)
-			clear(w.next.names)
-			w.next.flows, w.next.names, w.next.at = w.next.flows[:0], w.next.names[:0], w.next.at[:0]
-		}
-	}
+	return &namesPass{m: m, names: m.names, now: now, fresh: now + int64(fresh), refresh: now + int64(refresh)}
 }
 
 // memoKeep is how long the memo outlives the last build that needed
@@ -173,7 +114,7 @@ func (m *nameMemo) unused() {
 	case m.idleSince.IsZero():
 		m.idleSince = time.Now()
 	case time.Since(m.idleSince) >= memoKeep:
-		m.cur, m.next, m.parts, m.chunk, m.idleSince = memoGen{}, memoGen{}, nil, nil, time.Time{}
+		m.cur, m.next, m.chunk, m.idleSince = memoGen{}, memoGen{}, nil, time.Time{}
 	}
 }
 
@@ -215,7 +156,7 @@ func (p *namesPass) get(f *conntrack.Flow) *enrich.Names {
 		if p.now-at >= int64(namesTTL) && p.allow(p.refresh) {
 			n, at = p.lookup(f), p.now
 		}
-		p.next.add(f, n, at)
+		m.next.add(f, n, at)
 		p.hint = j + 1
 		return n
 	}
@@ -223,7 +164,7 @@ func (p *namesPass) get(f *conntrack.Flow) *enrich.Names {
 		return &noNames
 	}
 	n := p.lookup(f)
-	p.next.add(f, n, p.now)
+	m.next.add(f, n, p.now)
 	return n
 }
 
@@ -242,12 +183,12 @@ func (p *namesPass) allow(deadline int64) bool {
 
 func (p *namesPass) lookup(f *conntrack.Flow) *enrich.Names {
 	p.lookups++
-	c := p.chunks
-	if len(*c) == cap(*c) {
-		*c = make([]enrich.Names, 0, 256)
+	m := p.m
+	if len(m.chunk) == cap(m.chunk) {
+		m.chunk = make([]enrich.Names, 0, 256)
 	}
-	*c = append(*c, p.names.Names(f))
-	return &(*c)[len(*c)-1]
+	m.chunk = append(m.chunk, m.names.Names(f))
+	return &m.chunk[len(m.chunk)-1]
 }
 
 func (g *memoGen) add(f *conntrack.Flow, n *enrich.Names, at int64) {
@@ -265,7 +206,28 @@ func (g *memoGen) find(id uint32) int {
 	if len(g.flows) == 0 {
 		return -1
 	}
-	g.buildIndex()
+	if len(g.index) == 0 {
+		size := 1024
+		for size < 2*len(g.flows) {
+			size *= 2
+		}
+		if cap(g.index) < size {
+			g.index = make([]int32, size)
+		} else {
+			g.index = g.index[:size]
+			clear(g.index)
+		}
+		g.shift = uint(64 - bits.TrailingZeros(uint(size)))
+		mask := uint64(size - 1)
+		for k, f := range g.flows {
+			for h := idHash(f.ID, g.shift); ; h = (h + 1) & mask {
+				if g.index[h] == 0 {
+					g.index[h] = int32(k + 1)
+					break
+				}
+			}
+		}
+	}
 	mask := uint64(len(g.index) - 1)
 	for h := idHash(id, g.shift); ; h = (h + 1) & mask {
 		k := g.index[h]
@@ -274,34 +236,6 @@ func (g *memoGen) find(id uint32) int {
 		}
 		if g.flows[k-1].ID == id {
 			return int(k - 1)
-		}
-	}
-}
-
-// buildIndex makes the index of find when not made yet (and the memo is
-// not empty); find only reads it then.
-func (g *memoGen) buildIndex() {
-	if len(g.flows) == 0 || len(g.index) != 0 {
-		return
-	}
-	size := 1024
-	for size < 2*len(g.flows) {
-		size *= 2
-	}
-	if cap(g.index) < size {
-		g.index = make([]int32, size)
-	} else {
-		g.index = g.index[:size]
-		clear(g.index)
-	}
-	g.shift = uint(64 - bits.TrailingZeros(uint(size)))
-	mask := uint64(size - 1)
-	for k, f := range g.flows {
-		for h := idHash(f.ID, g.shift); ; h = (h + 1) & mask {
-			if g.index[h] == 0 {
-				g.index[h] = int32(k + 1)
-				break
-			}
 		}
 	}
 }
