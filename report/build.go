@@ -45,6 +45,17 @@ type Options struct {
 
 // Build makes the document of a snapshot. It does not modify s.
 func Build(s *conntrack.Snapshot, opt Options) *Document {
+	var t totalsAcc
+	for _, f := range s.Flows {
+		t.add(f)
+	}
+	return assemble(s, t.totals(s.TableFlows), Top(s.Flows, opt.Sort, s.Time, opt.Limit), opt)
+}
+
+// assemble makes the document of the flows order (already sorted and cut
+// to the limit) with the totals and the rest from s (whose Flows it does
+// not read).
+func assemble(s *conntrack.Snapshot, totals Totals, order []*conntrack.Flow, opt Options) *Document {
 	d := &Document{
 		Version:   Version,
 		Host:      opt.Host,
@@ -52,10 +63,9 @@ func Build(s *conntrack.Snapshot, opt Options) *Document {
 		IntervalS: s.Interval.Seconds(),
 		Netns:     opt.Netns,
 		Filter:    s.Filter.String(),
-		Totals:    totals(s),
+		Totals:    totals,
 		Health:    health(&s.Health),
 	}
-	order := Top(s.Flows, opt.Sort, s.Time, opt.Limit)
 	d.Flows = make([]Flow, len(order))
 	for i, fl := range order {
 		d.Flows[i] = flowDoc(fl, s.Time)
@@ -78,22 +88,20 @@ func Sorted(flows []*conntrack.Flow, key SortKey, now time.Time) []*conntrack.Fl
 // million flows is a heap walk, not a sort.
 func Top(flows []*conntrack.Flow, key SortKey, now time.Time, limit int) []*conntrack.Flow {
 	metric := metricOf(key, now)
-	less := func(a, b rankedFlow) int {
-		if c := cmp.Compare(b.m, a.m); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.f.ID, b.f.ID)
-	}
 	var ranked []rankedFlow
 	if limit > 0 && limit < len(flows) {
-		ranked = selectTop(flows, metric, limit, less)
+		h := rankHeap{k: limit, items: make([]rankedFlow, 0, limit)}
+		for _, f := range flows {
+			h.offer(rankedFlow{metric(f), f})
+		}
+		ranked = h.items
 	} else {
 		ranked = make([]rankedFlow, len(flows))
 		for i, f := range flows {
 			ranked[i] = rankedFlow{metric(f), f}
 		}
 	}
-	slices.SortFunc(ranked, less)
+	slices.SortFunc(ranked, rankOrder)
 	out := make([]*conntrack.Flow, len(ranked))
 	for i, r := range ranked {
 		out[i] = r.f
@@ -107,43 +115,71 @@ type rankedFlow struct {
 	f *conntrack.Flow
 }
 
-// selectTop returns the k first flows in the order of less (unsorted),
-// keeping a max-heap of the best k seen: memory for k, not for every flow
-// (a 100k-flow table with --limit 10 made 1.6 MB of garbage per document).
-func selectTop(flows []*conntrack.Flow, metric func(*conntrack.Flow) float64, k int,
-	less func(a, b rankedFlow) int) []rankedFlow {
-	h := make([]rankedFlow, k)
-	for i, f := range flows[:k] {
-		h[i] = rankedFlow{metric(f), f}
+// rankOrder is the order of documents: metric descending, then flow ID,
+// so that the order is stable between refreshes.
+func rankOrder(a, b rankedFlow) int {
+	if c := cmp.Compare(b.m, a.m); c != 0 {
+		return c
 	}
-	// worst-at-root heap: the root is the element the others beat.
-	down := func(i int) {
-		for {
-			l := 2*i + 1
-			if l >= len(h) {
-				return
-			}
-			w := l
-			if r := l + 1; r < len(h) && less(h[r], h[l]) > 0 {
-				w = r
-			}
-			if less(h[w], h[i]) <= 0 {
-				return
-			}
-			h[i], h[w] = h[w], h[i]
-			i = w
+	return cmp.Compare(a.f.ID, b.f.ID)
+}
+
+// rankHeap keeps the k first flows offered to it in rankOrder (unsorted):
+// memory for k, not for every flow (a 100k-flow table with --limit 10 made
+// 1.6 MB of garbage per document). The root is the kept flow that all the
+// others come before.
+type rankHeap struct {
+	items []rankedFlow
+	k     int
+}
+
+// offer keeps r if it is among the first k so far.
+func (h *rankHeap) offer(r rankedFlow) {
+	switch {
+	case len(h.items) < h.k:
+		h.items = append(h.items, r)
+		h.up(len(h.items) - 1)
+	case h.beatsRoot(r):
+		h.replaceRoot(r)
+	}
+}
+
+// beatsRoot reports whether r comes before the last of the kept flows.
+func (h *rankHeap) beatsRoot(r rankedFlow) bool { return rankOrder(r, h.items[0]) < 0 }
+
+// replaceRoot puts r in the place of the last of the kept flows.
+func (h *rankHeap) replaceRoot(r rankedFlow) {
+	h.items[0] = r
+	h.down(0)
+}
+
+func (h *rankHeap) up(i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if rankOrder(h.items[i], h.items[p]) <= 0 {
+			return
 		}
+		h.items[i], h.items[p] = h.items[p], h.items[i]
+		i = p
 	}
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		down(i)
-	}
-	for _, f := range flows[k:] {
-		if r := (rankedFlow{metric(f), f}); less(r, h[0]) < 0 {
-			h[0] = r
-			down(0)
+}
+
+func (h *rankHeap) down(i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h.items) {
+			return
 		}
+		w := l
+		if r := l + 1; r < len(h.items) && rankOrder(h.items[r], h.items[l]) > 0 {
+			w = r
+		}
+		if rankOrder(h.items[w], h.items[i]) <= 0 {
+			return
+		}
+		h.items[i], h.items[w] = h.items[w], h.items[i]
+		i = w
 	}
-	return h
 }
 
 func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {
@@ -158,24 +194,33 @@ func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {
 	return (*conntrack.Flow).TotalRate
 }
 
-func totals(s *conntrack.Snapshot) Totals {
-	t := Totals{Flows: len(s.Flows), ByProto: map[string]int{}, TableFlows: s.TableFlows}
-	// Counted by protocol number first: a map update with the protocol's
-	// name per flow was most of a 100k-flow document's cost.
-	var byProto [256]int
-	for _, f := range s.Flows {
-		byProto[f.Proto]++
-		t.OrigBytesPerS += float64(f.OrigRate.Bytes)
-		t.ReplyBytesPerS += float64(f.ReplyRate.Bytes)
-		t.OrigBytes += f.OrigCount.Bytes
-		t.ReplyBytes += f.ReplyCount.Bytes
-	}
-	for p, n := range byProto {
+// totalsAcc sums the flows that pass the filters, one at a time.
+type totalsAcc struct {
+	flows                         int
+	byProto                       [256]int // by number: a map update by name per flow was most of a document's cost
+	origBytesPerS, replyBytesPerS float64
+	origBytes, replyBytes         uint64
+}
+
+func (t *totalsAcc) add(f *conntrack.Flow) {
+	t.flows++
+	t.byProto[f.Proto]++
+	t.origBytesPerS += float64(f.OrigRate.Bytes)
+	t.replyBytesPerS += float64(f.ReplyRate.Bytes)
+	t.origBytes += f.OrigCount.Bytes
+	t.replyBytes += f.ReplyCount.Bytes
+}
+
+func (t *totalsAcc) totals(tableFlows int) Totals {
+	out := Totals{Flows: t.flows, ByProto: map[string]int{}, TableFlows: tableFlows,
+		OrigBytesPerS: t.origBytesPerS, ReplyBytesPerS: t.replyBytesPerS,
+		OrigBytes: t.origBytes, ReplyBytes: t.replyBytes}
+	for p, n := range t.byProto {
 		if n > 0 {
-			t.ByProto[conntrack.Proto(p).String()] += n
+			out.ByProto[conntrack.Proto(p).String()] += n
 		}
 	}
-	return t
+	return out
 }
 
 func health(h *conntrack.Health) Health {

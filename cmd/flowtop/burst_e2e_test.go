@@ -121,4 +121,28 @@ func TestOnceBigTable(t *testing.T) {
 			t.Fatalf("flow %s of conntrack -L missing from flowtop --once", k)
 		}
 	}
+
+	// With a limit the dump goes straight into the document (no table):
+	// the totals still count every flow, the listed ones are real.
+	out, stderr, code = runBinary(t, 30*time.Second, "--once", "-t", "0", "-46TUDIS", "-n", "-G",
+		"--limit", "5", "--sort", "age", "--netns", a.Path(), "--state-dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("--limit 5: exit %d: %s", code, stderr)
+	}
+	d = decodeDoc(t, out)
+	if d.Totals.Flows != len(want) || d.Totals.TableFlows != len(want) || d.Totals.Listed != 5 || len(d.Flows) != 5 {
+		t.Errorf("--limit 5: totals.flows %d, table_flows %d, listed %d (%d flows), want %d, %d, 5",
+			d.Totals.Flows, d.Totals.TableFlows, d.Totals.Listed, len(d.Flows), len(want), len(want))
+	}
+	if d.Health.KernelFlows != len(want) || d.Health.Refreshes != 1 || !d.Health.Accounting {
+		t.Errorf("--limit 5: health %+v", d.Health)
+	}
+	for i := range d.Flows {
+		if _, ok := want[docFlowKey(&d.Flows[i])]; !ok {
+			t.Errorf("--limit 5 lists %s, which conntrack -L does not", docFlowKey(&d.Flows[i]))
+		}
+		if i > 0 && d.Flows[i].AgeS != nil && d.Flows[i-1].AgeS != nil && *d.Flows[i].AgeS > *d.Flows[i-1].AgeS {
+			t.Errorf("--sort age: flow %d is older than flow %d", i, i-1)
+		}
+	}
 }

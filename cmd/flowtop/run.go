@@ -146,6 +146,11 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	defer activity.Close()
 	packetsBefore := activity.Packets()
 
+	if o.streamsOnce() {
+		return onceStreamed(ctx, o, oneDump{src: src, guard: guard, count: count, activity: activity,
+			packetsBefore: packetsBefore, watchdogReady: watchdogReady}, stdout, log)
+	}
+
 	table := conntrack.NewTable(conntrack.TableConfig{
 		Kernel:      src,
 		Interval:    o.intervalDuration(),
