@@ -134,3 +134,27 @@ func TestNameMemoDroppedWhenUnused(t *testing.T) {
 		t.Fatal("after the drop the names were not looked up again")
 	}
 }
+
+// sameNamer gives every flow the same names.
+type sameNamer struct{}
+
+func (sameNamer) Names(*conntrack.Flow) enrich.Names {
+	return enrich.Names{Service: "domain", Process: procs.Info{PID: 7, Name: "dnsmasq"}}
+}
+
+// Flows with equal names share one copy in the memo.
+func TestNameMemoSharesEqualNames(t *testing.T) {
+	fs := conntrack.Pointers(benchFlows(1000))
+	memo := newNameMemo(sameNamer{})
+	p := memo.pass(time.Hour, time.Hour)
+	first := p.get(fs[0])
+	for _, f := range fs[1:] {
+		if n := p.get(f); n != first {
+			t.Fatalf("flow %d has its own copy of the same names", f.ID)
+		}
+	}
+	p.done()
+	if len(memo.chunk) != 1 {
+		t.Fatalf("%d copies of one set of names", len(memo.chunk))
+	}
+}
