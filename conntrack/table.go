@@ -126,7 +126,7 @@ type Table struct {
 	// flows consumers asked for; both are read every interval between
 	// full refreshes of a huge table (refreshHot).
 	hot, watched, ask []*Flow
-	hotHeap           topHeap
+	hotHeap           TopK
 	watchC            chan []*Flow
 
 	latest atomic.Pointer[Snapshot]
@@ -498,7 +498,7 @@ func (t *Table) pickHot() {
 		return
 	}
 	h := &t.hotHeap
-	h.reset(hotFlows)
+	h.Reset(hotFlows)
 	// After the first dump no flow has a rate yet (it takes two reads):
 	// the biggest flows so far are the best guess at the busy ones.
 	byBytes := t.health.Refreshes <= 1
@@ -509,10 +509,12 @@ func (t *Table) pickHot() {
 			m = float64(r.TotalBytes())
 		}
 		if m > 0 {
-			h.offer(m, r)
+			h.Offer(Ranked{m, r})
 		}
 	}
-	t.hot = h.appendFlows(t.hot)
+	for _, it := range h.Items {
+		t.hot = append(t.hot, it.F)
+	}
 }
 
 // refreshHot reads the hot and watched flows (between two full refreshes

@@ -1,7 +1,6 @@
 package report
 
 import (
-	"cmp"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -88,98 +87,25 @@ func Sorted(flows []*conntrack.Flow, key SortKey, now time.Time) []*conntrack.Fl
 // million flows is a heap walk, not a sort.
 func Top(flows []*conntrack.Flow, key SortKey, now time.Time, limit int) []*conntrack.Flow {
 	metric := metricOf(key, now)
-	var ranked []rankedFlow
+	var ranked []conntrack.Ranked
 	if limit > 0 && limit < len(flows) {
-		h := rankHeap{k: limit, items: make([]rankedFlow, 0, limit)}
+		h := conntrack.NewTopK(limit)
 		for _, f := range flows {
-			h.offer(rankedFlow{metric(f), f})
+			h.Offer(conntrack.Ranked{M: metric(f), F: f})
 		}
-		ranked = h.items
+		ranked = h.Items
 	} else {
-		ranked = make([]rankedFlow, len(flows))
+		ranked = make([]conntrack.Ranked, len(flows))
 		for i, f := range flows {
-			ranked[i] = rankedFlow{metric(f), f}
+			ranked[i] = conntrack.Ranked{M: metric(f), F: f}
 		}
 	}
-	slices.SortFunc(ranked, rankOrder)
+	slices.SortFunc(ranked, conntrack.RankOrder)
 	out := make([]*conntrack.Flow, len(ranked))
 	for i, r := range ranked {
-		out[i] = r.f
+		out[i] = r.F
 	}
 	return out
-}
-
-// rankedFlow pairs a flow with its sort metric, computed once.
-type rankedFlow struct {
-	m float64
-	f *conntrack.Flow
-}
-
-// rankOrder is the order of documents: metric descending, then flow ID,
-// so that the order is stable between refreshes.
-func rankOrder(a, b rankedFlow) int {
-	if c := cmp.Compare(b.m, a.m); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.f.ID, b.f.ID)
-}
-
-// rankHeap keeps the k first flows offered to it in rankOrder (unsorted):
-// memory for k, not for every flow (a 100k-flow table with --limit 10 made
-// 1.6 MB of garbage per document). The root is the kept flow that all the
-// others come before.
-type rankHeap struct {
-	items []rankedFlow
-	k     int
-}
-
-// offer keeps r if it is among the first k so far.
-func (h *rankHeap) offer(r rankedFlow) {
-	switch {
-	case len(h.items) < h.k:
-		h.items = append(h.items, r)
-		h.up(len(h.items) - 1)
-	case h.beatsRoot(r):
-		h.replaceRoot(r)
-	}
-}
-
-// beatsRoot reports whether r comes before the last of the kept flows.
-func (h *rankHeap) beatsRoot(r rankedFlow) bool { return rankOrder(r, h.items[0]) < 0 }
-
-// replaceRoot puts r in the place of the last of the kept flows.
-func (h *rankHeap) replaceRoot(r rankedFlow) {
-	h.items[0] = r
-	h.down(0)
-}
-
-func (h *rankHeap) up(i int) {
-	for i > 0 {
-		p := (i - 1) / 2
-		if rankOrder(h.items[i], h.items[p]) <= 0 {
-			return
-		}
-		h.items[i], h.items[p] = h.items[p], h.items[i]
-		i = p
-	}
-}
-
-func (h *rankHeap) down(i int) {
-	for {
-		l := 2*i + 1
-		if l >= len(h.items) {
-			return
-		}
-		w := l
-		if r := l + 1; r < len(h.items) && rankOrder(h.items[r], h.items[l]) > 0 {
-			w = r
-		}
-		if rankOrder(h.items[w], h.items[i]) <= 0 {
-			return
-		}
-		h.items[i], h.items[w] = h.items[w], h.items[i]
-		i = w
-	}
 }
 
 func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {

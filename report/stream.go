@@ -19,7 +19,7 @@ type Stream struct {
 	filter conntrack.Filter
 	now    time.Time
 	metric func(*conntrack.Flow) float64
-	top    rankHeap
+	top    conntrack.TopK
 	spare  []conntrack.Flow // storage for the kept copies
 	totals totalsAcc
 	seen   int // flows fed, filtered or not
@@ -33,7 +33,7 @@ func NewStream(opt Options, filter conntrack.Filter, now time.Time) *Stream {
 		panic("report.NewStream without a limit")
 	}
 	return &Stream{opt: opt, filter: filter, now: now, metric: metricOf(opt.Sort, now),
-		top:   rankHeap{k: opt.Limit, items: make([]rankedFlow, 0, opt.Limit)},
+		top:   conntrack.NewTopK(opt.Limit),
 		spare: make([]conntrack.Flow, 0, opt.Limit)}
 }
 
@@ -44,21 +44,21 @@ func (s *Stream) Add(f *conntrack.Flow) {
 		return
 	}
 	s.totals.add(f)
-	r := rankedFlow{m: s.metric(f), f: f}
-	if len(s.top.items) < s.top.k {
+	r := conntrack.Ranked{M: s.metric(f), F: f}
+	if !s.top.Full() {
 		s.spare = append(s.spare, *f)
-		r.f = &s.spare[len(s.spare)-1]
-		s.top.offer(r)
+		r.F = &s.spare[len(s.spare)-1]
+		s.top.Offer(r)
 		return
 	}
-	if !s.top.beatsRoot(r) {
+	if !s.top.BeatsRoot(r) {
 		return // would be pushed out at once: no copy
 	}
 	// The copy takes the storage of the flow it pushes out.
-	slot := s.top.items[0].f
+	slot := s.top.Items[0].F
 	*slot = *f
-	r.f = slot
-	s.top.replaceRoot(r)
+	r.F = slot
+	s.top.ReplaceRoot(r)
 }
 
 // SetNames gives the names of the listed flows (looked up only for them,
@@ -68,12 +68,11 @@ func (s *Stream) SetNames(n enrich.Namer) { s.opt.Names = n }
 // Document makes the document of the flows fed so far; h is the kernel
 // side's health (the dump's duration, the kernel's count, the sysctls).
 func (s *Stream) Document(h conntrack.Health) *Document {
-	order := make([]rankedFlow, len(s.top.items))
-	copy(order, s.top.items)
-	slices.SortFunc(order, rankOrder)
+	order := slices.Clone(s.top.Items)
+	slices.SortFunc(order, conntrack.RankOrder)
 	flows := make([]*conntrack.Flow, len(order))
 	for i, r := range order {
-		flows[i] = r.f
+		flows[i] = r.F
 	}
 	snap := &conntrack.Snapshot{Time: s.now, Filter: s.filter, Health: h, TableFlows: s.seen}
 	return assemble(snap, s.totals.totals(s.seen), flows, s.opt)
