@@ -269,6 +269,7 @@ func (a *App) refresher() {
 		lastSnap *conntrack.Snapshot
 		ticked   = true
 		memo     = newNameMemo(a.names)
+		scratch  sortScratch // the sorter's memory, reused from build to build
 	)
 	freshBudget, refreshBudget := tickBudgets(a.cfg.Interval)
 	for {
@@ -309,7 +310,7 @@ func (a *App) refresher() {
 			default:
 				nm = memo.pass(keyBudget, 0)
 			}
-			if buildRowsUnless(v, snap, p, nm, snapTime(snap, a.now), stale) {
+			if buildRowsUnless(v, snap, p, nm, &scratch, snapTime(snap, a.now), stale) {
 				nm.done()
 				if a.cfg.Status != nil {
 					v.status = a.cfg.Status()

@@ -107,7 +107,7 @@ func wantsNames(p *params) bool {
 // buildRows filters, aggregates and sorts the flows of snap for p. It runs
 // off the UI goroutine and does not modify snap.
 func buildRows(v *view, snap *conntrack.Snapshot, p *params, names enrich.Namer, now time.Time) {
-	buildRowsUnless(v, snap, p, &namesPass{names: names}, now, nil)
+	buildRowsUnless(v, snap, p, &namesPass{names: names}, nil, now, nil)
 }
 
 // staleEvery is how many flows (or groups) a build handles between two
@@ -120,7 +120,7 @@ const staleEvery = 4096
 // instead of waiting for it. It reports whether v was built; an abandoned
 // v is garbage. The names of flows come from nm, which the caller ends
 // with done when the build completed.
-func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, now time.Time, stale func() bool) bool {
+func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, scratch *sortScratch, now time.Time, stale func() bool) bool {
 	v.snap = snap
 	if snap == nil {
 		return true
@@ -142,7 +142,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	)
 	switch p.tab {
 	case tabFlows:
-		rows.init(len(snap.Flows), sc, isNumericKey(sc.col))
+		rows.init(len(snap.Flows), sc, isNumericKey(sc.col), scratch)
 	case tabHosts, tabRemote:
 		hosts.init(len(snap.Flows))
 	}
@@ -219,7 +219,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	// representative), which is the order ties keep: stable across
 	// refreshes while that flow lives.
 	var gs sorter
-	gs.init(len(v.groups), sc, isNumericKey(sc.col))
+	gs.init(len(v.groups), sc, isNumericKey(sc.col), nil)
 	for i, g := range v.groups {
 		if i%staleEvery == staleEvery-1 && stale() {
 			return false
@@ -367,6 +367,7 @@ type sorter struct {
 	addrs         []addrRow
 	keyed         []keyedRow
 	flows         []*conntrack.Flow
+	scratch       *sortScratch // nil: allocate
 }
 
 type numRow struct {
@@ -384,12 +385,34 @@ type keyedRow struct {
 	seq uint32
 }
 
-func (s *sorter) init(n int, sc sortSpec, numeric bool) {
-	s.desc, s.numeric = sc.desc, numeric
-	if numeric {
-		s.nums = make([]numRow, 0, n)
+// sortScratch is memory a build's sorter takes over from the last build
+// (the refresher keeps one): for 100k flows, 4 MB of rows, buffer and
+// order that were garbage after every tick, and made the collector run
+// about once per build at flowtop's GOGC.
+type sortScratch struct {
+	nums, buf []numRow
+	flows     []*conntrack.Flow
+	order     []uint32
+}
+
+func (s *sorter) init(n int, sc sortSpec, numeric bool, scratch *sortScratch) {
+	s.desc, s.numeric, s.scratch = sc.desc, numeric, scratch
+	if scratch == nil {
+		scratch = &sortScratch{}
 	}
-	s.flows = make([]*conntrack.Flow, 0, n)
+	if numeric {
+		s.nums = reuse(scratch.nums, n)
+	}
+	s.flows = reuse(scratch.flows, n)
+}
+
+// reuse returns b emptied, or a new slice when b cannot hold n.
+func reuse[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, 0, n)
+	}
+	clear(b[:cap(b)]) // no pointer of the last build keeps its flows alive
+	return b[:0]
 }
 
 // radixSort sorts rows by k with a stable LSD radix sort, one pass per
@@ -497,9 +520,25 @@ func (s *sorter) add(f *conntrack.Flow, k sortKey) {
 
 // order returns the sequence numbers in sorted order.
 func (s *sorter) order() []uint32 {
-	out := make([]uint32, 0, s.seq)
+	var out []uint32
+	if s.scratch != nil {
+		out = reuse(s.scratch.order, int(s.seq))
+	} else {
+		out = make([]uint32, 0, s.seq)
+	}
 	if s.numeric {
-		radixSort(s.nums)
+		if len(s.nums) < 64 {
+			radixSort(s.nums)
+		} else {
+			var buf []numRow
+			if s.scratch != nil {
+				buf = s.scratch.buf
+			}
+			buf = radixPasses(s.nums, buf, func(r *numRow) uint64 { return r.k })
+			if s.scratch != nil {
+				s.scratch.buf = buf
+			}
+		}
 		for i := range s.nums {
 			out = append(out, s.nums[i].seq)
 		}
@@ -538,6 +577,10 @@ func (s *sorter) sorted() []*conntrack.Flow {
 	out := make([]*conntrack.Flow, len(order))
 	for i, seq := range order {
 		out[i] = s.flows[seq]
+	}
+	if sc := s.scratch; sc != nil {
+		// Kept for the next build, grown as they were.
+		sc.nums, sc.flows, sc.order = s.nums, s.flows, order
 	}
 	return out
 }
