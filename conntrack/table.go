@@ -534,8 +534,9 @@ func (t *Table) refreshHot() {
 			t.update(&t.entries[i], f, now, now, alphas)
 		}
 	})
-	t.ask = ask[:0]
 	t.health.HotFlows = len(ask)
+	clear(ask) // keep no record alive for the next tick's list
+	t.ask = ask[:0]
 	t.health.HotRefresh = t.now().Sub(start)
 	if err != nil {
 		t.health.LastError = err.Error()
