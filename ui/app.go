@@ -269,7 +269,7 @@ func (a *App) refresher() {
 		lastSnap *conntrack.Snapshot
 		ticked   = true
 		memo     = newNameMemo(a.names)
-		scratch  sortScratch // the sorter's memory, reused from build to build
+		scratch  buildScratch // a build's own memory, reused by the next
 	)
 	freshBudget, refreshBudget := tickBudgets(a.cfg.Interval)
 	for {

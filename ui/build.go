@@ -120,7 +120,7 @@ const staleEvery = 4096
 // instead of waiting for it. It reports whether v was built; an abandoned
 // v is garbage. The names of flows come from nm, which the caller ends
 // with done when the build completed.
-func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, scratch *sortScratch, now time.Time, stale func() bool) bool {
+func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, scratch *buildScratch, now time.Time, stale func() bool) bool {
 	v.snap = snap
 	if snap == nil {
 		return true
@@ -142,9 +142,9 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	)
 	switch p.tab {
 	case tabFlows:
-		rows.init(len(snap.Flows), sc, isNumericKey(sc.col), scratch)
+		rows.init(len(snap.Flows), sc, isNumericKey(sc.col), true, scratch)
 	case tabHosts, tabRemote:
-		hosts.init(len(snap.Flows))
+		hosts.init(len(snap.Flows), scratch)
 	}
 	// work counts rows, and lookups as lookupWork rows, for the looks at
 	// stale.
@@ -219,7 +219,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	// representative), which is the order ties keep: stable across
 	// refreshes while that flow lives.
 	var gs sorter
-	gs.init(len(v.groups), sc, isNumericKey(sc.col), nil)
+	gs.init(len(v.groups), sc, isNumericKey(sc.col), false, scratch)
 	for i, g := range v.groups {
 		if i%staleEvery == staleEvery-1 && stale() {
 			return false
@@ -234,6 +234,10 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	sorted := make([]*group, len(order))
 	for i, seq := range order {
 		sorted[i] = v.groups[seq]
+	}
+	gs.release(order)
+	if scratch != nil && hosts.table != nil {
+		scratch.hostTable, scratch.hostKeys = hosts.table, hosts.keys
 	}
 	v.groups = sorted
 	return true
@@ -261,15 +265,25 @@ func (k hostKey) hash(shift uint) uint64 {
 	return (h ^ h>>29) * 0x94d049bb133111eb >> shift
 }
 
-// init makes room for n flows: the table stays at most half full.
-func (s *hostSet) init(n int) {
+// init makes room for n flows: the table stays at most half full. The
+// index comes from scratch when it has one (the groups themselves belong
+// to the view).
+func (s *hostSet) init(n int, scratch *buildScratch) {
 	size := 1024
 	for size < 2*n {
 		size *= 2
 	}
-	s.table = make([]int32, size)
+	if scratch == nil {
+		scratch = &buildScratch{}
+	}
+	if cap(scratch.hostTable) >= size {
+		s.table = scratch.hostTable[:size]
+		clear(s.table)
+	} else {
+		s.table = make([]int32, size)
+	}
 	s.shift = uint(64 - bits.TrailingZeros(uint(size)))
-	s.keys = make([]hostKey, 0, n)
+	s.keys = reuse(scratch.hostKeys, n)
 	s.all = make([]*group, 0, n)
 }
 
@@ -367,7 +381,7 @@ type sorter struct {
 	addrs         []addrRow
 	keyed         []keyedRow
 	flows         []*conntrack.Flow
-	scratch       *sortScratch // nil: allocate
+	scratch       *buildScratch // nil: allocate
 }
 
 type numRow struct {
@@ -385,25 +399,45 @@ type keyedRow struct {
 	seq uint32
 }
 
-// sortScratch is memory a build's sorter takes over from the last build
-// (the refresher keeps one): for 100k flows, 4 MB of rows, buffer and
-// order that were garbage after every tick, and made the collector run
-// about once per build at flowtop's GOGC.
-type sortScratch struct {
+// buildScratch is memory a build takes over from the last one (the
+// refresher keeps one): the sorter's rows, buffer and order, the host
+// index of the Hosts and Remote tabs. For 100k flows that was 4 to 7 MB
+// of garbage per tick, which made the collector run about once per build
+// at flowtop's GOGC. Nothing in it is part of a view.
+type buildScratch struct {
 	nums, buf []numRow
 	flows     []*conntrack.Flow
 	order     []uint32
+	hostTable []int32
+	hostKeys  []hostKey
 }
 
-func (s *sorter) init(n int, sc sortSpec, numeric bool, scratch *sortScratch) {
+// init readies s for n rows; withFlows when it will also sort flows
+// (add), not only keys (push).
+func (s *sorter) init(n int, sc sortSpec, numeric, withFlows bool, scratch *buildScratch) {
 	s.desc, s.numeric, s.scratch = sc.desc, numeric, scratch
 	if scratch == nil {
-		scratch = &sortScratch{}
+		scratch = &buildScratch{}
 	}
 	if numeric {
 		s.nums = reuse(scratch.nums, n)
 	}
-	s.flows = reuse(scratch.flows, n)
+	if withFlows {
+		s.flows = reuse(scratch.flows, n)
+	}
+}
+
+// release hands the sorter's memory, grown as it was, to the next build.
+func (s *sorter) release(order []uint32) {
+	if sc := s.scratch; sc != nil {
+		if s.numeric {
+			sc.nums = s.nums
+		}
+		if s.flows != nil {
+			sc.flows = s.flows
+		}
+		sc.order = order
+	}
 }
 
 // reuse returns b emptied, or a new slice when b cannot hold n.
@@ -578,10 +612,7 @@ func (s *sorter) sorted() []*conntrack.Flow {
 	for i, seq := range order {
 		out[i] = s.flows[seq]
 	}
-	if sc := s.scratch; sc != nil {
-		// Kept for the next build, grown as they were.
-		sc.nums, sc.flows, sc.order = s.nums, s.flows, order
-	}
+	s.release(order)
 	return out
 }
 
