@@ -79,6 +79,9 @@ type view struct {
 	status           string
 	warnings         []string
 	buildTime        time.Duration
+	// groupMem is 1 + the groupPool set holding this view's groups, 0 for
+	// none: the pool does not reuse it while the view is on screen.
+	groupMem int
 }
 
 func (v *view) rowCount() int {
@@ -238,6 +241,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	gs.release(order)
 	if scratch != nil && hosts.table != nil {
 		scratch.hostTable, scratch.hostKeys = hosts.table, hosts.keys
+		v.groupMem = scratch.groups.building + 1
 	}
 	v.groups = sorted
 	return true
@@ -252,8 +256,9 @@ type hostSet struct {
 	keys  []hostKey // of all[i]
 	all   []*group
 	chunk []group
-	table []int32 // 1 + an index in all, 0 for an empty slot
-	shift uint    // 64 - log2(len(table))
+	pool  *groupPool // where chunks come from
+	table []int32    // 1 + an index in all, 0 for an empty slot
+	shift uint       // 64 - log2(len(table))
 }
 
 // hostKey is an address as 16 bytes (of the unmapped address), in
@@ -285,6 +290,40 @@ func (s *hostSet) init(n int, scratch *buildScratch) {
 	s.shift = uint(64 - bits.TrailingZeros(uint(size)))
 	s.keys = reuse(scratch.hostKeys, n)
 	s.all = make([]*group, 0, n)
+	s.pool = &scratch.groups
+	s.pool.begin()
+}
+
+// groupPool holds the group chunks of the Hosts and Remote tabs for reuse:
+// two sets, one for the view on screen (its groups must stay as they are)
+// and one for the build under way. 100k flows to 100k hosts are 6 MB of
+// groups per build.
+type groupPool struct {
+	sets     [2][][]group
+	shown    int // the set of the view on screen, -1 for none
+	building int // the set the build under way takes chunks from
+	next     int // the next chunk of that set
+}
+
+// begin starts a build: it takes the set the screen does not show.
+func (p *groupPool) begin() {
+	p.building = 0
+	if p.shown == 0 {
+		p.building = 1
+	}
+	p.next = 0
+}
+
+// chunk returns an empty chunk of groupChunk groups.
+func (p *groupPool) chunk() []group {
+	set := &p.sets[p.building]
+	if p.next == len(*set) {
+		*set = append(*set, make([]group, 0, groupChunk))
+	}
+	c := (*set)[p.next][:0]
+	clear(c[:cap(c)]) // no flow of an old build stays reachable
+	p.next++
+	return c
 }
 
 // get returns the group of addr, new ones with f as representative and sd
@@ -299,7 +338,7 @@ func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) *group {
 		j := s.table[i]
 		if j == 0 {
 			if len(s.chunk) == cap(s.chunk) {
-				s.chunk = make([]group, 0, groupChunk)
+				s.chunk = s.pool.chunk()
 			}
 			s.chunk = append(s.chunk, group{rep: f, side: sd})
 			g := &s.chunk[len(s.chunk)-1]
@@ -410,6 +449,7 @@ type buildScratch struct {
 	order     []uint32
 	hostTable []int32
 	hostKeys  []hostKey
+	groups    groupPool // these do belong to a view: see groupPool
 }
 
 // init readies s for n rows; withFlows when it will also sort flows

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -306,4 +307,47 @@ func cmpU64(a, b uint64) int {
 		return 1
 	}
 	return 0
+}
+
+// Builds that reuse memory (the refresher's scratch) never touch the
+// groups of the view on screen, and give the same rows as fresh builds.
+func TestBuildScratchKeepsShownGroups(t *testing.T) {
+	fs := benchFlows(5000)
+	snapOf := func(fs []conntrack.Flow) *conntrack.Snapshot {
+		return &conntrack.Snapshot{Time: t0, Flows: conntrack.Pointers(fs)}
+	}
+	describe := func(v *view) []string {
+		var out []string
+		for _, g := range v.groups {
+			out = append(out, fmt.Sprintf("%v %d %d %d", g.addr(), g.flows, g.up, g.down))
+		}
+		return out
+	}
+	var scratch buildScratch
+	build := func(tab tabID, snap *conntrack.Snapshot) *view {
+		p := &params{tab: tab, sort: defaultSort()}
+		v := &view{p: p}
+		if !buildRowsUnless(v, snap, p, &namesPass{names: enrich.None{}}, &scratch, t0, nil) {
+			t.Fatal("build abandoned")
+		}
+		fresh := &view{p: p}
+		buildRows(fresh, snap, p, enrich.None{}, t0)
+		if diff := cmp.Diff(describe(fresh), describe(v)); diff != "" {
+			t.Fatalf("tab %d: reusing memory changed the rows (-fresh +reused):\n%s", tab, diff)
+		}
+		return v
+	}
+	shown := build(tabRemote, snapOf(fs))
+	scratch.groups.shown = shown.groupMem - 1 // on screen
+	want := describe(shown)
+	other := append([]conntrack.Flow(nil), fs[1000:]...)
+	for i := range other {
+		other[i].OrigCount.Bytes += 12345
+	}
+	for _, tab := range []tabID{tabHosts, tabRemote, tabFlows, tabHosts} {
+		build(tab, snapOf(other)) // built, never shown
+		if diff := cmp.Diff(want, describe(shown)); diff != "" {
+			t.Fatalf("a later build changed the groups on screen (-before +after):\n%s", diff)
+		}
+	}
 }
