@@ -2,7 +2,6 @@ package enrich_test
 
 import (
 	"math/rand/v2"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -14,27 +13,7 @@ import (
 // namesFlows makes n flows with distinct sources and mostly distinct
 // remotes, half IPv4 and half IPv6, like the screen's benchmarks.
 func namesFlows(n int) []*conntrack.Flow {
-	r := rand.New(rand.NewPCG(1, 2))
-	fs := make([]conntrack.Flow, n)
-	for i := range fs {
-		var src, dst netip.Addr
-		fam := conntrack.IPv4
-		if i%2 == 0 {
-			src = netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)})
-			dst = netip.AddrFrom4([4]byte{byte(1 + r.IntN(220)), byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))})
-		} else {
-			fam = conntrack.IPv6
-			src = netip.AddrFrom16([16]byte{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i)})
-			dst = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(r.IntN(256)), 15: byte(r.IntN(256))})
-		}
-		port := uint16(1024 + i%60000)
-		fs[i] = conntrack.Flow{
-			ID: uint32(i + 1), Family: fam, Proto: conntrack.ProtoTCP, State: 3,
-			Orig:  conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst), SrcPort: port, DstPort: 443},
-			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(dst), Dst: conntrack.AddrFrom(src), SrcPort: 443, DstPort: port},
-		}
-	}
-	return conntrack.Pointers(fs)
+	return conntrack.Pointers(enrichtest.Flows(n, rand.New(rand.NewPCG(1, 2))))
 }
 
 // BenchmarkNames measures one Names call for each of 100k flows, which is

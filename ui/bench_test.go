@@ -3,7 +3,6 @@ package ui
 import (
 	"fmt"
 	"math/rand/v2"
-	"net/netip"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -20,31 +19,16 @@ import (
 // benchFlows makes n flows with random rates, half IPv4 and half IPv6.
 func benchFlows(n int) []conntrack.Flow {
 	r := rand.New(rand.NewPCG(1, 2))
-	fs := make([]conntrack.Flow, n)
+	fs := enrichtest.Flows(n, r)
 	for i := range fs {
-		id := uint32(i + 1)
-		var src, dst netip.Addr
-		fam := conntrack.IPv4
-		if i%2 == 0 {
-			src = netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)})
-			dst = netip.AddrFrom4([4]byte{byte(1 + r.IntN(220)), byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))})
-		} else {
-			fam = conntrack.IPv6
-			src = netip.AddrFrom16([16]byte{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i >> 8), byte(i)})
-			dst = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(r.IntN(256)), 15: byte(r.IntN(256))})
-		}
 		rate := float64(r.IntN(1000)) * r.Float64() * 1000
-		fs[i] = conntrack.Flow{
-			ID: id, Family: fam, Proto: conntrack.ProtoTCP, State: 3,
-			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst), SrcPort: uint16(1024 + i%60000), DstPort: 443},
-			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(dst), Dst: conntrack.AddrFrom(src), SrcPort: 443, DstPort: uint16(1024 + i%60000)},
-			Start:       conntrack.StampOf(t0.Add(-time.Duration(r.IntN(86400)) * time.Second)),
-			HasCounters: true,
-			OrigCount:   conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))},
-			ReplyCount:  conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))},
-			OrigRate:    conntrack.Rate{Bytes: float32(rate / 10)},
-			ReplyRate:   conntrack.Rate{Bytes: float32(rate)},
-		}
+		f := &fs[i]
+		f.Start = conntrack.StampOf(t0.Add(-time.Duration(r.IntN(86400)) * time.Second))
+		f.HasCounters = true
+		f.OrigCount = conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))}
+		f.ReplyCount = conntrack.Counter{Bytes: uint64(r.IntN(1 << 30)), Packets: uint64(r.IntN(1 << 20))}
+		f.OrigRate = conntrack.Rate{Bytes: float32(rate / 10)}
+		f.ReplyRate = conntrack.Rate{Bytes: float32(rate)}
 	}
 	return fs
 }

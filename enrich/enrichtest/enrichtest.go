@@ -9,10 +9,13 @@ package enrichtest
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"testing"
 
+	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/geo"
 	"github.com/flowtop/flowtop/geo/geotest"
@@ -74,4 +77,30 @@ func Lookups(tb testing.TB, o Options) *enrich.Lookups {
 		l.Procs = f
 	}
 	return l
+}
+
+// Flows makes n TCP flows to port 443 with distinct local sources and
+// mostly distinct remotes (random, from r), half IPv4 and half IPv6: what
+// the screen's and the lookups' benchmarks run on. IDs count from 1.
+func Flows(n int, r *rand.Rand) []conntrack.Flow {
+	fs := make([]conntrack.Flow, n)
+	for i := range fs {
+		var src, dst netip.Addr
+		fam := conntrack.IPv4
+		if i%2 == 0 {
+			src = netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)})
+			dst = netip.AddrFrom4([4]byte{byte(1 + r.IntN(220)), byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))})
+		} else {
+			fam = conntrack.IPv6
+			src = netip.AddrFrom16([16]byte{0xfd, 14: byte(i >> 8), 15: byte(i)})
+			dst = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 14: byte(r.IntN(256)), 15: byte(r.IntN(256))})
+		}
+		port := uint16(1024 + i%60000)
+		fs[i] = conntrack.Flow{
+			ID: uint32(i + 1), Family: fam, Proto: conntrack.ProtoTCP, State: 3,
+			Orig:  conntrack.Tuple{Src: conntrack.AddrFrom(src), Dst: conntrack.AddrFrom(dst), SrcPort: port, DstPort: 443},
+			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(dst), Dst: conntrack.AddrFrom(src), SrcPort: 443, DstPort: port},
+		}
+	}
+	return fs
 }
