@@ -241,6 +241,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	gs.release(order)
 	if scratch != nil && hosts.table != nil {
 		scratch.hostTable, scratch.hostKeys = hosts.table, hosts.keys
+		scratch.groups.finish(hosts.chunk)
 		v.groupMem = scratch.groups.building + 1
 	}
 	v.groups = sorted
@@ -321,9 +322,18 @@ func (p *groupPool) chunk() []group {
 		*set = append(*set, make([]group, 0, groupChunk))
 	}
 	c := (*set)[p.next][:0]
-	clear(c[:cap(c)]) // no flow of an old build stays reachable
 	p.next++
-	return c
+	return c // every group appended is written whole: no need to clear
+}
+
+// finish ends a build whose last chunk is last: the groups after it,
+// left from an older build, are cleared or let go, so that no flow of
+// that build stays reachable through them.
+func (p *groupPool) finish(last []group) {
+	clear(last[len(last):cap(last)])
+	set := &p.sets[p.building]
+	clear((*set)[p.next:])
+	*set = (*set)[:p.next]
 }
 
 // get returns the group of addr, new ones with f as representative and sd
