@@ -25,17 +25,8 @@ func (r *Rate) advance(bytes, packets uint64, dt time.Duration, first bool) {
 	if dt <= 0 {
 		return
 	}
-	secs := dt.Seconds()
-	rate := float64(bytes) / secs
-	r.Bytes = float32(rate)
-	r.Packets = float32(float64(packets) / secs)
-	if first {
-		r.Avg2, r.Avg10, r.Avg40 = r.Bytes, r.Bytes, r.Bytes
-		return
-	}
-	r.Avg2 = float32(ewma(float64(r.Avg2), rate, dt, tau2))
-	r.Avg10 = float32(ewma(float64(r.Avg10), rate, dt, tau10))
-	r.Avg40 = float32(ewma(float64(r.Avg40), rate, dt, tau40))
+	c := alphaCache{dt: -1}
+	r.step(bytes, packets, dt, c.at(dt), first)
 }
 
 // step is advance with the smoothing factors for dt already worked out:
@@ -83,11 +74,6 @@ func (c *alphaCache) at(dt time.Duration) alpha {
 		c.a = alpha{1 - math.Exp(-s/tau2.Seconds()), 1 - math.Exp(-s/tau10.Seconds()), 1 - math.Exp(-s/tau40.Seconds())}
 	}
 	return c.a
-}
-
-func ewma(avg, sample float64, dt, tau time.Duration) float64 {
-	alpha := 1 - math.Exp(-dt.Seconds()/tau.Seconds())
-	return avg + alpha*(sample-avg)
 }
 
 // delta is the growth of a counter, 0 when it went backwards (the kernel
