@@ -705,33 +705,24 @@ func (t *Table) removeAt(i int32) {
 }
 
 // unlink takes position i out of its ID chain.
-func (t *Table) unlink(i int32) {
-	id := t.entries[i].flow.ID
-	next := t.entries[i].next
-	head, _ := t.index.get(id)
-	if head == i {
-		if next < 0 {
-			t.index.remove(id)
-		} else {
-			t.index.set(id, next)
-		}
-		return
-	}
-	for p := head; p >= 0; p = t.entries[p].next {
-		if t.entries[p].next == i {
-			t.entries[p].next = next
-			return
-		}
-	}
-}
+func (t *Table) unlink(i int32) { t.redirect(i, t.entries[i].next) }
 
 // relink makes the chain that leads to position from lead to position to
 // instead (the entry is about to move there).
-func (t *Table) relink(from, to int32) {
+func (t *Table) relink(from, to int32) { t.redirect(from, to) }
+
+// redirect makes whatever points at position from in its ID chain (the
+// index or the entry before it) point at to; to < 0 ends the chain there,
+// and an ID left without entries leaves the index.
+func (t *Table) redirect(from, to int32) {
 	id := t.entries[from].flow.ID
 	head, _ := t.index.get(id)
 	if head == from {
-		t.index.set(id, to)
+		if to < 0 {
+			t.index.remove(id)
+		} else {
+			t.index.set(id, to)
+		}
 		return
 	}
 	for p := head; p >= 0; p = t.entries[p].next {
