@@ -195,17 +195,25 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	var first *conntrack.Snapshot
 	select {
 	case first = <-snaps:
-		if !o.once {
-			// --once exits after one document: no collection would pay.
-			resumeGC()
-		}
 	case err := <-tableErr:
-		if err == nil {
+		// With -t 0 the table ends right after publishing its one
+		// snapshot, so both may be ready at once: take the snapshot.
+		select {
+		case first = <-snaps:
+		default:
+		}
+		if err == nil && first == nil {
 			err = errors.New("conntrack reader stopped before the first dump")
 		}
-		return err
+		if err != nil {
+			return err
+		}
 	case <-ctx.Done():
 		return nil
+	}
+	if !o.once {
+		// --once exits after one document: no collection would pay.
+		resumeGC()
 	}
 	// The watchdog started during the dump; from here on a crash
 	// anywhere is covered.
