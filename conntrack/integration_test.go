@@ -194,11 +194,7 @@ func (env *tableEnv) nextSnapshot(t *testing.T) *Snapshot {
 // echoTCP serves TCP echo in ns on addr.
 func echoTCP(t *testing.T, ns *nstest.NS, addr string) string {
 	t.Helper()
-	var ln net.Listener
-	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := nstest.ListenTCP(t, ns, addr)
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -458,14 +458,7 @@ const (
 // bytes, and closes its end once A closes.
 func dialTCP(t *testing.T, a, b *nstest.NS, src, dst string) *tcpConn {
 	t.Helper()
-	var ln net.Listener
-	if err := b.Do(func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(dst, "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := nstest.ListenTCP(t, b, net.JoinHostPort(dst, "0"))
 	tc := &tcpConn{serverEnd: make(chan struct{})}
 	go func() {
 		defer close(tc.serverEnd)

@@ -311,14 +311,7 @@ func startTraffic(t *testing.T, a, b *nstest.NS) *traffic {
 	for i, pair := range [][2]string{{nstest.AddrA4, nstest.AddrB4}, {nstest.AddrA6, nstest.AddrB6}} {
 		dst := pair[1]
 		// TCP echo server on B and a client on A writing every 50 ms.
-		var ln net.Listener
-		if err := b.Do(func() (err error) {
-			ln, err = net.Listen("tcp", net.JoinHostPort(dst, "0"))
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		closers = append(closers, ln)
+		ln := nstest.ListenTCP(t, b, net.JoinHostPort(dst, "0"))
 		tr.tcpPorts[i] = ln.Addr().(*net.TCPAddr).Port
 		wg.Go(func() {
 			for {

@@ -81,14 +81,7 @@ func barePair(t *testing.T) (a, b *nstest.NS) {
 // returns the listening port; the connection stays open until the test ends.
 func tcpConnect(t *testing.T, a, b *nstest.NS, dst string) int {
 	t.Helper()
-	var ln net.Listener
-	if err := b.Do(func() (err error) {
-		ln, err = net.Listen("tcp", net.JoinHostPort(dst, "0"))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
+	ln := nstest.ListenTCP(t, b, net.JoinHostPort(dst, "0"))
 	go func() {
 		for {
 			c, err := ln.Accept()

@@ -28,3 +28,15 @@ func EchoUDP(t testing.TB, ns *NS, addr string) *net.UDPAddr {
 	})
 	return pc.LocalAddr().(*net.UDPAddr)
 }
+
+// ListenTCP listens for TCP inside ns on addr ("192.0.2.2:0" picks a
+// port); the listener closes when the test ends.
+func ListenTCP(t testing.TB, ns *NS, addr string) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		t.Fatalf("tcp listen on %s in %s: %v", addr, ns.Name, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}
