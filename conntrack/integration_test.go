@@ -6,7 +6,6 @@ package conntrack
 // failed under CI=true.
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -160,22 +159,8 @@ func startTableEnv(t *testing.T, interval time.Duration) *tableEnv {
 	t.Cleanup(func() { count.Close() })
 	env.tbl = NewTable(TableConfig{Kernel: src, Interval: interval, Filter: allFilter(),
 		KernelFlows: count.Read, Accounting: guard.Enabled})
-	env.sub, _ = env.tbl.Subscribe()
 	env.ended = env.tbl.SubscribeEnded(1024)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- env.tbl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
+	env.sub = runTable(t, env.tbl)
 	waitSnap(t, env.sub, "the initial dump", func(*Snapshot) bool { return true })
 	return env
 }
@@ -727,16 +712,7 @@ func testBurst(t *testing.T, tiny bool) {
 	}
 	t.Cleanup(func() { count.Close() })
 	tbl := NewTable(TableConfig{Kernel: src, Interval: time.Hour, Filter: allFilter(), KernelFlows: count.Read})
-	sub, _ := tbl.Subscribe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tbl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	sub := runTable(t, tbl)
 	waitSnap(t, sub, "the initial dump", func(*Snapshot) bool { return true })
 
 	c, err := tconntrack.Dial(&netlink.Config{NetNS: int(src.NetnsFile().Fd())})

@@ -34,16 +34,6 @@ func (k *slowKernel) Listen(ctx context.Context, _ chan<- Event) error {
 	return nil
 }
 
-// runTable runs tb until the test ends and returns its snapshots.
-func runTable(t *testing.T, tb *Table) <-chan *Snapshot {
-	snaps, cancelSub := tb.Subscribe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tb.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done; cancelSub() })
-	return snaps
-}
-
 // A table whose full refresh takes longer than a quarter of the interval
 // is refreshed less often, says so in Health.RefreshEvery, and still
 // publishes a snapshot every interval.

@@ -142,10 +142,25 @@ func startTable(t *testing.T, k *fakeKernel, cfg TableConfig) (*Table, <-chan *S
 		cfg.Now = k.now
 	}
 	tbl := NewTable(cfg)
-	sub, _ := tbl.Subscribe()
+	// Registered first, so it runs after runTable has stopped the table.
+	t.Cleanup(func() {
+		select {
+		case <-k.listenDone:
+		default:
+			t.Error("Run returned while Listen still runs")
+		}
+	})
+	return tbl, runTable(t, tbl)
+}
+
+// runTable runs tb until the test ends and returns its snapshots. At the
+// end Run must return, without error, within 5 s of the cancel.
+func runTable(t *testing.T, tb *Table) <-chan *Snapshot {
+	t.Helper()
+	snaps, cancelSub := tb.Subscribe()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- tbl.Run(ctx) }()
+	go func() { done <- tb.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -156,13 +171,9 @@ func startTable(t *testing.T, k *fakeKernel, cfg TableConfig) (*Table, <-chan *S
 		case <-time.After(5 * time.Second):
 			t.Error("Run did not return after cancel")
 		}
-		select {
-		case <-k.listenDone:
-		default:
-			t.Error("Run returned while Listen still runs")
-		}
+		cancelSub()
 	})
-	return tbl, sub
+	return snaps
 }
 
 func waitSnap(t *testing.T, sub <-chan *Snapshot, what string, ok func(*Snapshot) bool) *Snapshot {
