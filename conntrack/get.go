@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,7 +15,6 @@ import (
 const getBatch = 128
 
 const (
-	nlmFRequest  = 0x1
 	nlaFNested   = 0x8000
 	nfnetlinkV0  = 0
 	getSeqOrigin = 1 << 30 // GET sequence numbers stay clear of the dump's
@@ -36,11 +36,28 @@ func (s *Source) Get(flows []*Flow, fn func(*Flow)) error {
 		flows = flows[len(batch):]
 		s.getSeq++
 		first := getSeqOrigin + s.getSeq*getBatch
+		// The bodies go into one reused buffer; the messages slice it once
+		// it no longer grows.
 		s.getBuf = s.getBuf[:0]
+		ends := make([]int, len(batch))
 		for i, fl := range batch {
-			s.getBuf = appendGetRequest(s.getBuf, fl, first+uint32(i))
+			s.getBuf = appendGetRequest(s.getBuf, fl)
+			ends[i] = len(s.getBuf)
 		}
-		if err := s.send(s.getBuf); err != nil {
+		msgs := make([]netlink.Message, len(batch))
+		for i := range batch {
+			start := 0
+			if i > 0 {
+				start = ends[i-1]
+			}
+			msgs[i] = netlink.Message{
+				Header: netlink.Header{Type: netlink.HeaderType(nfnlSubsysCTNetlink<<8 | ctMsgGet),
+					Flags: netlink.Request, Sequence: first + uint32(i)},
+				Data: s.getBuf[start:ends[i]],
+			}
+		}
+		// One sendmsg for the batch.
+		if _, err := s.dump.SendMessages(msgs); err != nil {
 			return fmt.Errorf("request conntrack flows: %w", permission(err))
 		}
 		pending := len(batch)
@@ -72,32 +89,9 @@ func (s *Source) Get(flows []*Flow, fn func(*Flow)) error {
 	return firstErr
 }
 
-// send writes one datagram of requests to the dump socket.
-func (s *Source) send(b []byte) error {
-	rc, err := s.dump.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var serr error
-	err = rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return serr != unix.EAGAIN
-	})
-	if err != nil {
-		return err
-	}
-	return serr
-}
-
-// appendGetRequest appends an IPCTNL_MSG_CT_GET request for f's original
-// tuple (and zone) to b.
-func appendGetRequest(b []byte, f *Flow, seq uint32) []byte {
-	start := len(b)
-	b = binary.NativeEndian.AppendUint32(b, 0) // length, set below
-	b = binary.NativeEndian.AppendUint16(b, nfnlSubsysCTNetlink<<8|ctMsgGet)
-	b = binary.NativeEndian.AppendUint16(b, nlmFRequest)
-	b = binary.NativeEndian.AppendUint32(b, seq)
-	b = binary.NativeEndian.AppendUint32(b, 0) // port id: the kernel's
+// appendGetRequest appends the body of an IPCTNL_MSG_CT_GET request
+// (netfilter header and attributes) for f's original tuple and zone to b.
+func appendGetRequest(b []byte, f *Flow) []byte {
 	b = append(b, byte(f.Family), nfnetlinkV0, 0, 0)
 
 	tuple := beginNested(&b, ctaTupleOrig)
@@ -130,7 +124,6 @@ func appendGetRequest(b []byte, f *Flow, seq uint32) []byte {
 	if f.Zone != 0 {
 		b = appendAttr(b, ctaZone, binary.BigEndian.AppendUint16(nil, f.Zone))
 	}
-	binary.NativeEndian.PutUint32(b[start:], uint32(len(b)-start))
 	return b
 }
 
