@@ -144,6 +144,9 @@ type App struct {
 	running  atomic.Bool
 	loopDone chan struct{} // closed when the UI loop has ended
 
+	// openScreen: Run opens the terminal (New was given no screen).
+	openScreen bool
+
 	// afterSwap, when set, is called on the UI goroutine after a new
 	// view is on screen (tests and benchmarks).
 	afterSwap func(*view)
@@ -189,7 +192,9 @@ func New(cfg Config, screen tcell.Screen) *App {
 	a.view = &view{p: a.p}
 	a.buildLayout()
 	if screen != nil {
-		a.app.SetScreen(screen)
+		a.app.SetScreen(&asciiScreen{Screen: screen})
+	} else {
+		a.openScreen = true
 	}
 	a.app.EnableMouse(true)
 	a.app.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {
@@ -215,6 +220,14 @@ func (a *App) Run() error {
 	if a.ctx.Err() != nil {
 		close(a.loopDone)
 		return nil // stopped before it started
+	}
+	if a.openScreen {
+		s, err := openTerminal()
+		if err != nil {
+			close(a.loopDone)
+			return err
+		}
+		a.app.SetScreen(s)
 	}
 	a.wg.Add(1)
 	go a.refresher()

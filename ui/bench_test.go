@@ -121,15 +121,12 @@ func BenchmarkKeyToScreen(b *testing.B) {
 	})
 }
 
-// Churn of BenchmarkKeyToScreenChurn: every churnPeriod, churn new flows
+// Churn of BenchmarkKeyToScreenChurn: every period, churn new flows
 // appear, as many end and about one in churnUpdate of the others has new
 // counters and rates. 250 + 250 per 100 ms is 2,500 new and 2,500 ended
 // flows a second: the 5,000 NEW and DESTROY events a second of issue 6;
 // 500 + 500 is twice that.
-const (
-	churnPeriod = 100 * time.Millisecond
-	churnUpdate = 10
-)
+const churnUpdate = 10
 
 // churnSource is a Source whose snapshot changes the way the table's does
 // under churn. Like the table's, its snapshots share the records of the
@@ -144,16 +141,18 @@ type churnSource struct {
 	slab   []conntrack.Flow
 	nextID uint32
 	events uint64
-	steps  atomic.Int64 // snapshots published by step
-	churn  int          // flows that appear, and end, per step
+	steps  atomic.Int64  // snapshots published by step
+	churn  int           // flows that appear, and end, per step
+	period time.Duration // between two steps
 }
 
 func (s *churnSource) Latest() *conntrack.Snapshot  { return s.snap.Load() }
 func (s *churnSource) SetFilter(conntrack.Filter)   {}
 func (s *churnSource) Delete(*conntrack.Flow) error { return nil }
 
-func newChurnSource(n, churn int) *churnSource {
-	s := &churnSource{r: rand.New(rand.NewPCG(3, 4)), live: conntrack.Pointers(benchFlows(n)), nextID: uint32(n) + 1, churn: churn}
+func newChurnSource(n, churn int, period time.Duration) *churnSource {
+	s := &churnSource{r: rand.New(rand.NewPCG(3, 4)), live: conntrack.Pointers(benchFlows(n)), nextID: uint32(n) + 1,
+		churn: churn, period: period}
 	s.publish(time.Now())
 	return s
 }
@@ -216,9 +215,9 @@ func (s *churnSource) step(now time.Time) {
 
 func (s *churnSource) publish(now time.Time) {
 	n := len(s.live)
-	s.snap.Store(&conntrack.Snapshot{Time: now, Interval: churnPeriod, Flows: slices.Clone(s.live), TableFlows: n,
+	s.snap.Store(&conntrack.Snapshot{Time: now, Interval: s.period, Flows: slices.Clone(s.live), TableFlows: n,
 		Filter: conntrack.DefaultFilter(), Health: conntrack.Health{Events: s.events, Refreshes: uint64(s.steps.Load()),
-			RefreshEvery: churnPeriod, KernelFlows: n, Accounting: true}})
+			RefreshEvery: s.period, KernelFlows: n, Accounting: true}})
 }
 
 // start runs the churn until the returned stop, which waits for the
@@ -228,7 +227,7 @@ func (s *churnSource) start() (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tick := time.NewTicker(churnPeriod)
+		tick := time.NewTicker(s.period)
 		defer tick.Stop()
 		for {
 			select {
@@ -252,9 +251,10 @@ func (s *churnSource) start() (stop func()) {
 // events a second of issue 6, 10k twice that. The screen ticks every
 // 100 ms too, as it does with -t 0.1: flowtop gives the table and the
 // screen the same interval, and the table publishes on its tick, so every
-// screen tick finds a new snapshot, as here, and rebuilds 100k rows. (With
-// the screen at 1 s it would skip nine snapshots in ten, which the real
-// app never does, and a key would rarely meet a tick's build.)
+// screen tick finds a new snapshot, as here, and rebuilds 100k rows: the
+// hardest case, a key meets a tick's build one time in three. "5k-1s" is
+// the same churn at flowtop's default interval, one snapshot of 2,500 new
+// and 2,500 ended flows a second, the screen ticking with it.
 //
 // The names come from "real" lookups, those flowtop runs with by default
 // (enrichtest: services, a reverse DNS cache that never resolves, GeoIP,
@@ -263,9 +263,10 @@ func (s *churnSource) start() (stop func()) {
 // the screen has run for namesWarmUp, as a user's would be.
 func BenchmarkKeyToScreenChurn(b *testing.B) {
 	for _, rate := range []struct {
-		name  string
-		churn int
-	}{{"5k", 250}, {"10k", 500}} {
+		name   string
+		churn  int
+		period time.Duration
+	}{{"5k", 250, 100 * time.Millisecond}, {"10k", 500, 100 * time.Millisecond}, {"5k-1s", 2500, time.Second}} {
 		for _, nm := range []string{"real", "cheap"} {
 			b.Run(rate.name+"/"+nm, func(b *testing.B) {
 				benchKeys(b, func(b *testing.B) (Source, time.Duration, enrich.Namer, func()) {
@@ -273,10 +274,10 @@ func BenchmarkKeyToScreenChurn(b *testing.B) {
 					if nm == "real" {
 						names = enrichtest.Lookups(b, enrichtest.Options{Procs: true})
 					}
-					src := newChurnSource(100_000, rate.churn)
+					src := newChurnSource(100_000, rate.churn, rate.period)
 					stop := src.start()
 					steps := src.steps.Load()
-					return src, churnPeriod, names, func() {
+					return src, rate.period, names, func() {
 						stop()
 						// The snapshots published meanwhile (for filter,
 						// with the pauses between keys): the churn ran.
@@ -312,7 +313,9 @@ var keyCases = []struct {
 // benchKeys runs a sub-benchmark per key case. setup gives each its source,
 // the screen's interval and what to do at its end (nil: nothing); the time
 // from InjectKey to the draw that shows the key's effect is measured, and
-// its mean (ms/op) and worst (max-ms) reported.
+// its mean (ms/op) and worst (max-ms) reported, with the worst press's
+// build (max-build-ms) and the time from its view's swap to the end of its
+// draw (max-draw-ms).
 func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enrich.Namer, func())) {
 	for _, c := range keyCases {
 		b.Run(c.name, func(b *testing.B) {
@@ -355,6 +358,14 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 			}
 			time.Sleep(50 * time.Millisecond)
 			var worst time.Duration
+			// For the breakdown of the worst press: when the view went on
+			// screen and how long its build took.
+			var swapAt, buildTook atomic.Int64
+			a.afterSwap = func(v *view) {
+				swapAt.Store(time.Now().UnixNano())
+				buildTook.Store(int64(v.buildTime))
+			}
+			var worstBuild, worstDraw time.Duration
 			b.ResetTimer()
 			for b.Loop() {
 				ch := make(chan uint64, 1)
@@ -369,7 +380,14 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 				start := time.Now()
 				screen.InjectKey(c.key, c.r, tcell.ModNone)
 				<-drawn
-				worst = max(worst, time.Since(start))
+				took := time.Since(start)
+				if took > worst {
+					worst = took
+					if c.rebuild {
+						worstBuild = time.Duration(buildTook.Load())
+						worstDraw = took - time.Duration(swapAt.Load()-start.UnixNano())
+					}
+				}
 				if c.name == "filter" {
 					b.StopTimer()
 					a.app.QueueUpdate(func() { a.filter.SetText("") })
@@ -380,6 +398,10 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed())/float64(b.N)/1e6, "ms/op")
 			b.ReportMetric(float64(worst)/1e6, "max-ms")
+			if c.rebuild {
+				b.ReportMetric(float64(worstBuild)/1e6, "max-build-ms")
+				b.ReportMetric(float64(worstDraw)/1e6, "max-draw-ms")
+			}
 			if end != nil {
 				end()
 			}

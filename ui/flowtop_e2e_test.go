@@ -259,6 +259,11 @@ func TestE2EScreen(t *testing.T) {
 	if v := a.ReadSysctl(t, sysAcct); v != "1" {
 		t.Fatalf("nf_conntrack_acct is %s while flowtop runs, want 1", v)
 	}
+	// flowtop opens the terminal itself: it must ask for mouse reports
+	// (clicks sort and select, the wheel scrolls).
+	if out, err := m.run("display-message", "-p", "-t", e2eSession, "#{mouse_any_flag}"); err != nil || strings.TrimSpace(out) != "1" {
+		t.Errorf("the terminal's mouse reporting is %q (err %v), want 1: flowtop did not enable the mouse", strings.TrimSpace(out), err)
+	}
 	startTraffic(t, a, b)
 
 	// The flow, with a rate.
