@@ -3,9 +3,11 @@ package ui
 import (
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
+	"github.com/rivo/uniseg"
 )
 
 // esc makes user data safe for tview, which reads "[...]" as a style tag
@@ -17,56 +19,37 @@ func esc(s string) string {
 	return tview.Escape(s)
 }
 
-// content is the virtual tview.TableContent behind the table: row 0 is the
-// header, the others are the rows of the current view. Cells are made only
-// for the rows on screen, once per draw.
-type content struct {
-	tview.TableContentReadOnly
-	rows   int     // data rows (without the header)
-	cols   []colID // columns on screen, in display order
-	header []*tview.TableCell
-	first  int // data row of cells[0]
-	cells  [][]*tview.TableCell
-}
-
-func (c *content) GetRowCount() int    { return c.rows + 1 }
-func (c *content) GetColumnCount() int { return len(c.cols) }
-
-func (c *content) GetCell(row, col int) *tview.TableCell {
-	if col < 0 || col >= len(c.cols) {
-		return nil
-	}
-	if row == 0 {
-		return c.header[col]
-	}
-	if r := row - 1 - c.first; r >= 0 && r < len(c.cells) {
-		return c.cells[r][col]
-	}
-	return nil
-}
-
-// flowTable is a tview.Table over content. Before each draw it lays the
+// flowTable draws the rows of the view. Before each draw it lays the
 // columns out for the rows on screen: every column as wide as its widest
 // visible cell (numbers never cut), and the lowest-priority columns dropped
-// when the terminal is too narrow. Keys and the mouse are the App's; the
-// table's own bindings are not used.
+// when the terminal is too narrow. Keys and the mouse are the App's.
+//
+// It draws the cells itself rather than through tview.Table, which on every
+// draw made a cell object per visible cell and ran every character through
+// Unicode's grapheme, word and line-break rules: most of a draw, and a draw
+// follows every key. The look is tview.Table's: one space between columns,
+// white on the box's background, yellow bold titles, the selected row in
+// reverse up to the space after its last column, a cut cell ending in "…".
 type flowTable struct {
-	*tview.Table
+	*tview.Box
 	a       *App
-	content *content
 	headerY int
+	// The layout of the last draw, for the mouse: the columns on screen,
+	// their left edges and widths, and the data row on the first line.
+	shown []colID
+	colX  []int
+	colW  []int
+	first int
 }
 
 var (
 	headerStyle   = tcell.StyleDefault.Bold(true).Foreground(tcell.ColorYellow)
 	selectedStyle = tcell.StyleDefault.Reverse(true)
+	cellStyle     = tcell.StyleDefault.Foreground(tview.Styles.PrimaryTextColor).Background(tview.Styles.PrimitiveBackgroundColor)
 )
 
 func newFlowTable(a *App) *flowTable {
-	t := &flowTable{Table: tview.NewTable(), a: a, content: &content{}}
-	t.SetContent(t.content).SetFixed(1, 0).SetSelectable(true, false).
-		SetSelectedStyle(selectedStyle)
-	return t
+	return &flowTable{Box: tview.NewBox(), a: a}
 }
 
 // InputHandler returns nil: the App handles every key.
@@ -86,11 +69,11 @@ func (a *App) columns(tab tabID) []colID {
 	return cs[a.hoff:]
 }
 
-// Draw lays the table out for the rows that fit and draws it.
+// Draw lays the table out for the rows that fit and draws it. Every cell
+// of the box is written (the box is not cleared first).
 func (t *flowTable) Draw(screen tcell.Screen) {
 	a := t.a
 	v := a.view
-	t.DrawForSubclass(screen, t)
 	x, y, width, height := t.GetInnerRect()
 	t.headerY = y
 	dataH := max(0, height-1)
@@ -108,6 +91,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 	a.offset = off
 	last := min(n, off+dataH)
 	a.watchRows(v, off, last)
+	t.first = off
 
 	tab := v.p.tab
 	cands := a.columns(tab)
@@ -122,13 +106,13 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 			f := v.flows[off+r]
 			nm := a.names.Names(f)
 			for i, c := range cands {
-				row[i] = esc(flowCell(c, f, &nm, &o))
+				row[i] = flowCell(c, f, &nm, &o)
 			}
 		} else {
 			g := v.groups[off+r]
 			nm := groupNames(g, a.names)
 			for i, c := range cands {
-				row[i] = esc(groupCell(c, g, &nm, &o))
+				row[i] = groupCell(c, g, &nm, &o)
 			}
 		}
 		texts[r] = row
@@ -143,60 +127,61 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 		if c == sc.col {
 			titles[i] += sortMark(sc.desc)
 		}
-		w := max(tview.TaggedStringWidth(titles[i]), minWidth(c, o.bits))
+		w := max(textWidth(titles[i]), minWidth(c, o.bits))
 		for _, row := range texts {
-			w = max(w, tview.TaggedStringWidth(row[i]))
+			w = max(w, textWidth(row[i]))
 		}
 		nat[i], capped[i] = w, w
 		if m := cols[c].max; m > 0 && w > m {
-			capped[i] = max(m, tview.TaggedStringWidth(titles[i]))
+			capped[i] = max(m, textWidth(titles[i]))
 		}
 	}
 	keep := layoutColumns(cands, capped, nat, width, sc.col)
 
-	// Hand the chosen columns to the content, widths fixed by padding the
-	// header cells (tview sizes a column to its widest visible cell).
-	c := t.content
-	c.rows, c.first = n, off
-	c.cols = c.cols[:0]
-	c.header = c.header[:0]
-	var idx []int
-	for i, cand := range cands {
-		if keep[i] == 0 {
+	var idx []int // of the candidates drawn
+	t.shown, t.colX, t.colW = t.shown[:0], t.colX[:0], t.colW[:0]
+	for i, c := range cands {
+		cx := 0
+		if k := len(t.colX); k > 0 {
+			cx = t.colX[k-1] + t.colW[k-1] + 1
+		}
+		if keep[i] == 0 || cx >= width {
 			continue
 		}
 		idx = append(idx, i)
-		c.cols = append(c.cols, cand)
-		title := titles[i]
-		pad := strings.Repeat(" ", max(0, keep[i]-tview.TaggedStringWidth(title)))
-		if cols[cand].right {
-			title = pad + title
-		} else {
-			title += pad
-		}
-		hc := tview.NewTableCell(title).SetStyle(headerStyle).SetSelectable(false).SetMaxWidth(keep[i])
-		c.header = append(c.header, hc)
-	}
-	c.cells = c.cells[:0]
-	for _, row := range texts {
-		cells := make([]*tview.TableCell, len(idx))
-		for j, i := range idx {
-			cell := tview.NewTableCell(row[i]).SetMaxWidth(keep[i])
-			if cols[cands[i]].right {
-				cell.SetAlign(tview.AlignRight)
-			}
-			cells[j] = cell
-		}
-		c.cells = append(c.cells, cells)
+		t.shown = append(t.shown, c)
+		t.colX = append(t.colX, cx)
+		t.colW = append(t.colW, min(keep[i], width-cx))
 	}
 
-	t.SetOffset(off, 0)
-	if sel >= 0 {
-		t.Select(sel+1, 0)
-	} else {
-		t.Select(0, 0)
+	blank := tcell.StyleDefault.Background(t.GetBackgroundColor())
+	for line := range height {
+		ly := y + line
+		r := off + line - 1 // the data row on this line
+		if line > 0 && r >= last {
+			fill(screen, x, ly, width, blank)
+			continue
+		}
+		end := 0 // of the columns drawn, relative to x
+		for j, i := range idx {
+			cx, w := x+t.colX[j], t.colW[j]
+			text, style, sep := titles[i], headerStyle, blank
+			if line > 0 {
+				text, style = texts[line-1][i], cellStyle
+				if r == sel {
+					style, sep = selectedStyle, selectedStyle
+				}
+			}
+			putCell(screen, cx, ly, w, text, cols[cands[i]].right, style)
+			end = t.colX[j] + w + 1
+			if end <= width {
+				screen.SetContent(cx+w, ly, ' ', nil, sep)
+			}
+		}
+		if end < width {
+			fill(screen, x+end, ly, width-end, blank)
+		}
 	}
-	t.Table.Draw(screen)
 
 	if n == 0 && height > 1 {
 		msg := "no flows"
@@ -208,6 +193,77 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 		}
 		tview.Print(screen, msg, x, y+1, width, tview.AlignCenter, tcell.ColorDefault)
 	}
+}
+
+// fill writes w spaces from x on line y.
+func fill(screen tcell.Screen, x, y, w int, style tcell.Style) {
+	for i := range w {
+		screen.SetContent(x+i, y, ' ', nil, style)
+	}
+}
+
+// putCell writes text into the w columns from x on line y, aligned to the
+// right or the left and padded with spaces; text wider than w is cut and
+// ends in "…".
+func putCell(screen tcell.Screen, x, y, w int, text string, right bool, style tcell.Style) {
+	tw := textWidth(text)
+	if tw > w {
+		put(screen, x, y, w-1, text, style)
+		if w > 0 {
+			screen.SetContent(x+w-1, y, '…', nil, style)
+		}
+		return
+	}
+	if right {
+		fill(screen, x, y, w-tw, style)
+		put(screen, x+w-tw, y, tw, text, style)
+		return
+	}
+	put(screen, x, y, tw, text, style)
+	fill(screen, x+tw, y, w-tw, style)
+}
+
+// put writes at most w columns of text from x on line y and returns the
+// columns written. Plain ASCII goes byte by byte; anything else grapheme
+// by grapheme (a wide one that would not fit is left out).
+func put(screen tcell.Screen, x, y, w int, text string, style tcell.Style) int {
+	if isASCII(text) {
+		n := min(w, len(text))
+		for i := range n {
+			screen.SetContent(x+i, y, rune(text[i]), nil, style)
+		}
+		return n
+	}
+	used, state := 0, -1
+	for text != "" {
+		var cluster string
+		var cw int
+		cluster, text, cw, state = uniseg.FirstGraphemeClusterInString(text, state)
+		if used+cw > w {
+			break
+		}
+		rs := []rune(cluster)
+		screen.SetContent(x+used, y, rs[0], rs[1:], style)
+		used += cw
+	}
+	return used
+}
+
+// textWidth is the number of terminal columns text takes.
+func textWidth(text string) int {
+	if isASCII(text) {
+		return len(text)
+	}
+	return uniseg.StringWidth(text)
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func sortMark(desc bool) string {
@@ -270,15 +326,14 @@ func (t *flowTable) MouseHandler() func(action tview.MouseAction, event *tcell.E
 		}
 		switch action {
 		case tview.MouseLeftClick, tview.MouseLeftDoubleClick:
-			row, col := t.CellAt(x, y)
 			if y == t.headerY {
-				if col >= 0 && col < len(t.content.cols) {
-					a.sortBy(t.content.cols[col])
+				if c, ok := t.columnAt(x); ok {
+					a.sortBy(c)
 				}
 				return true, nil
 			}
-			if row > 0 {
-				a.moveTo(row - 1)
+			if row := t.first + y - t.headerY - 1; row < a.view.rowCount() {
+				a.moveTo(row)
 				if action == tview.MouseLeftDoubleClick && a.mode == modeTable {
 					a.enter()
 				}
@@ -294,8 +349,17 @@ func (t *flowTable) MouseHandler() func(action tview.MouseAction, event *tcell.E
 	})
 }
 
-// ensure the content satisfies the interface.
-var _ tview.TableContent = (*content)(nil)
+// columnAt returns the column drawn at screen column x (a column owns the
+// space after it).
+func (t *flowTable) columnAt(x int) (colID, bool) {
+	bx, _, _, _ := t.GetInnerRect()
+	for j, c := range t.shown {
+		if x-bx >= t.colX[j] && x-bx <= t.colX[j]+t.colW[j] {
+			return c, true
+		}
+	}
+	return 0, false
+}
 
 // watchRows tells a Watcher source which flows are on screen, when that
 // changed: between two full refreshes of a huge table it reads them one

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gdamore/tcell/v2"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowtop/flowtop/conntrack"
@@ -349,5 +350,46 @@ func TestBuildScratchKeepsShownGroups(t *testing.T) {
 		if diff := cmp.Diff(want, describe(shown)); diff != "" {
 			t.Fatalf("a later build changed the groups on screen (-before +after):\n%s", diff)
 		}
+	}
+}
+
+// TestPutCell: the table's cells are padded, aligned and, when too wide,
+// cut with "…", wide characters counted as two columns.
+func TestPutCell(t *testing.T) {
+	for _, c := range []struct {
+		text  string
+		w     int
+		right bool
+		want  string
+	}{
+		{"hello", 7, false, "hello  "},
+		{"42", 5, true, "   42"},
+		{"hello", 3, false, "he…"},
+		{"hello", 3, true, "he…"},
+		{"日本語", 6, false, "日本語"},
+		{"日本語", 5, false, "日本…"},
+		{"ab日", 3, false, "ab…"},
+		{"[x]y", 4, false, "[x]y"}, // no tview style tags here
+	} {
+		screen := tcell.NewSimulationScreen("UTF-8")
+		if err := screen.Init(); err != nil {
+			t.Fatal(err)
+		}
+		screen.SetSize(20, 1)
+		screen.Fill('.', tcell.StyleDefault)
+		putCell(screen, 1, 0, c.w, c.text, c.right, cellStyle)
+		var got strings.Builder
+		for x := 1; x < 1+c.w; x++ {
+			str, _, w := screen.Get(x, 0)
+			got.WriteString(str)
+			x += max(w, 1) - 1
+		}
+		if got.String() != c.want {
+			t.Errorf("putCell(%q, width %d, right %v) = %q, want %q", c.text, c.w, c.right, got.String(), c.want)
+		}
+		if s, _, _ := screen.Get(1+c.w, 0); s != "." {
+			t.Errorf("putCell(%q, width %d) wrote past its width: %q", c.text, c.w, s)
+		}
+		screen.Fini()
 	}
 }
