@@ -1,6 +1,7 @@
 package procs
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -376,5 +377,22 @@ func TestOwnerSkipsForwardedFlows(t *testing.T) {
 	}
 	if r := f.Stats().Retries; r != 0 {
 		t.Errorf("forwarded flow retried %d times, want 0", r)
+	}
+	// The worker has read the address list: more forwarded flows are
+	// answered at once, without a cache entry or a queued lookup.
+	before := f.Stats()
+	for i := range 1000 {
+		fl := flow(uint32(100+i), conntrack.ProtoUDP, fmt.Sprintf("198.51.100.%d:%d", 1+i%250, 1024+i), "203.0.113.9:5353")
+		if in := f.Owner(fl); in.Known() {
+			t.Fatalf("forwarded flow owned by %+v", in)
+		}
+	}
+	if after := f.Stats(); after.Cached != before.Cached || after.Queued != 0 {
+		t.Errorf("1000 more forwarded flows: cache %d -> %d entries, %d queued; want no change", before.Cached, after.Cached, after.Queued)
+	}
+	// A local flow still takes its entry.
+	f.Owner(flow(2000, conntrack.ProtoUDP, "127.0.0.1:4000", "127.0.0.1:53"))
+	if after := f.Stats(); after.Cached != before.Cached+1 {
+		t.Errorf("a local flow: cache %d -> %d entries, want one more", before.Cached, after.Cached)
 	}
 }

@@ -44,6 +44,19 @@ func (l *localAddrs) isLocal(a netip.Addr) (bool, error) {
 	return l.set[a], nil
 }
 
+// remote reports whether a is known not to be an address of the
+// namespace: the list is fresh and a is neither in it nor a loopback
+// address. It never fetches the list, so Owner can ask without blocking.
+func (l *localAddrs) remote(a netip.Addr) bool {
+	a = a.Unmap()
+	if a.IsLoopback() {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.set != nil && l.now().Sub(l.fetched) < l.every && !l.set[a]
+}
+
 // routeConn is a NETLINK_ROUTE socket that lists addresses.
 type routeConn struct {
 	mu sync.Mutex
