@@ -138,13 +138,18 @@ var statusNames = []struct {
 
 // Names lists the set bits by their kernel names (without the IPS_ prefix).
 func (s Status) Names() []string {
-	var names []string
+	return s.AppendNames(nil)
+}
+
+// AppendNames appends the names of Names to dst: with room in dst, it
+// allocates nothing.
+func (s Status) AppendNames(dst []string) []string {
 	for _, sn := range statusNames {
 		if s&sn.bit != 0 {
-			names = append(names, sn.name)
+			dst = append(dst, sn.name)
 		}
 	}
-	return names
+	return dst
 }
 
 // Flow is flowtop's compact copy of one conntrack entry. Values in a

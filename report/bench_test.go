@@ -1,6 +1,8 @@
 package report
 
 import (
+	"encoding/json"
+	"io"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -42,4 +44,27 @@ func BenchmarkBuild(b *testing.B) {
 	for b.Loop() {
 		Build(s, Options{Host: "bench", Limit: 100})
 	}
+}
+
+// BenchmarkEncode writes the document of every flow of a 100k table (no
+// --limit): Prepared.Encode, one flow at a time, against encoding/json of
+// the whole document.
+func BenchmarkEncode(b *testing.B) {
+	s := benchSnapshot(100_000)
+	b.Run("prepared", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := Prepare(s, Options{Host: "bench"}).Encode(io.Discard); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := json.NewEncoder(io.Discard).Encode(Build(s, Options{Host: "bench"})); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -44,36 +44,72 @@ type Options struct {
 
 // Build makes the document of a snapshot. It does not modify s.
 func Build(s *conntrack.Snapshot, opt Options) *Document {
+	return Prepare(s, opt).Full()
+}
+
+// Prepared is a document whose flows are made only when it is written or
+// completed: the header, totals and health are in the Document (the
+// caller may still change them), the flows are the order to list. A
+// document of 100k flows is some 60 MB of JSON; written with Encode it
+// never exists whole in memory.
+type Prepared struct {
+	Document // without Flows
+	order    []*conntrack.Flow
+	now      time.Time
+	names    enrich.Namer
+}
+
+// Prepare makes the header, totals and order of the document of s. It
+// does not modify s, whose flows it shares until the document is written.
+func Prepare(s *conntrack.Snapshot, opt Options) *Prepared {
 	var t totalsAcc
 	for _, f := range s.Flows {
 		t.add(f)
 	}
-	return assemble(s, t.totals(s.TableFlows), Top(s.Flows, opt.Sort, s.Time, opt.Limit), opt)
+	return prepare(s, t.totals(s.TableFlows), Top(s.Flows, opt.Sort, s.Time, opt.Limit), opt)
 }
 
-// assemble makes the document of the flows order (already sorted and cut
-// to the limit) with the totals and the rest from s (whose Flows it does
-// not read).
-func assemble(s *conntrack.Snapshot, totals Totals, order []*conntrack.Flow, opt Options) *Document {
-	d := &Document{
-		Version:   Version,
-		Host:      opt.Host,
-		Time:      s.Time.UTC(),
-		IntervalS: s.Interval.Seconds(),
-		Netns:     opt.Netns,
-		Filter:    s.Filter.String(),
-		Totals:    totals,
-		Health:    health(&s.Health),
+// prepare makes the document of the flows order (already sorted and cut to
+// the limit) with the totals and the rest from s (whose Flows it does not
+// read).
+func prepare(s *conntrack.Snapshot, totals Totals, order []*conntrack.Flow, opt Options) *Prepared {
+	p := &Prepared{
+		Document: Document{
+			Version:   Version,
+			Host:      opt.Host,
+			Time:      s.Time.UTC(),
+			IntervalS: s.Interval.Seconds(),
+			Netns:     opt.Netns,
+			Filter:    s.Filter.String(),
+			Totals:    totals,
+			Health:    health(&s.Health),
+		},
+		order: order,
+		now:   s.Time,
+		names: opt.Names,
 	}
-	d.Flows = make([]Flow, len(order))
-	for i, fl := range order {
-		d.Flows[i] = flowDoc(fl, s.Time)
-		if opt.Names != nil {
-			d.Flows[i].Names = namesDoc(opt.Names.Names(fl))
-		}
+	p.Totals.Listed = len(order)
+	return p
+}
+
+// flow is the document of the i-th listed flow.
+func (p *Prepared) flow(i int) Flow {
+	f := p.order[i]
+	d := flowDoc(f, p.now)
+	if p.names != nil {
+		d.Names = namesDoc(p.names.Names(f))
 	}
-	d.Totals.Listed = len(d.Flows)
 	return d
+}
+
+// Full returns the whole document, flows included.
+func (p *Prepared) Full() *Document {
+	d := p.Document
+	d.Flows = make([]Flow, len(p.order))
+	for i := range p.order {
+		d.Flows[i] = p.flow(i)
+	}
+	return &d
 }
 
 // Sorted returns pointers to the flows in the order of key, descending,

@@ -68,6 +68,11 @@ func (s *Stream) SetNames(n enrich.Namer) { s.opt.Names = n }
 // Document makes the document of the flows fed so far; h is the kernel
 // side's health (the dump's duration, the kernel's count, the sysctls).
 func (s *Stream) Document(h conntrack.Health) *Document {
+	return s.Prepare(h).Full()
+}
+
+// Prepare is Document, to be written with Encode.
+func (s *Stream) Prepare(h conntrack.Health) *Prepared {
 	order := slices.Clone(s.top.Items)
 	slices.SortFunc(order, conntrack.RankOrder)
 	flows := make([]*conntrack.Flow, len(order))
@@ -75,5 +80,5 @@ func (s *Stream) Document(h conntrack.Health) *Document {
 		flows[i] = r.F
 	}
 	snap := &conntrack.Snapshot{Time: s.now, Filter: s.filter, Health: h, TableFlows: s.seen}
-	return assemble(snap, s.totals.totals(s.seen), flows, s.opt)
+	return prepare(snap, s.totals.totals(s.seen), flows, s.opt)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -77,5 +76,5 @@ func onceStreamed(ctx context.Context, o *options, k oneDump, stdout io.Writer, 
 	}
 	names = <-lookups
 	stream.SetNames(names.names)
-	return json.NewEncoder(stdout).Encode(stream.Document(h))
+	return stream.Prepare(h).Encode(stdout)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -249,8 +248,10 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		}()
 	}
 	docOpts := report.Options{Host: host, Netns: o.netns, Sort: o.sortKey, Limit: o.limit, Names: lookups}
-	build := func(s *conntrack.Snapshot) *report.Document {
-		d := report.Build(s, docOpts)
+	// Documents are written a flow at a time (Encode): all the flows of a
+	// 100k table are 60 MB of JSON.
+	build := func(s *conntrack.Snapshot) *report.Prepared {
+		d := report.Prepare(s, docOpts)
 		d.Health.Exporters = exp.health()
 		return d
 	}
@@ -313,7 +314,7 @@ type modes struct {
 	cancelSub func()
 	tableErr  <-chan error
 	first     *conntrack.Snapshot
-	build     func(*conntrack.Snapshot) *report.Document
+	build     func(*conntrack.Snapshot) *report.Prepared
 	docOpts   report.Options
 	lookups   *enrich.Lookups
 	exp       *exporters
@@ -350,19 +351,18 @@ func (m *modes) once(ctx context.Context) error {
 			m.log.Warn(untrackedHint)
 		}
 	}
-	return json.NewEncoder(m.stdout).Encode(m.build(s))
+	return m.build(s).Encode(m.stdout)
 }
 
 // batch is --batch: a document per snapshot, NDJSON, until interrupted.
 func (m *modes) batch(ctx context.Context) error {
-	enc := json.NewEncoder(m.stdout)
-	if err := enc.Encode(m.build(m.first)); err != nil {
+	if err := m.build(m.first).Encode(m.stdout); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
 	for {
 		select {
 		case s := <-m.snaps:
-			if err := enc.Encode(m.build(s)); err != nil {
+			if err := m.build(s).Encode(m.stdout); err != nil {
 				return fmt.Errorf("write snapshot: %w", err)
 			}
 		case err := <-m.tableErr:
@@ -477,7 +477,7 @@ func (e *exporters) status() string {
 // writeFile is --write: the snapshot document, replaced atomically every
 // interval, until ctx ends.
 func (e *exporters) writeFile(ctx context.Context, path string, every time.Duration,
-	latest func() *conntrack.Snapshot, build func(*conntrack.Snapshot) *report.Document, log *slog.Logger) {
+	latest func() *conntrack.Snapshot, build func(*conntrack.Snapshot) *report.Prepared, log *slog.Logger) {
 	e.fileOn.Store(true)
 	write := func() {
 		if s := latest(); s != nil {
