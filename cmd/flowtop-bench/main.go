@@ -283,6 +283,10 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 		{"flowtop --once -t 0", func() (result, error) {
 			return timeIn(x, bin, "--once", "-t", "0", "--limit", "10", "-46TUDIS", "-n", "-G", "--state-dir", os.TempDir())
 		}},
+		{"  same, every flow", func() (result, error) {
+			// No --limit: the table is built and every flow written.
+			return timeIn(x, bin, "--once", "-t", "0", "-46TUDIS", "-n", "-G", "--state-dir", os.TempDir())
+		}},
 		{"raw dump (floor)", func() (result, error) { return rawDump(x) }},
 	}
 	// Round-robin, so that the machine's noise (other work on the same
@@ -318,8 +322,71 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 			return err
 		}
 		fmt.Printf("%-9d %-22s %9.1f%% %7.1f MB   (steady CPU of one core at -t 1, peak RSS)\n", n, "flowtop --batch -t 1", cpu, rss)
+		cpu, rss, err = steadyScreen(bin, x, time.Duration(cpuSecs)*time.Second)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%-9d %-22s %9.1f%% %7.1f MB   (the same, on a 200x60 screen in tmux)\n", n, "flowtop -t 1 (screen)", cpu, rss)
 	}
 	return nil
+}
+
+// steadyScreen is steadyCPU for the interactive screen: flowtop runs in a
+// private tmux server's 200x60 window, showing every flow.
+func steadyScreen(bin string, x *ns, d time.Duration) (float64, float64, error) {
+	dir, err := os.MkdirTemp("", "flowtop-bench-tmux")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "sock")
+	tmux := func(args ...string) (string, error) {
+		out, err := exec.Command("tmux", append([]string{"-S", sock}, args...)...).CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("tmux %s: %w: %s", args[0], err, out)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	command := fmt.Sprintf("exec %s --netns %s -t 1 -46TUDIS -n -G --state-dir %s", bin, x.path(), os.TempDir())
+	if _, err := tmux("-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "60", command); err != nil {
+		return 0, 0, fmt.Errorf("the screen measurement needs tmux: %w", err)
+	}
+	defer tmux("kill-server")
+	out, err := tmux("display-message", "-p", "#{pane_pid}")
+	if err != nil {
+		return 0, 0, err
+	}
+	pid, err := strconv.Atoi(out)
+	if err != nil {
+		return 0, 0, fmt.Errorf("tmux pane pid %q: %w", out, err)
+	}
+	time.Sleep(2 * time.Second)
+	c0 := cpuTicks(pid)
+	t0 := time.Now()
+	time.Sleep(d)
+	c1 := cpuTicks(pid)
+	el := time.Since(t0)
+	hwm := peakRSS(pid)
+	if screen, err := tmux("capture-pane", "-p"); err != nil || !strings.Contains(screen, "flowtop") {
+		return 0, 0, fmt.Errorf("flowtop's screen did not come up (%v):\n%s", err, screen)
+	}
+	const hz = 100 // USER_HZ
+	return float64(c1-c0) / hz / el.Seconds() * 100, hwm, nil
+}
+
+// peakRSS is VmHWM of a running process, in MB.
+func peakRSS(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
 }
 
 // rawDump reads the whole table without decoding it, with flowtop's own
