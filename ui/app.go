@@ -225,6 +225,7 @@ func (a *App) Run() error {
 		s, err := openTerminal()
 		if err != nil {
 			close(a.loopDone)
+			a.cancel()
 			return err
 		}
 		a.app.SetScreen(s)
