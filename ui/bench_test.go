@@ -82,11 +82,29 @@ func BenchmarkDraw(b *testing.B) {
 	}
 }
 
+// scattered returns the flows of snap with their records moved to random
+// places of one slab: a table's records after a while of churn, where the
+// flows of one snapshot, in ID order, are not in memory order.
+func scattered(snap *conntrack.Snapshot) *conntrack.Snapshot {
+	r := rand.New(rand.NewPCG(5, 6))
+	slab := make([]conntrack.Flow, len(snap.Flows))
+	pos := r.Perm(len(slab))
+	c := *snap
+	c.Flows = make([]*conntrack.Flow, len(snap.Flows))
+	for i, f := range snap.Flows {
+		slab[pos[i]] = *f
+		c.Flows[i] = &slab[pos[i]]
+	}
+	return &c
+}
+
 // BenchmarkBuild measures building the rows of one tick (filter, sort,
-// aggregate) for 100k flows, off the UI goroutine.
+// aggregate) for 100k flows, off the UI goroutine: "-scattered" with the
+// records in no memory order, as in a table that has run a while.
 func BenchmarkBuild(b *testing.B) {
 	src := newStaticSource(100_000)
 	snap := src.Latest()
+	mixed := scattered(snap)
 	for _, c := range []struct {
 		name string
 		p    params
@@ -99,13 +117,18 @@ func BenchmarkBuild(b *testing.B) {
 		{"hosts", params{tab: tabHosts, sort: defaultSort()}},
 		{"remote", params{tab: tabRemote, sort: defaultSort()}},
 	} {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				v := &view{p: &c.p}
-				buildRows(v, snap, &c.p, benchNamer{}, t0)
-			}
-		})
+		for _, sn := range []struct {
+			suffix string
+			snap   *conntrack.Snapshot
+		}{{"", snap}, {"-scattered", mixed}} {
+			b.Run(c.name+sn.suffix, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					v := &view{p: &c.p}
+					buildRows(v, sn.snap, &c.p, benchNamer{}, t0)
+				}
+			})
+		}
 	}
 }
 
