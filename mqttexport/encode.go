@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"io"
 
 	"github.com/flowtop/flowtop/report"
 )
@@ -47,50 +48,117 @@ func gzipBytes(raw []byte) ([]byte, error) {
 // and health (Part and Parts set). oversize is true when even a part of a
 // single flow is too big; the parts are returned anyway so nothing is
 // dropped silently.
-func (e encoder) document(d *report.Document) (bodies [][]byte, oversize bool, err error) {
-	whole, err := e.body(d)
+//
+// The flows are encoded with report.Prepared's appenders (the bytes
+// encoding/json would make) straight into the bodies: a first pass only
+// measures them, so what is held is the bodies themselves, not the
+// whole document as well (60 MB for 100k flows).
+func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, err error) {
+	n := d.Len()
+	sizes := make([]int, n) // of each flow, with its comma
+	var one []byte
+	flowBytes := 0
+	for i := range n {
+		if one, err = d.AppendFlow(one[:0], i); err != nil {
+			return nil, false, err
+		}
+		sizes[i] = len(one) + 1
+		flowBytes += sizes[i]
+	}
+	head := func(part, parts int) ([]byte, error) {
+		h := *d
+		h.Part, h.Parts = part, parts
+		return h.AppendHead(nil)
+	}
+	// write writes the flows [from, to) as part of parts (0 and 0: the
+	// whole document) to w.
+	write := func(w io.Writer, from, to, part, parts int) error {
+		hb, err := head(part, parts)
+		if err != nil {
+			return err
+		}
+		w.Write(hb)
+		for i := from; i < to; i++ {
+			if one, err = d.AppendFlow(one[:0], i); err != nil {
+				return err
+			}
+			if i > from {
+				w.Write(comma)
+			}
+			if _, err := w.Write(one); err != nil {
+				return err
+			}
+		}
+		_, err = io.WriteString(w, report.Tail)
+		return err
+	}
+	// body encodes a part, compressed when asked; raw is its size
+	// uncompressed, for the buffer.
+	body := func(from, to, part, parts, raw int) ([]byte, error) {
+		var buf bytes.Buffer
+		if !e.gz {
+			buf.Grow(raw)
+			err := write(&buf, from, to, part, parts)
+			return buf.Bytes(), err
+		}
+		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		if err != nil {
+			return nil, err
+		}
+		if err := write(zw, from, to, part, parts); err != nil {
+			return nil, err
+		}
+		err = zw.Close()
+		return buf.Bytes(), err
+	}
+
+	hb, err := head(0, 0)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(whole) <= e.max || len(d.Flows) <= 1 {
-		return [][]byte{whole}, len(whole) > e.max, nil
+	rawWhole := len(hb) + max(flowBytes-1, 0) + len(report.Tail)
+	gzWhole := rawWhole
+	if e.gz {
+		// The compressed size, without keeping the compressed document.
+		var c countingWriter
+		zw, err := gzip.NewWriterLevel(&c, gzip.BestSpeed)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := write(zw, 0, n, 0, 0); err != nil {
+			return nil, false, err
+		}
+		if err := zw.Close(); err != nil {
+			return nil, false, err
+		}
+		gzWhole = c.n
+	}
+	if gzWhole <= e.max || n <= 1 {
+		whole, err := body(0, n, 0, 0, rawWhole)
+		return [][]byte{whole}, len(whole) > e.max, err
 	}
 
 	// Pack flows greedily by their encoded size. The budget is in
 	// uncompressed bytes; with gzip it is scaled by the compression ratio
 	// of the whole document, and halved until every part fits.
-	sizes := make([]int, len(d.Flows))
-	total := 0
-	for i := range d.Flows {
-		b, err := json.Marshal(&d.Flows[i])
-		if err != nil {
-			return nil, false, err
-		}
-		sizes[i] = len(b) + 1
-		total += sizes[i]
-	}
-	head := *d
-	head.Flows = nil
-	head.Part, head.Parts = 1<<30, 1<<30 // room for the widest numbers
-	hb, err := json.Marshal(&head)
+	hb, err = head(1<<30, 1<<30) // room for the widest numbers
 	if err != nil {
 		return nil, false, err
 	}
-	ratio := 1.0
-	if e.gz {
-		ratio = float64(len(whole)) / float64(total+len(hb))
-	}
-	budget := int(float64(e.max)/ratio*0.9) - len(hb)
+	hlen := len(hb) + len(report.Tail)
+	ratio := float64(gzWhole) / float64(rawWhole)
+	budget := int(float64(e.max)/ratio*0.9) - hlen
 	for range 8 {
 		budget = max(budget, 1)
 		groups := pack(sizes, budget)
 		bodies = bodies[:0]
 		fits := true
 		for i, g := range groups {
-			part := *d
-			part.Flows = d.Flows[g[0]:g[1]]
-			part.Part, part.Parts = i+1, len(groups)
-			b, err := e.body(&part)
+			raw := hlen
+			for _, s := range sizes[g[0]:g[1]] {
+				raw += s
+			}
+			b, err := body(g[0], g[1], i+1, len(groups), raw)
 			if err != nil {
 				return nil, false, err
 			}
@@ -108,6 +176,16 @@ func (e encoder) document(d *report.Document) (bodies [][]byte, oversize bool, e
 		budget /= 2
 	}
 	return bodies, true, nil
+}
+
+var comma = []byte{','}
+
+// countingWriter counts what is written to it and keeps nothing.
+type countingWriter struct{ n int }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n += len(p)
+	return len(p), nil
 }
 
 // pack splits items of the given sizes, in order, into ranges [from, to)

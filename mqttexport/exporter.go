@@ -689,7 +689,7 @@ func (e *Exporter) messages(j *job) ([]message, error) {
 			msgs = append(msgs, message{topic: e.t.snapshot, payload: b})
 		}
 		if j.kind == jobSnapshot {
-			b, err := json.Marshal(stateOf(d))
+			b, err := json.Marshal(stateOf(&d.Document))
 			if err != nil {
 				return nil, err
 			}
@@ -711,14 +711,14 @@ func (e *Exporter) messages(j *job) ([]message, error) {
 	return msgs, nil
 }
 
-// document builds the snapshot document of a periodic snapshot (the zero
-// request) or of a reply.
-func (e *Exporter) document(snap *conntrack.Snapshot, r request) *report.Document {
+// document prepares the snapshot document of a periodic snapshot (the
+// zero request) or of a reply.
+func (e *Exporter) document(snap *conntrack.Snapshot, r request) *report.Prepared {
 	limit := e.s.Limit
 	if r.Limit > 0 {
 		limit = r.Limit
 	}
-	d := report.Build(filterFlows(snap, r.Filter, e.s.Names), report.Options{
+	d := report.Prepare(filterFlows(snap, r.Filter, e.s.Names), report.Options{
 		Host:  e.s.Host,
 		Netns: e.s.Netns,
 		Sort:  report.SortRate,

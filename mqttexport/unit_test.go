@@ -109,7 +109,7 @@ func TestPack(t *testing.T) {
 
 func TestEncoderSplit(t *testing.T) {
 	for _, gz := range []bool{false, true} {
-		d := report.Build(testSnapshot(300), report.Options{Host: "h"})
+		d := report.Prepare(testSnapshot(300), report.Options{Host: "h"})
 		d.RequestID = "r"
 		enc := encoder{max: 8 << 10, gz: gz}
 		bodies, oversize, err := enc.document(d)
@@ -120,6 +120,7 @@ func TestEncoderSplit(t *testing.T) {
 			t.Fatalf("gzip %v: %d bodies, want a split", gz, len(bodies))
 		}
 		seen := map[uint32]bool{}
+		flowsBefore := 0
 		for i, b := range bodies {
 			if len(b) > enc.max {
 				t.Errorf("gzip %v: part %d is %d bytes", gz, i+1, len(b))
@@ -136,6 +137,14 @@ func TestEncoderSplit(t *testing.T) {
 			if p.Part != i+1 || p.Parts != len(bodies) || p.RequestID != "r" || p.Totals.Flows != 300 {
 				t.Errorf("gzip %v: part %d: part %d/%d request %q totals %d", gz, i+1, p.Part, p.Parts, p.RequestID, p.Totals.Flows)
 			}
+			// The very bytes encoding/json makes of the part's document.
+			want := d.Full()
+			want.Part, want.Parts = p.Part, p.Parts
+			want.Flows = want.Flows[flowsBefore : flowsBefore+len(p.Flows)]
+			if wb, _ := json.Marshal(want); !bytes.Equal(b, wb) {
+				t.Errorf("gzip %v: part %d differs from encoding/json of its document", gz, i+1)
+			}
+			flowsBefore += len(p.Flows)
 			for _, f := range p.Flows {
 				seen[f.ID] = true
 			}
@@ -145,10 +154,13 @@ func TestEncoderSplit(t *testing.T) {
 		}
 	}
 	// Small enough: one body without part numbers.
-	d := report.Build(testSnapshot(2), report.Options{})
+	d := report.Prepare(testSnapshot(2), report.Options{})
 	bodies, _, _ := encoder{max: 1 << 20}.document(d)
 	if len(bodies) != 1 || bytes.Contains(bodies[0], []byte(`"part"`)) {
 		t.Errorf("small document: %d bodies: %.100s", len(bodies), bodies[0])
+	}
+	if want, _ := json.Marshal(d.Full()); !bytes.Equal(bodies[0], want) {
+		t.Errorf("small document differs from encoding/json of it:\n got %s\nwant %s", bodies[0], want)
 	}
 }
 

@@ -25,48 +25,71 @@ func (d *Document) Encode(w io.Writer) error {
 
 // Encode writes the document as one line of JSON, the same bytes as
 // json.NewEncoder(w).Encode(p.Full()), one flow at a time: what it holds
-// at once is one flow's document and a write buffer.
+// at once is one flow's JSON and a write buffer.
 func (p *Prepared) Encode(w io.Writer) error {
-	head := p.Document
-	head.Flows = []Flow{}
-	b, err := json.Marshal(&head)
+	head, err := p.AppendHead(nil)
 	if err != nil {
-		return fmt.Errorf("encode document: %w", err)
-	}
-	// The flows go between the "[" and the "]}" of the empty list, the
-	// last key of the document.
-	const tail = "]}"
-	if !bytes.HasSuffix(b, []byte(`"flows":[`+tail)) {
-		return fmt.Errorf("encode document: flows are not its last key")
+		return err
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
-	bw.Write(b[:len(b)-len(tail)])
-	var (
-		one    []byte
-		status = make([]string, 0, 16) // AppendNames's room
-		names  enrich.Names
-	)
-	for i, f := range p.order {
+	bw.Write(head)
+	var one []byte
+	for i := range p.order {
 		if i > 0 {
 			bw.WriteByte(',')
 		}
-		var n *enrich.Names
-		if p.names != nil {
-			names = p.names.Names(f)
-			n = &names
-		}
-		var ok bool
-		if one, ok = appendFlow(one[:0], f, p.now, n, status); !ok {
-			fd := p.flow(i)
-			_, err := json.Marshal(&fd)
-			return fmt.Errorf("encode flow %d: %w", f.ID, err)
+		if one, err = p.AppendFlow(one[:0], i); err != nil {
+			return err
 		}
 		if _, err := bw.Write(one); err != nil {
 			return err // the reader is gone: no use formatting the rest
 		}
 	}
-	bw.WriteString(tail + "\n")
+	bw.WriteString(Tail + "\n")
 	return bw.Flush() // the first write error, if any
+}
+
+// Tail is what follows the last flow of an encoded document.
+const Tail = "]}"
+
+// AppendHead appends the JSON of the document up to its first flow: the
+// document is AppendHead, the flows (AppendFlow) separated by commas,
+// and Tail, which is what encoding/json makes of it. The MQTT exporter
+// encodes its parts this way, with Part and Parts set.
+func (p *Prepared) AppendHead(b []byte) ([]byte, error) {
+	head := p.Document
+	head.Flows = []Flow{}
+	j, err := json.Marshal(&head)
+	if err != nil {
+		return b, fmt.Errorf("encode document: %w", err)
+	}
+	// The flows go between the "[" and the "]}" of the empty list, the
+	// last key of the document.
+	if !bytes.HasSuffix(j, []byte(`"flows":[`+Tail)) {
+		return b, fmt.Errorf("encode document: flows are not its last key")
+	}
+	return append(b, j[:len(j)-len(Tail)]...), nil
+}
+
+// Len is the number of flows the document lists.
+func (p *Prepared) Len() int { return len(p.order) }
+
+// AppendFlow appends the JSON of the i-th listed flow.
+func (p *Prepared) AppendFlow(b []byte, i int) ([]byte, error) {
+	f := p.order[i]
+	var n *enrich.Names
+	if p.names != nil {
+		names := p.names.Names(f)
+		n = &names
+	}
+	var status [16]string // AppendNames's room, on the stack
+	b, ok := appendFlow(b, f, p.now, n, status[:0])
+	if !ok {
+		fd := p.flow(i)
+		_, err := json.Marshal(&fd)
+		return b, fmt.Errorf("encode flow %d: %w", f.ID, err)
+	}
+	return b, nil
 }
 
 // WriteFile writes the document to path atomically: readers (a router's
