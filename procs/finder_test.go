@@ -396,3 +396,37 @@ func TestOwnerSkipsForwardedFlows(t *testing.T) {
 		t.Errorf("a local flow: cache %d -> %d entries, want one more", before.Cached, after.Cached)
 	}
 }
+
+// Owner must not block: while a worker holds the address list to fetch it
+// anew (a netlink round trip), remote answers "not known" at once.
+func TestRemoteDoesNotWaitForAFetch(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{})
+	l := &localAddrs{every: time.Hour, now: time.Now, fetch: func() (map[netip.Addr]bool, error) {
+		close(started)
+		<-release
+		return testLocal()
+	}}
+	fetched := make(chan struct{})
+	go func() {
+		defer close(fetched)
+		l.isLocal(netip.MustParseAddr("192.0.2.1"))
+	}()
+	<-started
+	answer := make(chan bool)
+	go func() { answer <- l.remote(netip.MustParseAddr("198.51.100.7")) }()
+	select {
+	case known := <-answer:
+		if known {
+			t.Error("an address is known remote while the list is being fetched")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("remote waited for the address list's fetch")
+	}
+	close(release)
+	<-fetched
+	for addr, want := range map[string]bool{"198.51.100.7": true, "192.0.2.1": false, "::ffff:192.0.2.1": false, "127.0.0.1": false} {
+		if got := l.remote(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("remote(%s) = %v after the fetch, want %v", addr, got, want)
+		}
+	}
+}

@@ -46,13 +46,16 @@ func (l *localAddrs) isLocal(a netip.Addr) (bool, error) {
 
 // remote reports whether a is known not to be an address of the
 // namespace: the list is fresh and a is neither in it nor a loopback
-// address. It never fetches the list, so Owner can ask without blocking.
+// address. It never waits (Owner must not block): while a worker holds the
+// list to fetch it anew, a is not known remote.
 func (l *localAddrs) remote(a netip.Addr) bool {
 	a = a.Unmap()
 	if a.IsLoopback() {
 		return false
 	}
-	l.mu.Lock()
+	if !l.mu.TryLock() {
+		return false
+	}
 	defer l.mu.Unlock()
 	return l.set != nil && l.now().Sub(l.fetched) < l.every && !l.set[a]
 }

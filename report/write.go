@@ -25,7 +25,9 @@ func (d *Document) Encode(w io.Writer) error {
 
 // Encode writes the document as one line of JSON, the same bytes as
 // json.NewEncoder(w).Encode(p.Full()), one flow at a time: what it holds
-// at once is one flow's JSON and a write buffer.
+// at once is one flow's JSON and a write buffer. A flow encoding/json
+// would refuse (a NaN or infinite rate, which the table never computes)
+// ends it with an error after what was already written, not before.
 func (p *Prepared) Encode(w io.Writer) error {
 	head, err := p.AppendHead(nil)
 	if err != nil {

@@ -638,3 +638,18 @@ func TestRunStopsWithContext(t *testing.T) {
 		t.Fatal("Run did not return when the context was done")
 	}
 }
+
+// TestRowsUseTerminalColors: data rows are drawn in the terminal's own
+// colours, like the rest of the screen (not white on black).
+func TestRowsUseTerminalColors(t *testing.T) {
+	h := newHarness(t, 160, 40)
+	s := h.has("firefox")
+	y := strings.Count(s[:strings.Index(s, "firefox")], "\n")
+	h.ui(func() {
+		cells, w, _ := h.screen.GetContents()
+		fg, bg, _ := cells[y*w].Style.Decompose()
+		if fg != tcell.ColorDefault || bg != tcell.ColorDefault {
+			t.Errorf("a data row is drawn with fg %v bg %v, want the terminal's defaults", fg, bg)
+		}
+	})
+}

@@ -3,7 +3,6 @@ package ui
 import (
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
@@ -45,8 +44,14 @@ type flowTable struct {
 var (
 	headerStyle   = tcell.StyleDefault.Bold(true).Foreground(tcell.ColorYellow)
 	selectedStyle = tcell.StyleDefault.Reverse(true)
-	cellStyle     = tcell.StyleDefault.Foreground(tview.Styles.PrimaryTextColor).Background(tview.Styles.PrimitiveBackgroundColor)
 )
+
+// cellStyle is the style of a data cell: tview's text and background
+// colours as they are now (the screen sets them to the terminal's own
+// before it draws).
+func cellStyle() tcell.Style {
+	return tcell.StyleDefault.Foreground(tview.Styles.PrimaryTextColor).Background(tview.Styles.PrimitiveBackgroundColor)
+}
 
 func newFlowTable(a *App) *flowTable {
 	return &flowTable{Box: tview.NewBox(), a: a}
@@ -155,6 +160,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 	}
 
 	blank := tcell.StyleDefault.Background(t.GetBackgroundColor())
+	plain := cellStyle()
 	for line := range height {
 		ly := y + line
 		r := off + line - 1 // the data row on this line
@@ -167,7 +173,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 			cx, w := x+t.colX[j], t.colW[j]
 			text, style, sep := titles[i], headerStyle, blank
 			if line > 0 {
-				text, style = texts[line-1][i], cellStyle
+				text, style = texts[line-1][i], plain
 				if r == sel {
 					style, sep = selectedStyle, selectedStyle
 				}
@@ -208,8 +214,9 @@ func fill(screen tcell.Screen, x, y, w int, style tcell.Style) {
 func putCell(screen tcell.Screen, x, y, w int, text string, right bool, style tcell.Style) {
 	tw := textWidth(text)
 	if tw > w {
-		put(screen, x, y, w-1, text, style)
 		if w > 0 {
+			used := put(screen, x, y, w-1, text, style)
+			fill(screen, x+used, y, w-1-used, style) // a wide character that did not fit
 			screen.SetContent(x+w-1, y, '…', nil, style)
 		}
 		return
@@ -224,8 +231,10 @@ func putCell(screen tcell.Screen, x, y, w int, text string, right bool, style tc
 }
 
 // put writes at most w columns of text from x on line y and returns the
-// columns written. Plain ASCII goes byte by byte; anything else grapheme
-// by grapheme (a wide one that would not fit is left out).
+// columns written. Printable ASCII goes byte by byte; anything else
+// grapheme by grapheme (a wide one that would not fit is left out, as are
+// control characters, which take no column: a process may name itself
+// with an escape character).
 func put(screen tcell.Screen, x, y, w int, text string, style tcell.Style) int {
 	if isASCII(text) {
 		n := min(w, len(text))
@@ -242,6 +251,9 @@ func put(screen tcell.Screen, x, y, w int, text string, style tcell.Style) int {
 		if used+cw > w {
 			break
 		}
+		if cw == 0 {
+			continue
+		}
 		rs := []rune(cluster)
 		screen.SetContent(x+used, y, rs[0], rs[1:], style)
 		used += cw
@@ -257,9 +269,10 @@ func textWidth(text string) int {
 	return uniseg.StringWidth(text)
 }
 
+// isASCII reports whether s is printable ASCII only, one column a byte.
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
+		if c := s[i]; c < ' ' || c >= 0x7f {
 			return false
 		}
 	}

@@ -369,7 +369,10 @@ func TestPutCell(t *testing.T) {
 		{"日本語", 6, false, "日本語"},
 		{"日本語", 5, false, "日本…"},
 		{"ab日", 3, false, "ab…"},
-		{"[x]y", 4, false, "[x]y"}, // no tview style tags here
+		{"日本語", 4, false, "日 …"}, // 本 does not fit before the "…"
+
+		{"[x]y", 4, false, "[x]y"},        // no tview style tags here
+		{"a\x1b[2Jb", 6, false, "a[2Jb "}, // control characters take no column
 	} {
 		screen := tcell.NewSimulationScreen("UTF-8")
 		if err := screen.Init(); err != nil {
@@ -377,7 +380,7 @@ func TestPutCell(t *testing.T) {
 		}
 		screen.SetSize(20, 1)
 		screen.Fill('.', tcell.StyleDefault)
-		putCell(screen, 1, 0, c.w, c.text, c.right, cellStyle)
+		putCell(screen, 1, 0, c.w, c.text, c.right, selectedStyle)
 		var got strings.Builder
 		for x := 1; x < 1+c.w; x++ {
 			str, _, w := screen.Get(x, 0)
@@ -389,6 +392,15 @@ func TestPutCell(t *testing.T) {
 		}
 		if s, _, _ := screen.Get(1+c.w, 0); s != "." {
 			t.Errorf("putCell(%q, width %d) wrote past its width: %q", c.text, c.w, s)
+		}
+		// Every column of the cell has its style: no hole in a selected
+		// row where a wide character did not fit.
+		for x := 1; x < 1+c.w; {
+			_, style, w := screen.Get(x, 0)
+			if _, _, attr := style.Decompose(); attr&tcell.AttrReverse == 0 {
+				t.Errorf("putCell(%q, width %d): column %d is not in the cell's style", c.text, c.w, x-1)
+			}
+			x += max(w, 1)
 		}
 		screen.Fini()
 	}
