@@ -322,6 +322,10 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 			return err
 		}
 		fmt.Printf("%-9d %-22s %9.1f%% %7.1f MB   (steady CPU of one core at -t 1, peak RSS)\n", n, "flowtop --batch -t 1", cpu, rss)
+		if _, err := exec.LookPath("tmux"); err != nil {
+			fmt.Printf("%-9d %-22s   skipped: tmux is not installed\n", n, "flowtop -t 1 (screen)")
+			return nil
+		}
 		cpu, rss, err = steadyScreen(bin, x, time.Duration(cpuSecs)*time.Second)
 		if err != nil {
 			return err
