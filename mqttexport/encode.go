@@ -54,17 +54,7 @@ func gzipBytes(raw []byte) ([]byte, error) {
 // measures them, so what is held is the bodies themselves, not the
 // whole document as well (60 MB for 100k flows).
 func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, err error) {
-	n := d.Len()
-	sizes := make([]int, n) // of each flow, with its comma
-	var one []byte
-	flowBytes := 0
-	for i := range n {
-		if one, err = d.AppendFlow(one[:0], i); err != nil {
-			return nil, false, err
-		}
-		sizes[i] = len(one) + 1
-		flowBytes += sizes[i]
-	}
+	var one []byte // a flow's JSON
 	head := func(part, parts int) ([]byte, error) {
 		h := *d
 		h.Part, h.Parts = part, parts
@@ -112,26 +102,47 @@ func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, e
 		return buf.Bytes(), err
 	}
 
+	// One pass measures every flow and, with gzip, the compressed size
+	// of the whole document (counted, not kept): names are looked up once
+	// here and once more when the bodies are written.
+	n := d.Len()
+	sizes := make([]int, n) // of each flow, with its comma
 	hb, err := head(0, 0)
 	if err != nil {
 		return nil, false, err
 	}
+	var (
+		counted countingWriter
+		zw      *gzip.Writer
+	)
+	if e.gz {
+		if zw, err = gzip.NewWriterLevel(&counted, gzip.BestSpeed); err != nil {
+			return nil, false, err
+		}
+		zw.Write(hb)
+	}
+	flowBytes := 0
+	for i := range n {
+		if one, err = d.AppendFlow(one[:0], i); err != nil {
+			return nil, false, err
+		}
+		sizes[i] = len(one) + 1
+		flowBytes += sizes[i]
+		if zw != nil {
+			if i > 0 {
+				zw.Write(comma)
+			}
+			zw.Write(one)
+		}
+	}
 	rawWhole := len(hb) + max(flowBytes-1, 0) + len(report.Tail)
 	gzWhole := rawWhole
-	if e.gz {
-		// The compressed size, without keeping the compressed document.
-		var c countingWriter
-		zw, err := gzip.NewWriterLevel(&c, gzip.BestSpeed)
-		if err != nil {
-			return nil, false, err
-		}
-		if err := write(zw, 0, n, 0, 0); err != nil {
-			return nil, false, err
-		}
+	if zw != nil {
+		io.WriteString(zw, report.Tail)
 		if err := zw.Close(); err != nil {
 			return nil, false, err
 		}
-		gzWhole = c.n
+		gzWhole = counted.n
 	}
 	if gzWhole <= e.max || n <= 1 {
 		whole, err := body(0, n, 0, 0, rawWhole)
