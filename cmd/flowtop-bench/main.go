@@ -158,8 +158,9 @@ func (n *ns) count() int {
 	return v
 }
 
-// fill creates count UDP flows, numbered from first, through ctnetlink.
-func (n *ns) fill(first, count int) (time.Duration, error) {
+// fill creates count UDP flows, numbered from first, through ctnetlink,
+// that the kernel expires after timeout unless something refreshes them.
+func (n *ns) fill(first, count int, timeout time.Duration) (time.Duration, error) {
 	f, err := os.Open(n.path())
 	if err != nil {
 		return 0, err
@@ -175,7 +176,7 @@ func (n *ns) fill(first, count int) (time.Duration, error) {
 		// 198.18.0.0/15 is the benchmarking range; no packet is ever sent.
 		src := netip.AddrFrom4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)})
 		dst := netip.AddrFrom4([4]byte{198, 19, byte(i), 1})
-		fl := tconntrack.NewFlow(17, 0, src, dst, uint16(1024+i%60000), 53, 600, 0)
+		fl := tconntrack.NewFlow(17, 0, src, dst, uint16(1024+i%60000), 53, uint32(timeout/time.Second), 0)
 		if err := c.Create(fl); err != nil {
 			return 0, fmt.Errorf("create flow %d: %w", i, err)
 		}
@@ -242,10 +243,11 @@ func holdTable(n int) error {
 		return err
 	}
 	defer x.close()
-	if _, err := x.fill(0, n); err != nil {
+	// A day: the table must not empty itself while someone profiles.
+	if _, err := x.fill(0, n, 24*time.Hour); err != nil {
 		return err
 	}
-	fmt.Printf("%s holds %d flows; interrupt to delete it\n", x.path(), x.count())
+	fmt.Printf("%s holds %d flows (for a day); interrupt to delete it\n", x.path(), x.count())
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
@@ -266,7 +268,7 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 		return err
 	}
 	defer x.close()
-	took, err := x.fill(0, n)
+	took, err := x.fill(0, n, 10*time.Minute) // longer than a run
 	if err != nil {
 		return err
 	}
