@@ -12,13 +12,22 @@ import (
 	"github.com/flowtop/flowtop/services"
 )
 
+// wantsDNS reports whether reverse DNS can show anything: not with -n,
+// and not in --once -t 0, which writes its document right after the dump.
+// Names are asked for as the document is made and an answer comes later,
+// so there it would only send queries (100k flows: thousands) whose
+// answers nobody reads.
+func (o *options) wantsDNS() bool {
+	return !o.noDNS && !(o.once && o.intervalDuration() == 0)
+}
+
 // openLookups starts the enrichment sources the options ask for. A source
 // that cannot start is logged and left out; flowtop runs without it.
 func openLookups(o *options, log *slog.Logger) (*enrich.Lookups, func()) {
 	l := &enrich.Lookups{}
 	var closers []func()
 	l.Services = services.Load(o.configDir, func(msg string) { log.Warn(msg) })
-	if !o.noDNS {
+	if o.wantsDNS() {
 		c := rdns.New(rdns.Config{})
 		l.DNS = c
 		closers = append(closers, c.Close)

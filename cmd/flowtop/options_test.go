@@ -236,3 +236,24 @@ func TestRunHelpAndVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestWantsDNS(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, true},
+		{[]string{"-n"}, false},
+		{[]string{"--batch", "-t", "0.5"}, true},
+		{[]string{"--once"}, true},
+		{[]string{"--once", "-t", "0"}, false}, // no time for an answer
+	} {
+		o, err := parseOptions(c.args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.wantsDNS(); got != c.want {
+			t.Errorf("%q: reverse DNS %v, want %v", c.args, got, c.want)
+		}
+	}
+}
