@@ -433,10 +433,23 @@ type sorter struct {
 	scratch       *buildScratch // nil: allocate
 }
 
-type numRow struct {
-	k   uint64
-	seq uint32
+// numRow is a row of a numeric sort: the top 40 bits of its key (as
+// orderedBits) and, in the low seqBits, the row's sequence number. Eight
+// bytes a row instead of sixteen: a million rows are 16 MB less, and the
+// radix sort moves half the bytes. Keys equal in their top 40 bits (a
+// relative difference under 4e-9, never visible in a column) are ties,
+// which keep the order rows were added in.
+type numRow uint64
+
+// seqBits is room for 16.7M rows; a bigger sort compares keys instead.
+const seqBits = 24
+
+func makeNumRow(key uint64, seq uint32) numRow {
+	return numRow(key&^(1<<seqBits-1) | uint64(seq))
 }
+
+func (r numRow) key() uint64 { return uint64(r) >> seqBits }
+func (r numRow) seq() uint32 { return uint32(r & (1<<seqBits - 1)) }
 
 type addrRow struct {
 	hi, lo uint64 // the address as 16 bytes, big-endian halves
@@ -465,6 +478,9 @@ type buildScratch struct {
 // init readies s for n rows; withFlows when it will also sort flows
 // (add), not only keys (push).
 func (s *sorter) init(n int, sc sortSpec, numeric, withFlows bool, scratch *buildScratch) {
+	if n >= 1<<seqBits {
+		numeric = false // too many rows for a numRow: compared as sortKeys
+	}
 	s.desc, s.numeric, s.scratch = sc.desc, numeric, scratch
 	if scratch == nil {
 		scratch = &buildScratch{}
@@ -499,14 +515,14 @@ func reuse[T any](b []T, n int) []T {
 	return b[:0]
 }
 
-// radixSort sorts rows by k with a stable LSD radix sort, one pass per
+// radixSort sorts rows by key with a stable LSD radix sort, one pass per
 // byte that is not the same in every row: ties keep their order.
 func radixSort(rows []numRow) {
 	if len(rows) < 64 {
-		slices.SortStableFunc(rows, func(a, b numRow) int { return cmp.Compare(a.k, b.k) })
+		slices.SortStableFunc(rows, func(a, b numRow) int { return cmp.Compare(a.key(), b.key()) })
 		return
 	}
-	radixPasses(rows, nil, func(r *numRow) uint64 { return r.k })
+	radixPasses(rows, nil, func(r *numRow) uint64 { return r.key() })
 }
 
 // radixPasses sorts rows stably by the key key returns, LSD first, with
@@ -584,7 +600,7 @@ func (s *sorter) push(k *sortKey) {
 		if s.desc {
 			o = ^o
 		}
-		s.nums = append(s.nums, numRow{o, seq})
+		s.nums = append(s.nums, makeNumRow(o, seq))
 	case k.str == addrMarker && k.num == 0:
 		b := k.addr.As16()
 		hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
@@ -618,13 +634,13 @@ func (s *sorter) order() []uint32 {
 			if s.scratch != nil {
 				buf = s.scratch.buf
 			}
-			buf = radixPasses(s.nums, buf, func(r *numRow) uint64 { return r.k })
+			buf = radixPasses(s.nums, buf, func(r *numRow) uint64 { return r.key() })
 			if s.scratch != nil {
 				s.scratch.buf = buf
 			}
 		}
 		for i := range s.nums {
-			out = append(out, s.nums[i].seq)
+			out = append(out, s.nums[i].seq())
 		}
 		return out
 	}

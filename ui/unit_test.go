@@ -188,13 +188,13 @@ func TestRadixSortIsStable(t *testing.T) {
 	for _, n := range []int{0, 1, 10, 63, 64, 1000, 5000} {
 		rows := make([]numRow, n)
 		for i := range rows {
-			rows[i] = numRow{k: orderedBits(float64(r.IntN(50)) - 10), seq: uint32(i)}
+			rows[i] = makeNumRow(orderedBits(float64(r.IntN(50))-10), uint32(i))
 		}
 		want := slices.Clone(rows)
 		slices.SortStableFunc(want, func(a, b numRow) int {
-			if a.k < b.k {
+			if a.key() < b.key() {
 				return -1
-			} else if a.k > b.k {
+			} else if a.key() > b.key() {
 				return 1
 			}
 			return 0
@@ -203,9 +203,65 @@ func TestRadixSortIsStable(t *testing.T) {
 		if !slices.Equal(rows, want) {
 			t.Errorf("n=%d: radix sort differs from a stable sort", n)
 		}
+		for i, row := range rows {
+			if i > 0 && row.key() == rows[i-1].key() && row.seq() < rows[i-1].seq() {
+				t.Fatalf("n=%d: ties out of the order they were added in", n)
+			}
+		}
 	}
 	if !(orderedBits(-1) < orderedBits(0) && orderedBits(0) < orderedBits(0.5) && orderedBits(0.5) < orderedBits(1e9)) {
 		t.Error("orderedBits does not keep the order")
+	}
+}
+
+// TestSorterOrder: the numeric sorter is a stable sort by key, in both
+// directions, for keys as the columns make them (rates, byte counts up
+// to 2^40, ages), and so is its fallback for more rows than a numRow
+// numbers (keys compared as sortKeys).
+func TestSorterOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	keys := make([]float64, 5000)
+	for i := range keys {
+		switch i % 4 {
+		case 0:
+			keys[i] = float64(float32(r.Float64() * 1e6)) // a rate
+		case 1:
+			keys[i] = float64(r.Uint64() >> (24 + r.IntN(40))) // a byte count
+		case 2:
+			keys[i] = float64(r.IntN(5)) // many ties
+		default:
+			keys[i] = r.Float64() * 86400 // an age in seconds
+		}
+	}
+	for _, rows := range []int{len(keys), 1 << seqBits} {
+		for _, desc := range []bool{false, true} {
+			var s sorter
+			s.init(rows, sortSpec{desc: desc}, true, false, &buildScratch{})
+			for _, k := range keys {
+				s.push(&sortKey{num: k})
+			}
+			got := s.order()
+			want := make([]uint32, len(keys))
+			for i := range want {
+				want[i] = uint32(i)
+			}
+			slices.SortStableFunc(want, func(a, b uint32) int {
+				x, y := keys[a], keys[b]
+				if desc {
+					x, y = y, x
+				}
+				switch {
+				case x < y:
+					return -1
+				case x > y:
+					return 1
+				}
+				return 0
+			})
+			if !slices.Equal(got, want) {
+				t.Errorf("rows %d, desc %v: the sorter's order differs from a stable sort", rows, desc)
+			}
+		}
 	}
 }
 
