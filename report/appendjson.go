@@ -21,32 +21,23 @@ import (
 // encoding/json would refuse (a NaN or infinite rate); the caller then
 // asks encoding/json for its error.
 func appendFlow(b []byte, f *conntrack.Flow, now time.Time, n *enrich.Names, status []string) (_ []byte, ok bool) {
-	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, uint64(f.ID), 10)
+	b = appendKeyUint(b, `{"id":`, uint64(f.ID))
 	b = appendKeyString(b, `,"family":`, f.Family.String())
 	b = appendKeyString(b, `,"proto":`, f.Proto.String())
-	b = append(b, `,"proto_num":`...)
-	b = strconv.AppendUint(b, uint64(f.Proto), 10)
+	b = appendKeyUint(b, `,"proto_num":`, uint64(f.Proto))
 	b = appendKeyString(b, `,"state":`, f.StateName())
 	b = appendAddr(append(b, `,"src":`...), f.Orig.Src.IP())
-	b = append(b, `,"sport":`...)
-	b = strconv.AppendUint(b, uint64(f.Orig.SrcPort), 10)
+	b = appendKeyUint(b, `,"sport":`, uint64(f.Orig.SrcPort))
 	b = appendAddr(append(b, `,"dst":`...), f.Orig.Dst.IP())
-	b = append(b, `,"dport":`...)
-	b = strconv.AppendUint(b, uint64(f.Orig.DstPort), 10)
+	b = appendKeyUint(b, `,"dport":`, uint64(f.Orig.DstPort))
 	b = appendAddr(append(b, `,"reply_src":`...), f.Reply.Src.IP())
-	b = append(b, `,"reply_sport":`...)
-	b = strconv.AppendUint(b, uint64(f.Reply.SrcPort), 10)
+	b = appendKeyUint(b, `,"reply_sport":`, uint64(f.Reply.SrcPort))
 	b = appendAddr(append(b, `,"reply_dst":`...), f.Reply.Dst.IP())
-	b = append(b, `,"reply_dport":`...)
-	b = strconv.AppendUint(b, uint64(f.Reply.DstPort), 10)
+	b = appendKeyUint(b, `,"reply_dport":`, uint64(f.Reply.DstPort))
 	if f.Proto == conntrack.ProtoICMP || f.Proto == conntrack.ProtoICMPv6 {
-		b = append(b, `,"icmp_type":`...)
-		b = strconv.AppendUint(b, uint64(f.Orig.ICMPType), 10)
-		b = append(b, `,"icmp_code":`...)
-		b = strconv.AppendUint(b, uint64(f.Orig.ICMPCode), 10)
-		b = append(b, `,"icmp_id":`...)
-		b = strconv.AppendUint(b, uint64(f.Orig.ICMPID), 10)
+		b = appendKeyUint(b, `,"icmp_type":`, uint64(f.Orig.ICMPType))
+		b = appendKeyUint(b, `,"icmp_code":`, uint64(f.Orig.ICMPCode))
+		b = appendKeyUint(b, `,"icmp_id":`, uint64(f.Orig.ICMPID))
 	}
 	b = appendKeyString(b, `,"nat":`, f.NAT().String())
 	b = append(b, `,"status":[`...)
@@ -82,12 +73,9 @@ func appendFlow(b []byte, f *conntrack.Flow, now time.Time, n *enrich.Names, sta
 	} else {
 		b = append(b, `,"start":null,"age_s":null`...)
 	}
-	b = append(b, `,"timeout_s":`...)
-	b = strconv.AppendUint(b, uint64(uint32(f.TimeLeft(now).Seconds())), 10)
-	b = append(b, `,"mark":`...)
-	b = strconv.AppendUint(b, uint64(f.Mark), 10)
-	b = append(b, `,"zone":`...)
-	b = strconv.AppendUint(b, uint64(f.Zone), 10)
+	b = appendKeyUint(b, `,"timeout_s":`, uint64(uint32(f.TimeLeft(now).Seconds())))
+	b = appendKeyUint(b, `,"mark":`, uint64(f.Mark))
+	b = appendKeyUint(b, `,"zone":`, uint64(f.Zone))
 	if f.Labels != [16]byte{} {
 		b = append(b, `,"labels":"`...)
 		b = hex.AppendEncode(b, f.Labels[:])
@@ -149,10 +137,8 @@ func appendAddr(b []byte, a netip.Addr) []byte {
 // appendDirection appends direction(counted, c, r).
 func appendDirection(b []byte, counted bool, c conntrack.Counter, r conntrack.Rate) (_ []byte, ok bool) {
 	if counted {
-		b = append(b, `{"bytes":`...)
-		b = strconv.AppendUint(b, c.Bytes, 10)
-		b = append(b, `,"packets":`...)
-		b = strconv.AppendUint(b, c.Packets, 10)
+		b = appendKeyUint(b, `{"bytes":`, c.Bytes)
+		b = appendKeyUint(b, `,"packets":`, c.Packets)
 	} else {
 		b = append(b, `{"bytes":null,"packets":null`...)
 	}
@@ -226,6 +212,10 @@ func appendFloat(b []byte, f float64) (_ []byte, ok bool) {
 		}
 	}
 	return b, true
+}
+
+func appendKeyUint(b []byte, key string, v uint64) []byte {
+	return strconv.AppendUint(append(b, key...), v, 10)
 }
 
 func appendKeyString(b []byte, key, s string) []byte {
