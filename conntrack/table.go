@@ -414,13 +414,24 @@ func (t *Table) refresh() error {
 	t.reserve()
 	now := StampOf(start)
 	read, reads := now, 0
+	// The kernel dumps its hash table in the same order every time, and
+	// the entries are in the order of the first dump: the flow after the
+	// last one found is most likely the entry after it. Checking there
+	// first spares a random walk through the ID index and the entries.
+	var cursor int32
 	interrupted, err := t.cfg.Kernel.Dump(func(f *Flow) {
 		// When the counters were read, to the millisecond: the clock is
 		// read every 64 flows (a 100k-flow dump reads 64 in about 0.1 ms).
 		if reads++; reads%64 == 0 {
 			read = StampOf(t.now())
 		}
-		i, head := t.lookup(f)
+		i, head := cursor, int32(-1)
+		if int(i) >= len(t.entries) || t.entries[i].flow.ID != f.ID || !t.entries[i].sameFlow(f) {
+			i, head = t.lookup(f)
+		}
+		if i >= 0 {
+			cursor = i + 1
+		}
 		if i < 0 {
 			e := t.insert(t.newEntry(f, gen, read), head)
 			e.seenAt = now

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -665,4 +666,97 @@ func TestTableUpdateWithoutProtoinfo(t *testing.T) {
 	if got := byID(s)[1]; got.StateName() != "FIN_WAIT" {
 		t.Errorf("state after an UPDATE with protoinfo = %s, want FIN_WAIT", got.StateName())
 	}
+}
+
+// orderKernel dumps its flows in a given order, each dump with new counters.
+type orderKernel struct{ flows []Flow }
+
+func (k *orderKernel) Dump(fn func(*Flow)) (bool, error) {
+	for i := range k.flows {
+		k.flows[i].OrigCount.Bytes += 100
+		f := k.flows[i]
+		fn(&f)
+	}
+	return false, nil
+}
+
+func (k *orderKernel) Listen(ctx context.Context, _ chan<- Event) error {
+	<-ctx.Done()
+	return nil
+}
+
+// TestRefreshFollowsAnyDumpOrder: a refresh looks first at the entry after
+// the last one found (the kernel's order rarely changes), and must still
+// find every flow when the order changes, when flows appear anywhere in
+// the dump or are gone, and when a new flow shares the kernel ID of the
+// entry it meets (the ID is a hash).
+func TestRefreshFollowsAnyDumpOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	all := benchFlows(3000)
+	k := &orderKernel{flows: slices.Clone(all[:2000])}
+	now := time.Unix(1_700_000_100, 0)
+	filter := DefaultFilter()
+	filter.Protos.Add(ProtoUDP)
+	tb := NewTable(TableConfig{Kernel: k, Interval: time.Second, Filter: filter, Now: func() time.Time { return now }})
+	seen := map[Tuple]bool{} // flows of the previous dump
+	check := func(step string) {
+		t.Helper()
+		if err := tb.refresh(); err != nil {
+			t.Fatal(err)
+		}
+		tb.publish()
+		want := map[Tuple]uint64{}
+		for _, f := range k.flows {
+			want[f.Orig] = f.OrigCount.Bytes
+		}
+		got := map[Tuple]uint64{}
+		for _, f := range tb.Latest().Flows {
+			if _, dup := got[f.Orig]; dup {
+				t.Fatalf("%s: flow %v twice in the table", step, f.Orig)
+			}
+			got[f.Orig] = f.OrigCount.Bytes
+			// A flow the last dump had kept its entry: its rate comes
+			// from the counters of both dumps (100 bytes a second).
+			if seen[f.Orig] && f.OrigRate.Bytes != 100 {
+				t.Fatalf("%s: flow %v has rate %v, want 100 B/s from its last two dumps", step, f.Orig, f.OrigRate.Bytes)
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("%s: the table has %d flows, the kernel %d, or their counters differ", step, len(got), len(want))
+		}
+		clear(seen)
+		for o := range want {
+			seen[o] = true
+		}
+	}
+	check("first dump")
+	now = now.Add(time.Second)
+	check("same order")
+
+	// New flows at many places, some gone, and new flows with the ID of
+	// the flow after them in the dump (a hash collision), just where the
+	// refresh looks first.
+	next := slices.Clone(k.flows[:0:0])
+	for i, f := range k.flows {
+		if i%10 == 3 {
+			continue // gone
+		}
+		if i%7 == 0 {
+			n := all[2000+i/7]
+			if i%21 == 0 {
+				n.ID = f.ID
+			}
+			next = append(next, n)
+		}
+		next = append(next, f)
+	}
+	k.flows = next
+	now = now.Add(time.Second)
+	check("flows new and gone")
+
+	r.Shuffle(len(k.flows), func(i, j int) { k.flows[i], k.flows[j] = k.flows[j], k.flows[i] })
+	now = now.Add(time.Second)
+	check("shuffled")
+	now = now.Add(time.Second)
+	check("shuffled, again")
 }
