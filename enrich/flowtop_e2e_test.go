@@ -292,19 +292,8 @@ func startEchoServers(t *testing.T, b *nstest.NS) {
 	})
 	for _, addr := range []string{nstest.AddrB4, nstest.AddrB6} {
 		hostPort := net.JoinHostPort(addr, strconv.Itoa(testPort))
-		var ln net.Listener
-		var pc net.PacketConn
-		if err := b.Do(func() (err error) {
-			if ln, err = net.Listen("tcp", hostPort); err != nil {
-				return err
-			}
-			pc, err = net.ListenPacket("udp", hostPort)
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		keep(ln)
-		keep(pc)
+		ln := nstest.ListenTCP(t, b, hostPort)
+		nstest.EchoUDP(t, b, hostPort)
 		wg.Go(func() {
 			for {
 				c, err := ln.Accept()
@@ -313,16 +302,6 @@ func startEchoServers(t *testing.T, b *nstest.NS) {
 				}
 				keep(c)
 				wg.Go(func() { io.Copy(c, c); c.Close() })
-			}
-		})
-		wg.Go(func() {
-			buf := make([]byte, 1500)
-			for {
-				n, from, err := pc.ReadFrom(buf)
-				if err != nil {
-					return
-				}
-				pc.WriteTo(buf[:n], from)
 			}
 		})
 	}

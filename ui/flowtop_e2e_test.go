@@ -137,18 +137,8 @@ func startTraffic(t *testing.T, a, b *nstest.NS) {
 		wg.Wait()
 	})
 
-	var ln net.Listener
-	var udpSrv net.PacketConn
-	if err := b.Do(func() (err error) {
-		if ln, err = net.Listen("tcp4", net.JoinHostPort(nstest.AddrB4, e2eTCPPort)); err != nil {
-			return err
-		}
-		udpSrv, err = net.ListenPacket("udp4", net.JoinHostPort(nstest.AddrB4, e2eUDPPort))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	closers = append(closers, ln, udpSrv)
+	ln := nstest.ListenTCP(t, b, net.JoinHostPort(nstest.AddrB4, e2eTCPPort))
+	nstest.EchoUDP(t, b, net.JoinHostPort(nstest.AddrB4, e2eUDPPort))
 	wg.Go(func() {
 		for {
 			c, err := ln.Accept()
@@ -160,16 +150,6 @@ func startTraffic(t *testing.T, a, b *nstest.NS) {
 				go func() { <-ctx.Done(); c.Close() }()
 				io.Copy(io.Discard, c)
 			})
-		}
-	})
-	wg.Go(func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := udpSrv.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			udpSrv.WriteTo(buf[:n], from)
 		}
 	})
 
