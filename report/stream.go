@@ -65,13 +65,9 @@ func (s *Stream) Add(f *conntrack.Flow) {
 // when the document is made): the lookups may open while the dump runs.
 func (s *Stream) SetNames(n enrich.Namer) { s.opt.Names = n }
 
-// Document makes the document of the flows fed so far; h is the kernel
-// side's health (the dump's duration, the kernel's count, the sysctls).
-func (s *Stream) Document(h conntrack.Health) *Document {
-	return s.Prepare(h).Full()
-}
-
-// Prepare is Document, to be written with Encode.
+// Prepare makes the document of the flows fed so far, to be written with
+// Encode; h is the kernel side's health (the dump's duration, the
+// kernel's count, the sysctls).
 func (s *Stream) Prepare(h conntrack.Health) *Prepared {
 	order := slices.Clone(s.top.Items)
 	slices.SortFunc(order, conntrack.RankOrder)

@@ -60,7 +60,7 @@ func TestStreamMatchesBuild(t *testing.T) {
 					reused = flows[i]
 					s.Add(&reused)
 				}
-				got, _ := json.Marshal(s.Document(h))
+				got, _ := json.Marshal(s.Prepare(h).Full())
 				if string(got) != string(want) {
 					t.Fatalf("filter %s, sort %s, limit %d: stream\n%.600s\nbuild\n%.600s", filter.String(), key, limit, got, want)
 				}

@@ -12,17 +12,6 @@ import (
 	"github.com/flowtop/flowtop/enrich"
 )
 
-// Encoder is a document that can write itself as one line of JSON:
-// *Document and *Prepared.
-type Encoder interface {
-	Encode(w io.Writer) error
-}
-
-// Encode writes d as one line of JSON, as json.Encoder does.
-func (d *Document) Encode(w io.Writer) error {
-	return json.NewEncoder(w).Encode(d)
-}
-
 // Encode writes the document as one line of JSON, the same bytes as
 // json.NewEncoder(w).Encode(p.Full()), one flow at a time: what it holds
 // at once is one flow's JSON and a write buffer. A flow encoding/json
@@ -96,7 +85,7 @@ func (p *Prepared) AppendFlow(b []byte, i int) ([]byte, error) {
 
 // WriteFile writes the document to path atomically: readers (a router's
 // web server, say) see the old file or the new one, never half of one.
-func WriteFile(path string, d Encoder) error {
+func WriteFile(path string, d *Prepared) error {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
