@@ -366,18 +366,12 @@ func steadyScreen(bin string, x *ns, d time.Duration) (float64, float64, error) 
 	if err != nil {
 		return 0, 0, fmt.Errorf("tmux pane pid %q: %w", out, err)
 	}
-	time.Sleep(2 * time.Second)
-	c0 := cpuTicks(pid)
-	t0 := time.Now()
-	time.Sleep(d)
-	c1 := cpuTicks(pid)
-	el := time.Since(t0)
+	cpu := steadyCPUOf(pid, d)
 	hwm := peakRSS(pid)
 	if screen, err := tmux("capture-pane", "-p"); err != nil || !strings.Contains(screen, "flowtop") {
 		return 0, 0, fmt.Errorf("flowtop's screen did not come up (%v):\n%s", err, screen)
 	}
-	const hz = 100 // USER_HZ
-	return float64(c1-c0) / hz / el.Seconds() * 100, hwm, nil
+	return cpu, hwm, nil
 }
 
 // peakRSS is VmHWM of a running process, in MB.
@@ -430,17 +424,23 @@ func steadyCPU(bin string, x *ns, d time.Duration) (float64, float64, error) {
 		for sc.Scan() {
 		}
 	}()
-	time.Sleep(2 * time.Second)
-	c0 := cpuTicks(cmd.Process.Pid)
-	t0 := time.Now()
-	time.Sleep(d)
-	c1 := cpuTicks(cmd.Process.Pid)
-	el := time.Since(t0)
+	cpu := steadyCPUOf(cmd.Process.Pid, d)
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
 	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	return cpu, float64(ru.Maxrss) / 1024, nil
+}
+
+// steadyCPUOf returns the CPU use of process pid over d, in percent of one
+// core, after a warm-up of 2 s.
+func steadyCPUOf(pid int, d time.Duration) float64 {
+	time.Sleep(2 * time.Second)
+	c0 := cpuTicks(pid)
+	t0 := time.Now()
+	time.Sleep(d)
+	c1 := cpuTicks(pid)
 	const hz = 100 // USER_HZ
-	return float64(c1-c0) / hz / el.Seconds() * 100, float64(ru.Maxrss) / 1024, nil
+	return float64(c1-c0) / hz / time.Since(t0).Seconds() * 100
 }
 
 func cpuTicks(pid int) int64 {
