@@ -246,7 +246,7 @@ func (f *Finder) Owner(fl *conntrack.Flow) Info {
 	// of its flows: once the address list is known they take no cache
 	// entry (which, with more flows than entries, made every lookup an
 	// insertion and an eviction).
-	if f.addrs.remote(fl.Orig.Src.IP()) && f.addrs.remote(fl.Reply.Src.IP()) {
+	if f.addrs.remote(fl.Orig.Src.IP(), fl.Reply.Src.IP()) {
 		return Info{}
 	}
 	k := flowKey{id: fl.ID, family: fl.Family, proto: fl.Proto, orig: fl.Orig, reply: fl.Reply}

@@ -44,20 +44,29 @@ func (l *localAddrs) isLocal(a netip.Addr) (bool, error) {
 	return l.set[a], nil
 }
 
-// remote reports whether a is known not to be an address of the
-// namespace: the list is fresh and a is neither in it nor a loopback
+// remote reports whether every one of addrs is known not to be an address
+// of the namespace: the list is fresh and none is in it or a loopback
 // address. It never waits (Owner must not block): while a worker holds the
-// list to fetch it anew, a is not known remote.
-func (l *localAddrs) remote(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.IsLoopback() {
-		return false
+// list to fetch it anew, nothing is known remote.
+func (l *localAddrs) remote(addrs ...netip.Addr) bool {
+	for _, a := range addrs {
+		if a.Unmap().IsLoopback() {
+			return false
+		}
 	}
 	if !l.mu.TryLock() {
 		return false
 	}
 	defer l.mu.Unlock()
-	return l.set != nil && l.now().Sub(l.fetched) < l.every && !l.set[a]
+	if l.set == nil || l.now().Sub(l.fetched) >= l.every {
+		return false
+	}
+	for _, a := range addrs {
+		if l.set[a.Unmap()] {
+			return false
+		}
+	}
+	return true
 }
 
 // routeConn is a NETLINK_ROUTE socket that lists addresses.
