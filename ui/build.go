@@ -145,7 +145,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	)
 	switch p.tab {
 	case tabFlows:
-		rows.init(len(snap.Flows), sc, isNumericKey(sc.col), true, scratch)
+		rows.init(len(snap.Flows), sc, isNumericKey(sc.col), scratch)
 	case tabHosts, tabRemote:
 		hosts.init(len(snap.Flows), scratch)
 	}
@@ -179,7 +179,8 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		v.dstRate += float64(f.ReplyRate.Bytes)
 		switch p.tab {
 		case tabFlows:
-			rows.add(f, flowKey(sc.col, f, n, &o))
+			k := flowKey(sc.col, f, n, &o)
+			rows.pushAt(uint32(i), &k)
 		case tabProcesses:
 			g := byPID.get(n.Process.PID, f)
 			if g.rep == f {
@@ -211,7 +212,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	}
 	switch p.tab {
 	case tabFlows:
-		v.flows = rows.sorted()
+		v.flows = rows.sorted(snap.Flows)
 		return true
 	case tabProcesses:
 		v.groups = byPID.list()
@@ -222,7 +223,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	// representative), which is the order ties keep: stable across
 	// refreshes while that flow lives.
 	var gs sorter
-	gs.init(len(v.groups), sc, isNumericKey(sc.col), false, scratch)
+	gs.init(len(v.groups), sc, isNumericKey(sc.col), scratch)
 	for i, g := range v.groups {
 		if i%staleEvery == staleEvery-1 && stale() {
 			return false
@@ -418,18 +419,17 @@ func isNumericKey(c colID) bool {
 	return false
 }
 
-// sorter orders rows by a sort key, ties by the order rows were added in
-// (flow ID order, or the groups' order). Numeric keys, and addresses
-// shown as numbers, sort as small records with a radix sort, which is
-// several times faster than comparing sortKey values; names sort as
-// strings and come before the addresses.
+// sorter orders rows by a sort key, ties by their sequence number: a
+// flow's position in the snapshot (ID order) or a group's in the list.
+// Numeric keys, and addresses shown as numbers, sort as small records,
+// which is several times faster than comparing sortKey values; names sort
+// as strings and come before the addresses.
 type sorter struct {
 	desc, numeric bool
-	seq           uint32
+	n             uint32 // rows pushed
 	nums          []numRow
 	addrs         []addrRow
 	keyed         []keyedRow
-	flows         []*conntrack.Flow
 	scratch       *buildScratch // nil: allocate
 }
 
@@ -462,34 +462,30 @@ type keyedRow struct {
 }
 
 // buildScratch is memory a build takes over from the last one (the
-// refresher keeps one): the sorter's rows, buffer and order, the host
-// index of the Hosts and Remote tabs. For 100k flows that was 4 to 7 MB
-// of garbage per tick, which made the collector run about once per build
-// at flowtop's GOGC. Nothing in it is part of a view.
+// refresher keeps one): the sorter's rows and order, the host index of
+// the Hosts and Remote tabs. For 100k flows that was 4 to 7 MB of garbage
+// per tick, which made the collector run about once per build at
+// flowtop's GOGC. Nothing in it is part of a view.
 type buildScratch struct {
-	nums, buf []numRow
-	flows     []*conntrack.Flow
+	nums      []numRow
 	order     []uint32
 	hostTable []int32
 	hostKeys  []hostKey
 	groups    groupPool // these do belong to a view: see groupPool
 }
 
-// init readies s for n rows; withFlows when it will also sort flows
-// (add), not only keys (push).
-func (s *sorter) init(n int, sc sortSpec, numeric, withFlows bool, scratch *buildScratch) {
+// init readies s for at most n rows, numbered below n.
+func (s *sorter) init(n int, sc sortSpec, numeric bool, scratch *buildScratch) {
 	if n >= 1<<seqBits {
 		numeric = false // too many rows for a numRow: compared as sortKeys
 	}
 	s.desc, s.numeric, s.scratch = sc.desc, numeric, scratch
-	if scratch == nil {
-		scratch = &buildScratch{}
-	}
 	if numeric {
-		s.nums = reuse(scratch.nums, n)
-	}
-	if withFlows {
-		s.flows = reuse(scratch.flows, n)
+		if scratch != nil {
+			s.nums = reuse(scratch.nums, n)
+		} else {
+			s.nums = make([]numRow, 0, n)
+		}
 	}
 }
 
@@ -499,10 +495,9 @@ func (s *sorter) release(order []uint32) {
 		if s.numeric {
 			sc.nums = s.nums
 		}
-		if s.flows != nil {
-			sc.flows = s.flows
+		if order != nil {
+			sc.order = order
 		}
-		sc.order = order
 	}
 }
 
@@ -515,14 +510,76 @@ func reuse[T any](b []T, n int) []T {
 	return b[:0]
 }
 
-// radixSort sorts rows by key with a stable LSD radix sort, one pass per
-// byte that is not the same in every row: ties keep their order.
-func radixSort(rows []numRow) {
-	if len(rows) < 64 {
-		slices.SortStableFunc(rows, func(a, b numRow) int { return cmp.Compare(a.key(), b.key()) })
+// sortNums sorts numeric rows by key, ties in the order of their sequence
+// numbers. A row's sequence number is its low bits and no two rows share
+// one, so sorting the whole words is that stable sort, and it can be done
+// in place: an MSD radix sort that moves rows between its 256 buckets by
+// swapping (American flag sort). The LSD radix sort it replaced was as
+// fast but needed a buffer as big as the rows, 0.8 MB of the screen's
+// peak at 100k flows; slices.Sort needed no buffer but twice the time.
+func sortNums(rows []numRow) { flagSort(rows, 56) }
+
+// flagSort sorts rows that agree in the bits above shift+8 by the byte at
+// shift and then, bucket by bucket, by the bits below.
+func flagSort(rows []numRow, shift uint) {
+	for {
+		if len(rows) <= 32 {
+			slices.Sort(rows)
+			return
+		}
+		// Runs of ties (idle flows: rate 0) are added, and so already
+		// are, in sequence order.
+		if slices.IsSorted(rows) {
+			return
+		}
+		var count [256]int
+		for _, r := range rows {
+			count[byte(r>>shift)]++
+		}
+		if count[byte(rows[0]>>shift)] < len(rows) {
+			break
+		}
+		if shift == 0 {
+			return // equal rows (sequence numbers are not)
+		}
+		shift -= 8 // every row has the same byte here
+	}
+	var count, next [256]int
+	for _, r := range rows {
+		count[byte(r>>shift)]++
+	}
+	end := 0
+	for b := range 256 {
+		next[b] = end
+		end += count[b]
+	}
+	// Walk each bucket's unfilled part; a row that belongs elsewhere is
+	// swapped into the next free place of its bucket until the row in
+	// hand belongs here.
+	start := 0
+	for b := range 256 {
+		end := start + count[b]
+		for next[b] < end {
+			v := rows[next[b]]
+			for d := byte(v >> shift); int(d) != b; d = byte(v >> shift) {
+				rows[next[d]], v = v, rows[next[d]]
+				next[d]++
+			}
+			rows[next[b]] = v
+			next[b]++
+		}
+		start = end
+	}
+	if shift == 0 {
 		return
 	}
-	radixPasses(rows, nil, func(r *numRow) uint64 { return r.key() })
+	start = 0
+	for b := range 256 {
+		if count[b] > 1 {
+			flagSort(rows[start:start+count[b]], shift-8)
+		}
+		start += count[b]
+	}
 }
 
 // radixPasses sorts rows stably by the key key returns, LSD first, with
@@ -591,9 +648,12 @@ func orderedBits(f float64) uint64 {
 	return b | 1<<63
 }
 
-func (s *sorter) push(k *sortKey) {
-	seq := s.seq
-	s.seq++
+// push adds a row numbered in the order rows are pushed.
+func (s *sorter) push(k *sortKey) { s.pushAt(s.n, k) }
+
+// pushAt adds row seq; rows come in increasing seq, below init's n.
+func (s *sorter) pushAt(seq uint32, k *sortKey) {
+	s.n++
 	switch {
 	case s.numeric:
 		o := orderedBits(k.num)
@@ -613,36 +673,11 @@ func (s *sorter) push(k *sortKey) {
 	}
 }
 
-func (s *sorter) add(f *conntrack.Flow, k sortKey) {
-	s.push(&k)
-	s.flows = append(s.flows, f)
-}
-
-// order returns the sequence numbers in sorted order.
-func (s *sorter) order() []uint32 {
-	var out []uint32
-	if s.scratch != nil {
-		out = reuse(s.scratch.order, int(s.seq))
-	} else {
-		out = make([]uint32, 0, s.seq)
-	}
+// sort puts the rows in order.
+func (s *sorter) sort() {
 	if s.numeric {
-		if len(s.nums) < 64 {
-			radixSort(s.nums)
-		} else {
-			var buf []numRow
-			if s.scratch != nil {
-				buf = s.scratch.buf
-			}
-			buf = radixPasses(s.nums, buf, func(r *numRow) uint64 { return r.key() })
-			if s.scratch != nil {
-				s.scratch.buf = buf
-			}
-		}
-		for i := range s.nums {
-			out = append(out, s.nums[i].seq())
-		}
-		return out
+		sortNums(s.nums)
+		return
 	}
 	slices.SortFunc(s.keyed, func(a, b keyedRow) int {
 		c := compareKeys(&a.k, &b.k)
@@ -655,30 +690,64 @@ func (s *sorter) order() []uint32 {
 		return cmp.Compare(a.seq, b.seq)
 	})
 	sortAddrs(s.addrs)
+}
+
+// seqs yields the sequence numbers of the sorted rows, in order.
+func (s *sorter) seqs(yield func(uint32) bool) {
+	if s.numeric {
+		for _, r := range s.nums {
+			if !yield(r.seq()) {
+				return
+			}
+		}
+		return
+	}
 	// Names sort before addresses (addrMarker is the largest string).
 	if !s.desc {
 		for i := range s.keyed {
-			out = append(out, s.keyed[i].seq)
+			if !yield(s.keyed[i].seq) {
+				return
+			}
 		}
 	}
 	for i := range s.addrs {
-		out = append(out, s.addrs[i].seq)
+		if !yield(s.addrs[i].seq) {
+			return
+		}
 	}
 	if s.desc {
 		for i := range s.keyed {
-			out = append(out, s.keyed[i].seq)
+			if !yield(s.keyed[i].seq) {
+				return
+			}
 		}
+	}
+}
+
+// order sorts the rows and returns their sequence numbers in order.
+func (s *sorter) order() []uint32 {
+	var out []uint32
+	if s.scratch != nil {
+		out = reuse(s.scratch.order, int(s.n))
+	} else {
+		out = make([]uint32, 0, s.n)
+	}
+	s.sort()
+	for seq := range s.seqs {
+		out = append(out, seq)
 	}
 	return out
 }
 
-func (s *sorter) sorted() []*conntrack.Flow {
-	order := s.order()
-	out := make([]*conntrack.Flow, len(order))
-	for i, seq := range order {
-		out[i] = s.flows[seq]
+// sorted sorts the rows, pushed with their flow's position in all, and
+// returns their flows in order.
+func (s *sorter) sorted(all []*conntrack.Flow) []*conntrack.Flow {
+	s.sort()
+	out := make([]*conntrack.Flow, 0, s.n)
+	for seq := range s.seqs {
+		out = append(out, all[seq])
 	}
-	s.release(order)
+	s.release(nil)
 	return out
 }
 

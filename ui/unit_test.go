@@ -183,12 +183,13 @@ func TestMatcher(t *testing.T) {
 	}
 }
 
-func TestRadixSortIsStable(t *testing.T) {
+func TestSortNumsIsStable(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, n := range []int{0, 1, 10, 63, 64, 1000, 5000} {
+	for _, n := range []int{0, 1, 10, 33, 63, 64, 1000, 5000, 100_000} {
 		rows := make([]numRow, n)
+		spread := 50 + r.IntN(2)*1_000_000 // few keys (many ties) or many
 		for i := range rows {
-			rows[i] = makeNumRow(orderedBits(float64(r.IntN(50))-10), uint32(i))
+			rows[i] = makeNumRow(orderedBits(float64(r.IntN(spread))-10), uint32(i))
 		}
 		want := slices.Clone(rows)
 		slices.SortStableFunc(want, func(a, b numRow) int {
@@ -199,9 +200,9 @@ func TestRadixSortIsStable(t *testing.T) {
 			}
 			return 0
 		})
-		radixSort(rows)
+		sortNums(rows)
 		if !slices.Equal(rows, want) {
-			t.Errorf("n=%d: radix sort differs from a stable sort", n)
+			t.Errorf("n=%d: sortNums differs from a stable sort", n)
 		}
 		for i, row := range rows {
 			if i > 0 && row.key() == rows[i-1].key() && row.seq() < rows[i-1].seq() {
@@ -236,7 +237,7 @@ func TestSorterOrder(t *testing.T) {
 	for _, rows := range []int{len(keys), 1 << seqBits} {
 		for _, desc := range []bool{false, true} {
 			var s sorter
-			s.init(rows, sortSpec{desc: desc}, true, false, &buildScratch{})
+			s.init(rows, sortSpec{desc: desc}, true, &buildScratch{})
 			for _, k := range keys {
 				s.push(&sortKey{num: k})
 			}
