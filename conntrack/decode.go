@@ -112,9 +112,9 @@ func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
 		v := a.val
 		switch a.typ {
 		case ctaTupleOrig:
-			err = decodeTuple(v, &f.Orig, &f.Proto)
+			err = decodeTuple(v, &f.Orig, &f.Proto, &f.ICMP)
 		case ctaTupleReply:
-			err = decodeTuple(v, &f.Reply, &f.Proto)
+			err = decodeTuple(v, &f.Reply, &f.Proto, nil)
 		case ctaStatus:
 			f.Status = Status(be32(v))
 		case ctaProtoinfo:
@@ -138,7 +138,9 @@ func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
 		case ctaTimestamp:
 			f.Start, stop, err = decodeTimestamp(v)
 		case ctaLabels:
-			copy(f.Labels[:], v)
+			var l Labels
+			copy(l[:], v)
+			f.Labels = RefLabels(l)
 		}
 		if err != nil {
 			return stop, fmt.Errorf("ctnetlink attribute %d: %w", a.typ, err)
@@ -165,7 +167,12 @@ func hasAttr(data []byte, typ uint16) bool {
 	return false
 }
 
-func decodeTuple(b []byte, t *Tuple, proto *Proto) error {
+// decodeTuple reads a CTA_TUPLE_* attribute into t and proto, and an ICMP
+// flow's id, type and code into icmp unless it is nil.
+func decodeTuple(b []byte, t *Tuple, proto *Proto, icmp *ICMP) error {
+	if icmp == nil {
+		icmp = new(ICMP) // the reply's: not kept
+	}
 	a := attrs{b: b}
 	for a.next() {
 		switch a.typ {
@@ -200,14 +207,14 @@ func decodeTuple(b []byte, t *Tuple, proto *Proto) error {
 				case ctaProtoDstPort:
 					t.DstPort = be16(v)
 				case ctaProtoICMPID, ctaProtoICMPv6ID:
-					t.ICMPID = be16(v)
+					icmp.ID = be16(v)
 				case ctaProtoICMPType, ctaProtoICMPv6Type:
 					if len(v) >= 1 {
-						t.ICMPType = v[0]
+						icmp.Type = v[0]
 					}
 				case ctaProtoICMPCode, ctaProtoICMPv6Code:
 					if len(v) >= 1 {
-						t.ICMPCode = v[0]
+						icmp.Code = v[0]
 					}
 				}
 			}

@@ -21,7 +21,7 @@ var cmpOpts = cmp.Options{
 }
 
 // encodeTuple writes one CTA_TUPLE_* the way the kernel does.
-func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t Tuple, p Proto) {
+func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t Tuple, p Proto, ic ICMP) {
 	ae.Nested(typ, func(nae *netlink.AttributeEncoder) error {
 		nae.Nested(ctaTupleIP, func(ip *netlink.AttributeEncoder) error {
 			if t.Src.Is4() {
@@ -37,13 +37,13 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t Tuple, p Proto) {
 			pa.Uint8(ctaProtoNum, uint8(p))
 			switch p {
 			case ProtoICMP:
-				pa.Uint16(ctaProtoICMPID, t.ICMPID)
-				pa.Uint8(ctaProtoICMPType, t.ICMPType)
-				pa.Uint8(ctaProtoICMPCode, t.ICMPCode)
+				pa.Uint16(ctaProtoICMPID, ic.ID)
+				pa.Uint8(ctaProtoICMPType, ic.Type)
+				pa.Uint8(ctaProtoICMPCode, ic.Code)
 			case ProtoICMPv6:
-				pa.Uint16(ctaProtoICMPv6ID, t.ICMPID)
-				pa.Uint8(ctaProtoICMPv6Type, t.ICMPType)
-				pa.Uint8(ctaProtoICMPv6Code, t.ICMPCode)
+				pa.Uint16(ctaProtoICMPv6ID, ic.ID)
+				pa.Uint8(ctaProtoICMPv6Type, ic.Type)
+				pa.Uint8(ctaProtoICMPv6Code, ic.Code)
 			default:
 				pa.Uint16(ctaProtoSrcPort, t.SrcPort)
 				pa.Uint16(ctaProtoDstPort, t.DstPort)
@@ -70,8 +70,10 @@ func encodeFlow(t testing.TB, f *Flow, stop time.Time) []byte {
 	t.Helper()
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
-	encodeTuple(ae, ctaTupleOrig, f.Orig, f.Proto)
-	encodeTuple(ae, ctaTupleReply, f.Reply, f.Proto)
+	encodeTuple(ae, ctaTupleOrig, f.Orig, f.Proto, f.ICMP)
+	// The reply's type differs, as an echo reply's does: the decoder must
+	// keep the original's.
+	encodeTuple(ae, ctaTupleReply, f.Reply, f.Proto, ICMP{ID: f.ICMP.ID, Type: f.ICMP.Type + 1, Code: f.ICMP.Code})
 	ae.Uint32(ctaStatus, uint32(f.Status))
 	if nest := map[Proto]uint16{ProtoTCP: 1, ProtoDCCP: 2, ProtoSCTP: 3}[f.Proto]; nest != 0 {
 		ae.Nested(ctaProtoinfo, func(pi *netlink.AttributeEncoder) error {
@@ -105,8 +107,8 @@ func encodeFlow(t testing.TB, f *Flow, stop time.Time) []byte {
 			return nil
 		})
 	}
-	if f.Labels != [16]byte{} {
-		ae.Bytes(ctaLabels, f.Labels[:])
+	if l := f.Labels.Get(); l != (Labels{}) {
+		ae.Bytes(ctaLabels, l[:])
 	}
 	b, err := ae.Encode()
 	if err != nil {
@@ -138,7 +140,7 @@ var decodeCases = []struct {
 		Status:      StatusAssured | StatusConfirmed | StatusSeenReply | StatusSrcNAT,
 		Mark:        0x1234,
 		Zone:        7,
-		Labels:      [16]byte{0: 1, 15: 0x80},
+		Labels:      RefLabels(Labels{0: 1, 15: 0x80}),
 		Timeout:     431999,
 		Start:       StampOf(tsStart),
 		HasCounters: true,
@@ -161,8 +163,9 @@ var decodeCases = []struct {
 	name: "icmp4 echo",
 	flow: Flow{
 		ID: 3, Family: IPv4, Proto: ProtoICMP,
-		Orig:        Tuple{Src: MustParseAddr("192.0.2.1"), Dst: MustParseAddr("192.0.2.2"), ICMPID: 4242, ICMPType: 8},
-		Reply:       Tuple{Src: MustParseAddr("192.0.2.2"), Dst: MustParseAddr("192.0.2.1"), ICMPID: 4242},
+		Orig:        Tuple{Src: MustParseAddr("192.0.2.1"), Dst: MustParseAddr("192.0.2.2")},
+		Reply:       Tuple{Src: MustParseAddr("192.0.2.2"), Dst: MustParseAddr("192.0.2.1")},
+		ICMP:        ICMP{ID: 4242, Type: 8},
 		Status:      StatusConfirmed | StatusSeenReply,
 		Timeout:     29,
 		Start:       StampOf(tsStart),
@@ -174,10 +177,9 @@ var decodeCases = []struct {
 	name: "icmp6 echo",
 	flow: Flow{
 		ID: 4, Family: IPv6, Proto: ProtoICMPv6,
-		Orig: Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2"),
-			ICMPID: 7, ICMPType: 128, ICMPCode: 0},
-		Reply: Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1"),
-			ICMPID: 7, ICMPType: 129, ICMPCode: 0},
+		Orig:    Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2")},
+		Reply:   Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1")},
+		ICMP:    ICMP{ID: 7, Type: 128, Code: 0},
 		Status:  StatusConfirmed,
 		Timeout: 30,
 	},
@@ -221,12 +223,13 @@ func TestDecodeFlow(t *testing.T) {
 
 // TestDecodeFlowFillsEveryField guards against a field added to Flow that
 // the decoder forgets: the first case must set every field but the rates
-// and Seen, which come from the table, not the kernel.
+// and Seen, which come from the table, not the kernel, and ICMP, which a
+// TCP flow has not (the ICMP cases check it).
 func TestDecodeFlowFillsEveryField(t *testing.T) {
 	v := reflect.ValueOf(decodeCases[0].flow)
 	for i := 0; i < v.NumField(); i++ {
 		name := v.Type().Field(i).Name
-		if name == "OrigRate" || name == "ReplyRate" || name == "Seen" {
+		if name == "OrigRate" || name == "ReplyRate" || name == "Seen" || name == "ICMP" {
 			continue
 		}
 		if v.Field(i).IsZero() {
@@ -278,12 +281,8 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 			ref := ev.Flow
 			tuple := func(tt tconntrack.Tuple) Tuple {
 				p := tt.Proto
-				r := Tuple{Src: AddrFrom(tt.IP.SourceAddress), Dst: AddrFrom(tt.IP.DestinationAddress),
+				return Tuple{Src: AddrFrom(tt.IP.SourceAddress), Dst: AddrFrom(tt.IP.DestinationAddress),
 					SrcPort: p.SourcePort, DstPort: p.DestinationPort}
-				if p.ICMPv4 || p.ICMPv6 {
-					r.ICMPID, r.ICMPType, r.ICMPCode = p.ICMPID, p.ICMPType, p.ICMPCode
-				}
-				return r
 			}
 			var refStart, refStop time.Time
 			if !ref.Timestamp.Start.IsZero() && ref.Timestamp.Start.UnixNano() != 0 {
@@ -301,13 +300,17 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 			case pi.DCCP != nil:
 				state = pi.DCCP.State
 			}
-			var labels [16]byte
+			var labels Labels
 			copy(labels[:], ref.Labels)
+			var ic ICMP
+			if p := ref.TupleOrig.Proto; p.ICMPv4 || p.ICMPv6 {
+				ic = ICMP{ID: p.ICMPID, Type: p.ICMPType, Code: p.ICMPCode}
+			}
 			want := Flow{
 				ID: ref.ID, Family: got.Family, Proto: Proto(ref.TupleOrig.Proto.Protocol),
 				Orig: tuple(ref.TupleOrig), Reply: tuple(ref.TupleReply),
 				State: state, Status: Status(ref.Status), Mark: ref.Mark, Zone: ref.Zone,
-				Labels: labels, Timeout: ref.Timeout, Start: StampOf(refStart),
+				Labels: RefLabels(labels), ICMP: ic, Timeout: ref.Timeout, Start: StampOf(refStart),
 				HasCounters: got.HasCounters,
 				OrigCount:   Counter{Packets: ref.CountersOrig.Packets, Bytes: ref.CountersOrig.Bytes},
 				ReplyCount:  Counter{Packets: ref.CountersReply.Packets, Bytes: ref.CountersReply.Bytes},

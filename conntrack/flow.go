@@ -64,11 +64,18 @@ func (p Proto) HasPorts() bool {
 // Tuple is one direction of a connection as conntrack sees it.
 type Tuple struct {
 	Src, Dst Addr
-	// SrcPort and DstPort are set for protocols with ports (Proto.HasPorts).
+	// SrcPort and DstPort are set for protocols with ports (Proto.HasPorts);
+	// ICMP and ICMPv6 flows have Flow.ICMP instead.
 	SrcPort, DstPort uint16
-	// ICMP and ICMPv6 identify a flow by id, type and code instead.
-	ICMPID             uint16
-	ICMPType, ICMPCode uint8
+}
+
+// ICMP identifies an ICMP or ICMPv6 flow, which has no ports. Only the
+// original direction's is kept (the reply's differs in its type, an echo
+// reply for an echo request, and nothing reads it): four bytes less in
+// every flow record.
+type ICMP struct {
+	ID         uint16
+	Type, Code uint8
 }
 
 // Counter holds the kernel's accounting for one direction.
@@ -161,17 +168,20 @@ type Flow struct {
 	ID     uint32
 	Family Family
 	Proto  Proto
-	Orig   Tuple // the original direction (who started it)
-	Reply  Tuple // the reply direction, after NAT
 	// State is the protocol state number (TCP, SCTP, DCCP); see StateName.
 	State uint8
 	// HasCounters is false for flows created while nf_conntrack_acct was
 	// off: their counters are unknown, not zero.
 	HasCounters bool
-	Status      Status
-	Mark        uint32
-	Zone        uint16
-	Labels      [16]byte // connlabels, 128 bits
+	// ICMP is the id, type and code of an ICMP or ICMPv6 flow's original
+	// direction, part of its identity as ports are of others.
+	ICMP   ICMP
+	Zone   uint16
+	Labels LabelsRef
+	Orig   Tuple // the original direction (who started it)
+	Reply  Tuple // the reply direction, after NAT
+	Status Status
+	Mark   uint32
 	// Timeout is the seconds the kernel had left before expiring the
 	// entry at Seen; TimeLeft gives it for another moment.
 	Timeout uint32

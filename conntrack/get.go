@@ -108,13 +108,13 @@ func appendGetRequest(b []byte, f *Flow) []byte {
 	b = appendAttr(b, ctaProtoNum, []byte{byte(f.Proto)})
 	switch f.Proto {
 	case ProtoICMP:
-		b = appendAttr(b, ctaProtoICMPID, binary.BigEndian.AppendUint16(nil, f.Orig.ICMPID))
-		b = appendAttr(b, ctaProtoICMPType, []byte{f.Orig.ICMPType})
-		b = appendAttr(b, ctaProtoICMPCode, []byte{f.Orig.ICMPCode})
+		b = appendAttr(b, ctaProtoICMPID, binary.BigEndian.AppendUint16(nil, f.ICMP.ID))
+		b = appendAttr(b, ctaProtoICMPType, []byte{f.ICMP.Type})
+		b = appendAttr(b, ctaProtoICMPCode, []byte{f.ICMP.Code})
 	case ProtoICMPv6:
-		b = appendAttr(b, ctaProtoICMPv6ID, binary.BigEndian.AppendUint16(nil, f.Orig.ICMPID))
-		b = appendAttr(b, ctaProtoICMPv6Type, []byte{f.Orig.ICMPType})
-		b = appendAttr(b, ctaProtoICMPv6Code, []byte{f.Orig.ICMPCode})
+		b = appendAttr(b, ctaProtoICMPv6ID, binary.BigEndian.AppendUint16(nil, f.ICMP.ID))
+		b = appendAttr(b, ctaProtoICMPv6Type, []byte{f.ICMP.Type})
+		b = appendAttr(b, ctaProtoICMPv6Code, []byte{f.ICMP.Code})
 	case ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoSCTP, ProtoDCCP, ProtoGRE:
 		b = appendAttr(b, ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, f.Orig.SrcPort))
 		b = appendAttr(b, ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, f.Orig.DstPort))

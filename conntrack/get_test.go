@@ -48,7 +48,7 @@ func TestSourceGet(t *testing.T) {
 		}
 	}
 	gone := *flows[0]
-	gone.Orig.SrcPort, gone.Orig.ICMPID = 1, 1 // no such flow
+	gone.Orig.SrcPort, gone.ICMP.ID = 1, 1 // no such flow
 	gone.ID = 0
 	got := map[uint32]Flow{}
 	if err := src.Get(append(flows, &gone), func(f *Flow) { got[f.ID] = *f }); err != nil {

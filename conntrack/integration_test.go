@@ -380,8 +380,8 @@ func TestTableRealTraffic(t *testing.T) {
 			if strconv.Itoa(int(o.SrcPort)) != p.orig["sport"] || strconv.Itoa(int(o.DstPort)) != p.orig["dport"] {
 				t.Errorf("%s: ports %d -> %d, want %v", p.name, o.SrcPort, o.DstPort, p.orig)
 			}
-		} else if strconv.Itoa(int(o.ICMPID)) != p.orig["id"] || strconv.Itoa(int(o.ICMPType)) != p.orig["type"] {
-			t.Errorf("%s: icmp id %d type %d, want %v", p.name, o.ICMPID, o.ICMPType, p.orig)
+		} else if strconv.Itoa(int(f.ICMP.ID)) != p.orig["id"] || strconv.Itoa(int(f.ICMP.Type)) != p.orig["type"] {
+			t.Errorf("%s: icmp id %d type %d, want %v", p.name, f.ICMP.ID, f.ICMP.Type, p.orig)
 		}
 		if want := ctBefore.state; f.StateName() != want {
 			t.Errorf("%s: state %q, conntrack says %q", p.name, f.StateName(), want)

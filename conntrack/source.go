@@ -308,12 +308,11 @@ func (s *Source) Delete(f *Flow) error {
 	if f.Proto == ProtoICMP || f.Proto == ProtoICMPv6 {
 		// Keep the reply tuple: ti-mo picks the message's address family
 		// from both tuples, and an IPv6 flow sent as AF_INET is EINVAL.
-		for _, d := range []struct {
-			p *tconntrack.ProtoTuple
-			t *Tuple
-		}{{&tf.TupleOrig.Proto, &f.Orig}, {&tf.TupleReply.Proto, &f.Reply}} {
-			d.p.ICMPv4, d.p.ICMPv6 = f.Proto == ProtoICMP, f.Proto == ProtoICMPv6
-			d.p.ICMPID, d.p.ICMPType, d.p.ICMPCode = d.t.ICMPID, d.t.ICMPType, d.t.ICMPCode
+		// The kernel finds the flow by the original tuple alone, so the
+		// reply's may carry the original's id, type and code.
+		for _, p := range []*tconntrack.ProtoTuple{&tf.TupleOrig.Proto, &tf.TupleReply.Proto} {
+			p.ICMPv4, p.ICMPv6 = f.Proto == ProtoICMP, f.Proto == ProtoICMPv6
+			p.ICMPID, p.ICMPType, p.ICMPCode = f.ICMP.ID, f.ICMP.Type, f.ICMP.Code
 		}
 	}
 	tf.Zone = f.Zone

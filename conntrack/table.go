@@ -57,7 +57,7 @@ type entry struct {
 // sameFlow reports whether e is the kernel entry f describes.
 func (e *entry) sameFlow(f *Flow) bool {
 	r := e.flow
-	return r.Orig == f.Orig && r.Proto == f.Proto && r.Zone == f.Zone
+	return r.Orig == f.Orig && r.Proto == f.Proto && r.Zone == f.Zone && r.ICMP == f.ICMP
 }
 
 // mutable returns the entry's record, first copying it if a snapshot may
@@ -86,7 +86,7 @@ func (t *Table) newEntry(f *Flow, gen uint32, seen Stamp) entry {
 
 // recordsPerSlab is how many flow records are allocated at once. One
 // allocation per record cost a 100k-flow first dump 110 ms of its 250;
-// slabs of 256 (64 KiB) cut that while a slab kept alive by one long-lived
+// slabs of 256 (48 KiB) cut that while a slab kept alive by one long-lived
 // record pins little memory.
 const recordsPerSlab = 256
 

@@ -259,7 +259,7 @@ func TestTableDumpAndEvents(t *testing.T) {
 	// DESTROY: flow 2 ends with final counters.
 	k.change(func(k *fakeKernel) { k.clock = fakeBase.Add(10 * time.Second) })
 	f3 := withID(icmp4, 3)
-	f3.Orig.ICMPType, f3.Orig.ICMPID, f3.Timeout = 8, 77, 30
+	f3.ICMP.Type, f3.ICMP.ID, f3.Timeout = 8, 77, 30
 	k.send(t, Event{Type: EventNew, Flow: f3})
 	up := f1
 	up.HasCounters, up.OrigCount, up.ReplyCount, up.Start = false, Counter{}, Counter{}, 0
@@ -635,7 +635,8 @@ func dropAttr(data []byte, typ uint16) []byte {
 // ESTABLISHED flow to NONE or clear its labels.
 func TestTableUpdateWithoutProtoinfo(t *testing.T) {
 	f1 := withID(tcp4, 1)
-	f1.State, f1.Status, f1.Labels = 3, StatusAssured|StatusConfirmed, [16]byte{0: 1}
+	f1.State, f1.Status = 3, StatusAssured|StatusConfirmed
+	f1.Labels = RefLabels(Labels{0: 1})
 	k := newFakeKernel(f1)
 	tbl, sub := startTable(t, k, TableConfig{Interval: time.Hour, Filter: allFilter()})
 	waitSnap(t, sub, "the initial dump", func(*Snapshot) bool { return true })
@@ -654,12 +655,12 @@ func TestTableUpdateWithoutProtoinfo(t *testing.T) {
 		t.Errorf("UPDATE not applied: mark %d timeout %d", got.Mark, got.Timeout)
 	}
 	if got.StateName() != "ESTABLISHED" || got.Labels != f1.Labels {
-		t.Errorf("an UPDATE without protoinfo and labels changed them: state %s, labels %x", got.StateName(), got.Labels)
+		t.Errorf("an UPDATE without protoinfo and labels changed them: state %s, labels %x", got.StateName(), got.Labels.Get())
 	}
 
 	// An UPDATE that carries them still applies them.
 	closing := marked
-	closing.State, closing.Labels = 4, [16]byte{}
+	closing.State = 4
 	ev, _ = decodeEvent(nlHeader{Type: nfnlSubsysCTNetlink<<8 | ctMsgNew}, encodeFlow(t, &closing, time.Time{}))
 	k.send(t, ev)
 	s = settle(t, tbl, sub, allFilter(), "the second UPDATE", func(s *Snapshot) bool { return s.Health.Events == 2 })

@@ -35,9 +35,9 @@ func appendFlow(b []byte, f *conntrack.Flow, now time.Time, n *enrich.Names, sta
 	b = appendAddr(append(b, `,"reply_dst":`...), f.Reply.Dst.IP())
 	b = appendKeyUint(b, `,"reply_dport":`, uint64(f.Reply.DstPort))
 	if f.Proto == conntrack.ProtoICMP || f.Proto == conntrack.ProtoICMPv6 {
-		b = appendKeyUint(b, `,"icmp_type":`, uint64(f.Orig.ICMPType))
-		b = appendKeyUint(b, `,"icmp_code":`, uint64(f.Orig.ICMPCode))
-		b = appendKeyUint(b, `,"icmp_id":`, uint64(f.Orig.ICMPID))
+		b = appendKeyUint(b, `,"icmp_type":`, uint64(f.ICMP.Type))
+		b = appendKeyUint(b, `,"icmp_code":`, uint64(f.ICMP.Code))
+		b = appendKeyUint(b, `,"icmp_id":`, uint64(f.ICMP.ID))
 	}
 	b = appendKeyString(b, `,"nat":`, f.NAT().String())
 	b = append(b, `,"status":[`...)
@@ -76,9 +76,10 @@ func appendFlow(b []byte, f *conntrack.Flow, now time.Time, n *enrich.Names, sta
 	b = appendKeyUint(b, `,"timeout_s":`, uint64(uint32(f.TimeLeft(now).Seconds())))
 	b = appendKeyUint(b, `,"mark":`, uint64(f.Mark))
 	b = appendKeyUint(b, `,"zone":`, uint64(f.Zone))
-	if f.Labels != [16]byte{} {
+	if !f.Labels.IsZero() {
+		l := f.Labels.Get()
 		b = append(b, `,"labels":"`...)
-		b = hex.AppendEncode(b, f.Labels[:])
+		b = hex.AppendEncode(b, l[:])
 		b = append(b, '"')
 	}
 	if n != nil {

@@ -54,7 +54,8 @@ func randomFlow(r *rand.Rand, now time.Time) *conntrack.Flow {
 		conntrack.ProtoSCTP, conntrack.ProtoDCCP, conntrack.ProtoUDPLite, 99}
 	f := &conntrack.Flow{
 		ID: r.Uint32(), Family: conntrack.Family([]uint8{2, 10, 0}[r.IntN(3)]), Proto: protos[r.IntN(len(protos))],
-		Orig:  conntrack.Tuple{Src: addr(), Dst: addr(), SrcPort: uint16(r.IntN(65536)), DstPort: uint16(r.IntN(65536)), ICMPType: uint8(r.IntN(256)), ICMPCode: uint8(r.IntN(16)), ICMPID: uint16(r.IntN(65536))},
+		Orig:  conntrack.Tuple{Src: addr(), Dst: addr(), SrcPort: uint16(r.IntN(65536)), DstPort: uint16(r.IntN(65536))},
+		ICMP:  conntrack.ICMP{Type: uint8(r.IntN(256)), Code: uint8(r.IntN(16)), ID: uint16(r.IntN(65536))},
 		Reply: conntrack.Tuple{Src: addr(), Dst: addr(), SrcPort: uint16(r.IntN(65536)), DstPort: uint16(r.IntN(65536))},
 		State: uint8(r.IntN(12)), HasCounters: r.IntN(4) != 0, Status: conntrack.Status(r.Uint32()),
 		Mark: r.Uint32(), Zone: uint16(r.IntN(3)), Timeout: uint32(r.IntN(500000)),
@@ -71,9 +72,11 @@ func randomFlow(r *rand.Rand, now time.Time) *conntrack.Flow {
 		f.Start = conntrack.StampOf(now.Add(time.Duration(r.IntN(1e9)))) // clocks apart: a start after now
 	}
 	if r.IntN(3) == 0 {
-		for i := range f.Labels {
-			f.Labels[i] = byte(r.IntN(256))
+		var l conntrack.Labels
+		for i := range l {
+			l[i] = byte(r.IntN(256))
 		}
+		f.Labels = conntrack.RefLabels(l)
 	}
 	return f
 }

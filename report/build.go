@@ -243,17 +243,18 @@ func endpoints(f *conntrack.Flow) Endpoints {
 		d.Status = []string{}
 	}
 	if f.Proto == conntrack.ProtoICMP || f.Proto == conntrack.ProtoICMPv6 {
-		typ, code, id := f.Orig.ICMPType, f.Orig.ICMPCode, f.Orig.ICMPID
+		typ, code, id := f.ICMP.Type, f.ICMP.Code, f.ICMP.ID
 		d.ICMPType, d.ICMPCode, d.ICMPID = &typ, &code, &id
 	}
 	return d
 }
 
 func labels(f *conntrack.Flow) string {
-	if f.Labels == [16]byte{} {
+	if f.Labels.IsZero() {
 		return ""
 	}
-	return hex.EncodeToString(f.Labels[:])
+	l := f.Labels.Get()
+	return hex.EncodeToString(l[:])
 }
 
 func direction(counted bool, c conntrack.Counter, r conntrack.Rate) Direction {

@@ -28,7 +28,7 @@ func goldenSnapshot() *conntrack.Snapshot {
 	for _, p := range []conntrack.Proto{conntrack.ProtoTCP, conntrack.ProtoUDP, conntrack.ProtoICMP} {
 		filter.Protos.Add(p)
 	}
-	return &conntrack.Snapshot{
+	s := &conntrack.Snapshot{
 		Time:       goldenTime.In(time.FixedZone("CET", 3600)), // printed in UTC whatever the zone
 		Interval:   time.Second,
 		TableFlows: 6,
@@ -46,7 +46,6 @@ func goldenSnapshot() *conntrack.Snapshot {
 				SrcPort: 443, DstPort: 61000},
 			Status:      conntrack.StatusSeenReply | conntrack.StatusAssured | conntrack.StatusConfirmed | conntrack.StatusSrcNAT,
 			Mark:        3,
-			Labels:      [16]byte{0: 0x01, 15: 0x80},
 			Timeout:     431999,
 			Start:       conntrack.StampOf(goldenTime.Add(-90 * time.Second)),
 			HasCounters: true,
@@ -71,8 +70,9 @@ func goldenSnapshot() *conntrack.Snapshot {
 		}, {
 			// ICMP echo: type, code and id instead of ports.
 			ID: 13, Family: conntrack.IPv4, Proto: conntrack.ProtoICMP,
-			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(a("192.0.2.1")), Dst: conntrack.AddrFrom(a("192.0.2.2")), ICMPID: 4242, ICMPType: 8},
-			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(a("192.0.2.2")), Dst: conntrack.AddrFrom(a("192.0.2.1")), ICMPID: 4242},
+			Orig:        conntrack.Tuple{Src: conntrack.AddrFrom(a("192.0.2.1")), Dst: conntrack.AddrFrom(a("192.0.2.2"))},
+			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(a("192.0.2.2")), Dst: conntrack.AddrFrom(a("192.0.2.1"))},
+			ICMP:        conntrack.ICMP{ID: 4242, Type: 8},
 			Status:      conntrack.StatusConfirmed | conntrack.StatusSeenReply,
 			Timeout:     30,
 			Start:       conntrack.StampOf(goldenTime.Add(-3 * time.Second)),
@@ -103,6 +103,8 @@ func goldenSnapshot() *conntrack.Snapshot {
 			OrigRate:    conntrack.Rate{Bytes: 60, Packets: 1, Avg2: 60, Avg10: 60, Avg40: 60},
 		}}),
 	}
+	s.Flows[0].Labels = conntrack.RefLabels(conntrack.Labels{0: 0x01, 15: 0x80})
+	return s
 }
 
 func TestBuildGolden(t *testing.T) {

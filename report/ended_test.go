@@ -40,8 +40,9 @@ func TestBuildEnded(t *testing.T) {
 	icmp := conntrack.Ended{
 		Flow: conntrack.Flow{
 			ID: 8, Family: conntrack.IPv6, Proto: conntrack.ProtoICMPv6,
-			Orig:  conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::1")), Dst: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::2")), ICMPID: 5, ICMPType: 128},
-			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::2")), Dst: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::1")), ICMPID: 5, ICMPType: 129},
+			Orig:  conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::1")), Dst: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::2"))},
+			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::2")), Dst: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::1"))},
+			ICMP:  conntrack.ICMP{ID: 5, Type: 128},
 		},
 		Stop: stop,
 	}

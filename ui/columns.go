@@ -163,7 +163,7 @@ func portText(f *conntrack.Flow, n *enrich.Names) string {
 		}
 		return strconv.Itoa(int(f.Orig.DstPort))
 	case f.Proto == conntrack.ProtoICMP || f.Proto == conntrack.ProtoICMPv6:
-		return strconv.Itoa(int(f.Orig.ICMPType)) + "/" + strconv.Itoa(int(f.Orig.ICMPCode))
+		return strconv.Itoa(int(f.ICMP.Type)) + "/" + strconv.Itoa(int(f.ICMP.Code))
 	}
 	return ""
 }

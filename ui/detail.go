@@ -59,7 +59,7 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 	}
 	b.WriteString(head + "\n\n")
 
-	line("Original", esc(endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp)+" → "+endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp))+icmpText(f, &f.Orig))
+	line("Original", esc(endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp)+" → "+endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp))+icmpText(f))
 	line("Reply", esc(endpoint(f.Reply.Src.IP(), f.Reply.SrcPort, hp)+" → "+endpoint(f.Reply.Dst.IP(), f.Reply.DstPort, hp)))
 	line("NAT", esc(natText(f)))
 	b.WriteString("\n")
@@ -136,8 +136,8 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 	}
 	line("Status", status)
 	labels := "-"
-	if f.Labels != [16]byte{} {
-		labels = hex.EncodeToString(f.Labels[:])
+	if l := f.Labels.Get(); l != (conntrack.Labels{}) {
+		labels = hex.EncodeToString(l[:])
 	}
 	line("Mark", fmt.Sprintf("0x%08x  [::b]Zone[::-] %d  [::b]Labels[::-] %s", f.Mark, f.Zone, labels))
 	line("Timeout", strconv.FormatUint(uint64(f.TimeLeft(now).Seconds()), 10)+"s")
@@ -151,11 +151,11 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 	return b.String()
 }
 
-func icmpText(f *conntrack.Flow, t *conntrack.Tuple) string {
+func icmpText(f *conntrack.Flow) string {
 	if f.Proto != conntrack.ProtoICMP && f.Proto != conntrack.ProtoICMPv6 {
 		return ""
 	}
-	return fmt.Sprintf("  type %d code %d id %d", t.ICMPType, t.ICMPCode, t.ICMPID)
+	return fmt.Sprintf("  type %d code %d id %d", f.ICMP.Type, f.ICMP.Code, f.ICMP.ID)
 }
 
 // natText explains the translation: what the source appears as (SNAT)

@@ -142,7 +142,7 @@ func tuple(src string, sport uint16, dst string, dport uint16) conntrack.Tuple {
 // DNAT, ICMP, UDP, a flow without counters and one without names.
 func testFlows() []conntrack.Flow {
 	est := uint8(3)
-	return []conntrack.Flow{
+	flows := []conntrack.Flow{
 		{ // a LAN client to the web through the router's SNAT
 			ID: 101, Family: conntrack.IPv4, Proto: conntrack.ProtoTCP, State: est,
 			Orig:   tuple("192.168.1.10", 51000, "93.184.216.34", 443),
@@ -187,8 +187,9 @@ func testFlows() []conntrack.Flow {
 		},
 		{ // ping
 			ID: 105, Family: conntrack.IPv4, Proto: conntrack.ProtoICMP,
-			Orig:   conntrack.Tuple{Src: conntrack.AddrFrom(ap("192.168.1.10")), Dst: conntrack.AddrFrom(ap("1.1.1.1")), ICMPType: 8, ICMPID: 77},
-			Reply:  conntrack.Tuple{Src: conntrack.AddrFrom(ap("1.1.1.1")), Dst: conntrack.AddrFrom(ap("203.0.113.5")), ICMPType: 0, ICMPID: 77},
+			Orig:   conntrack.Tuple{Src: conntrack.AddrFrom(ap("192.168.1.10")), Dst: conntrack.AddrFrom(ap("1.1.1.1"))},
+			Reply:  conntrack.Tuple{Src: conntrack.AddrFrom(ap("1.1.1.1")), Dst: conntrack.AddrFrom(ap("203.0.113.5"))},
+			ICMP:   conntrack.ICMP{Type: 8, ID: 77},
 			Status: conntrack.StatusConfirmed | conntrack.StatusSrcNAT, Timeout: 29,
 			Start: conntrack.StampOf(t0.Add(-30 * time.Second)), HasCounters: true,
 			OrigCount:  conntrack.Counter{Packets: 30, Bytes: 2_520},
@@ -206,12 +207,14 @@ func testFlows() []conntrack.Flow {
 			ID: 107, Family: conntrack.IPv6, Proto: conntrack.ProtoTCP, State: 1,
 			Orig:   tuple("fe80::1", 33333, "2001:db8:2::1", 443),
 			Reply:  tuple("2001:db8:2::1", 443, "fe80::1", 33333),
-			Status: conntrack.StatusConfirmed, Mark: 7, Zone: 2, Labels: [16]byte{0: 1, 15: 0x80},
+			Status: conntrack.StatusConfirmed, Mark: 7, Zone: 2,
 			Start: conntrack.StampOf(t0.Add(-2 * time.Second)), Timeout: 120, HasCounters: true,
 			OrigCount: conntrack.Counter{Packets: 1, Bytes: 80},
 			OrigRate:  conntrack.Rate{Bytes: 40},
 		},
 	}
+	flows[len(flows)-1].Labels = conntrack.RefLabels(conntrack.Labels{0: 1, 15: 0x80})
+	return flows
 }
 
 func testNamer() *fakeNamer {
