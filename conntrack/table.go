@@ -658,10 +658,13 @@ func (t *Table) reserve() {
 	if n <= 0 {
 		return
 	}
-	n += n / 8 // room for flows created during the dump
+	// The index is sized for the flows there are (it grows when more
+	// come: a rehash of 100k IDs takes 2 ms); the entries have room for
+	// flows created during the dump, as a slice grows by a copy of all.
+	t.index.reset(n)
+	n += n / 8
 	t.entries = make([]entry, 0, n)
 	prefaultHuge(t.entries)
-	t.index.reset(n)
 	if t.cfg.Interval <= 0 {
 		// Dumped once, never refreshed (--once -t 0): the records may
 		// share one allocation, since none is freed before exit. One
