@@ -400,7 +400,7 @@ func (a *App) swap(v *view) {
 // rowKey is the identity of row i of v.
 func (v *view) rowKey(i int) any {
 	if v.p.tab == tabFlows {
-		return v.flows[i].ID
+		return v.flow(i).ID
 	}
 	g := v.groups[i]
 	if v.p.tab == tabProcesses {
@@ -420,8 +420,8 @@ func (v *view) find(key any, hint int) int {
 		if !ok {
 			return -1
 		}
-		for i, f := range v.flows {
-			if f.ID == id {
+		for i, at := range v.rows {
+			if v.snap.Flows[at].ID == id {
 				return i
 			}
 		}
@@ -484,7 +484,7 @@ func (a *App) selectedFlow() *conntrack.Flow {
 		return nil
 	}
 	if i := a.selected(); i >= 0 {
-		return a.view.flows[i]
+		return a.view.flow(i)
 	}
 	return nil
 }

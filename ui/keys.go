@@ -276,7 +276,7 @@ func (a *App) enter() {
 	}
 	switch v.p.tab {
 	case tabFlows:
-		a.openDetail(v.flows[i])
+		a.openDetail(v.flow(i))
 	case tabProcesses:
 		if g := v.groups[i]; g.proc.Known() {
 			a.drill("=" + strconv.Itoa(g.proc.PID))

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/flowtop/flowtop/conntrack"
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 	"github.com/rivo/uniseg"
@@ -108,7 +109,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 	for r := range texts {
 		row := make([]string, len(cands))
 		if tab == tabFlows {
-			f := v.flows[off+r]
+			f := v.flow(off + r)
 			nm := a.names.Names(f)
 			for i, c := range cands {
 				row[i] = flowCell(c, f, &nm, &o)
@@ -386,5 +387,9 @@ func (a *App) watchRows(v *view, off, last int) {
 		return
 	}
 	a.watched.v, a.watched.off, a.watched.count = v, off, last-off
-	w.Watch(v.flows[off:last])
+	flows := make([]*conntrack.Flow, 0, last-off)
+	for i := off; i < last; i++ {
+		flows = append(flows, v.flow(i))
+	}
+	w.Watch(flows)
 }

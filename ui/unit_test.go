@@ -281,8 +281,8 @@ func TestBuildRowsStableTies(t *testing.T) {
 		p.sort[tabFlows].desc = desc
 		v := &view{p: p}
 		buildRows(v, snap, p, enrich.None{}, t0)
-		for i, f := range v.flows {
-			if f.ID != uint32(i+1) {
+		for i := range v.rowCount() {
+			if f := v.flow(i); f.ID != uint32(i+1) {
 				t.Fatalf("desc=%v: row %d is flow %d", desc, i, f.ID)
 			}
 		}
