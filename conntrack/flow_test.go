@@ -156,3 +156,29 @@ func TestFlowRecordSize(t *testing.T) {
 		t.Errorf("a table entry is %d bytes, more than 24", s)
 	}
 }
+
+// TestSameConnection: what tells two kernel entries apart, ICMP ids
+// included (two pings to one host share their addresses).
+func TestSameConnection(t *testing.T) {
+	a, b := MustParseAddr("192.0.2.1"), MustParseAddr("192.0.2.2")
+	ping := Flow{ID: 7, Proto: ProtoICMP, Orig: Tuple{Src: a, Dst: b}, Reply: Tuple{Src: b, Dst: a}, ICMP: ICMP{ID: 1, Type: 8}}
+	same := ping
+	same.Reply.Dst = MustParseAddr("203.0.113.1") // the reply tuple is not part of the key
+	same.OrigCount.Bytes = 100
+	if !ping.SameConnection(&same) {
+		t.Error("a flow with new counters and reply tuple is not the same connection")
+	}
+	for name, change := range map[string]func(*Flow){
+		"another ping":  func(f *Flow) { f.ICMP.ID = 2 },
+		"another type":  func(f *Flow) { f.ICMP.Type = 13 },
+		"another zone":  func(f *Flow) { f.Zone = 1 },
+		"another proto": func(f *Flow) { f.Proto = ProtoICMPv6 },
+		"another src":   func(f *Flow) { f.Orig.Src = MustParseAddr("192.0.2.3") },
+	} {
+		other := ping
+		change(&other)
+		if ping.SameConnection(&other) {
+			t.Errorf("%s: SameConnection is true", name)
+		}
+	}
+}

@@ -60,10 +60,7 @@ type entry struct {
 }
 
 // sameFlow reports whether e is the kernel entry f describes.
-func (e *entry) sameFlow(f *Flow) bool {
-	r := e.flow
-	return r.Orig == f.Orig && r.Proto == f.Proto && r.Zone == f.Zone && r.ICMP == f.ICMP
-}
+func (e *entry) sameFlow(f *Flow) bool { return e.flow.SameConnection(f) }
 
 // mutable returns the entry's record, first copying it if a snapshot may
 // hold it.

@@ -21,7 +21,7 @@ func (a *App) refreshDetail() {
 		// per tick.
 		a.detailGone = true
 		for _, f := range s.Flows {
-			if f.ID == a.detailFlow.ID && f.Orig == a.detailFlow.Orig && f.Proto == a.detailFlow.Proto {
+			if f.ID == a.detailFlow.ID && f.SameConnection(&a.detailFlow) {
 				a.detailFlow, a.detailGone = *f, false
 				break
 			}
