@@ -474,3 +474,49 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 		})
 	}
 }
+
+// BenchmarkSortNums sorts 100k numeric rows with the screen's in-place
+// radix sort ("flag") and, as the reference, slices.Sort of the same rows:
+// keys all different (rates of busy flows), mostly tied (idle flows: rate
+// 0), and a row set already in order (an unchanged table).
+func BenchmarkSortNums(b *testing.B) {
+	const n = 100_000
+	r := rand.New(rand.NewPCG(5, 6))
+	inputs := map[string][]numRow{}
+	for _, c := range []struct {
+		name string
+		key  func(i int) float64
+	}{
+		{"distinct", func(int) float64 { return r.Float64() * 1e6 }},
+		{"mostly-idle", func(int) float64 {
+			if r.IntN(10) == 0 {
+				return r.Float64() * 1e6
+			}
+			return 0
+		}},
+		{"in-order", func(i int) float64 { return float64(i) }},
+	} {
+		rows := make([]numRow, n)
+		for i := range rows {
+			rows[i] = makeNumRow(^orderedBits(c.key(i)), uint32(i))
+		}
+		if c.name == "in-order" {
+			slices.Sort(rows)
+		}
+		inputs[c.name] = rows
+	}
+	for _, name := range []string{"distinct", "mostly-idle", "in-order"} {
+		for _, s := range []struct {
+			name string
+			sort func([]numRow)
+		}{{"flag", sortNums}, {"slices.Sort", slices.Sort[[]numRow]}} {
+			b.Run(name+"/"+s.name, func(b *testing.B) {
+				rows := make([]numRow, n)
+				for b.Loop() {
+					copy(rows, inputs[name])
+					s.sort(rows)
+				}
+			})
+		}
+	}
+}

@@ -112,7 +112,9 @@ func run(flowsList string, runs, burst, cpuSecs int, bin string) error {
 		}
 		defer os.RemoveAll(dir)
 		bin = filepath.Join(dir, "flowtop")
-		if out, err := exec.Command("go", "build", "-o", bin, "./cmd/flowtop").CombinedOutput(); err != nil {
+		build := exec.Command("go", "build", "-o", bin, "./cmd/flowtop")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as the README builds it
+		if out, err := build.CombinedOutput(); err != nil {
 			return fmt.Errorf("build flowtop: %v: %s", err, out)
 		}
 	}

@@ -44,6 +44,7 @@ func Flowtop(t testing.TB) string {
 		// go test puts its own go tool first on PATH.
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", build.bin, "./cmd/flowtop")
 		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the README builds it
 		if out, err := cmd.CombinedOutput(); err != nil {
 			build.err = fmt.Errorf("go build ./cmd/flowtop: %v\n%s", err, out)
 		}
