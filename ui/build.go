@@ -528,6 +528,7 @@ func sortNums(rows []numRow) { flagSort(rows, 56) }
 // flagSort sorts rows that agree in the bits above shift+8 by the byte at
 // shift and then, bucket by bucket, by the bits below.
 func flagSort(rows []numRow, shift uint) {
+	var count [256]int
 	for {
 		if len(rows) <= 32 {
 			slices.Sort(rows)
@@ -538,7 +539,7 @@ func flagSort(rows []numRow, shift uint) {
 		if slices.IsSorted(rows) {
 			return
 		}
-		var count [256]int
+		count = [256]int{}
 		for _, r := range rows {
 			count[byte(r>>shift)]++
 		}
@@ -550,10 +551,7 @@ func flagSort(rows []numRow, shift uint) {
 		}
 		shift -= 8 // every row has the same byte here
 	}
-	var count, next [256]int
-	for _, r := range rows {
-		count[byte(r>>shift)]++
-	}
+	var next [256]int
 	end := 0
 	for b := range 256 {
 		next[b] = end
