@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"sync"
 
 	"github.com/flowtop/flowtop/report"
 )
@@ -30,10 +31,8 @@ func (e encoder) body(v any) ([]byte, error) {
 
 func gzipBytes(raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err != nil {
-		return nil, err
-	}
+	zw := newGzip(&buf)
+	defer gzips.Put(zw)
 	if _, err := zw.Write(raw); err != nil {
 		return nil, err
 	}
@@ -43,88 +42,144 @@ func gzipBytes(raw []byte) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// plan is how a document is published: the flows [from, to) of each
+// body, numbered parts of the document unless whole.
+type plan struct {
+	groups   [][2]int
+	raw      []int // uncompressed size of each body, for its buffer
+	whole    bool  // one body without part numbers
+	oversize bool  // a part of a single flow is larger than max
+	// bodies are the compressed parts, made by plan to learn their size
+	// and kept: a fifth to a tenth of the JSON (6 MB for 100k flows), not
+	// worth a second compression.
+	bodies [][]byte
+}
+
 // document encodes d as one body, or, when that is larger than max, as
 // numbered parts that each carry a share of the flows and the full totals
 // and health (Part and Parts set). oversize is true when even a part of a
 // single flow is too big; the parts are returned anyway so nothing is
-// dropped silently.
-//
-// The flows are encoded with report.Prepared's appenders (the bytes
-// encoding/json would make) straight into the bodies: a first pass only
-// measures them, so what is held is the bodies themselves, not the
-// whole document as well (60 MB for 100k flows).
+// dropped silently. The exporter makes the bodies one at a time
+// (plan, then part); this makes them all, for tests and benchmarks.
 func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, err error) {
-	var one []byte // a flow's JSON
-	head := func(part, parts int) ([]byte, error) {
-		h := *d
-		h.Part, h.Parts = part, parts
-		return h.AppendHead(nil)
-	}
-	// write writes the flows [from, to) as part of parts (0 and 0: the
-	// whole document) to w.
-	write := func(w io.Writer, from, to, part, parts int) error {
-		hb, err := head(part, parts)
-		if err != nil {
-			return err
-		}
-		w.Write(hb)
-		for i := from; i < to; i++ {
-			if one, err = d.AppendFlow(one[:0], i); err != nil {
-				return err
-			}
-			if i > from {
-				w.Write(comma)
-			}
-			if _, err := w.Write(one); err != nil {
-				return err
-			}
-		}
-		_, err = io.WriteString(w, report.Tail)
-		return err
-	}
-	// body encodes a part, compressed when asked; raw is its size
-	// uncompressed, for the buffer.
-	body := func(from, to, part, parts, raw int) ([]byte, error) {
-		var buf bytes.Buffer
-		if !e.gz {
-			buf.Grow(raw)
-			err := write(&buf, from, to, part, parts)
-			return buf.Bytes(), err
-		}
-		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		if err != nil {
-			return nil, err
-		}
-		if err := write(zw, from, to, part, parts); err != nil {
-			return nil, err
-		}
-		err = zw.Close()
-		return buf.Bytes(), err
-	}
-
-	// One pass measures every flow and, with gzip, the compressed size
-	// of the whole document (counted, not kept): names are looked up once
-	// here and once more when the bodies are written.
-	n := d.Len()
-	sizes := make([]int, n) // of each flow, with its comma
-	hb, err := head(0, 0)
+	p, err := e.plan(d)
 	if err != nil {
 		return nil, false, err
+	}
+	for i := range p.groups {
+		b, err := e.part(d, &p, i)
+		if err != nil {
+			return nil, false, err
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies, p.oversize, nil
+}
+
+// part makes body i of the plan p of d. The flows are encoded with
+// report.Prepared's appenders (the bytes encoding/json would make)
+// straight into the body: a snapshot of 100k flows without a limit is
+// ~260 bodies of 256 KiB, made one at a time as they are published
+// instead of 60 MB at once.
+func (e encoder) part(d *report.Prepared, p *plan, i int) ([]byte, error) {
+	if p.bodies != nil {
+		return p.bodies[i], nil
+	}
+	return e.encode(d, p, i)
+}
+
+// encode makes body i of the plan p of d.
+func (e encoder) encode(d *report.Prepared, p *plan, i int) ([]byte, error) {
+	g := p.groups[i]
+	part, parts := i+1, len(p.groups)
+	if p.whole {
+		part, parts = 0, 0
+	}
+	var buf bytes.Buffer
+	if !e.gz {
+		buf.Grow(p.raw[i])
+		err := writePart(&buf, d, g[0], g[1], part, parts)
+		return buf.Bytes(), err
+	}
+	zw := newGzip(&buf)
+	defer gzips.Put(zw)
+	if err := writePart(zw, d, g[0], g[1], part, parts); err != nil {
+		return nil, err
+	}
+	err := zw.Close()
+	return buf.Bytes(), err
+}
+
+// gzips keeps gzip writers for reuse: a new one allocates about a
+// megabyte of compressor state, once per part.
+var gzips sync.Pool
+
+// newGzip returns a writer at gzip.BestSpeed that compresses to w; put it
+// back in gzips when done.
+func newGzip(w io.Writer) *gzip.Writer {
+	if zw, ok := gzips.Get().(*gzip.Writer); ok {
+		zw.Reset(w)
+		return zw
+	}
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // the level is valid
+	return zw
+}
+
+// writePart writes the flows [from, to) of d as part of parts (0 and 0:
+// the whole document) to w.
+func writePart(w io.Writer, d *report.Prepared, from, to, part, parts int) error {
+	h := *d
+	h.Part, h.Parts = part, parts
+	hb, err := h.AppendHead(nil)
+	if err != nil {
+		return err
+	}
+	w.Write(hb)
+	var one []byte // a flow's JSON
+	for i := from; i < to; i++ {
+		if one, err = d.AppendFlow(one[:0], i); err != nil {
+			return err
+		}
+		if i > from {
+			w.Write(comma)
+		}
+		if _, err := w.Write(one); err != nil {
+			return err
+		}
+	}
+	_, err = io.WriteString(w, report.Tail)
+	return err
+}
+
+// plan measures d and splits it into bodies no larger than max. One pass
+// measures every flow and, with gzip, the compressed size of the whole
+// document; when the whole is too big, the flows are packed greedily by
+// their encoded size into parts. The budget is in uncompressed bytes;
+// with gzip it is scaled by the compression ratio of the whole document,
+// the parts are compressed (and kept), and the budget halved until every
+// part fits. Names are looked up in each pass (the namer caches).
+func (e encoder) plan(d *report.Prepared) (plan, error) {
+	n := d.Len()
+	sizes := make([]int, n) // of each flow, with its comma
+	h := *d
+	hb, err := h.AppendHead(nil)
+	if err != nil {
+		return plan{}, err
 	}
 	var (
 		counted countingWriter
 		zw      *gzip.Writer
+		one     []byte
 	)
 	if e.gz {
-		if zw, err = gzip.NewWriterLevel(&counted, gzip.BestSpeed); err != nil {
-			return nil, false, err
-		}
+		zw = newGzip(&counted)
+		defer gzips.Put(zw)
 		zw.Write(hb)
 	}
 	flowBytes := 0
 	for i := range n {
 		if one, err = d.AppendFlow(one[:0], i); err != nil {
-			return nil, false, err
+			return plan{}, err
 		}
 		sizes[i] = len(one) + 1
 		flowBytes += sizes[i]
@@ -140,53 +195,54 @@ func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, e
 	if zw != nil {
 		io.WriteString(zw, report.Tail)
 		if err := zw.Close(); err != nil {
-			return nil, false, err
+			return plan{}, err
 		}
 		gzWhole = counted.n
 	}
 	if gzWhole <= e.max || n <= 1 {
-		whole, err := body(0, n, 0, 0, rawWhole)
-		return [][]byte{whole}, len(whole) > e.max, err
+		return plan{groups: [][2]int{{0, n}}, raw: []int{rawWhole}, whole: true, oversize: gzWhole > e.max}, nil
 	}
 
-	// Pack flows greedily by their encoded size. The budget is in
-	// uncompressed bytes; with gzip it is scaled by the compression ratio
-	// of the whole document, and halved until every part fits.
-	hb, err = head(1<<30, 1<<30) // room for the widest numbers
-	if err != nil {
-		return nil, false, err
+	h.Part, h.Parts = 1<<30, 1<<30 // room for the widest numbers
+	if hb, err = h.AppendHead(nil); err != nil {
+		return plan{}, err
 	}
 	hlen := len(hb) + len(report.Tail)
 	ratio := float64(gzWhole) / float64(rawWhole)
 	budget := int(float64(e.max)/ratio*0.9) - hlen
+	var p plan
 	for range 8 {
 		budget = max(budget, 1)
-		groups := pack(sizes, budget)
-		bodies = bodies[:0]
+		p = plan{groups: pack(sizes, budget)}
 		fits := true
-		for i, g := range groups {
+		for i, g := range p.groups {
 			raw := hlen
 			for _, s := range sizes[g[0]:g[1]] {
 				raw += s
 			}
-			b, err := body(g[0], g[1], i+1, len(groups), raw)
-			if err != nil {
-				return nil, false, err
+			p.raw = append(p.raw, raw)
+			size := raw
+			if e.gz {
+				b, err := e.encode(d, &p, i)
+				if err != nil {
+					return plan{}, err
+				}
+				p.bodies, size = append(p.bodies, b), len(b)
 			}
-			if len(b) > e.max {
+			if size > e.max {
 				fits = false
 				if g[1]-g[0] == 1 {
-					oversize = true
+					p.oversize = true
 				}
 			}
-			bodies = append(bodies, b)
 		}
-		if fits || oversize {
-			return bodies, oversize, nil
+		if fits || p.oversize {
+			return p, nil
 		}
 		budget /= 2
 	}
-	return bodies, true, nil
+	p.oversize = true
+	return p, nil
 }
 
 var comma = []byte{','}

@@ -629,28 +629,57 @@ type message struct {
 	retained bool
 }
 
+// outgoing are the messages of a job, made one at a time as they are
+// published: a snapshot's parts are encoded when their turn comes, so
+// that only the few in flight are held.
+type outgoing struct {
+	n    int
+	make func(i int) (message, error)
+}
+
 // maxTries bounds how often a job is retried after failed publishes.
 const maxTries = 3
 
+// inFlight is how many of a job's messages may await the broker at once.
+const inFlight = 4
+
 func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
-	msgs, err := e.messages(j)
+	out, err := e.messages(j)
 	if err != nil {
-		e.errs.Add(1)
-		e.dropped.Add(lostCount(j))
-		e.log.Error("mqtt: encoding failed", "err", err)
+		e.encodingFailed(j, err)
 		return
 	}
-	toks := make([]mqtt.Token, len(msgs))
-	for i, m := range msgs {
-		toks[i] = c.Publish(m.topic, e.s.QoS, m.retained, m.payload)
+	type sent struct {
+		topic string
+		tok   mqtt.Token
 	}
-	var failed error
-	for i, tok := range toks {
-		if err := e.await(ctx, tok, e.publishTimeout); err != nil {
-			failed = fmt.Errorf("%s: %w", msgs[i].topic, err)
-			continue
+	var (
+		pending []sent
+		failed  error
+	)
+	await := func(s sent) {
+		if err := e.await(ctx, s.tok, e.publishTimeout); err != nil {
+			failed = fmt.Errorf("%s: %w", s.topic, err)
+			return
 		}
 		e.published.Add(1)
+	}
+	for i := range out.n {
+		m, err := out.make(i)
+		if err != nil {
+			// Not seen in practice (the flows are appended from
+			// records): the parts already sent stay, the job is dropped.
+			e.encodingFailed(j, err)
+			return
+		}
+		pending = append(pending, sent{m.topic, c.Publish(m.topic, e.s.QoS, m.retained, m.payload)})
+		if len(pending) == inFlight {
+			await(pending[0])
+			pending = pending[1:]
+		}
+	}
+	for _, s := range pending {
+		await(s)
 	}
 	if failed == nil {
 		return
@@ -671,44 +700,51 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 	e.log.Warn("mqtt publish failed, dropped", "err", failed)
 }
 
-// messages builds the bodies of a job.
-func (e *Exporter) messages(j *job) ([]message, error) {
-	var msgs []message
+func (e *Exporter) encodingFailed(j *job, err error) {
+	e.errs.Add(1)
+	e.dropped.Add(lostCount(j))
+	e.log.Error("mqtt: encoding failed", "err", err)
+}
+
+// messages plans the messages of a job.
+func (e *Exporter) messages(j *job) (outgoing, error) {
 	switch j.kind {
 	case jobSnapshot, jobReply:
 		d := e.document(j.snap, j.req)
-		bodies, oversize, err := e.enc.document(d)
+		p, err := e.enc.plan(d)
 		if err != nil {
-			return nil, err
+			return outgoing{}, err
 		}
-		if oversize {
+		if p.oversize {
 			e.log.Warn("mqtt: a snapshot part is larger than the payload limit; published anyway",
 				"limit", e.s.MaxPayload)
 		}
-		for _, b := range bodies {
-			msgs = append(msgs, message{topic: e.t.snapshot, payload: b})
-		}
+		n := len(p.groups)
 		if j.kind == jobSnapshot {
-			b, err := json.Marshal(stateOf(&d.Document))
-			if err != nil {
-				return nil, err
-			}
-			msgs = append(msgs, message{topic: e.t.state, payload: b, retained: true})
+			n++ // the retained state, last
 		}
+		return outgoing{n: n, make: func(i int) (message, error) {
+			if i == len(p.groups) {
+				b, err := json.Marshal(stateOf(&d.Document))
+				return message{topic: e.t.state, payload: b, retained: true}, err
+			}
+			b, err := e.enc.part(d, &p, i)
+			return message{topic: e.t.snapshot, payload: b}, err
+		}}, nil
 	case jobEnded:
 		bodies, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
 		if err != nil {
-			return nil, err
+			return outgoing{}, err
 		}
 		if oversize {
 			e.log.Warn("mqtt: an ended record is larger than the payload limit; published anyway",
 				"limit", e.s.MaxPayload)
 		}
-		for _, b := range bodies {
-			msgs = append(msgs, message{topic: e.t.ended, payload: b})
-		}
+		return outgoing{n: len(bodies), make: func(i int) (message, error) {
+			return message{topic: e.t.ended, payload: bodies[i]}, nil
+		}}, nil
 	}
-	return msgs, nil
+	return outgoing{}, nil
 }
 
 // document prepares the snapshot document of a periodic snapshot (the

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowtop/flowtop/conntrack"
@@ -286,5 +288,72 @@ func TestTopics(t *testing.T) {
 	}
 	if gz := newTopics("fleet", "r1", true); gz.snapshot != "fleet/r1/snapshot/gz" || gz.ended != "fleet/r1/ended/gz" {
 		t.Errorf("gzip topics: %+v", gz)
+	}
+}
+
+// ackLater is a broker connection that acknowledges each publish a
+// millisecond after it, and counts how many await acknowledgement at once:
+// paho holds a message's payload until then.
+type ackLater struct {
+	mqtt.Client // only Publish is used
+	mu          sync.Mutex
+	open, most  int
+	published   []string
+}
+
+func (c *ackLater) Publish(topic string, _ byte, _ bool, _ any) mqtt.Token {
+	c.mu.Lock()
+	c.open++
+	c.most = max(c.most, c.open)
+	c.published = append(c.published, topic)
+	c.mu.Unlock()
+	tok := &ackToken{done: make(chan struct{})}
+	time.AfterFunc(time.Millisecond, func() {
+		c.mu.Lock()
+		c.open--
+		c.mu.Unlock()
+		close(tok.done)
+	})
+	return tok
+}
+
+type ackToken struct{ done chan struct{} }
+
+func (t *ackToken) Wait() bool                       { <-t.done; return true }
+func (t *ackToken) WaitTimeout(d time.Duration) bool { return t.Wait() }
+func (t *ackToken) Done() <-chan struct{}            { return t.done }
+func (t *ackToken) Error() error                     { return nil }
+
+// TestPublishPartsAsTheyGo: a snapshot split into many parts is published
+// a few parts at a time, each made when its turn comes, not all at once
+// (100k flows without a limit were 73 MB of parts held together), and the
+// retained state still comes last.
+func TestPublishPartsAsTheyGo(t *testing.T) {
+	snap := testSnapshot(3000)
+	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n", MaxPayload: 16 << 10,
+		Latest: func() *conntrack.Snapshot { return snap }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &ackLater{}
+	j := &job{kind: jobSnapshot, snap: snap}
+	e.publish(t.Context(), c, j)
+	parts := 0
+	for _, topic := range c.published {
+		if topic == e.t.snapshot {
+			parts++
+		}
+	}
+	if parts < 20 {
+		t.Fatalf("%d parts published, want a snapshot split in 20 or more", parts)
+	}
+	if last := c.published[len(c.published)-1]; last != e.t.state || len(c.published) != parts+1 {
+		t.Errorf("published %d messages ending with %q; want the %d parts, then the state", len(c.published), last, parts)
+	}
+	if c.most > inFlight || c.most > 8 {
+		t.Errorf("%d of %d messages awaited the broker at once, want at most %d", c.most, parts+1, inFlight)
+	}
+	if got := e.Stats().Published; got != uint64(parts+1) {
+		t.Errorf("Published = %d, want %d", got, parts+1)
 	}
 }
