@@ -665,6 +665,10 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 		e.published.Add(1)
 	}
 	for i := range out.n {
+		if err := ctx.Err(); err != nil {
+			failed = err // shutdown: the rest is not even made
+			break
+		}
 		m, err := out.make(i)
 		if err != nil {
 			// Not seen in practice (the flows are appended from
