@@ -49,6 +49,11 @@ type plan struct {
 	raw      []int // uncompressed size of each body, for its buffer
 	whole    bool  // one body without part numbers
 	oversize bool  // a part of a single flow is larger than max
+	// sizes are the flows' encoded sizes, comma included, when planned:
+	// a part made later writes a flow whose names grew since (a reverse
+	// DNS answer came) without its names, so that the part stays within
+	// the size it was planned at.
+	sizes []int
 	// bodies are the compressed parts, made by plan to learn their size
 	// and kept: a fifth to a tenth of the JSON (6 MB for 100k flows), not
 	// worth a second compression.
@@ -98,12 +103,12 @@ func (e encoder) encode(d *report.Prepared, p *plan, i int) ([]byte, error) {
 	var buf bytes.Buffer
 	if !e.gz {
 		buf.Grow(p.raw[i])
-		err := writePart(&buf, d, g[0], g[1], part, parts)
+		err := writePart(&buf, d, g[0], g[1], part, parts, p.sizes)
 		return buf.Bytes(), err
 	}
 	zw := newGzip(&buf)
 	defer gzips.Put(zw)
-	if err := writePart(zw, d, g[0], g[1], part, parts); err != nil {
+	if err := writePart(zw, d, g[0], g[1], part, parts, p.sizes); err != nil {
 		return nil, err
 	}
 	err := zw.Close()
@@ -126,8 +131,9 @@ func newGzip(w io.Writer) *gzip.Writer {
 }
 
 // writePart writes the flows [from, to) of d as part of parts (0 and 0:
-// the whole document) to w.
-func writePart(w io.Writer, d *report.Prepared, from, to, part, parts int) error {
+// the whole document) to w; a flow longer than its size in sizes (when not
+// nil) is written without its names.
+func writePart(w io.Writer, d *report.Prepared, from, to, part, parts int, sizes []int) error {
 	h := *d
 	h.Part, h.Parts = part, parts
 	hb, err := h.AppendHead(nil)
@@ -139,6 +145,11 @@ func writePart(w io.Writer, d *report.Prepared, from, to, part, parts int) error
 	for i := from; i < to; i++ {
 		if one, err = d.AppendFlow(one[:0], i); err != nil {
 			return err
+		}
+		if sizes != nil && len(one)+1 > sizes[i] {
+			if one, err = d.AppendFlowUnnamed(one[:0], i); err != nil {
+				return err
+			}
 		}
 		if i > from {
 			w.Write(comma)
@@ -167,7 +178,7 @@ func (e encoder) plan(d *report.Prepared) (plan, error) {
 		return plan{}, err
 	}
 	var (
-		counted countingWriter
+		counted = cappedBuffer{max: e.max}
 		zw      *gzip.Writer
 		one     []byte
 	)
@@ -200,7 +211,11 @@ func (e encoder) plan(d *report.Prepared) (plan, error) {
 		gzWhole = counted.n
 	}
 	if gzWhole <= e.max || n <= 1 {
-		return plan{groups: [][2]int{{0, n}}, raw: []int{rawWhole}, whole: true, oversize: gzWhole > e.max}, nil
+		p := plan{groups: [][2]int{{0, n}}, raw: []int{rawWhole}, whole: true, oversize: gzWhole > e.max, sizes: sizes}
+		if e.gz && counted.kept() {
+			p.bodies = [][]byte{counted.buf} // what was just measured
+		}
+		return p, nil
 	}
 
 	h.Part, h.Parts = 1<<30, 1<<30 // room for the widest numbers
@@ -213,7 +228,7 @@ func (e encoder) plan(d *report.Prepared) (plan, error) {
 	var p plan
 	for range 8 {
 		budget = max(budget, 1)
-		p = plan{groups: pack(sizes, budget)}
+		p = plan{groups: pack(sizes, budget), sizes: sizes}
 		fits := true
 		for i, g := range p.groups {
 			raw := hlen
@@ -247,13 +262,26 @@ func (e encoder) plan(d *report.Prepared) (plan, error) {
 
 var comma = []byte{','}
 
-// countingWriter counts what is written to it and keeps nothing.
-type countingWriter struct{ n int }
+// cappedBuffer counts what is written to it and keeps it while it is no
+// more than max bytes.
+type cappedBuffer struct {
+	buf []byte
+	n   int
+	max int
+}
 
-func (c *countingWriter) Write(p []byte) (int, error) {
+func (c *cappedBuffer) Write(p []byte) (int, error) {
 	c.n += len(p)
+	if c.n <= c.max {
+		c.buf = append(c.buf, p...)
+	} else {
+		c.buf = nil
+	}
 	return len(p), nil
 }
+
+// kept reports whether buf holds everything written.
+func (c *cappedBuffer) kept() bool { return c.n <= c.max }
 
 // pack splits items of the given sizes, in order, into ranges [from, to)
 // whose sizes sum to at most budget; an item bigger than budget gets a

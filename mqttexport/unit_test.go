@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -355,5 +356,60 @@ func TestPublishPartsAsTheyGo(t *testing.T) {
 	}
 	if got := e.Stats().Published; got != uint64(parts+1) {
 		t.Errorf("Published = %d, want %d", got, parts+1)
+	}
+}
+
+// lateNames answers a flow's first lookup with no names and every later
+// one with long names, as a reverse-DNS cache does while answers arrive.
+type lateNames struct {
+	mu   sync.Mutex
+	seen map[uint32]bool
+}
+
+func (l *lateNames) Names(f *conntrack.Flow) enrich.Names {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.seen[f.ID] {
+		l.seen[f.ID] = true
+		return enrich.Names{}
+	}
+	name := strings.Repeat("x", 60) + ".example.net"
+	return enrich.Names{SrcName: name, DstName: name}
+}
+
+// TestPartsStayWithinTheirPlan: names that appear between the planning of
+// the parts and their making (seconds apart for a big snapshot) must not
+// push a part over the payload limit: such a flow goes without its names.
+func TestPartsStayWithinTheirPlan(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		d := report.Prepare(testSnapshot(3000), report.Options{Host: "h", Names: &lateNames{seen: map[uint32]bool{}}})
+		enc := encoder{max: 16 << 10, gz: gz}
+		p, err := enc.plan(d)
+		if err != nil || p.oversize || len(p.groups) < 2 {
+			t.Fatalf("gzip %v: plan: %d parts, oversize %v, %v", gz, len(p.groups), p.oversize, err)
+		}
+		flows := 0
+		for i := range p.groups {
+			b, err := enc.part(d, &p, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > enc.max {
+				t.Errorf("gzip %v: part %d of %d is %d bytes, over the limit of %d", gz, i+1, len(p.groups), len(b), enc.max)
+			}
+			if gz {
+				if b, err = gunzip(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var doc report.Document
+			if err := json.Unmarshal(b, &doc); err != nil {
+				t.Fatalf("gzip %v: part %d: %v", gz, i+1, err)
+			}
+			flows += len(doc.Flows)
+		}
+		if flows != 3000 {
+			t.Errorf("gzip %v: %d flows in the parts, want 3000", gz, flows)
+		}
 	}
 }

@@ -83,6 +83,19 @@ func (p *Prepared) AppendFlow(b []byte, i int) ([]byte, error) {
 	return b, nil
 }
 
+// AppendFlowUnnamed is AppendFlow without the flow's names (services,
+// reverse DNS, GeoIP, process): never longer than AppendFlow, whatever
+// the names.
+func (p *Prepared) AppendFlowUnnamed(b []byte, i int) ([]byte, error) {
+	f := p.order[i]
+	var status [16]string
+	b, ok := appendFlow(b, f, p.now, nil, status[:0])
+	if !ok {
+		return b, fmt.Errorf("encode flow %d: not valid JSON", f.ID)
+	}
+	return b, nil
+}
+
 // WriteFile writes the document to path atomically: readers (a router's
 // web server, say) see the old file or the new one, never half of one.
 func WriteFile(path string, d *Prepared) error {
