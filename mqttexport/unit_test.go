@@ -300,10 +300,15 @@ type ackLater struct {
 	mu          sync.Mutex
 	open, most  int
 	published   []string
+	// before is called at each publish (with mu held).
+	before func()
 }
 
 func (c *ackLater) Publish(topic string, _ byte, _ bool, _ any) mqtt.Token {
 	c.mu.Lock()
+	if c.before != nil {
+		c.before()
+	}
 	c.open++
 	c.most = max(c.most, c.open)
 	c.published = append(c.published, topic)
@@ -331,12 +336,19 @@ func (t *ackToken) Error() error                     { return nil }
 // retained state still comes last.
 func TestPublishPartsAsTheyGo(t *testing.T) {
 	snap := testSnapshot(3000)
+	var lookups atomic.Int64 // names are looked up as a part is made
 	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n", MaxPayload: 16 << 10,
-		Latest: func() *conntrack.Snapshot { return snap }})
+		Latest: func() *conntrack.Snapshot { return snap },
+		Names:  countingNamer{&lookups}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &ackLater{}
+	var atFirst int64 = -1
+	c := &ackLater{before: func() {
+		if atFirst < 0 {
+			atFirst = lookups.Load()
+		}
+	}}
 	j := &job{kind: jobSnapshot, snap: snap}
 	e.publish(t.Context(), c, j)
 	parts := 0
@@ -350,6 +362,10 @@ func TestPublishPartsAsTheyGo(t *testing.T) {
 	}
 	if last := c.published[len(c.published)-1]; last != e.t.state || len(c.published) != parts+1 {
 		t.Errorf("published %d messages ending with %q; want the %d parts, then the state", len(c.published), last, parts)
+	}
+	// The plan looks up every flow once; the first part only its own.
+	if atFirst > 3000+3000/4 {
+		t.Errorf("%d name lookups before the first publish: the parts were all made before it", atFirst)
 	}
 	if c.most > inFlight || c.most > 8 {
 		t.Errorf("%d of %d messages awaited the broker at once, want at most %d", c.most, parts+1, inFlight)
@@ -412,4 +428,11 @@ func TestPartsStayWithinTheirPlan(t *testing.T) {
 			t.Errorf("gzip %v: %d flows in the parts, want 3000", gz, flows)
 		}
 	}
+}
+
+type countingNamer struct{ n *atomic.Int64 }
+
+func (c countingNamer) Names(*conntrack.Flow) enrich.Names {
+	c.n.Add(1)
+	return enrich.Names{Service: "https"}
 }
