@@ -59,9 +59,6 @@ type entry struct {
 	hasRates bool
 }
 
-// sameFlow reports whether e is the kernel entry f describes.
-func (e *entry) sameFlow(f *Flow) bool { return e.flow.SameConnection(f) }
-
 // mutable returns the entry's record, first copying it if a snapshot may
 // hold it.
 func (t *Table) mutable(e *entry) *Flow {
@@ -428,7 +425,7 @@ func (t *Table) refresh() error {
 			read = StampOf(t.now())
 		}
 		i, head := cursor, int32(-1)
-		if int(i) >= len(t.entries) || t.entries[i].flow.ID != f.ID || !t.entries[i].sameFlow(f) {
+		if int(i) >= len(t.entries) || t.entries[i].flow.ID != f.ID || !t.entries[i].flow.SameConnection(f) {
 			i, head = t.lookup(f)
 		}
 		if i >= 0 {
@@ -680,7 +677,7 @@ func (t *Table) lookup(f *Flow) (i, head int32) {
 		return -1, -1
 	}
 	for i := head; i >= 0; i = t.entries[i].next {
-		if t.entries[i].sameFlow(f) {
+		if t.entries[i].flow.SameConnection(f) {
 			return i, head
 		}
 	}

@@ -60,27 +60,6 @@ type plan struct {
 	bodies [][]byte
 }
 
-// document encodes d as one body, or, when that is larger than max, as
-// numbered parts that each carry a share of the flows and the full totals
-// and health (Part and Parts set). oversize is true when even a part of a
-// single flow is too big; the parts are returned anyway so nothing is
-// dropped silently. The exporter makes the bodies one at a time
-// (plan, then part); this makes them all, for tests and benchmarks.
-func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, err error) {
-	p, err := e.plan(d)
-	if err != nil {
-		return nil, false, err
-	}
-	for i := range p.groups {
-		b, err := e.part(d, &p, i)
-		if err != nil {
-			return nil, false, err
-		}
-		bodies = append(bodies, b)
-	}
-	return bodies, p.oversize, nil
-}
-
 // part makes body i of the plan p of d. The flows are encoded with
 // report.Prepared's appenders (the bytes encoding/json would make)
 // straight into the body: a snapshot of 100k flows without a limit is

@@ -436,3 +436,25 @@ func (c countingNamer) Names(*conntrack.Flow) enrich.Names {
 	c.n.Add(1)
 	return enrich.Names{Service: "https"}
 }
+
+// document encodes d as one body, or, when that is larger than max, as
+// numbered parts that each carry a share of the flows and the full totals
+// and health (Part and Parts set). oversize is true when even a part of a
+// single flow is too big; the parts are returned anyway so nothing is
+// dropped silently. The exporter makes the bodies one at a time
+// (plan, then part) as it publishes them; tests and benchmarks take them
+// all at once.
+func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, err error) {
+	p, err := e.plan(d)
+	if err != nil {
+		return nil, false, err
+	}
+	for i := range p.groups {
+		b, err := e.part(d, &p, i)
+		if err != nil {
+			return nil, false, err
+		}
+		bodies = append(bodies, b)
+	}
+	return bodies, p.oversize, nil
+}
