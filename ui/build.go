@@ -240,12 +240,12 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	if stale() {
 		return false
 	}
-	order := gs.order()
-	sorted := make([]*group, len(order))
-	for i, seq := range order {
-		sorted[i] = v.groups[seq]
+	gs.sort()
+	sorted := make([]*group, 0, len(v.groups))
+	for seq := range gs.seqs {
+		sorted = append(sorted, v.groups[seq])
 	}
-	gs.release(order)
+	gs.release()
 	if scratch != nil && hosts.table != nil {
 		scratch.hostTable, scratch.hostKeys = hosts.table, hosts.keys
 		scratch.groups.finish(hosts.chunk)
@@ -478,7 +478,6 @@ type keyedRow struct {
 // flowtop's GOGC. Nothing in it is part of a view.
 type buildScratch struct {
 	nums      []numRow
-	order     []uint32
 	hostTable []int32
 	hostKeys  []hostKey
 	groups    groupPool // these do belong to a view: see groupPool
@@ -500,23 +499,19 @@ func (s *sorter) init(n int, sc sortSpec, numeric bool, scratch *buildScratch) {
 }
 
 // release hands the sorter's memory, grown as it was, to the next build.
-func (s *sorter) release(order []uint32) {
-	if sc := s.scratch; sc != nil {
-		if s.numeric {
-			sc.nums = s.nums
-		}
-		if order != nil {
-			sc.order = order
-		}
+func (s *sorter) release() {
+	if sc := s.scratch; sc != nil && s.numeric {
+		sc.nums = s.nums
 	}
 }
 
-// reuse returns b emptied, or a new slice when b cannot hold n.
+// reuse returns b emptied, or a new slice when b cannot hold n. The old
+// rows stay in b's spare room until overwritten: for rows without
+// pointers (numRow, hostKey), which keep nothing alive.
 func reuse[T any](b []T, n int) []T {
 	if cap(b) < n {
 		return make([]T, 0, n)
 	}
-	clear(b[:cap(b)]) // no pointer of the last build keeps its flows alive
 	return b[:0]
 }
 
@@ -732,21 +727,6 @@ func (s *sorter) seqs(yield func(uint32) bool) {
 	}
 }
 
-// order sorts the rows and returns their sequence numbers in order.
-func (s *sorter) order() []uint32 {
-	var out []uint32
-	if s.scratch != nil {
-		out = reuse(s.scratch.order, int(s.n))
-	} else {
-		out = make([]uint32, 0, s.n)
-	}
-	s.sort()
-	for seq := range s.seqs {
-		out = append(out, seq)
-	}
-	return out
-}
-
 // positions sorts the rows and returns their sequence numbers in order,
 // in a slice of their own (a view's rows).
 func (s *sorter) positions() []int32 {
@@ -755,7 +735,7 @@ func (s *sorter) positions() []int32 {
 	for seq := range s.seqs {
 		out = append(out, int32(seq))
 	}
-	s.release(nil)
+	s.release()
 	return out
 }
 

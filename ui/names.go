@@ -152,7 +152,7 @@ func (p *namesPass) get(f *conntrack.Flow) *enrich.Names {
 	}
 	if j >= 0 {
 		o := old.flows[j]
-		if o != f && (o.Orig != f.Orig || o.Reply != f.Reply || o.Proto != f.Proto || o.Family != f.Family) {
+		if o != f && (!o.SameConnection(f) || o.Reply != f.Reply || o.Family != f.Family) {
 			j = -1 // the ID is another flow's now
 		}
 	}

@@ -241,7 +241,8 @@ func TestSorterOrder(t *testing.T) {
 			for _, k := range keys {
 				s.push(&sortKey{num: k})
 			}
-			got := s.order()
+			s.sort()
+			got := slices.Collect(s.seqs)
 			want := make([]uint32, len(keys))
 			for i := range want {
 				want[i] = uint32(i)
