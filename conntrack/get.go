@@ -34,7 +34,9 @@ func (s *Source) Get(flows []*Flow, fn func(*Flow)) error {
 	for len(flows) > 0 {
 		batch := flows[:min(len(flows), getBatch)]
 		flows = flows[len(batch):]
-		s.getSeq++
+		// Sequence numbers run over [getSeqOrigin, 2·getSeqOrigin) and
+		// wrap there: never 0, which netlink would replace with its own.
+		s.getSeq = (s.getSeq + 1) % (getSeqOrigin / getBatch)
 		first := getSeqOrigin + s.getSeq*getBatch
 		// The bodies go into one reused buffer; the messages slice it once
 		// it no longer grows.

@@ -25,6 +25,10 @@ func (r *Rate) advance(bytes, packets uint64, dt time.Duration, first bool) {
 	if dt <= 0 {
 		return
 	}
+	if first {
+		r.step(bytes, packets, dt, alpha{}, true) // the factors go unused
+		return
+	}
 	c := alphaCache{dt: -1}
 	r.step(bytes, packets, dt, c.at(dt), first)
 }
