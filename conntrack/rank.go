@@ -18,6 +18,14 @@ func RankOrder(a, b Ranked) int {
 	return cmp.Compare(a.F.ID, b.F.ID)
 }
 
+// AppendFlows appends the flows of ranked, in its order, to dst.
+func AppendFlows(dst []*Flow, ranked []Ranked) []*Flow {
+	for _, r := range ranked {
+		dst = append(dst, r.F)
+	}
+	return dst
+}
+
 // TopK keeps the K first flows offered to it in RankOrder, in no order:
 // memory for K flows, not for every flow (picking the top 10 of a million
 // flows is a heap walk, not a sort). The root, Items[0], is the kept flow

@@ -522,9 +522,7 @@ func (t *Table) pickHot() {
 			h.Offer(Ranked{m, r})
 		}
 	}
-	for _, it := range h.Items {
-		t.hot = append(t.hot, it.F)
-	}
+	t.hot = AppendFlows(t.hot, h.Items)
 }
 
 // refreshHot reads the hot and watched flows (between two full refreshes
@@ -710,7 +708,7 @@ func (t *Table) removeAt(i int32) {
 	t.unlink(i)
 	last := int32(len(t.entries) - 1)
 	if i != last {
-		t.relink(last, i)
+		t.redirect(last, i) // the last entry moves to i
 		t.entries[i] = t.entries[last]
 	}
 	t.entries[last] = entry{} // drop what it referenced
@@ -719,10 +717,6 @@ func (t *Table) removeAt(i int32) {
 
 // unlink takes position i out of its ID chain.
 func (t *Table) unlink(i int32) { t.redirect(i, t.entries[i].next) }
-
-// relink makes the chain that leads to position from lead to position to
-// instead (the entry is about to move there).
-func (t *Table) relink(from, to int32) { t.redirect(from, to) }
 
 // redirect makes whatever points at position from in its ID chain (the
 // index or the entry before it) point at to; to < 0 ends the chain there,

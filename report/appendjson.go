@@ -20,7 +20,7 @@ import (
 // table took a second and 190 MB with encoding/json. ok is false for what
 // encoding/json would refuse (a NaN or infinite rate); the caller then
 // asks encoding/json for its error.
-func appendFlow(b []byte, f *conntrack.Flow, now time.Time, n *enrich.Names, status []string) (_ []byte, ok bool) {
+func appendFlow(b []byte, f *conntrack.Flow, now time.Time, n *enrich.Names) (_ []byte, ok bool) {
 	b = appendKeyUint(b, `{"id":`, uint64(f.ID))
 	b = appendKeyString(b, `,"family":`, f.Family.String())
 	b = appendKeyString(b, `,"proto":`, f.Proto.String())
@@ -41,6 +41,7 @@ func appendFlow(b []byte, f *conntrack.Flow, now time.Time, n *enrich.Names, sta
 	}
 	b = appendKeyString(b, `,"nat":`, f.NAT().String())
 	b = append(b, `,"status":[`...)
+	var status [16]string // room for the names, on the stack
 	for i, s := range f.Status.AppendNames(status[:0]) {
 		if i > 0 {
 			b = append(b, ',')

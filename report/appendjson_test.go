@@ -114,7 +114,7 @@ func TestAppendFlowIsEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatalf("encoding/json: %v", err)
 		}
-		got, ok := appendFlow(nil, f, now, n, nil)
+		got, ok := appendFlow(nil, f, now, n)
 		if !ok || !bytes.Equal(got, want) {
 			t.Fatalf("flow %+v names %+v:\n got %s (ok %v)\nwant %s", f, n, got, ok, want)
 		}

@@ -136,12 +136,13 @@ func Top(flows []*conntrack.Flow, key SortKey, now time.Time, limit int) []*conn
 			ranked[i] = conntrack.Ranked{M: metric(f), F: f}
 		}
 	}
+	return sortedFlows(ranked)
+}
+
+// sortedFlows sorts ranked in RankOrder and returns its flows.
+func sortedFlows(ranked []conntrack.Ranked) []*conntrack.Flow {
 	slices.SortFunc(ranked, conntrack.RankOrder)
-	out := make([]*conntrack.Flow, len(ranked))
-	for i, r := range ranked {
-		out[i] = r.F
-	}
-	return out
+	return conntrack.AppendFlows(make([]*conntrack.Flow, 0, len(ranked)), ranked)
 }
 
 func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {

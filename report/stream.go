@@ -69,12 +69,7 @@ func (s *Stream) SetNames(n enrich.Namer) { s.opt.Names = n }
 // Encode; h is the kernel side's health (the dump's duration, the
 // kernel's count, the sysctls).
 func (s *Stream) Prepare(h conntrack.Health) *Prepared {
-	order := slices.Clone(s.top.Items)
-	slices.SortFunc(order, conntrack.RankOrder)
-	flows := make([]*conntrack.Flow, len(order))
-	for i, r := range order {
-		flows[i] = r.F
-	}
-	snap := &conntrack.Snapshot{Time: s.now, Filter: s.filter, Health: h, TableFlows: s.seen}
+	flows := sortedFlows(slices.Clone(s.top.Items))
+	snap := &conntrack.Snapshot{Time: s.now, Filter: s.filter, Health: h}
 	return prepare(snap, s.totals.totals(s.seen), flows, s.opt)
 }

@@ -67,31 +67,28 @@ func (p *Prepared) Len() int { return len(p.order) }
 
 // AppendFlow appends the JSON of the i-th listed flow.
 func (p *Prepared) AppendFlow(b []byte, i int) ([]byte, error) {
-	f := p.order[i]
 	var n *enrich.Names
 	if p.names != nil {
-		names := p.names.Names(f)
+		names := p.names.Names(p.order[i])
 		n = &names
 	}
-	var status [16]string // AppendNames's room, on the stack
-	b, ok := appendFlow(b, f, p.now, n, status[:0])
-	if !ok {
-		fd := p.flow(i)
-		_, err := json.Marshal(&fd)
-		return b, fmt.Errorf("encode flow %d: %w", f.ID, err)
-	}
-	return b, nil
+	return p.appendFlow(b, i, n)
 }
 
 // AppendFlowUnnamed is AppendFlow without the flow's names (services,
 // reverse DNS, GeoIP, process): never longer than AppendFlow, whatever
 // the names.
 func (p *Prepared) AppendFlowUnnamed(b []byte, i int) ([]byte, error) {
+	return p.appendFlow(b, i, nil)
+}
+
+func (p *Prepared) appendFlow(b []byte, i int, n *enrich.Names) ([]byte, error) {
 	f := p.order[i]
-	var status [16]string
-	b, ok := appendFlow(b, f, p.now, nil, status[:0])
+	b, ok := appendFlow(b, f, p.now, n)
 	if !ok {
-		return b, fmt.Errorf("encode flow %d: not valid JSON", f.ID)
+		fd := p.flow(i)
+		_, err := json.Marshal(&fd)
+		return b, fmt.Errorf("encode flow %d: %w", f.ID, err)
 	}
 	return b, nil
 }
