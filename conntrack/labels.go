@@ -29,10 +29,11 @@ func (r LabelsRef) IsZero() bool { return r.n == 0 }
 func (r LabelsRef) Equal(o LabelsRef) bool { return r == o }
 
 // labelList numbers Labels values. It only grows: a published record may
-// name any entry. Readers load the list without a lock; writers (the
-// decoders, only for a set seen for the first time) append under mu.
+// name any entry. Readers of a number load the list without a lock; the
+// decoders find a set's number under a read lock and take the write lock
+// only to add a set seen for the first time.
 type labelList struct {
-	mu    sync.Mutex
+	mu    sync.RWMutex
 	refs  map[Labels]LabelsRef
 	list  atomic.Pointer[[]Labels] // list[ref.n-1]
 	limit int                      // 0: maxLabelSets
@@ -51,10 +52,16 @@ func (x *labelList) ref(l Labels) LabelsRef {
 	if l == (Labels{}) {
 		return LabelsRef{}
 	}
+	x.mu.RLock()
+	ref, ok := x.refs[l]
+	x.mu.RUnlock()
+	if ok {
+		return ref
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if ref, ok := x.refs[l]; ok {
-		return ref
+		return ref // added since the read lock
 	}
 	var list []Labels
 	if p := x.list.Load(); p != nil {
@@ -73,7 +80,7 @@ func (x *labelList) ref(l Labels) LabelsRef {
 	if x.refs == nil {
 		x.refs = make(map[Labels]LabelsRef)
 	}
-	ref := LabelsRef{uint16(len(list))}
+	ref = LabelsRef{uint16(len(list))}
 	x.refs[l] = ref
 	return ref
 }
