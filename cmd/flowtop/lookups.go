@@ -18,7 +18,7 @@ import (
 // so there it would only send queries (100k flows: thousands) whose
 // answers nobody reads.
 func (o *options) wantsDNS() bool {
-	return !o.noDNS && !(o.once && o.intervalDuration() == 0)
+	return !o.noDNS && !o.singleDump()
 }
 
 // openLookups starts the enrichment sources the options ask for. A source

@@ -17,8 +17,12 @@ import (
 // dump with a limit (flowtop --once -t 0 --limit N): that needs no table,
 // the dump goes straight into the document.
 func (o *options) streamsOnce() bool {
-	return o.once && o.interval == 0 && o.limit > 0 && o.mqtt.url == "" && o.write == ""
+	return o.singleDump() && o.limit > 0 && o.mqtt.url == "" && o.write == ""
 }
+
+// singleDump reports whether flowtop reads the table once and exits
+// (--once -t 0): nothing is waited for after the dump.
+func (o *options) singleDump() bool { return o.once && o.intervalDuration() == 0 }
 
 // oneDump is what onceStreamed needs of the kernel side runFlowtop set up.
 type oneDump struct {
@@ -61,19 +65,11 @@ func onceStreamed(ctx context.Context, o *options, k oneDump, stdout io.Writer, 
 	}
 	h := conntrack.Health{Refresh: time.Since(start), Refreshes: 1, KernelFlows: k.count.Read()}
 	h.Accounting, h.Timestamps = k.guard.Enabled()
-	// The watchdog started during the dump; from here on a crash anywhere
-	// is covered.
-	select {
-	case <-k.watchdogReady:
-	case <-time.After(2 * time.Second):
-	}
-	crashHook()
+	waitWatchdog(k.watchdogReady)
 	if ctx.Err() != nil {
 		return nil
 	}
-	if !o.enableTracking && k.activity != nil && h.KernelFlows == 0 && k.packetsBefore > 0 {
-		log.Warn(untrackedHint)
-	}
+	warnUntracked(o, k.activity, h.KernelFlows, k.packetsBefore, log)
 	names = <-lookups
 	stream.SetNames(names.names)
 	return stream.Prepare(h).Encode(stdout)

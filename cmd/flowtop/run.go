@@ -214,13 +214,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		// --once exits after one document: no collection would pay.
 		resumeGC()
 	}
-	// The watchdog started during the dump; from here on a crash
-	// anywhere is covered.
-	select {
-	case <-watchdogReady:
-	case <-time.After(2 * time.Second):
-	}
-	crashHook()
+	waitWatchdog(watchdogReady)
 
 	watch := &trackingWatch{activity: activity, count: count, log: log, quiet: o.interactive()}
 	if !o.enableTracking && activity != nil && !o.once {
@@ -345,12 +339,7 @@ func (m *modes) once(ctx context.Context) error {
 			}
 		}
 	}
-	if !o.enableTracking && m.activity != nil && m.count.Read() == 0 {
-		// -t 0 has no interval to watch: any packet so far counts.
-		if o.interval == 0 && m.packetsBefore > 0 || m.activity.Packets() > m.packetsBefore {
-			m.log.Warn(untrackedHint)
-		}
-	}
+	warnUntracked(o, m.activity, m.count.Read(), m.packetsBefore, m.log)
 	return m.build(s).Encode(m.stdout)
 }
 

@@ -9,6 +9,28 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 )
 
+// warnUntracked logs untrackedHint when the kernel tracks no flow although
+// IP packets went through the namespace: since the start of flowtop, or,
+// for a single dump (no interval to watch), any packet so far.
+func warnUntracked(o *options, activity *conntrack.IPActivity, kernelFlows int, packetsBefore uint64, log *slog.Logger) {
+	if o.enableTracking || activity == nil || kernelFlows != 0 {
+		return
+	}
+	if o.singleDump() && packetsBefore > 0 || activity.Packets() > packetsBefore {
+		log.Warn(untrackedHint)
+	}
+}
+
+// waitWatchdog waits (at most 2 s) for the sysctl watchdog that started
+// during the first dump; from then on a crash anywhere is covered.
+func waitWatchdog(ready <-chan struct{}) {
+	select {
+	case <-ready:
+	case <-time.After(2 * time.Second):
+	}
+	crashHook()
+}
+
 // untrackedHint explains an empty table in a namespace with traffic.
 const untrackedHint = "conntrack tracks no flow in this namespace although it carries IP traffic. " +
 	"The kernel tracks a namespace's traffic only once a firewall rule uses conntrack " +
