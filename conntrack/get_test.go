@@ -114,7 +114,7 @@ func TestTableHotFlowsRealKernel(t *testing.T) {
 	if err := ctgen.CreateUDPFlows(int(env.src.NetnsFile().Fd()), 30_000); err != nil {
 		t.Fatal(err)
 	}
-	p := dialPeer(t, env.a, "tcp", echoTCP(t, env.b, nstest.AddrB4+":0"), IPv4)
+	p := dialPeer(t, env.a, "tcp", nstest.EchoTCP(t, env.b, nstest.AddrB4+":0").String(), IPv4)
 	stop := make(chan struct{})
 	exchanged := make(chan struct{})
 	go func() {

@@ -176,22 +176,6 @@ func (env *tableEnv) nextSnapshot(t *testing.T) *Snapshot {
 	return waitSnap(t, env.sub, "a refresh", func(*Snapshot) bool { return true })
 }
 
-// echoTCP serves TCP echo in ns on addr.
-func echoTCP(t *testing.T, ns *nstest.NS, addr string) string {
-	t.Helper()
-	ln := nstest.ListenTCP(t, ns, addr)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
 // echoUDP serves UDP echo in ns on addr.
 func echoUDP(t *testing.T, ns *nstest.NS, addr string) string {
 	return nstest.EchoUDP(t, ns, addr).String()
@@ -299,8 +283,8 @@ func pingPeer(t *testing.T, a *nstest.NS, dst string, id int) *peer {
 // ICMP echo, over IPv4 and IPv6, to servers in b.
 func everyKindOfPeer(t *testing.T, a, b *nstest.NS) []*peer {
 	return []*peer{
-		dialPeer(t, a, "tcp", echoTCP(t, b, nstest.AddrB4+":0"), IPv4),
-		dialPeer(t, a, "tcp", echoTCP(t, b, "["+nstest.AddrB6+"]:0"), IPv6),
+		dialPeer(t, a, "tcp", nstest.EchoTCP(t, b, nstest.AddrB4+":0").String(), IPv4),
+		dialPeer(t, a, "tcp", nstest.EchoTCP(t, b, "["+nstest.AddrB6+"]:0").String(), IPv6),
 		dialPeer(t, a, "udp", echoUDP(t, b, nstest.AddrB4+":0"), IPv4),
 		dialPeer(t, a, "udp", echoUDP(t, b, "["+nstest.AddrB6+"]:0"), IPv6),
 		pingPeer(t, a, nstest.AddrB4, 4242),

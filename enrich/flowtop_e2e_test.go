@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -272,38 +271,10 @@ func newScene(t *testing.T) *scene {
 // echoes everything until the test ends.
 func startEchoServers(t *testing.T, b *nstest.NS) {
 	t.Helper()
-	var (
-		wg      sync.WaitGroup
-		mu      sync.Mutex
-		closers []io.Closer
-	)
-	keep := func(c io.Closer) {
-		mu.Lock()
-		closers = append(closers, c)
-		mu.Unlock()
-	}
-	t.Cleanup(func() {
-		mu.Lock()
-		for _, c := range closers {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
 	for _, addr := range []string{nstest.AddrB4, nstest.AddrB6} {
 		hostPort := net.JoinHostPort(addr, strconv.Itoa(testPort))
-		ln := nstest.ListenTCP(t, b, hostPort)
+		nstest.EchoTCP(t, b, hostPort)
 		nstest.EchoUDP(t, b, hostPort)
-		wg.Go(func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				keep(c)
-				wg.Go(func() { io.Copy(c, c); c.Close() })
-			}
-		})
 	}
 }
 

@@ -311,20 +311,11 @@ func startTraffic(t *testing.T, a, b *nstest.NS) *traffic {
 	for i, pair := range [][2]string{{nstest.AddrA4, nstest.AddrB4}, {nstest.AddrA6, nstest.AddrB6}} {
 		dst := pair[1]
 		// TCP echo server on B and a client on A writing every 50 ms.
-		ln := nstest.ListenTCP(t, b, net.JoinHostPort(dst, "0"))
-		tr.tcpPorts[i] = ln.Addr().(*net.TCPAddr).Port
-		wg.Go(func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				wg.Go(func() { io.Copy(c, c); c.Close() })
-			}
-		})
+		echoTCP := nstest.EchoTCP(t, b, net.JoinHostPort(dst, "0"))
+		tr.tcpPorts[i] = echoTCP.Port
 		var c net.Conn
 		if err := a.Do(func() (err error) {
-			c, err = net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+			c, err = net.DialTimeout("tcp", echoTCP.String(), 2*time.Second)
 			return err
 		}); err != nil {
 			t.Fatal(err)

@@ -1,6 +1,7 @@
 package nstest
 
 import (
+	"io"
 	"net"
 	"sync"
 	"testing"
@@ -39,4 +40,39 @@ func ListenTCP(t testing.TB, ns *NS, addr string) net.Listener {
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln
+}
+
+// EchoTCP serves TCP echo inside ns on addr ("192.0.2.2:0" picks a port)
+// until the test ends, when the listener and every connection it accepted
+// close; it returns the address it listens on.
+func EchoTCP(t testing.TB, ns *NS, addr string) *net.TCPAddr {
+	t.Helper()
+	ln := ListenTCP(t, ns, addr)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { io.Copy(c, c); c.Close() })
+		}
+	})
+	return ln.Addr().(*net.TCPAddr)
 }
