@@ -255,8 +255,7 @@ func put(screen tcell.Screen, x, y, w int, text string, style tcell.Style) int {
 		if cw == 0 {
 			continue
 		}
-		rs := []rune(cluster)
-		screen.SetContent(x+used, y, rs[0], rs[1:], style)
+		screen.Put(x+used, y, cluster, style) // one cluster: no runes to allocate
 		used += cw
 	}
 	return used
