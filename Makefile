@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test install lint cross
+.PHONY: build test install lint cross deb
 build:
 	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o flowtop ./cmd/flowtop
 
@@ -26,3 +26,7 @@ install: build
 	for f in etc/*.conf; do install -m 0644 $$f $(DESTDIR)/etc/flowtop/; done
 	install -d $(DESTDIR)/lib/systemd/system
 	sed 's|/usr/bin/flowtop|$(PREFIX)/sbin/flowtop|' etc/flowtop.service > $(DESTDIR)/lib/systemd/system/flowtop.service
+
+# A Debian package in dist/ (dpkg-deb; see packaging/deb/build.sh).
+deb:
+	sh packaging/deb/build.sh $(VERSION)
