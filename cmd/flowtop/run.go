@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -17,10 +16,8 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
-	"github.com/flowtop/flowtop/geo"
 	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
-	"github.com/flowtop/flowtop/ui"
 )
 
 // run is flowtop without os.Exit: it returns the exit status.
@@ -37,6 +34,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "flowtop %s\n", version)
 		return 0
 	}
+	if o.interactive() && !haveScreen && !o.update {
+		fmt.Fprintln(stderr, "flowtop: this build has no screen (-tags headless): use --no-ui, --once or --batch (see flowtop --help)")
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	if o.update {
@@ -49,17 +50,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// runUpdate is -u: fetch the GeoIP databases.
-func runUpdate(ctx context.Context, o *options, stdout io.Writer) error {
-	cfg := geo.UpdateConfig{Dir: o.geoipDir, LicenseFile: o.geoipLicenseFile}
-	if o.configDir != "" {
-		if conf := filepath.Join(o.configDir, "geoip.conf"); fileExists(conf) {
-			cfg.ConfFile = conf
-		}
-	}
-	return geo.Update(ctx, cfg, stdout)
 }
 
 func fileExists(path string) bool {
@@ -374,37 +364,6 @@ func (m *modes) daemon(ctx context.Context) error {
 	}
 }
 
-// screen is the default: the tview screen until q or a signal.
-func (m *modes) screen(ctx context.Context) error {
-	m.cancelSub() // the screen reads Latest on its own tick
-	o := m.o
-	uiErr := make(chan error, 1)
-	uiCtx, stopUI := context.WithCancel(ctx)
-	defer stopUI()
-	go func() {
-		uiErr <- ui.Run(uiCtx, ui.Config{
-			Source:   uiSource{m.table, m.src},
-			Names:    m.lookups,
-			Version:  version,
-			Netns:    o.netns,
-			Interval: o.intervalDuration(),
-			Bits:     o.bits,
-			ShowSrc:  o.showSrc,
-			Numeric:  o.noDNS,
-			Status:   m.exp.status,
-			Warnings: m.warnings,
-		})
-	}()
-	select {
-	case err := <-uiErr:
-		return err
-	case err := <-m.tableErr:
-		stopUI()
-		<-uiErr
-		return err
-	}
-}
-
 // prefetchNames starts the lookups of the flows a document of s would list
 // first; the lookups are asynchronous and cached.
 func prefetchNames(s *conntrack.Snapshot, opt report.Options) {
@@ -420,14 +379,6 @@ func prefetchNames(s *conntrack.Snapshot, opt report.Options) {
 		opt.Names.Names(f)
 	}
 }
-
-// uiSource is what the screen needs from the kernel side.
-type uiSource struct {
-	*conntrack.Table
-	src *conntrack.Source
-}
-
-func (u uiSource) Delete(f *conntrack.Flow) error { return u.src.Delete(f) }
 
 // exporters holds the running exporters' counters for health and the
 // screen's status line.

@@ -1,0 +1,53 @@
+//go:build !headless
+
+package main
+
+import (
+	"context"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/ui"
+)
+
+// haveScreen is false in the lean router build (-tags headless), which
+// leaves out the screen and its terminal libraries.
+const haveScreen = true
+
+// screen is the default: the tview screen until q or a signal.
+func (m *modes) screen(ctx context.Context) error {
+	m.cancelSub() // the screen reads Latest on its own tick
+	o := m.o
+	uiErr := make(chan error, 1)
+	uiCtx, stopUI := context.WithCancel(ctx)
+	defer stopUI()
+	go func() {
+		uiErr <- ui.Run(uiCtx, ui.Config{
+			Source:   uiSource{m.table, m.src},
+			Names:    m.lookups,
+			Version:  version,
+			Netns:    o.netns,
+			Interval: o.intervalDuration(),
+			Bits:     o.bits,
+			ShowSrc:  o.showSrc,
+			Numeric:  o.noDNS,
+			Status:   m.exp.status,
+			Warnings: m.warnings,
+		})
+	}()
+	select {
+	case err := <-uiErr:
+		return err
+	case err := <-m.tableErr:
+		stopUI()
+		<-uiErr
+		return err
+	}
+}
+
+// uiSource is what the screen needs from the kernel side.
+type uiSource struct {
+	*conntrack.Table
+	src *conntrack.Source
+}
+
+func (u uiSource) Delete(f *conntrack.Flow) error { return u.src.Delete(f) }

@@ -1,0 +1,17 @@
+//go:build headless
+
+package main
+
+import (
+	"context"
+	"errors"
+)
+
+// haveScreen is false in this build: the router daemon (-tags headless)
+// leaves out the screen and its terminal libraries (tview, tcell), a fifth
+// of the binary. run refuses the screen mode before opening anything.
+const haveScreen = false
+
+func (m *modes) screen(context.Context) error {
+	return errors.New("this build has no screen")
+}
