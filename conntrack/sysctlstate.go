@@ -280,7 +280,7 @@ func decodeGuardState(b []byte) (st *guardState, replaced []string, damage strin
 			if raw.Values[k] == nil {
 				bad = append(bad, "no value for "+path.Base(k))
 			} else {
-				bad = append(bad, fmt.Sprintf("%s %.20s is not 0 or 1", path.Base(k), raw.Values[k]))
+				bad = append(bad, fmt.Sprintf("%s=%.20s is not 0 or 1", path.Base(k), recordedText(raw.Values[k])))
 			}
 		}
 		st.Values[k] = v
@@ -300,6 +300,17 @@ func sysctlValue(raw json.RawMessage) (string, bool) {
 		s = n.String()
 	}
 	return s, validSysctlValue(s)
+}
+
+// recordedText is a recorded value as written, without the quotes of a
+// JSON string (control characters stay escaped: the message is one line).
+func recordedText(raw json.RawMessage) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		q := strconv.Quote(s)
+		return q[1 : len(q)-1]
+	}
+	return string(raw)
 }
 
 // defaultValues are the values to put back when a state file cannot be
