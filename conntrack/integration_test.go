@@ -519,6 +519,16 @@ func writeState(t *testing.T, path string, st guardState) {
 	}
 }
 
+// ownerOf is the state file's record of the running process pid.
+func ownerOf(t *testing.T, pid int) owner {
+	t.Helper()
+	o, ok := runningProcess(pid)
+	if !ok {
+		t.Fatalf("process %d is not running", pid)
+	}
+	return o
+}
+
 // deadPID returns the PID of a process that has ended.
 func deadPID(t *testing.T) int {
 	t.Helper()
@@ -546,7 +556,7 @@ func TestSysctlGuardRestores(t *testing.T) {
 		}
 		st := readState(t, statePath(t, dir, f))
 		want := map[string]string{SysctlAcct: prev[0], SysctlTimestamp: prev[1]}
-		if st.PID != os.Getpid() || !maps.Equal(st.Values, want) {
+		if len(st.Users) != 1 || st.Users[0] != ownerOf(t, os.Getpid()) || !maps.Equal(st.Values, want) {
 			t.Errorf("%v: state file %+v, want our pid and %v", prev, st, want)
 		}
 		if err := g.Restore(); err != nil {
@@ -578,7 +588,7 @@ func TestSysctlGuardRecoversAfterKill(t *testing.T) {
 	path := statePath(t, dir, f)
 	orig := [2]string{"0", "1"}
 	setSysctls(t, ns, orig)
-	writeState(t, path, guardState{PID: deadPID(t), Values: map[string]string{SysctlAcct: orig[0], SysctlTimestamp: orig[1]}})
+	writeState(t, path, guardState{Users: []owner{{PID: deadPID(t), Start: 1}}, Values: map[string]string{SysctlAcct: orig[0], SysctlTimestamp: orig[1]}})
 	setSysctls(t, ns, [2]string{"1", "1"}) // what the killed flowtop left
 
 	g, err := EnableAccounting(f, dir)
@@ -589,7 +599,7 @@ func TestSysctlGuardRecoversAfterKill(t *testing.T) {
 		t.Errorf("sysctls = %v, want 1 1", got)
 	}
 	st := readState(t, path)
-	if st.PID != os.Getpid() || st.Values[SysctlAcct] != "0" || st.Values[SysctlTimestamp] != "1" {
+	if len(st.Users) != 1 || st.Users[0].PID != os.Getpid() || st.Values[SysctlAcct] != "0" || st.Values[SysctlTimestamp] != "1" {
 		t.Errorf("state file %+v: want our pid with the killed flowtop's recorded values, not its leftovers", st)
 	}
 	if err := g.Restore(); err != nil {
@@ -597,24 +607,6 @@ func TestSysctlGuardRecoversAfterKill(t *testing.T) {
 	}
 	if got := sysctls(t, ns); got != orig {
 		t.Errorf("after Restore: %v, want the values from before the killed flowtop, %v", got, orig)
-	}
-
-	// A torn state file is dropped rather than blocking the start.
-	if err := os.WriteFile(path, []byte(`{"pid": 12`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	g, err = EnableAccounting(f, dir)
-	if err != nil {
-		t.Fatalf("EnableAccounting with a torn state file: %v", err)
-	}
-	if st := readState(t, path); st.PID != os.Getpid() {
-		t.Errorf("state file after a torn one: %+v", st)
-	}
-	if err := g.Restore(); err != nil {
-		t.Fatal(err)
-	}
-	if got := sysctls(t, ns); got != orig {
-		t.Errorf("after Restore: %v, want %v", got, orig)
 	}
 }
 
@@ -624,12 +616,12 @@ func TestRestoreLeftover(t *testing.T) {
 	ns, f := sysctlNS(t)
 	dir := t.TempDir()
 	path := statePath(t, dir, f)
-	owner := exec.Command("sleep", "30")
-	if err := owner.Start(); err != nil {
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { owner.Process.Kill(); owner.Wait() })
-	writeState(t, path, guardState{PID: owner.Process.Pid, Values: map[string]string{SysctlAcct: "0", SysctlTimestamp: "0"}})
+	t.Cleanup(func() { sleeper.Process.Kill(); sleeper.Wait() })
+	writeState(t, path, guardState{Users: []owner{ownerOf(t, sleeper.Process.Pid)}, Values: map[string]string{SysctlAcct: "0", SysctlTimestamp: "0"}})
 	setSysctls(t, ns, [2]string{"1", "1"})
 
 	// The file's owner still runs and is not the one asked about.
@@ -643,7 +635,7 @@ func TestRestoreLeftover(t *testing.T) {
 		t.Errorf("removed a live flowtop's state file: %v", err)
 	}
 
-	if err := RestoreLeftover(f, dir, owner.Process.Pid); err != nil {
+	if err := RestoreLeftover(f, dir, sleeper.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	if got := sysctls(t, ns); got != [2]string{"0", "0"} {
@@ -654,7 +646,7 @@ func TestRestoreLeftover(t *testing.T) {
 	}
 	// Nothing left to do: no error, nothing written.
 	setSysctls(t, ns, [2]string{"1", "0"})
-	if err := RestoreLeftover(f, dir, owner.Process.Pid); err != nil {
+	if err := RestoreLeftover(f, dir, sleeper.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	if got := sysctls(t, ns); got != [2]string{"1", "0"} {

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -103,48 +102,26 @@ func writeSysctl(f *os.File, v string) error {
 type SysctlGuard struct {
 	files      map[string]*os.File
 	prev       map[string]string
-	statePath  string
+	stateDir   string
+	stateName  string // the namespace's file in stateDir
+	me         owner
 	once       sync.Once
 	restoreErr error
 	// Warning is set when the sysctls could not be written (read-only
 	// /proc/sys, no privilege): flowtop carries on without them.
 	Warning string
-}
-
-// guardState is the state file's content.
-type guardState struct {
-	// PID is the first user; older state files name only it.
-	PID int `json:"pid,omitempty"`
-	// PIDs are the flowtop processes using the namespace.
-	PIDs   []int             `json:"pids,omitempty"`
-	Values map[string]string `json:"values"`
-}
-
-func (st *guardState) users() []int {
-	if st.PID != 0 && !slices.Contains(st.PIDs, st.PID) {
-		return append([]int{st.PID}, st.PIDs...)
-	}
-	return st.PIDs
-}
-
-// setUsers records the users, the first of them also as PID.
-func (st *guardState) setUsers(pids []int) {
-	st.PIDs = pids
-	st.PID = 0
-	if len(pids) > 0 {
-		st.PID = pids[0]
-	}
+	// Notes are problems EnableAccounting found and repaired (a damaged
+	// state file), one line each, for the log.
+	Notes []string
 }
 
 // EnableAccounting sets nf_conntrack_acct and nf_conntrack_timestamp to 1
 // in the namespace ns (nil for our own), after first restoring values a
-// killed flowtop left behind. stateDir "" means DefaultStateDir.
+// killed flowtop left behind. stateDir "" means DefaultStateDir; a state
+// directory that others than root can write is refused.
 func EnableAccounting(ns *os.File, stateDir string) (*SysctlGuard, error) {
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
 	g := &SysctlGuard{prev: map[string]string{}}
-	keys := []string{SysctlAcct, SysctlTimestamp}
+	keys := guardedSysctls
 	files, err := openSysctls(ns, os.O_RDWR, keys...)
 	if err != nil {
 		g.Warning = fmt.Sprintf("cannot set %s and %s (%v): flows show no byte counters or age", keys[0], keys[1], err)
@@ -154,51 +131,82 @@ func EnableAccounting(ns *os.File, stateDir string) (*SysctlGuard, error) {
 	for i, k := range keys {
 		g.files[k] = files[i]
 	}
-	id, err := nsID(ns)
+	if err := g.setState(ns, stateDir); err != nil {
+		g.closeFiles()
+		return nil, err
+	}
+	dir, err := openStateDir(g.stateDir, true)
 	if err != nil {
 		g.closeFiles()
 		return nil, err
 	}
-	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
-	err = g.withLock(true, func() error {
-		if st := g.loadState(); st != nil {
-			if live := alive(st.users(), 0); len(live) > 0 {
-				// Another flowtop set the sysctls: share its record.
-				g.prev = st.Values
-				st.setUsers(append(live, os.Getpid()))
-				return g.saveState(st)
-			}
-			if err := g.writeValues(st.Values, "left by a flowtop that did not exit cleanly"); err != nil {
-				return err
-			}
-		}
-		for _, k := range keys {
-			v, err := readSysctl(g.files[k])
-			if err != nil {
-				return fmt.Errorf("read %s: %w", k, err)
-			}
-			g.prev[k] = v
-		}
-		st := &guardState{Values: g.prev}
-		st.setUsers([]int{os.Getpid()})
-		if err := g.saveState(st); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if g.prev[k] == "1" {
-				continue
-			}
-			if err := writeSysctl(g.files[k], "1"); err != nil {
-				g.Warning = fmt.Sprintf("cannot set %s (%v): flows show no byte counters or age", k, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	defer dir.close()
+	if err := dir.locked(func() error { return g.enter(dir) }); err != nil {
 		g.closeFiles()
 		return nil, err
 	}
 	return g, nil
+}
+
+// setState names the namespace's state file.
+func (g *SysctlGuard) setState(ns *os.File, stateDir string) error {
+	if stateDir == "" {
+		stateDir = DefaultStateDir
+	}
+	id, err := nsID(ns)
+	if err != nil {
+		return err
+	}
+	g.stateDir, g.stateName = stateDir, "sysctl-"+id+".json"
+	return nil
+}
+
+func (g *SysctlGuard) statePath() string { return filepath.Join(g.stateDir, g.stateName) }
+
+// enter records this process as a user of the namespace's sysctls and
+// switches them on. The caller holds the lock.
+func (g *SysctlGuard) enter(dir *stateDir) error {
+	g.me, _ = runningProcess(os.Getpid())
+	st, _ := g.loadState(dir)
+	if st != nil {
+		if live := liveOwners(st.Users); len(live) > 0 {
+			// Another flowtop set the sysctls: share its record.
+			g.prev = st.Values
+			st.Users = append(live, g.me)
+			if err := g.saveState(dir, st); err != nil {
+				return err
+			}
+			g.switchOn()
+			return nil
+		}
+		if err := g.writeValues(st.Values, "left by a flowtop that did not exit cleanly"); err != nil {
+			return err
+		}
+	}
+	for _, k := range guardedSysctls {
+		v, err := readSysctl(g.files[k])
+		if err != nil {
+			return fmt.Errorf("read %s: %w", k, err)
+		}
+		g.prev[k] = v
+	}
+	if err := g.saveState(dir, &guardState{Users: []owner{g.me}, Values: g.prev}); err != nil {
+		return err
+	}
+	g.switchOn()
+	return nil
+}
+
+// switchOn sets every guarded sysctl that is not 1 to 1.
+func (g *SysctlGuard) switchOn() {
+	for _, k := range guardedSysctls {
+		if v, err := readSysctl(g.files[k]); err == nil && v == "1" {
+			continue
+		}
+		if err := writeSysctl(g.files[k], "1"); err != nil {
+			g.Warning = fmt.Sprintf("cannot set %s (%v): flows show no byte counters or age", k, err)
+		}
+	}
 }
 
 // RestoreLeftover restores the values recorded in the namespace's state
@@ -206,51 +214,106 @@ func EnableAccounting(ns *os.File, stateDir string) (*SysctlGuard, error) {
 // uses them: pid ended without restoring them (a panic, SIGKILL). The
 // sysctl watchdog calls it when its parent is gone.
 func RestoreLeftover(ns *os.File, stateDir string, pid int) error {
-	if stateDir == "" {
-		stateDir = DefaultStateDir
-	}
-	files, err := openSysctls(ns, os.O_RDWR, SysctlAcct, SysctlTimestamp)
+	return leaveFor(ns, stateDir, pid, false)
+}
+
+// KeepLeftover is RestoreLeftover for a flowtop run with
+// --keep-accounting: the sysctls stay as they are, and the values to put
+// back become the current ones for the flowtops still running.
+func KeepLeftover(ns *os.File, stateDir string, pid int) error {
+	return leaveFor(ns, stateDir, pid, true)
+}
+
+func leaveFor(ns *os.File, stateDir string, pid int, keep bool) error {
+	files, err := openSysctls(ns, os.O_RDWR, guardedSysctls...)
 	if err != nil {
 		return fmt.Errorf("open conntrack sysctls: %w", err)
 	}
 	g := &SysctlGuard{files: map[string]*os.File{SysctlAcct: files[0], SysctlTimestamp: files[1]}}
 	defer g.closeFiles()
-	id, err := nsID(ns)
-	if err != nil {
+	if err := g.setState(ns, stateDir); err != nil {
 		return err
 	}
-	g.statePath = filepath.Join(stateDir, "sysctl-"+id+".json")
-	return g.withLock(false, func() error { return g.leave(pid, nil) })
+	notPID := func(users []owner) []owner {
+		return slices.DeleteFunc(users, func(o owner) bool { return o.PID == pid })
+	}
+	return g.leaveState(notPID, nil, keep)
 }
 
-// leave takes pid out of the state file's users; the last one out writes
-// the recorded values back (or fallback, when the file is gone) and
-// removes the file. The caller holds the lock.
-func (g *SysctlGuard) leave(pid int, fallback map[string]string) error {
-	st := g.loadState()
+// leaveState opens the state directory and leaves under its lock. A
+// directory that can no longer be trusted is not read: fallback is
+// written back and the refusal returned.
+func (g *SysctlGuard) leaveState(remaining func([]owner) []owner, fallback map[string]string, keep bool) error {
+	dir, err := openStateDir(g.stateDir, false)
+	if err != nil {
+		if fallback != nil && !keep {
+			g.writeValues(fallback, "")
+		}
+		return err
+	}
+	if dir == nil {
+		return g.leave(nil, remaining, fallback, keep)
+	}
+	defer dir.close()
+	return dir.locked(func() error { return g.leave(dir, remaining, fallback, keep) })
+}
+
+// leave takes this flowtop (the users remaining leaves) out of the state
+// file's users; the last one out writes the recorded values back (or
+// fallback, when the file is gone) and removes the file. keep
+// (--keep-accounting) makes the current values the ones to put back. The
+// caller holds the lock; dir is nil when there is no state directory.
+func (g *SysctlGuard) leave(dir *stateDir, remaining func([]owner) []owner, fallback map[string]string, keep bool) error {
+	if keep {
+		fallback = g.current()
+	}
+	var st *guardState
+	if dir != nil {
+		var replaced []string
+		st, replaced = g.loadState(dir)
+		// A file damaged while we ran: what we found at start is better
+		// than the kernel defaults.
+		for _, k := range replaced {
+			if v, ok := fallback[k]; ok {
+				st.Values[k] = v
+			}
+		}
+	}
 	if st == nil {
 		if fallback == nil {
 			return nil
 		}
 		return g.writeValues(fallback, "")
 	}
-	if live := alive(st.users(), pid); len(live) > 0 {
-		st.setUsers(live)
-		return g.saveState(st)
+	if keep {
+		st.Values = fallback
+	}
+	if live := liveOwners(remaining(st.Users)); len(live) > 0 {
+		st.Users = live
+		return g.saveState(dir, st)
 	}
 	if err := g.writeValues(st.Values, ""); err != nil {
 		return err
 	}
-	if err := os.Remove(g.statePath); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove sysctl state: %w", err)
+	return dir.remove(g.stateName)
+}
+
+// current returns the guarded sysctls' values now (those readable).
+func (g *SysctlGuard) current() map[string]string {
+	values := map[string]string{}
+	for _, k := range guardedSysctls {
+		if v, err := readSysctl(g.files[k]); err == nil && validSysctlValue(v) {
+			values[k] = v
+		}
 	}
-	return nil
+	return values
 }
 
 func (g *SysctlGuard) writeValues(values map[string]string, why string) error {
-	for k, v := range values {
-		f, ok := g.files[k]
-		if !ok || !validSysctlValue(v) {
+	for _, k := range guardedSysctls {
+		v, ok := values[k]
+		f, open := g.files[k]
+		if !ok || !open || !validSysctlValue(v) {
 			continue
 		}
 		if err := writeSysctl(f, v); err != nil {
@@ -277,87 +340,37 @@ func nsID(ns *os.File) (string, error) {
 	return fmt.Sprintf("%d-%d", st.Dev, st.Ino), nil
 }
 
-// withLock runs fn holding an exclusive lock on the namespace's state, so
-// that flowtops starting and stopping at once do not lose each other's
-// records.
-//
-// Only a start (create) makes the directory: a flowtop or watchdog that
-// leaves finds nothing to do without one, and must not bring back a
-// directory someone removed.
-func (g *SysctlGuard) withLock(create bool, fn func() error) error {
-	dir := filepath.Dir(g.statePath)
-	if create {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("sysctl state dir: %w", err)
-		}
-	} else if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-		return fn()
+// loadState reads the state file; nil when there is none. A file that
+// cannot be trusted (not JSON, a value other than 0 or 1, a symbolic link)
+// is reported in Notes with the values to put back it stands for: those it
+// recorded that are valid, the kernel defaults (replaced) for the others.
+// A file that is not JSON at all is removed.
+func (g *SysctlGuard) loadState(dir *stateDir) (st *guardState, replaced []string) {
+	b, err := dir.read(g.stateName)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
 	}
-	// The lock is on the directory itself, so it leaves no file behind.
-	lock, err := os.Open(filepath.Dir(g.statePath))
+	var damage string
+	if err == nil {
+		st, replaced, damage, err = decodeGuardState(b)
+	}
 	if err != nil {
-		return fmt.Errorf("sysctl state lock: %w", err)
+		dir.remove(g.stateName)
+		st, replaced, damage = &guardState{Values: defaultValues()}, guardedSysctls, err.Error()
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return fmt.Errorf("sysctl state lock: %w", err)
+	if damage != "" {
+		g.Notes = append(g.Notes, fmt.Sprintf("sysctl state file %s is damaged (%s): the values to restore are now %s",
+			g.statePath(), damage, describeValues(st.Values, replaced)))
 	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	return fn()
+	return st, replaced
 }
 
-// loadState reads the state file; nil when there is none or it is torn
-// (a torn file is useless: it is dropped rather than refusing to start).
-func (g *SysctlGuard) loadState() *guardState {
-	b, err := os.ReadFile(g.statePath)
-	if err != nil {
-		return nil
-	}
-	var st guardState
-	if err := json.Unmarshal(b, &st); err != nil || st.Values == nil {
-		os.Remove(g.statePath)
-		return nil
-	}
-	return &st
-}
-
-// alive returns the pids of processes that still run, leaving out gone.
-func alive(pids []int, gone int) []int {
-	var live []int
-	for _, p := range pids {
-		if p != gone && !slices.Contains(live, p) && processAlive(p) {
-			live = append(live, p)
-		}
-	}
-	return live
-}
-
-func validSysctlValue(v string) bool {
-	_, err := strconv.Atoi(v)
-	return err == nil
-}
-
-func processAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
-}
-
-func (g *SysctlGuard) saveState(st *guardState) error {
+func (g *SysctlGuard) saveState(dir *stateDir, st *guardState) error {
 	b, err := json.Marshal(st)
 	if err != nil {
-		return fmt.Errorf("write sysctl state: %w", err)
+		return fmt.Errorf("write sysctl state %s: %w", g.statePath(), err)
 	}
-	tmp := g.statePath + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return fmt.Errorf("write sysctl state: %w", err)
-	}
-	if err := os.Rename(tmp, g.statePath); err != nil {
-		return fmt.Errorf("write sysctl state: %w", err)
-	}
-	return nil
+	return dir.write(g.stateName, b)
 }
 
 // Enabled reports whether accounting and timestamps are on now.
@@ -372,8 +385,17 @@ func (g *SysctlGuard) Enabled() (acct, timestamps bool) {
 
 // Restore puts the previous values back and removes the state file. It is
 // safe to call more than once and from any goroutine; only the first call
-// acts.
-func (g *SysctlGuard) Restore() error {
+// of Restore or Keep acts.
+func (g *SysctlGuard) Restore() error { return g.end(false) }
+
+// Keep leaves accounting and timestamps as they are now (on) for good
+// (--keep-accounting): this flowtop leaves the state file, whose values
+// to put back become the current ones, so that a flowtop still sharing
+// the namespace leaves them on too. Like Restore, only the first call of
+// either acts.
+func (g *SysctlGuard) Keep() error { return g.end(true) }
+
+func (g *SysctlGuard) end(keep bool) error {
 	if g == nil {
 		return nil
 	}
@@ -381,7 +403,13 @@ func (g *SysctlGuard) Restore() error {
 		if g.files == nil {
 			return
 		}
-		g.restoreErr = g.withLock(false, func() error { return g.leave(os.Getpid(), g.prev) })
+		notMe := func(users []owner) []owner {
+			if i := slices.Index(users, g.me); i >= 0 {
+				return slices.Delete(users, i, i+1)
+			}
+			return users
+		}
+		g.restoreErr = g.leaveState(notMe, g.prev, keep)
 		g.closeFiles()
 	})
 	return g.restoreErr

@@ -21,15 +21,16 @@ func TestSysctlGuardSharedBetweenFlowtops(t *testing.T) {
 	}
 	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
 	otherPID := other.Process.Pid
-	writeState(t, path, guardState{PID: otherPID, Values: map[string]string{SysctlAcct: "0", SysctlTimestamp: "0"}})
+	otherOwner := ownerOf(t, otherPID)
+	writeState(t, path, guardState{Users: []owner{otherOwner}, Values: map[string]string{SysctlAcct: "0", SysctlTimestamp: "0"}})
 	setSysctls(t, ns, [2]string{"1", "1"})
 
 	g, err := EnableAccounting(f, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := readState(t, path); !slices.Contains(st.users(), otherPID) || len(st.users()) != 2 {
-		t.Fatalf("state users %v, want the other flowtop and us", st.users())
+	if st := readState(t, path); !slices.Contains(st.Users, otherOwner) || len(st.Users) != 2 {
+		t.Fatalf("state users %v, want the other flowtop and us", st.Users)
 	}
 	if err := g.Restore(); err != nil {
 		t.Fatal(err)
@@ -37,8 +38,8 @@ func TestSysctlGuardSharedBetweenFlowtops(t *testing.T) {
 	if got := sysctls(t, ns); got != [2]string{"1", "1"} {
 		t.Fatalf("after the first flowtop left: %v, want 1 1 (the other still runs)", got)
 	}
-	if st := readState(t, path); !slices.Equal(st.users(), []int{otherPID}) {
-		t.Fatalf("state users %v, want only the other flowtop", st.users())
+	if st := readState(t, path); !slices.Equal(st.Users, []owner{otherOwner}) {
+		t.Fatalf("state users %v, want only the other flowtop", st.Users)
 	}
 
 	// The other one dies without cleaning up; its watchdog restores.

@@ -66,13 +66,13 @@ func Prepare(s *conntrack.Snapshot, opt Options) *Prepared {
 	for _, f := range s.Flows {
 		t.add(f)
 	}
-	return prepare(s, t.totals(s.TableFlows), Top(s.Flows, opt.Sort, s.Time, opt.Limit), opt)
+	return prepare(s, &t, s.TableFlows, Top(s.Flows, opt.Sort, s.Time, opt.Limit), opt)
 }
 
 // prepare makes the document of the flows order (already sorted and cut to
-// the limit) with the totals and the rest from s (whose Flows it does not
-// read).
-func prepare(s *conntrack.Snapshot, totals Totals, order []*conntrack.Flow, opt Options) *Prepared {
+// the limit) with the totals of t and the rest from s (whose Flows it does
+// not read).
+func prepare(s *conntrack.Snapshot, t *totalsAcc, tableFlows int, order []*conntrack.Flow, opt Options) *Prepared {
 	p := &Prepared{
 		Document: Document{
 			Version:   Version,
@@ -81,7 +81,7 @@ func prepare(s *conntrack.Snapshot, totals Totals, order []*conntrack.Flow, opt 
 			IntervalS: s.Interval.Seconds(),
 			Netns:     opt.Netns,
 			Filter:    s.Filter.String(),
-			Totals:    totals,
+			Totals:    t.totals(tableFlows),
 			Health:    health(&s.Health),
 		},
 		order: order,
@@ -89,6 +89,7 @@ func prepare(s *conntrack.Snapshot, totals Totals, order []*conntrack.Flow, opt 
 		names: opt.Names,
 	}
 	p.Totals.Listed = len(order)
+	p.Health.UncountedFlows = t.uncounted
 	return p
 }
 
@@ -163,10 +164,14 @@ type totalsAcc struct {
 	byProto                       [256]int // by number: a map update by name per flow was most of a document's cost
 	origBytesPerS, replyBytesPerS float64
 	origBytes, replyBytes         uint64
+	uncounted                     int // flows without counters (health)
 }
 
 func (t *totalsAcc) add(f *conntrack.Flow) {
 	t.flows++
+	if !f.HasCounters {
+		t.uncounted++
+	}
 	t.byProto[f.Proto]++
 	t.origBytesPerS += float64(f.OrigRate.Bytes)
 	t.replyBytesPerS += float64(f.ReplyRate.Bytes)

@@ -64,7 +64,12 @@ type Health struct {
 	Refreshes  uint64 `json:"refreshes"`
 	Accounting bool   `json:"accounting"`
 	Timestamps bool   `json:"timestamps"`
-	LastError  string `json:"last_error,omitempty"`
+	// UncountedFlows counts the flows passing the filters whose counters
+	// are unknown: the kernel created them while nf_conntrack_acct was
+	// off (before flowtop started, or between two --once runs), and they
+	// will never have any.
+	UncountedFlows int    `json:"uncounted_flows"`
+	LastError      string `json:"last_error,omitempty"`
 	// Exporters holds each exporter's counters by name ("mqtt", "file").
 	Exporters map[string]ExporterHealth `json:"exporters,omitempty"`
 }

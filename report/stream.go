@@ -71,5 +71,5 @@ func (s *Stream) SetNames(n enrich.Namer) { s.opt.Names = n }
 func (s *Stream) Prepare(h conntrack.Health) *Prepared {
 	flows := sortedFlows(slices.Clone(s.top.Items))
 	snap := &conntrack.Snapshot{Time: s.now, Filter: s.filter, Health: h}
-	return prepare(snap, s.totals.totals(s.seen), flows, s.opt)
+	return prepare(snap, &s.totals, s.seen, flows, s.opt)
 }

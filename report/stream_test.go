@@ -28,7 +28,7 @@ func TestStreamMatchesBuild(t *testing.T) {
 			Reply:       conntrack.Tuple{Src: conntrack.AddrFrom(dst), Dst: conntrack.AddrFrom(src), SrcPort: uint16(r.IntN(3)), DstPort: uint16(1024 + i)},
 			Timeout:     uint32(r.IntN(100)),
 			Start:       conntrack.StampOf(now.Add(-time.Duration(r.IntN(5)) * time.Second)),
-			HasCounters: true,
+			HasCounters: i%7 != 0, // some began while accounting was off
 			// Few distinct values: ties everywhere, broken by ID.
 			OrigCount:  conntrack.Counter{Packets: uint64(r.IntN(3)), Bytes: uint64(r.IntN(4) * 100)},
 			ReplyCount: conntrack.Counter{Packets: uint64(r.IntN(3)), Bytes: uint64(r.IntN(4) * 100)},
@@ -52,7 +52,17 @@ func TestStreamMatchesBuild(t *testing.T) {
 						snap.Flows = append(snap.Flows, &flows[i])
 					}
 				}
-				want, _ := json.Marshal(Build(snap, opt))
+				uncounted := 0
+				for _, f := range snap.Flows {
+					if !f.HasCounters {
+						uncounted++
+					}
+				}
+				built := Build(snap, opt)
+				if built.Health.UncountedFlows != uncounted || uncounted == 0 {
+					t.Fatalf("health.uncounted_flows %d, want %d", built.Health.UncountedFlows, uncounted)
+				}
+				want, _ := json.Marshal(built)
 
 				s := NewStream(opt, filter, now)
 				var reused conntrack.Flow

@@ -98,10 +98,19 @@ func raiseConntrackMax(flowsList string, burst int) (restore func(), err error) 
 // gnuTime measures peak RSS (Debian package "time").
 const gnuTime = "/usr/bin/time"
 
+// stateDir is flowtop's --state-dir in every run: a directory of the
+// bench's own, as flowtop refuses one others can write (such as /tmp).
+var stateDir string
+
 func run(flowsList string, runs, burst, cpuSecs int, bin string) error {
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("needs root (network namespaces, ctnetlink)")
 	}
+	var err error
+	if stateDir, err = os.MkdirTemp("", "flowtop-bench-state"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(stateDir)
 	if _, err := os.Stat(gnuTime); err != nil {
 		return fmt.Errorf("needs GNU time at %s (apt-get install -y time) to measure peak RSS", gnuTime)
 	}
@@ -285,11 +294,11 @@ func measureTable(bin string, n, runs, cpuSecs int) error {
 			return timeIn(x, "conntrack", "-L")
 		}},
 		{"flowtop --once -t 0", func() (result, error) {
-			return timeIn(x, bin, "--once", "-t", "0", "--limit", "10", "-46TUDIS", "-n", "-G", "--state-dir", os.TempDir())
+			return timeIn(x, bin, "--once", "-t", "0", "--limit", "10", "-46TUDIS", "-n", "-G", "--state-dir", stateDir)
 		}},
 		{"  same, every flow", func() (result, error) {
 			// No --limit: the table is built and every flow written.
-			return timeIn(x, bin, "--once", "-t", "0", "-46TUDIS", "-n", "-G", "--state-dir", os.TempDir())
+			return timeIn(x, bin, "--once", "-t", "0", "-46TUDIS", "-n", "-G", "--state-dir", stateDir)
 		}},
 		{"raw dump (floor)", func() (result, error) { return rawDump(x) }},
 	}
@@ -355,7 +364,7 @@ func steadyScreen(bin string, x *ns, d time.Duration) (float64, float64, error) 
 		}
 		return strings.TrimSpace(string(out)), nil
 	}
-	command := fmt.Sprintf("exec %s --netns %s -t 1 -46TUDIS -n -G --state-dir %s", bin, x.path(), os.TempDir())
+	command := fmt.Sprintf("exec %s --netns %s -t 1 -46TUDIS -n -G --state-dir %s", bin, x.path(), stateDir)
 	if _, err := tmux("-f", "/dev/null", "new-session", "-d", "-x", "200", "-y", "60", command); err != nil {
 		return 0, 0, fmt.Errorf("the screen measurement needs tmux: %w", err)
 	}
@@ -412,7 +421,7 @@ func steadyCPU(bin string, x *ns, d time.Duration) (float64, float64, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--batch", "-t", "1", "--limit", "10", "-46TUDIS", "-n", "-G",
-		"--netns", x.path(), "--state-dir", os.TempDir())
+		"--netns", x.path(), "--state-dir", stateDir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return 0, 0, err
@@ -468,7 +477,7 @@ func measureBurst(bin string, n int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "--batch", "-t", "1", "--limit", "1", "-46TUDIS", "-n", "-G",
-		"--netns", x.path(), "--state-dir", os.TempDir())
+		"--netns", x.path(), "--state-dir", stateDir)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

@@ -72,5 +72,7 @@ func onceStreamed(ctx context.Context, o *options, k oneDump, stdout io.Writer, 
 	warnUntracked(o, k.activity, h.KernelFlows, k.packetsBefore, log)
 	names = <-lookups
 	stream.SetNames(names.names)
-	return stream.Prepare(h).Encode(stdout)
+	d := stream.Prepare(h)
+	warnUncounted(log, d.Health.UncountedFlows)
+	return d.Encode(stdout)
 }

@@ -92,9 +92,12 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	noWatchdog := make(chan struct{})
 	close(noWatchdog)
 	var watchdogReady <-chan struct{} = noWatchdog
+	for _, note := range guard.Notes {
+		log.Warn(note)
+	}
 	if guard.Warning != "" {
 		log.Warn(guard.Warning)
-	} else if stopWatchdog, ready, err := startWatchdog(o.netns, o.stateDir, log); err != nil {
+	} else if stopWatchdog, ready, err := startWatchdog(o.netns, o.stateDir, o.keepAccounting, log); err != nil {
 		log.Warn("no sysctl watchdog: after a crash the next start restores the sysctls", "err", err)
 	} else {
 		watchdogReady = ready
@@ -102,11 +105,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	}
 	// Deferred after the watchdog's stop, so it runs first: the state file
 	// is gone by the time the watchdog wakes.
-	defer func() {
-		if err := guard.Restore(); err != nil {
-			fmt.Fprintf(stderr, "flowtop: restoring sysctls: %v\n", err)
-		}
-	}()
+	defer endAccounting(guard, o.keepAccounting, stderr)
 
 	if o.enableTracking {
 		remove, err := enableTracking(src.NetnsFile())
@@ -247,10 +246,13 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		}()
 	}
 
+	uncounted := &uncountedNote{latest: table.Latest}
 	m := &modes{
 		o: o, log: log, stdout: stdout, table: table, src: src, snaps: snaps, cancelSub: cancelSub,
 		tableErr: tableErr, first: first, build: build, docOpts: docOpts, lookups: lookups,
-		exp: exp, warnings: func() []string { return append(warns.list(), watch.hints()...) },
+		exp: exp, warnings: func() []string {
+			return append(append(warns.list(), watch.hints()...), uncounted.warnings()...)
+		},
 		activity: activity, count: count, packetsBefore: packetsBefore,
 	}
 	switch {
@@ -330,11 +332,14 @@ func (m *modes) once(ctx context.Context) error {
 		}
 	}
 	warnUntracked(o, m.activity, m.count.Read(), m.packetsBefore, m.log)
-	return m.build(s).Encode(m.stdout)
+	d := m.build(s)
+	warnUncounted(m.log, d.Health.UncountedFlows)
+	return d.Encode(m.stdout)
 }
 
 // batch is --batch: a document per snapshot, NDJSON, until interrupted.
 func (m *modes) batch(ctx context.Context) error {
+	warnUncounted(m.log, countUncounted(m.first.Flows))
 	if err := m.build(m.first).Encode(m.stdout); err != nil {
 		return fmt.Errorf("write snapshot: %w", err)
 	}
@@ -355,6 +360,7 @@ func (m *modes) batch(ctx context.Context) error {
 // daemon is --no-ui: the exporters run until a signal.
 func (m *modes) daemon(ctx context.Context) error {
 	m.log.Info("flowtop running headless", "netns", m.o.netns, "mqtt", m.o.mqtt.url, "write", m.o.write)
+	warnUncounted(m.log, countUncounted(m.first.Flows))
 	select {
 	case err := <-m.tableErr:
 		return err

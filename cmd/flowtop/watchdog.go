@@ -37,7 +37,10 @@ exec /proc/self/fd/3 "$0" "$@"`
 // background (it overlaps the first dump instead of delaying it); ready
 // closes once it runs or failed to start. The returned stop tells it that
 // flowtop restored the sysctls itself, and it exits.
-func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), ready <-chan struct{}, err error) {
+//
+// With keep (--keep-accounting) the watchdog leaves the sysctls on, as
+// flowtop would have.
+func startWatchdog(netns, stateDir string, keep bool, log *slog.Logger) (stop func(), ready <-chan struct{}, err error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, nil, fmt.Errorf("sysctl watchdog: %w", err)
@@ -48,7 +51,11 @@ func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), ready
 		w.Close()
 		return nil, nil, fmt.Errorf("sysctl watchdog: %w", err)
 	}
-	args := []string{watchdogArg, strconv.Itoa(os.Getpid()), netns, stateDir}
+	mode := watchdogRestore
+	if keep {
+		mode = watchdogKeep
+	}
+	args := []string{watchdogArg, strconv.Itoa(os.Getpid()), netns, stateDir, mode}
 	cmd := exec.Command("/bin/sh", append([]string{"-c", watchdogScript}, args...)...)
 	if _, err := os.Stat("/bin/sh"); err != nil {
 		// No shell (a minimal container): the Go watchdog from the start.
@@ -76,9 +83,16 @@ func startWatchdog(netns, stateDir string, log *slog.Logger) (stop func(), ready
 	}, started, nil
 }
 
+// What the watchdog does with the sysctls flowtop left on: put back the
+// values recorded, or (--keep-accounting) leave them on.
+const (
+	watchdogRestore = "restore"
+	watchdogKeep    = "keep"
+)
+
 func runWatchdog(args []string) int {
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
-	if len(args) != 3 {
+	if len(args) != 4 || (args[3] != watchdogRestore && args[3] != watchdogKeep) {
 		return 2
 	}
 	pid, err := strconv.Atoi(args[0])
@@ -97,7 +111,11 @@ func runWatchdog(args []string) int {
 		}
 		defer ns.Close()
 	}
-	if err := conntrack.RestoreLeftover(ns, args[2], pid); err != nil {
+	leave := conntrack.RestoreLeftover
+	if args[3] == watchdogKeep {
+		leave = conntrack.KeepLeftover
+	}
+	if err := leave(ns, args[2], pid); err != nil {
 		fmt.Fprintln(os.Stderr, "flowtop watchdog:", err)
 		return 1
 	}
