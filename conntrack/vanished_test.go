@@ -63,7 +63,7 @@ func TestTableVanishedRealKernel(t *testing.T) {
 
 	isOurs := func(f *Flow) bool { return f.Proto == ProtoUDP && f.Orig.SrcPort == sport }
 	var last Flow
-	s := waitSnapLong(t, sub, "the flow with all its packets counted", func(s *Snapshot) bool {
+	s := waitSnap(t, sub, "the flow with all its packets counted", func(s *Snapshot) bool {
 		for _, f := range s.Flows {
 			if isOurs(f) && f.OrigCount.Packets == exchanges && f.ReplyCount.Packets == exchanges {
 				last = *f
@@ -95,30 +95,10 @@ func TestTableVanishedRealKernel(t *testing.T) {
 				t.Errorf("vanished record: counters %v/%v start %v stop %v; want %v/%v, start %v, stop after %v",
 					e.OrigCount, e.ReplyCount, e.Start, e.Stop, last.OrigCount, last.ReplyCount, last.Start, last.Seen)
 			}
-			waitSnapLong(t, sub, "the vanished flow counted", func(s *Snapshot) bool { return s.Health.Vanished >= 1 })
+			waitSnap(t, sub, "the vanished flow counted", func(s *Snapshot) bool { return s.Health.Vanished >= 1 })
 			return
 		case <-deadline:
 			t.Fatal("no ended record within 30 s for the flow deleted without a DESTROY event")
-		}
-	}
-}
-
-// waitSnapLong is waitSnap with a deadline fit for a busy machine's real
-// kernel: a dump every 100 ms may take seconds to show what it should.
-func waitSnapLong(t *testing.T, sub <-chan *Snapshot, what string, ok func(*Snapshot) bool) *Snapshot {
-	t.Helper()
-	deadline := time.After(30 * time.Second)
-	var last *Snapshot
-	for {
-		select {
-		case s := <-sub:
-			if ok(s) {
-				return s
-			}
-			last = s
-		case <-deadline:
-			t.Fatalf("no snapshot with %s within 30 s; last: %s", what, snapSummary(last))
-			return nil
 		}
 	}
 }
