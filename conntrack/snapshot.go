@@ -12,6 +12,10 @@ type Health struct {
 	Overruns uint64
 	// Resyncs counts full dumps made to repair the table after an overrun.
 	Resyncs uint64
+	// Vanished counts flows that a complete dump no longer found and whose
+	// DESTROY event never came (lost in an overrun, or events off): each
+	// was handed to the ended-flow subscribers as EndVanished.
+	Vanished uint64
 	// Refresh is how long the last counter refresh (a full dump) took.
 	Refresh time.Duration
 	// RefreshEvery is the effective refresh interval: the interval asked
@@ -52,13 +56,42 @@ type Snapshot struct {
 	Health Health
 }
 
-// Ended is the final record of a flow the kernel destroyed, with the
-// counters and stop time of the DESTROY event.
+// Ended is the final record of a flow that ended: from its DESTROY event,
+// with the event's counters and stop time, or, when that event never came,
+// from the last the table knew of it (Reason says which).
 type Ended struct {
 	Flow
 	// Stop is when the kernel ended the flow (its timestamp when
-	// nf_conntrack_timestamp is on, else when flowtop saw the event).
-	Stop time.Time
+	// nf_conntrack_timestamp is on, else when flowtop saw the event). For
+	// a vanished flow it is when the dump that no longer found it ended:
+	// the flow ended at some point between its last sighting (Seen) and
+	// then.
+	Stop   time.Time
+	Reason EndReason
+}
+
+// EndReason tells how flowtop learned that a flow ended.
+type EndReason uint8
+
+const (
+	// EndDestroyed: the kernel's DESTROY event said so, with the final
+	// counters.
+	EndDestroyed EndReason = iota
+	// EndVanished: a complete dump no longer had the flow and no DESTROY
+	// event came. The counters are the last ones read, so the flow's last
+	// moments may be missing from them.
+	EndVanished
+)
+
+// String returns "destroyed" or "vanished", the names of the JSON exports.
+func (r EndReason) String() string {
+	switch r {
+	case EndDestroyed:
+		return "destroyed"
+	case EndVanished:
+		return "vanished"
+	}
+	return "unknown"
 }
 
 // Pointers returns pointers to the elements of flows, for building a

@@ -121,6 +121,13 @@ type Table struct {
 	filterC     chan Filter
 	resync      bool
 
+	// vanishing holds the flows the last sweeps removed while they wait
+	// for their DESTROY event (see vanished.go); vanishTimer fires when
+	// the first is due, after vanishGrace (a field, for tests).
+	vanishing   vanishList
+	vanishTimer *time.Timer
+	vanishGrace time.Duration
+
 	// hot are the busiest flows as of the last full refresh, watched the
 	// flows consumers asked for; both are read every interval between
 	// full refreshes of a huge table (refreshHot).
@@ -152,7 +159,11 @@ func NewTable(cfg TableConfig) *Table {
 		events:  make(chan Event, eventQueue),
 		filterC: make(chan Filter, 1),
 		watchC:  make(chan []*Flow, 1),
+
+		vanishTimer: time.NewTimer(time.Hour),
+		vanishGrace: vanishGrace,
 	}
+	t.vanishTimer.Stop()
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
@@ -187,9 +198,10 @@ func (t *Table) Subscribe() (snapshots <-chan *Snapshot, cancel func()) {
 	}
 }
 
-// SubscribeEnded returns a channel of flows the kernel destroyed. Sends
-// never block the table: when the buffer is full the record is dropped and
-// counted (EndedDrops).
+// SubscribeEnded returns a channel of flows that ended: those the kernel
+// destroyed and, some seconds late, those that vanished without a DESTROY
+// event (Ended.Reason). Sends never block the table: when the buffer is
+// full the record is dropped and counted (EndedDrops).
 func (t *Table) SubscribeEnded(buffer int) <-chan Ended {
 	ch := make(chan Ended, buffer)
 	t.mu.Lock()
@@ -250,10 +262,12 @@ func (t *Table) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			// Apply what is already queued, so that the last DESTROY
-			// records still reach the ended-flow subscribers.
+			// records still reach the ended-flow subscribers, and report
+			// the flows still waiting for theirs: no more will come.
 			for n := len(t.events); n > 0; n-- {
 				t.apply(<-t.events)
 			}
+			t.reportVanished(true)
 			return nil
 		case err := <-listenErr:
 			if err != nil {
@@ -267,17 +281,11 @@ func (t *Table) Run(ctx context.Context) error {
 			t.watched = w
 		case ev := <-t.events:
 			t.apply(ev)
-			// Drain what is queued without a select per event.
-			for n := len(t.events); n > 0; n-- {
-				t.apply(<-t.events)
-			}
-			if t.resync {
-				t.resync = false
-				t.health.Resyncs++
-				t.log.Warn("conntrack event overrun: resynchronising with a full dump",
-					"overruns", t.health.Overruns)
-				t.refreshAndPublish()
-			}
+			t.applyQueued()
+		case <-t.vanishTimer.C:
+			// A DESTROY already queued comes first.
+			t.applyQueued()
+			t.reportVanished(false)
 		case now := <-tick.C:
 			if now.Sub(t.lastRefresh) >= t.health.RefreshEvery-t.cfg.Interval/2 {
 				t.refreshAndPublish()
@@ -289,6 +297,21 @@ func (t *Table) Run(ctx context.Context) error {
 				t.publish()
 			}
 		}
+	}
+}
+
+// applyQueued applies the events queued, without a select per event, and
+// resynchronises after an overrun among them.
+func (t *Table) applyQueued() {
+	for n := len(t.events); n > 0; n-- {
+		t.apply(<-t.events)
+	}
+	if t.resync {
+		t.resync = false
+		t.health.Resyncs++
+		t.log.Warn("conntrack event overrun: resynchronising with a full dump",
+			"overruns", t.health.Overruns)
+		t.refreshAndPublish()
 	}
 }
 
@@ -357,7 +380,8 @@ func (t *Table) apply(ev Event) {
 		}
 	case EventDestroy:
 		if i < 0 {
-			t.ended(ev, nil)
+			// A flow a dump no longer found may wait for this event.
+			t.ended(ev, t.vanishing.take(f, 0))
 			return
 		}
 		t.ended(ev, t.entries[i].flow)
@@ -368,12 +392,10 @@ func (t *Table) apply(ev Event) {
 // ended hands a DESTROY to the ended-flow subscribers, with the final
 // counters of the event and what the table knew (start time, rates).
 func (t *Table) ended(ev Event, e *Flow) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.endedSubs) == 0 {
+	if !t.hasEndedSubs() {
 		return
 	}
-	rec := Ended{Flow: ev.Flow, Stop: ev.Stop}
+	rec := Ended{Flow: ev.Flow, Stop: ev.Stop, Reason: EndDestroyed}
 	if rec.Stop.IsZero() {
 		rec.Stop = t.now()
 	}
@@ -386,9 +408,49 @@ func (t *Table) ended(ev Event, e *Flow) {
 			rec.OrigCount, rec.ReplyCount, rec.HasCounters = e.OrigCount, e.ReplyCount, true
 		}
 	}
+	t.sendEnded(&rec)
+}
+
+// vanish makes a flow the sweep removed wait for its DESTROY event; stop
+// is when the dump that missed it ended.
+func (t *Table) vanish(f *Flow, stop time.Time) {
+	due := time.Now().Add(t.vanishGrace)
+	if len(t.vanishing.list) == 0 {
+		t.vanishTimer.Reset(t.vanishGrace)
+	}
+	t.vanishing.add(f, stop, due)
+}
+
+// reportVanished hands the flows whose wait for a DESTROY is over (all of
+// them when all is set) to the ended-flow subscribers as vanished, with the
+// last counters the table read.
+func (t *Table) reportVanished(all bool) {
+	subs := t.hasEndedSubs()
+	now := time.Now()
+	next := t.vanishing.expire(now, all, func(w *vanishing) {
+		t.health.Vanished++
+		if subs {
+			t.sendEnded(&Ended{Flow: *w.flow, Stop: w.stop, Reason: EndVanished})
+		}
+	})
+	if !next.IsZero() {
+		t.vanishTimer.Reset(max(next.Sub(now), 0))
+	}
+}
+
+func (t *Table) hasEndedSubs() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.endedSubs) > 0
+}
+
+// sendEnded hands rec to every ended-flow subscriber, without blocking.
+func (t *Table) sendEnded(rec *Ended) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	for _, ch := range t.endedSubs {
 		select {
-		case ch <- rec:
+		case ch <- *rec:
 		default:
 			t.endedDrops.Add(1)
 		}
@@ -432,6 +494,11 @@ func (t *Table) refresh() error {
 			cursor = i + 1
 		}
 		if i < 0 {
+			if len(t.vanishing.list) > 0 && !f.Start.IsZero() {
+				// The same kernel entry, missed by an earlier dump: it
+				// never ended.
+				t.vanishing.take(f, f.Start)
+			}
 			e := t.insert(t.newEntry(f, gen, read), head)
 			e.seenAt = now
 			// A flow that began since the last look has counted all its
@@ -447,12 +514,13 @@ func (t *Table) refresh() error {
 		e.gen = gen
 		t.update(e, f, now, read, alphas)
 	})
-	t.health.Refresh = t.now().Sub(start)
+	end := t.now()
+	t.health.Refresh = end.Sub(start)
 	if err != nil {
 		return err
 	}
 	if !interrupted {
-		t.sweep(gen)
+		t.sweep(gen, end)
 	}
 	if t.cfg.KernelFlows != nil {
 		t.health.KernelFlows = t.cfg.KernelFlows()
@@ -740,13 +808,15 @@ func (t *Table) redirect(from, to int32) {
 	}
 }
 
-// sweep removes the entries the dump of generation gen did not see: flows
-// the kernel no longer has, whose DESTROY event was lost.
-func (t *Table) sweep(gen uint16) {
+// sweep removes the entries the dump of generation gen, which ended at
+// end, did not see: flows the kernel no longer has, whose DESTROY event
+// was lost or is still on its way (they wait for it: vanish).
+func (t *Table) sweep(gen uint16, end time.Time) {
 	// Downwards, so that the entry moved into a freed place has already
 	// been looked at.
 	for i := int32(len(t.entries) - 1); i >= 0; i-- {
 		if t.entries[i].gen != gen {
+			t.vanish(t.entries[i].flow, end)
 			t.removeAt(i)
 		}
 	}

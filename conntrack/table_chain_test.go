@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"testing"
+	"time"
 )
 
 // The kernel's conntrack ID is a 32-bit hash: two live flows can share it.
@@ -29,7 +30,7 @@ func TestTableKeepsFlowsWithCollidingIDs(t *testing.T) {
 	// A sweep keeps what the dump saw and drops the rest.
 	tb.gen++
 	tb.find(&three).gen = tb.gen
-	tb.sweep(tb.gen)
+	tb.sweep(tb.gen, time.Time{})
 	if len(tb.entries) != 1 || tb.find(&three) == nil || tb.find(&one) != nil {
 		t.Fatalf("sweep: size %d, want only the flow the dump saw", len(tb.entries))
 	}
@@ -71,7 +72,7 @@ func TestTableStorageRandom(t *testing.T) {
 					delete(live, port)
 				}
 			}
-			tb.sweep(tb.gen)
+			tb.sweep(tb.gen, time.Time{})
 		}
 		if len(tb.entries) != len(live) {
 			t.Fatalf("step %d: table has %d entries, want %d", step, len(tb.entries), len(live))

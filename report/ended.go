@@ -7,9 +7,10 @@ import (
 	"github.com/flowtop/flowtop/enrich"
 )
 
-// Ended is the accounting record of a flow the kernel destroyed: both
-// tuples, the final counters each way, and when it started and stopped.
-// Exporters publish these in batches (a JSON array of Ended).
+// Ended is the accounting record of a flow that ended: both tuples, the
+// final counters each way, when it started and stopped, and how flowtop
+// learned of its end. Exporters publish these in batches (a JSON array of
+// Ended).
 type Ended struct {
 	Endpoints
 	// Counted is false when the flow began while accounting was off: its
@@ -22,9 +23,14 @@ type Ended struct {
 	Start     *time.Time `json:"start"`
 	Stop      time.Time  `json:"stop"`
 	DurationS *float64   `json:"duration_s"`
-	Mark      uint32     `json:"mark"`
-	Zone      uint16     `json:"zone"`
-	Labels    string     `json:"labels,omitempty"`
+	// Reason is "destroyed" when the kernel's DESTROY event ended the
+	// flow, "vanished" when a full dump no longer found it and no DESTROY
+	// came (lost events): its counters are then the last ones read and
+	// stop is when the dump noticed.
+	Reason string `json:"reason"`
+	Mark   uint32 `json:"mark"`
+	Zone   uint16 `json:"zone"`
+	Labels string `json:"labels,omitempty"`
 	Names
 }
 
@@ -53,6 +59,7 @@ func endedDoc(e *conntrack.Ended, names enrich.Namer) Ended {
 		Orig:      counts(f.HasCounters, f.OrigCount),
 		Reply:     counts(f.HasCounters, f.ReplyCount),
 		Stop:      e.Stop.UTC(),
+		Reason:    e.Reason.String(),
 		Mark:      f.Mark,
 		Zone:      f.Zone,
 		Labels:    labels(f),

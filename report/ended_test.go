@@ -44,7 +44,8 @@ func TestBuildEnded(t *testing.T) {
 			Reply: conntrack.Tuple{Src: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::2")), Dst: conntrack.AddrFrom(netip.MustParseAddr("2001:db8::1"))},
 			ICMP:  conntrack.ICMP{ID: 5, Type: 128},
 		},
-		Stop: stop,
+		Stop:   stop,
+		Reason: conntrack.EndVanished,
 	}
 	u64 := func(v uint64) *uint64 { return &v }
 	f64 := func(v float64) *float64 { return &v }
@@ -63,7 +64,7 @@ func TestBuildEnded(t *testing.T) {
 		Counted: true,
 		Orig:    Counts{Bytes: u64(1000), Packets: u64(10)},
 		Reply:   Counts{Bytes: u64(30000), Packets: u64(20)},
-		Start:   &start, Stop: stop, DurationS: f64(90), Mark: 3, Zone: 1,
+		Start:   &start, Stop: stop, DurationS: f64(90), Reason: "destroyed", Mark: 3, Zone: 1,
 		Names: Names{Service: "https", DstName: "example.com", DstGeo: &Geo{Country: "US"}},
 	}, {
 		Endpoints: Endpoints{
@@ -71,7 +72,8 @@ func TestBuildEnded(t *testing.T) {
 			Src: "2001:db8::1", Dst: "2001:db8::2", ReplySrc: "2001:db8::2", ReplyDst: "2001:db8::1",
 			ICMPType: u8(128), ICMPCode: u8(0), ICMPID: u16(5), Status: []string{},
 		},
-		Stop: stop,
+		Stop:   stop,
+		Reason: "vanished",
 	}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("BuildEnded (-want +got):\n%s", diff)
@@ -105,5 +107,9 @@ func TestEndedJSON(t *testing.T) {
 	}
 	if got[0]["stop"] != "2025-03-01T12:00:00Z" {
 		t.Errorf("stop = %v", got[0]["stop"])
+	}
+	// reason is always there: a record from a DESTROY event says so.
+	if got[0]["reason"] != "destroyed" {
+		t.Errorf("reason = %v (present %v), want \"destroyed\"", got[0]["reason"], got[0]["reason"] != nil)
 	}
 }

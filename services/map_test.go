@@ -1,6 +1,7 @@
 package services
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -70,7 +71,7 @@ func TestLoaderSearchOrder(t *testing.T) {
 			embedded: embedded,
 			lookups: []lookup{
 				{protoTCP, 22, "first"},
-				{protoTCP, 80, ""}, // files do not merge
+				{protoTCP, 80, "second"}, // a port the first file does not name
 				{protoUDP, 53, "emb-udp"},
 				{protoSCTP, 3868, "emb-sctp"},
 				{protoDCCP, 9, "svc-dccp"}, // no file anywhere: /etc/services
@@ -89,12 +90,12 @@ func TestLoaderSearchOrder(t *testing.T) {
 			},
 		},
 		{
-			name:     "an empty file wins: names off for that protocol",
+			name:     "an empty file names nothing: the next places still do",
 			files:    map[string]string{"first/tcp.conf": "# nothing\n"},
 			dirs:     []string{"first"},
 			etc:      etcServices,
 			embedded: embedded,
-			lookups:  []lookup{{protoTCP, 22, ""}, {protoUDP, 53, "emb-udp"}},
+			lookups:  []lookup{{protoTCP, 22, "emb-tcp"}, {protoUDP, 53, "emb-udp"}},
 		},
 		{
 			name:     "no embedded: /etc/services for every protocol",
@@ -221,6 +222,89 @@ func TestLoad(t *testing.T) {
 	checkNames(t, m, []lookup{{protoTCP, 22, "from-config-dir"}})
 	if m.Name(protoUDP, 53) == "" {
 		t.Error("Load: no name for udp 53 (built-in udp.conf not used?)")
+	}
+}
+
+// TestLoaderFallsBackPerPort: a config-dir tcp.conf that names only port
+// 8000 must not take the names of the other ports away; each comes from the
+// first place that names it.
+func TestLoaderFallsBackPerPort(t *testing.T) {
+	root := t.TempDir()
+	configDir, etcFlowtop := filepath.Join(root, "config"), filepath.Join(root, "etc-flowtop")
+	writeFile(t, configDir, "tcp.conf", "8000, my-app\n")
+	writeFile(t, etcFlowtop, "tcp.conf", "443, site-https\n8000, not-this-one\n")
+	embedded := fstest.MapFS{"tcp.conf": {Data: []byte("22, emb-ssh\n443, emb-https\n8000, emb-alt\n")}}
+	warn, warnings := collect()
+	m := Loader{Dirs: []string{configDir, etcFlowtop}, Embedded: embedded}.Load(warn)
+	checkNames(t, m, []lookup{
+		{protoTCP, 8000, "my-app"},    // the config dir
+		{protoTCP, 443, "site-https"}, // /etc/flowtop
+		{protoTCP, 22, "emb-ssh"},     // built in
+		{protoTCP, 80, ""},            // nowhere
+		{protoUDP, 8000, ""},          // other protocols are not mixed in
+	})
+	if len(*warnings) != 0 {
+		t.Errorf("warnings: %q", *warnings)
+	}
+
+	// The same through Load, with the real built-in maps.
+	m = Load(configDir, nil)
+	checkNames(t, m, []lookup{{protoTCP, 8000, "my-app"}, {protoTCP, 22, "ssh"}})
+}
+
+// TestLoaderBoundsHugeFile: a huge file of bad lines is read up to
+// maxFileSize, with one warning saying so, and reports maxWarnings of its
+// problems and one line counting the others.
+func TestLoaderBoundsHugeFile(t *testing.T) {
+	dir := t.TempDir()
+	const first, bad, last = "22, ssh\n", "bad line!\n", "80, http\n"
+	var b strings.Builder
+	b.WriteString(first)
+	for b.Len() < maxFileSize+maxFileSize/4 {
+		b.WriteString(bad)
+	}
+	b.WriteString(last) // beyond the limit: never read
+	path := writeFile(t, dir, "tcp.conf", b.String())
+
+	warn, warnings := collect()
+	m := Loader{Dirs: []string{dir}}.Load(warn)
+	checkNames(t, m, []lookup{{protoTCP, 22, "ssh"}, {protoTCP, 80, ""}})
+
+	// The bad lines wholly within the limit; the one cut by it is dropped.
+	badLines := (maxFileSize - len(first)) / len(bad)
+	want := []string{path + ": larger than 4 MiB, only its first 4 MiB are read"}
+	for line := 2; line < 2+maxWarnings; line++ {
+		want = append(want, fmt.Sprintf(`%s:%d: missing "," between port and name in "bad line!"`, path, line))
+	}
+	want = append(want, fmt.Sprintf("%d more warnings suppressed in %s", badLines-maxWarnings, path))
+	if len(*warnings) != len(want) {
+		got := *warnings
+		t.Fatalf("%d warnings, want %d; the first: %q", len(got), len(want), got[:min(len(got), 3)])
+	}
+	if diff := cmp.Diff(want, *warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoaderBoundsWarningsPerFile: every file, /etc/services too, gets its
+// own maxWarnings; "1 more warning" is singular.
+func TestLoaderBoundsWarningsPerFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := writeFile(t, dir, "tcp.conf", strings.Repeat("x\n", maxWarnings+1))
+	services := writeFile(t, dir, "services", strings.Repeat("lonely\n", maxWarnings+5))
+	warn, warnings := collect()
+	Loader{Dirs: []string{dir}, EtcServices: services}.Load(warn)
+	var want []string
+	for line := 1; line <= maxWarnings; line++ {
+		want = append(want, fmt.Sprintf(`%s:%d: missing "," between port and name in "x"`, conf, line))
+	}
+	want = append(want, "1 more warning suppressed in "+conf)
+	for line := 1; line <= maxWarnings; line++ {
+		want = append(want, fmt.Sprintf(`%s:%d: missing port/protocol after "lonely"`, services, line))
+	}
+	want = append(want, "5 more warnings suppressed in "+services)
+	if diff := cmp.Diff(want, *warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
 }
 

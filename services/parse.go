@@ -26,8 +26,13 @@ const maxLine = 4096
 // as in /etc/services, so a map reads top-down; a second line giving it a
 // different name is reported. warn may be nil.
 func Parse(r io.Reader, file string, warn func(string)) map[uint16]string {
+	return parse(r, newWarner(file, warn, 0))
+}
+
+// parse is Parse with its warnings going through w.
+func parse(r io.Reader, w *warner) map[uint16]string {
 	m := make(map[uint16]string)
-	eachLine(r, file, warn, func(warnf func(string, ...any), line string) {
+	eachLine(r, w, func(warnf func(string, ...any), line string) {
 		portText, name, ok := strings.Cut(line, ",")
 		if !ok {
 			warnf("missing \",\" between port and name in %s", quote(line))
@@ -66,7 +71,7 @@ func Parse(r io.Reader, file string, warn func(string)) map[uint16]string {
 // Malformed lines are reported to warn as "file:line: problem", whatever
 // their protocol, and skipped. warn may be nil.
 func ParseServices(r io.Reader, file string, proto string, warn func(string)) map[uint16]string {
-	m := parseServices(r, file, warn)[strings.ToLower(proto)]
+	m := parseServices(r, newWarner(file, warn, 0))[strings.ToLower(proto)]
 	if m == nil {
 		m = make(map[uint16]string)
 	}
@@ -75,9 +80,9 @@ func ParseServices(r io.Reader, file string, proto string, warn func(string)) ma
 
 // parseServices reads every protocol of an /etc/services file at once, so the
 // Loader reads and warns about the file once however many protocols need it.
-func parseServices(r io.Reader, file string, warn func(string)) map[string]map[uint16]string {
+func parseServices(r io.Reader, w *warner) map[string]map[uint16]string {
 	all := make(map[string]map[uint16]string)
-	eachLine(r, file, warn, func(warnf func(string, ...any), line string) {
+	eachLine(r, w, func(warnf func(string, ...any), line string) {
 		fields := strings.Fields(line)
 		if len(fields) < 2 {
 			warnf("missing port/protocol after %s", quote(fields[0]))
@@ -110,22 +115,62 @@ func parseServices(r io.Reader, file string, warn func(string)) map[string]map[u
 	return all
 }
 
-// eachLine calls fn with every non-blank line of r, comment and surrounding
-// white space removed, and a warnf that prefixes "file:line: ".
-func eachLine(r io.Reader, file string, warn func(string), fn func(warnf func(string, ...any), line string)) {
+// warner passes a file's warnings on to warn, at most max of them (0: no
+// limit), and counts the rest: a big file of garbage must not print a line
+// for each of its lines (a 115 MB tcp.conf printed 2.9 million). Warnings
+// past the limit are not even formatted.
+type warner struct {
+	file       string
+	warn       func(string)
+	max, count int
+}
+
+func newWarner(file string, warn func(string), max int) *warner {
 	if warn == nil {
 		warn = func(string) {}
 	}
-	n := 0
-	warnf := func(format string, args ...any) {
-		warn(fmt.Sprintf("%s:%d: ", file, n) + fmt.Sprintf(format, args...))
+	return &warner{file: file, warn: warn, max: max}
+}
+
+// warnf reports a problem of the file, prefixed "file:" and, when line > 0,
+// "line:".
+func (w *warner) warnf(line int, format string, args ...any) {
+	w.count++
+	if w.max > 0 && w.count > w.max {
+		return
 	}
+	prefix := w.file + ": "
+	if line > 0 {
+		prefix = fmt.Sprintf("%s:%d: ", w.file, line)
+	}
+	w.warn(prefix + fmt.Sprintf(format, args...))
+}
+
+// done reports how many warnings the limit held back, if any.
+func (w *warner) done() {
+	if w.max <= 0 || w.count <= w.max {
+		return
+	}
+	n := w.count - w.max
+	s := "s"
+	if n == 1 {
+		s = ""
+	}
+	w.warn(fmt.Sprintf("%d more warning%s suppressed in %s", n, s, w.file))
+}
+
+// eachLine calls fn with every non-blank line of r, comment and surrounding
+// white space removed, and a warnf that reports a problem of that line
+// through w.
+func eachLine(r io.Reader, w *warner, fn func(warnf func(string, ...any), line string)) {
+	n := 0
+	warnf := func(format string, args ...any) { w.warnf(n, format, args...) }
 	br := bufio.NewReaderSize(r, maxLine)
 	for {
 		raw, long, err := br.ReadLine()
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				warn(fmt.Sprintf("%s: %v", file, err))
+				w.warnf(0, "%v", err)
 			}
 			return
 		}
@@ -137,7 +182,7 @@ func eachLine(r io.Reader, file string, warn func(string), fn func(warnf func(st
 			}
 			if err != nil {
 				if !errors.Is(err, io.EOF) {
-					warn(fmt.Sprintf("%s: %v", file, err))
+					w.warnf(0, "%v", err)
 				}
 				return
 			}
