@@ -232,8 +232,9 @@ func TestHostLimit(t *testing.T) {
 
 // TestAccountingModel drives the accounting with random kernel histories
 // (flows that start, grow, end; snapshots folded late or skipped; ended
-// records counted before or after snapshots that still list their flow)
-// and checks that no host counter ever goes down and that, once every
+// records counted before or after snapshots that still list their flow;
+// the table's order kept, changed by its swap-remove, or shuffled; kernel
+// IDs shared by several flows) and checks that no host counter ever goes down and that, once every
 // flow has ended, each host counted exactly the bytes of its flows.
 func TestAccountingModel(t *testing.T) {
 	for seed := range uint64(200) {
@@ -244,11 +245,7 @@ func TestAccountingModel(t *testing.T) {
 func runModel(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	hosts := []string{"192.168.0.1", "192.168.0.2", "fd00::1", "10.9.9.9"}
-	type kflow struct {
-		f     conntrack.Flow
-		alive bool
-	}
-	var kernel []*kflow
+	var kernel, all []*conntrack.Flow // the table's order; every flow ever
 	want := map[string][2]uint64{}
 	a := newAccounting(nil, 0)
 	a.fold(snap())
@@ -265,11 +262,12 @@ func runModel(t *testing.T, seed uint64) {
 		}
 	}
 	publish := func() {
-		var live []conntrack.Flow
-		for _, k := range kernel {
-			if k.alive {
-				live = append(live, k.f)
-			}
+		live := make([]conntrack.Flow, len(kernel))
+		for i, f := range kernel {
+			live[i] = *f
+		}
+		if rng.IntN(10) == 0 {
+			rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
 		}
 		published = append(published, snap(live...))
 	}
@@ -283,21 +281,24 @@ func runModel(t *testing.T, seed uint64) {
 			if src == "fd00::1" {
 				dst = "2001:db8::7"
 			}
-			kernel = append(kernel, &kflow{f: counted(flow(id, src, uint16(1000+id), dst, 443), 0, 0), alive: true})
+			// Few IDs: flows share them, as 32-bit hashes do in big tables.
+			f := counted(flow(id%5, src, uint16(1000+id), dst, 443), 0, 0)
+			kernel = append(kernel, &f)
+			all = append(all, &f)
 		case r < 5: // traffic
-			for _, k := range kernel {
-				if k.alive && rng.IntN(2) == 0 {
-					k.f.OrigCount.Bytes += uint64(rng.IntN(1000))
-					k.f.ReplyCount.Bytes += uint64(rng.IntN(5000))
+			for _, f := range kernel {
+				if rng.IntN(2) == 0 {
+					f.OrigCount.Bytes += uint64(rng.IntN(1000))
+					f.ReplyCount.Bytes += uint64(rng.IntN(5000))
 				}
 			}
-		case r < 6: // a flow ends: its record is sent, then the table publishes
-			for _, k := range kernel {
-				if k.alive {
-					k.alive = false
-					records = append(records, ended(k.f))
-					break
-				}
+		case r < 6: // a flow ends: its record is sent; the table moves its
+			// last flow into the place
+			if len(kernel) > 0 {
+				i := rng.IntN(len(kernel))
+				records = append(records, ended(*kernel[i]))
+				kernel[i] = kernel[len(kernel)-1]
+				kernel = kernel[:len(kernel)-1]
 			}
 		case r < 8:
 			publish()
@@ -315,13 +316,13 @@ func runModel(t *testing.T, seed uint64) {
 		}
 	}
 	// Everything ends; what the table sends reaches the collector.
-	for _, k := range kernel {
-		if k.alive {
-			k.alive = false
-			records = append(records, ended(k.f))
-		}
-		h := k.f.Orig.Src.String()
-		want[h] = [2]uint64{want[h][0] + k.f.ReplyCount.Bytes, want[h][1] + k.f.OrigCount.Bytes}
+	for _, f := range kernel {
+		records = append(records, ended(*f))
+	}
+	kernel = nil
+	for _, f := range all {
+		h := f.Orig.Src.String()
+		want[h] = [2]uint64{want[h][0] + f.ReplyCount.Bytes, want[h][1] + f.OrigCount.Bytes}
 	}
 	// The latest snapshot, made before the last ends, may be folded
 	// after their records.
