@@ -41,6 +41,8 @@ type options struct {
 
 	mqtt mqttOptions
 
+	metrics metricsOptions
+
 	// Derived.
 	filter  conntrack.Filter
 	sortKey report.SortKey
@@ -118,6 +120,7 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	fs.DurationVar(&o.mqtt.interval, "mqtt-interval", 60*time.Second, "period of MQTT snapshots (e.g. 30s, 5m)")
 	fs.BoolVar(&o.mqtt.gzip, "mqtt-gzip", false, "gzip MQTT snapshot payloads")
 	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery for a few sensors")
+	addMetricsFlags(fs, &o.metrics)
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -217,7 +220,7 @@ func (o *options) derive() error {
 	if o.writeInterval <= 0 {
 		return fmt.Errorf("--write-interval %v: want a positive duration", o.writeInterval)
 	}
-	return nil
+	return o.metrics.check(o.once)
 }
 
 // intervalDuration is -t as a duration.

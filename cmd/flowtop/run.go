@@ -47,7 +47,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "flowtop: %v\n", err)
-		return 1
+		return exitStatus(err)
 	}
 	return 0
 }
@@ -71,6 +71,12 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 	// resumes once the first snapshot is in.
 	resumeGC := pauseGC()
 	defer resumeGC()
+
+	metricsSrv, err := listenMetrics(o)
+	if err != nil {
+		return err
+	}
+	defer metricsSrv.close()
 
 	var warns warnings
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -230,6 +236,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 			}
 		}()
 	}
+	metricsSrv.serve(exportCtx, &exportWG, table, src.NetnsFile(), exp.health, log)
 	docOpts := report.Options{Host: host, Netns: o.netns, Sort: o.sortKey, Limit: o.limit, Names: lookups}
 	// Documents are written a flow at a time (Encode): all the flows of a
 	// 100k table are 60 MB of JSON.

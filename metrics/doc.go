@@ -1,0 +1,19 @@
+// Package metrics serves flowtop's Prometheus metrics (--metrics-listen):
+// flows by family, protocol and state, traffic per local host, the health
+// of the kernel side and of the exporters, and the kernel's own conntrack
+// statistics. docs/metrics.md lists every metric.
+//
+// Only low-cardinality series are made: never a label per remote address
+// or port, and at most Config.MaxHosts local hosts (the rest are summed
+// under host="other").
+//
+// The exposition is written by hand in Prometheus' text format 0.0.4
+// (expfmt.go): the handful of metric kinds used here need a few hundred
+// lines, where prometheus/client_golang would add some 3 MB to a router's
+// binary.
+//
+// One goroutine (Collector.Run) owns the per-host counters. It reads
+// ended-flow records as they come and folds the latest snapshot into the
+// counters when a scrape asks, and every FoldEvery otherwise; scrapes get
+// an immutable view of the result.
+package metrics
