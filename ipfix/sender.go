@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -19,12 +20,20 @@ type sender struct {
 	// failing is set after a failed write and cleared by a good one, so
 	// that a collector that is down is logged once, not per message.
 	failing bool
+	// closed receives a TCP connection the collector closed: a collector
+	// never writes, so a read that returns tells at once, where a write
+	// would succeed once more into the void.
+	closed  chan net.Conn
+	done    chan struct{} // closed when run ends, to stop the readers
+	readers sync.WaitGroup
 }
 
 // prepare makes the queue and the encoder; Run calls it before run.
 func (s *sender) prepare() {
 	e := s.e
 	s.q = make(chan record, e.queueLen)
+	s.closed = make(chan net.Conn)
+	s.done = make(chan struct{})
 	size := e.cfg.MTU - ipv6UDPHeaders
 	if host, _, err := net.SplitHostPort(s.col.addr); err == nil {
 		if ip := net.ParseIP(host); ip != nil && ip.To4() != nil {
@@ -41,6 +50,8 @@ func (s *sender) run(ctx context.Context) {
 		if s.conn != nil {
 			s.conn.Close()
 		}
+		close(s.done)
+		s.readers.Wait()
 		s.e.dropped.Add(uint64(len(s.q)))
 	}()
 	var refresh <-chan time.Time
@@ -60,6 +71,14 @@ func (s *sender) run(ctx context.Context) {
 			return
 		case <-refresh:
 			s.sendTemplates()
+		case c := <-s.closed:
+			if c == s.conn {
+				s.e.errs.Add(1)
+				s.e.log.Warn("the collector closed the connection, reconnecting", "collector", s.col.url)
+				s.failing = true
+				s.conn.Close()
+				s.conn = nil
+			}
 		case r, ok := <-s.q:
 			if !ok {
 				return
@@ -78,6 +97,9 @@ func (s *sender) connect(ctx context.Context) bool {
 		c, err := d.DialContext(ctx, s.col.network, s.col.addr)
 		if err == nil {
 			s.conn = c
+			if s.col.network == "tcp" {
+				s.readers.Go(func() { s.watchClose(c) })
+			}
 			if s.failing {
 				s.e.log.Info("collector reachable again", "collector", s.col.url)
 			}
@@ -171,6 +193,21 @@ func (s *sender) flush() bool {
 	}
 	s.e.published.Add(n)
 	return true
+}
+
+// watchClose reads from a TCP connection until it fails (the collector
+// closed it, or run did), and reports it on closed.
+func (s *sender) watchClose(c net.Conn) {
+	var b [1]byte
+	for {
+		if _, err := c.Read(b[:]); err != nil {
+			select {
+			case s.closed <- c:
+			case <-s.done:
+			}
+			return
+		}
+	}
 }
 
 func (s *sender) write(msg []byte) error {
