@@ -23,15 +23,17 @@ type Exporter struct {
 	published, dropped, errs atomic.Uint64
 
 	// Owned by Run's goroutine: what was exported of each long or NATed
-	// flow, and the generation of the last scan.
+	// flow, and of those that ended lately.
 	flows map[flowKey]exported
-	gen   uint32
 	full  bool // the flows map reached maxFlows (logged once)
 
 	// Tunables, changed by tests only.
-	templateRefresh        time.Duration
-	queueLen               int // records waiting per collector
-	maxFlows               int // bound of flows
+	templateRefresh time.Duration
+	queueLen        int // records waiting per collector
+	maxFlows        int // bound of flows
+	// forgetAfter is how long a flow missing from the snapshots, or
+	// ended, is remembered.
+	forgetAfter            time.Duration
 	minBackoff, maxBackoff time.Duration
 	dialTimeout            time.Duration
 	writeTimeout           time.Duration
@@ -61,9 +63,13 @@ type exported struct {
 	orig, reply conntrack.Counter
 	// at is the end of the last record (Unix ms), where the next one
 	// starts.
-	at         int64
-	seen       uint32 // the last scan that found the flow
-	natCreated bool   // its NAT create event was sent
+	at int64
+	// seen is the time of the last snapshot that held the flow, or its
+	// end (Unix ms).
+	seen       int64
+	natCreated bool // its NAT create event was sent
+	// ended marks a flow whose ended record was sent (at is its end).
+	ended bool
 }
 
 // New checks cfg. Nothing is sent until Run.
@@ -79,6 +85,7 @@ func New(cfg Config) (*Exporter, error) {
 		templateRefresh: TemplateRefresh,
 		queueLen:        4096,
 		maxFlows:        1 << 18,
+		forgetAfter:     30 * time.Second,
 		minBackoff:      time.Second,
 		maxBackoff:      time.Minute,
 		dialTimeout:     10 * time.Second,
@@ -216,7 +223,9 @@ func (e *Exporter) ended(fl *conntrack.Ended) {
 	}
 	k := keyOf(f)
 	st, had := e.flows[k]
-	delete(e.flows, k)
+	if had && st.ended {
+		st, had = exported{}, false // another connection with the same key
+	}
 	end := unixMs(fl.Stop)
 	start := end
 	switch {
@@ -241,6 +250,16 @@ func (e *Exporter) ended(fl *conntrack.Ended) {
 	if nat {
 		e.enqueue(natEventRecord(f, natSessionDelete, end))
 	}
+	// A scan may still read a snapshot made before the table applied the
+	// DESTROY: a tombstone keeps it from exporting the flow again, as new,
+	// with all its counters (or from sending another NAT create event).
+	if had || nat || end-start >= e.cfg.ActiveTimeout.Milliseconds() {
+		if had || len(e.flows) < e.maxFlows {
+			e.flows[k] = exported{ended: true, at: end, seen: end}
+		}
+	} else {
+		delete(e.flows, k)
+	}
 }
 
 // scan exports the counters of the flows that have not been exported for
@@ -252,15 +271,19 @@ func (e *Exporter) scan() {
 		return
 	}
 	// Flows that ended before this snapshot was made have their records
-	// in the channel: take them first, so that a flow missing from the
-	// snapshot is known to have ended.
+	// in the channel: take them first.
 	e.takeEnded()
-	e.gen++
 	now := unixMs(s.Time)
 	timeout := e.cfg.ActiveTimeout.Milliseconds()
 	for _, f := range s.Flows {
 		k := keyOf(f)
 		st, had := e.flows[k]
+		if had && st.ended {
+			if f.Start.IsZero() || stampMs(f.Start) <= st.at {
+				continue // a snapshot older than the flow's end
+			}
+			st, had = exported{}, false // another connection with the same key
+		}
 		if !had {
 			natNew := e.cfg.NATEvents && isNAT44(f)
 			if !f.Start.IsZero() && !natNew && (!f.HasCounters || now-stampMs(f.Start) < timeout) {
@@ -293,11 +316,15 @@ func (e *Exporter) scan() {
 			// record's duration.
 			st.orig, st.reply, st.at = f.OrigCount, f.ReplyCount, now
 		}
-		st.seen = e.gen
+		st.seen = now
 		e.flows[k] = st
 	}
+	// A flow missing from the table is forgotten only after a while: a
+	// dump can miss a deleted flow seconds before its DESTROY event comes,
+	// whose record must still count from the last one.
+	forget := e.forgetAfter.Milliseconds()
 	for k, st := range e.flows {
-		if st.seen != e.gen {
+		if now-st.seen > forget {
 			delete(e.flows, k)
 		}
 	}

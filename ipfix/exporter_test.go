@@ -168,16 +168,43 @@ func TestActiveTimeout(t *testing.T) {
 	if sum.Bytes != final.OrigCount.Bytes {
 		t.Errorf("the records add up to %d bytes, the kernel counted %d", sum.Bytes, final.OrigCount.Bytes)
 	}
+	// A scan that still reads the last snapshot, made before the table
+	// applied the DESTROY, exports nothing more.
+	e.scan()
+	if rs := drain(e); len(rs) != 0 {
+		t.Errorf("a stale snapshot after the end: records %+v, want none", briefs(rs))
+	}
+	ft.publish(at(260*time.Second+e.forgetAfter+time.Second), allFilter())
+	e.scan()
 	if len(e.flows) != 0 {
-		t.Errorf("%d flows remembered after the end, want 0", len(e.flows))
+		t.Errorf("%d flows remembered %v after the end, want 0", len(e.flows), e.forgetAfter+time.Second)
 	}
 }
 
-// TestScanTakesEndedFirst: a flow exported on its active timeout ends; the
-// next scan finds it gone from the snapshot. Its ended record, already in
-// the channel, must be taken before the scan forgets the flow, or it
-// would be exported again with all its counters.
-func TestScanTakesEndedFirst(t *testing.T) {
+// TestKeyReused: a new connection with the key of one that ended (the
+// same ports) is a flow of its own: its records do not count from the
+// old one's.
+func TestKeyReused(t *testing.T) {
+	ft := newFakeTable()
+	e := logicExporter(t, ft, func(c *Config) { c.ActiveTimeout = time.Minute })
+	e.ended(&conntrack.Ended{Flow: counted(tcp4, t0, 500, 500), Stop: t0.Add(2 * time.Minute)})
+	again := t0.Add(2*time.Minute + time.Second)
+	ft.publish(again.Add(time.Minute), allFilter(), counted(tcp4, again, 100, 200))
+	e.scan()
+	want := []brief{
+		{Kind: kindIPv4, ID: 101, Reason: endOfFlow, Start: ms(t0), End: ms(t0.Add(2 * time.Minute)), Orig: c(500), Reply: c(500)},
+		{Kind: kindIPv4, ID: 101, Reason: endActiveTimeout, Start: ms(again), End: ms(again.Add(time.Minute)), Orig: c(100), Reply: c(200)},
+	}
+	if diff := cmp.Diff(want, briefs(drain(e))); diff != "" {
+		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
+// TestDestroyAfterVanish: a dump no longer finds a flow that was
+// exported on its active timeout (conntrack -D), and its DESTROY event
+// comes later. Its ended record still counts from the last record, not
+// from the start: nothing is counted twice.
+func TestDestroyAfterVanish(t *testing.T) {
 	ft := newFakeTable()
 	e := logicExporter(t, ft, func(c *Config) { c.ActiveTimeout = time.Minute })
 	ft.publish(t0.Add(70*time.Second), allFilter(), counted(tcp4, t0, 1000, 2000))
@@ -185,9 +212,9 @@ func TestScanTakesEndedFirst(t *testing.T) {
 	if n := len(drain(e)); n != 1 {
 		t.Fatalf("%d records at the active timeout, want 1", n)
 	}
-	ft.ended <- conntrack.Ended{Flow: counted(tcp4, t0, 1100, 2500), Stop: t0.Add(75 * time.Second)}
 	ft.publish(t0.Add(76*time.Second), allFilter())
 	e.scan()
+	e.ended(&conntrack.Ended{Flow: counted(tcp4, t0, 1100, 2500), Stop: t0.Add(75 * time.Second)})
 	want := []brief{{Kind: kindIPv4, ID: 101, Reason: endOfFlow, Start: ms(t0.Add(70 * time.Second)),
 		End: ms(t0.Add(75 * time.Second)), Orig: c(100), Reply: c(500)}}
 	if diff := cmp.Diff(want, briefs(drain(e))); diff != "" {
@@ -196,8 +223,9 @@ func TestScanTakesEndedFirst(t *testing.T) {
 }
 
 // TestScanForgetsVanishedFlows: a flow that leaves the table without an
-// ended record (one dropped by a slow reader) is forgotten at the next
-// scan, so the memory of exported flows stays bounded by the table.
+// ended record (one dropped by a slow reader) is forgotten once it has
+// been missing for forgetAfter, so the memory of exported flows stays
+// bounded by the table.
 func TestScanForgetsVanishedFlows(t *testing.T) {
 	ft := newFakeTable()
 	e := logicExporter(t, ft, func(c *Config) { c.ActiveTimeout = time.Minute })
@@ -206,7 +234,12 @@ func TestScanForgetsVanishedFlows(t *testing.T) {
 	if len(e.flows) != 2 {
 		t.Fatalf("%d flows remembered, want 2", len(e.flows))
 	}
-	ft.publish(t0.Add(80*time.Second), allFilter(), counted(masq4, t0, 10, 10))
+	ft.publish(t0.Add(75*time.Second), allFilter(), counted(masq4, t0, 10, 10))
+	e.scan()
+	if len(e.flows) != 2 {
+		t.Fatalf("%d flows remembered 5 s after one left, want 2", len(e.flows))
+	}
+	ft.publish(t0.Add(70*time.Second+e.forgetAfter+time.Second), allFilter(), counted(masq4, t0, 10, 10))
 	e.scan()
 	if _, ok := e.flows[keyOf(&masq4)]; len(e.flows) != 1 || !ok {
 		t.Errorf("flows remembered %v, want only masq4's", e.flows)
