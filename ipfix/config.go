@@ -66,6 +66,15 @@ type collector struct {
 	addr    string // host:port
 }
 
+// Check reports the first bad value of c (a URL, the format, the MTU, the
+// active timeout), the error New would return, without needing Latest:
+// the command line checks its flags with it.
+func (c Config) Check() error {
+	c.Latest = func() *conntrack.Snapshot { return nil }
+	_, _, err := c.validate()
+	return err
+}
+
 func (c Config) validate() (Config, []collector, error) {
 	if len(c.URLs) == 0 {
 		return c, nil, errors.New("ipfix: no collector URL")
