@@ -370,6 +370,13 @@ func TestConfig(t *testing.T) {
 	if _, err := New(Config{URLs: []string{"udp://h"}}); err == nil {
 		t.Error("no Latest: no error")
 	}
+	// Check, for the command line, needs no Latest.
+	if err := (Config{URLs: []string{"udp://h"}}).Check(); err != nil {
+		t.Errorf("Check of a good config: %v", err)
+	}
+	if err := (Config{URLs: []string{"udp://h"}, MTU: 100}).Check(); err == nil || !strings.Contains(err.Error(), "MTU 100") {
+		t.Errorf("Check of MTU 100: %v", err)
+	}
 	for _, f := range []Format{FormatIPFIX, FormatNF9} {
 		if need := minMessage(f) + ipv6UDPHeaders; MinMTU < need {
 			t.Errorf("%v: MinMTU %d holds no record of %d bytes", f, MinMTU, need)

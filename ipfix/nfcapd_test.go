@@ -122,25 +122,8 @@ func routerTable(t *testing.T, router *nstest.NS, cfg Config, tune func(*Exporte
 type nfcapd struct {
 	cmd  *exec.Cmd
 	dir  string
-	out  *syncBuffer
+	out  *nstest.SyncBuffer
 	done chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // freeUDPPort finds a UDP port free on 127.0.0.1.
@@ -158,7 +141,7 @@ func freeUDPPort(t *testing.T) int {
 // 2 s (its shortest), and stops it when the test ends.
 func startNfcapd(t *testing.T, port int) *nfcapd {
 	t.Helper()
-	n := &nfcapd{dir: t.TempDir(), out: &syncBuffer{}, done: make(chan struct{})}
+	n := &nfcapd{dir: t.TempDir(), out: &nstest.SyncBuffer{}, done: make(chan struct{})}
 	n.cmd = exec.Command("nfcapd", "-b", "127.0.0.1", "-p", strconv.Itoa(port), "-w", n.dir, "-t", "2", "-I", "flowtop")
 	n.cmd.Stdout, n.cmd.Stderr = n.out, n.out
 	if err := n.cmd.Start(); err != nil {

@@ -40,6 +40,8 @@ type options struct {
 
 	mqtt mqttOptions
 
+	ipfix ipfixOptions
+
 	// Derived.
 	filter  conntrack.Filter
 	sortKey report.SortKey
@@ -116,6 +118,7 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	fs.DurationVar(&o.mqtt.interval, "mqtt-interval", 60*time.Second, "period of MQTT snapshots (e.g. 30s, 5m)")
 	fs.BoolVar(&o.mqtt.gzip, "mqtt-gzip", false, "gzip MQTT snapshot payloads")
 	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery for a few sensors")
+	addIPFIXFlags(fs, &o.ipfix)
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -215,7 +218,7 @@ func (o *options) derive() error {
 	if o.writeInterval <= 0 {
 		return fmt.Errorf("--write-interval %v: want a positive duration", o.writeInterval)
 	}
-	return nil
+	return o.ipfix.derive()
 }
 
 // intervalDuration is -t as a duration.
