@@ -42,6 +42,7 @@ type options struct {
 	mqtt mqttOptions
 
 	metrics metricsOptions
+	ipfix ipfixOptions
 
 	// Derived.
 	filter  conntrack.Filter
@@ -121,6 +122,7 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVar(&o.mqtt.gzip, "mqtt-gzip", false, "gzip MQTT snapshot payloads")
 	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery for a few sensors")
 	addMetricsFlags(fs, &o.metrics)
+	addIPFIXFlags(fs, &o.ipfix)
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -220,7 +222,10 @@ func (o *options) derive() error {
 	if o.writeInterval <= 0 {
 		return fmt.Errorf("--write-interval %v: want a positive duration", o.writeInterval)
 	}
-	return o.metrics.check(o.once)
+	if err := o.metrics.check(o.once); err != nil {
+		return err
+	}
+	return o.ipfix.derive()
 }
 
 // intervalDuration is -t as a duration.

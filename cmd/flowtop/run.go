@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
+	"github.com/flowtop/flowtop/ipfix"
 	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
@@ -237,6 +238,9 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		}()
 	}
 	metricsSrv.serve(exportCtx, &exportWG, table, src.NetnsFile(), exp.health, log)
+	if exp.ipfix, err = startIPFIX(exportCtx, &exportWG, &o.ipfix, table, log); err != nil {
+		return err
+	}
 	docOpts := report.Options{Host: host, Netns: o.netns, Sort: o.sortKey, Limit: o.limit, Names: lookups}
 	// Documents are written a flow at a time (Encode): all the flows of a
 	// 100k table are 60 MB of JSON.
@@ -397,6 +401,7 @@ func prefetchNames(s *conntrack.Snapshot, opt report.Options) {
 // screen's status line.
 type exporters struct {
 	mqtt                   *mqttexport.Exporter
+	ipfix                  *ipfix.Exporter
 	filePublished, fileErr atomic.Uint64
 	fileOn                 atomic.Bool
 }
@@ -405,6 +410,9 @@ func (e *exporters) health() map[string]report.ExporterHealth {
 	h := map[string]report.ExporterHealth{}
 	if e.mqtt != nil {
 		h["mqtt"] = e.mqtt.Stats()
+	}
+	if e.ipfix != nil {
+		h["ipfix"] = e.ipfix.Stats()
 	}
 	if e.fileOn.Load() {
 		h["file"] = report.ExporterHealth{Published: e.filePublished.Load(), Errors: e.fileErr.Load()}
