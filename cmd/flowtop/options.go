@@ -42,7 +42,7 @@ type options struct {
 	mqtt mqttOptions
 
 	metrics metricsOptions
-	ipfix ipfixOptions
+	ipfix   ipfixOptions
 
 	// Derived.
 	filter  conntrack.Filter
