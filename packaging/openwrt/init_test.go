@@ -7,8 +7,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flowtop/flowtop/conntrack/nstest"
 	"github.com/google/go-cmp/cmp"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	nstest.RemoveFlowtop()
+	os.Exit(code)
+}
 
 // runInit runs the init script's start_service with the UCI config uci
 // ("flowtop.main.option=value" lines) and the interfaces' subnets in env,
@@ -111,7 +118,7 @@ flowtop.main.memory_limit=16MiB
 flowtop.main.protocol=tcp udp icmp
 flowtop.main.limit=0
 flowtop.main.port=443 8443
-flowtop.main.exclude_proto=igmp
+flowtop.main.exclude_proto=gre
 flowtop.main.net=192.168.1.0/24 10.0.0.0/8
 flowtop.main.ignore_control=1
 flowtop.main.min_bytes=10k
@@ -121,7 +128,7 @@ flowtop.main.ipfix_active_timeout=120s
 flowtop.main.metrics_listen=192.168.1.1:9790
 `,
 		wantArgs: []string{"/usr/sbin/flowtop", "--no-ui", "--state-dir", "STATE", "-t", "1", "-T", "-U", "-I",
-			"--port", "443,8443", "--exclude-proto", "igmp", "--net", "192.168.1.0/24", "--net", "10.0.0.0/8",
+			"--port", "443,8443", "--exclude-proto", "gre", "--net", "192.168.1.0/24", "--net", "10.0.0.0/8",
 			"--ignore-control", "--min-bytes", "10k",
 			"--ipfix", "udp://192.168.1.2:4739", "--ipfix", "tcp://192.168.1.3:4739",
 			"--ipfix-format", "nf9", "--ipfix-active-timeout", "120s",
@@ -155,6 +162,13 @@ flowtop.main.geoip_dir=/usr/share/GeoIP
 			}
 			if d := cmp.Diff(tt.wantParams, params); d != "" {
 				t.Errorf("procd params (-want +got):\n%s", d)
+			}
+			// flowtop itself takes the command line: every flag exists
+			// and every value parses (--version exits after parsing).
+			argv[3] = t.TempDir()
+			flags, err := exec.Command(nstest.Flowtop(t), append(argv[1:], "--version")...).CombinedOutput()
+			if err != nil {
+				t.Errorf("flowtop refuses the command line: %v: %s", err, flags)
 			}
 		})
 	}
