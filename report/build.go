@@ -102,6 +102,10 @@ func (p *Prepared) flow(i int) Flow {
 	return d
 }
 
+// Listed returns the flows the document lists, in its order. They are
+// shared with the document: not to be modified.
+func (p *Prepared) Listed() []*conntrack.Flow { return p.order }
+
 // Full returns the whole document, flows included.
 func (p *Prepared) Full() *Document {
 	d := p.Document

@@ -72,5 +72,7 @@ func onceStreamed(ctx context.Context, o *options, k oneDump, stdout io.Writer, 
 	warnUntracked(o, k.activity, h.KernelFlows, k.packetsBefore, log)
 	names = <-lookups
 	stream.SetNames(names.names)
-	return stream.Prepare(h).Encode(stdout)
+	doc := stream.Prepare(h)
+	awaitOwners(ctx, names.names, doc)
+	return doc.Encode(stdout)
 }

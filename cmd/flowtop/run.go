@@ -340,7 +340,9 @@ func (m *modes) once(ctx context.Context) error {
 		}
 	}
 	warnUntracked(o, m.activity, m.count.Read(), m.packetsBefore, m.log)
-	return m.build(s).Encode(m.stdout)
+	doc := m.build(s)
+	awaitOwners(ctx, m.lookups, doc)
+	return doc.Encode(m.stdout)
 }
 
 // batch is --batch: a document per snapshot, NDJSON, until interrupted.
