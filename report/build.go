@@ -81,6 +81,7 @@ func prepare(s *conntrack.Snapshot, totals Totals, order []*conntrack.Flow, opt 
 			IntervalS: s.Interval.Seconds(),
 			Netns:     opt.Netns,
 			Filter:    s.Filter.String(),
+			Sort:      sortOrRate(opt.Sort),
 			Totals:    totals,
 			Health:    health(&s.Health),
 		},
@@ -147,6 +148,16 @@ func Top(flows []*conntrack.Flow, key SortKey, now time.Time, limit int) []*conn
 func sortedFlows(ranked []conntrack.Ranked) []*conntrack.Flow {
 	slices.SortFunc(ranked, conntrack.RankOrder)
 	return conntrack.AppendFlows(make([]*conntrack.Flow, 0, len(ranked)), ranked)
+}
+
+// sortOrRate is key, or rate (metricOf's default) when key is not a sort
+// key.
+func sortOrRate(key SortKey) SortKey {
+	switch key {
+	case SortBytes, SortPackets, SortAge:
+		return key
+	}
+	return SortRate
 }
 
 func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {

@@ -43,6 +43,7 @@ type options struct {
 	// Derived.
 	filter  conntrack.Filter
 	sortKey report.SortKey
+	given   map[string]bool // the long names of the flags on the command line
 }
 
 type mqttOptions struct {
@@ -83,13 +84,13 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
 
 	fs.StringVar(&o.netns, "netns", "", "network namespace to watch: a name under /var/run/netns or a path like /proc/PID/ns/net")
-	fs.BoolVar(&o.once, "once", false, "print one JSON snapshot after one interval and exit (-t 0: right after the dump)")
+	fs.BoolVar(&o.once, "once", false, "print one JSON snapshot after one interval and exit (-t 0: right after the dump, by bytes)")
 	fs.BoolVar(&o.batch, "batch", false, "print one JSON snapshot per interval (NDJSON) until interrupted")
 	fs.BoolVar(&o.noUI, "no-ui", false, "run headless (exporters only), logging to stderr")
-	fs.StringVar(&o.sort, "sort", "rate", "order of flows in JSON output: rate, bytes, packets or age")
-	fs.IntVar(&o.limit, "limit", 0, "list at most N flows in JSON output (totals still count all)")
-	fs.StringSliceVar(&o.ports, "port", nil, "only flows with one of these ports at either end (comma list)")
-	fs.StringSliceVar(&o.excludePorts, "exclude-port", nil, "hide flows with one of these ports at either end")
+	fs.StringVar(&o.sort, "sort", "rate", "order of flows in JSON output: rate, bytes, packets or age; --once -t 0 sorts by bytes unless this is given (one dump has no rates)")
+	fs.IntVar(&o.limit, "limit", 0, "list at most N flows in JSON output, 0 for all (totals still count all)")
+	fs.StringSliceVar(&o.ports, "port", nil, "only flows with one of these ports at either end (comma list; ranges like 1000-2000)")
+	fs.StringSliceVar(&o.excludePorts, "exclude-port", nil, "hide flows with one of these ports at either end (comma list; ranges like 1000-2000)")
 	fs.StringSliceVar(&o.excludeProtos, "exclude-proto", nil, "hide these IP protocols (numbers or names)")
 	fs.StringSliceVar(&o.nets, "net", nil, "only flows with either end inside this CIDR (repeatable)")
 	fs.BoolVar(&o.ignoreControl, "ignore-control", false, "hide multicast, broadcast and loopback traffic")
@@ -127,6 +128,8 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	o.given = map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { o.given[f.Name] = true })
 	return o, o.derive()
 }
 
@@ -147,6 +150,10 @@ func (o *options) derive() error {
 	var err error
 	if o.sortKey, err = report.ParseSortKey(o.sort); err != nil {
 		return fmt.Errorf("--sort: %w", err)
+	}
+	if o.singleDump() && !o.given["sort"] {
+		// One dump has no rates: by rate, the order would be the IDs'.
+		o.sortKey = report.SortBytes
 	}
 	f := conntrack.Filter{IPv4: o.ipv4, IPv6: o.ipv6}
 	// flowtop's rule: any family flag replaces "both", any protocol flag

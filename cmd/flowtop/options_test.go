@@ -136,6 +136,32 @@ func TestParseOptionsInterval(t *testing.T) {
 	}
 }
 
+// TestParseOptionsSort: --once -t 0 lists by bytes unless --sort is
+// given, since every rate is 0 after a single dump.
+func TestParseOptionsSort(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want report.SortKey
+	}{
+		{nil, report.SortRate},
+		{[]string{"--once"}, report.SortRate},
+		{[]string{"--once", "-t", "0"}, report.SortBytes},
+		{[]string{"--once", "-t", "0", "--limit", "10"}, report.SortBytes},
+		{[]string{"--once", "-t", "0", "--sort", "rate"}, report.SortRate},
+		{[]string{"--once", "-t", "0", "--sort=age"}, report.SortAge},
+		{[]string{"--batch", "--sort", "packets"}, report.SortPackets},
+	} {
+		o, err := parseOptions(c.args, io.Discard)
+		if err != nil {
+			t.Errorf("parseOptions(%q): %v", c.args, err)
+			continue
+		}
+		if o.sortKey != c.want {
+			t.Errorf("parseOptions(%q) sort = %q, want %q", c.args, o.sortKey, c.want)
+		}
+	}
+}
+
 func TestParseOptionsModes(t *testing.T) {
 	o, err := parseOptions([]string{"--batch", "--netns", "/proc/1/ns/net", "--sort", "bytes", "--limit", "5",
 		"--state-dir", "/tmp/x", "--enable-tracking"}, io.Discard)
@@ -214,7 +240,7 @@ func TestRunHelpAndVersion(t *testing.T) {
 		}
 		usage := stdout.String() + stderr.String()
 		for _, want := range []string{"Usage: flowtop", "-4, --ipv4", "-t, --interval", "--netns", "--once", "--batch",
-			"--enable-tracking"} {
+			"--enable-tracking", "--once -t 0 sorts by bytes", "ranges like 1000-2000", "0 for all"} {
 			if !strings.Contains(usage, want) {
 				t.Errorf("run(%s) usage lacks %q:\n%s", arg, want, usage)
 			}
