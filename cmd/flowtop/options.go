@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -133,16 +138,45 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	return o, o.derive()
 }
 
+// minInterval is the shortest -t but 0: 20 dumps and documents a second.
+const minInterval = 0.05
+
 // derive checks values and builds the table filter.
 func (o *options) derive() error {
-	if o.interval < 0 || o.interval > 3600 {
-		return fmt.Errorf("-t/--interval %g: want 0 to 3600 seconds", o.interval)
+	// Written so that NaN, which compares false to everything, fails.
+	if !(o.interval >= 0 && o.interval <= 3600) {
+		return fmt.Errorf("-t/--interval %g: want %g to 3600 seconds", o.interval, minInterval)
 	}
 	if o.interval == 0 && !o.once {
 		return errors.New("-t 0 makes sense only with --once")
 	}
+	if o.interval > 0 && o.interval < minInterval {
+		return fmt.Errorf("-t/--interval %g: want at least %g seconds (or 0 with --once)", o.interval, minInterval)
+	}
 	if o.once && o.batch {
 		return errors.New("--once and --batch exclude each other")
+	}
+	for _, f := range []struct{ name, value, want string }{
+		{"netns", o.netns, "a namespace name or path"},
+		{"write", o.write, "a file name"},
+		{"mqtt", o.mqtt.url, "a broker URL"},
+	} {
+		if o.given[f.name] && f.value == "" {
+			return fmt.Errorf("--%s \"\": want %s", f.name, f.want)
+		}
+	}
+	if o.noUI && o.mqtt.url == "" && o.write == "" {
+		return errors.New("--no-ui needs an exporter: --mqtt URL or --write FILE")
+	}
+	if o.mqtt.url != "" {
+		if err := checkMQTTURL(o.mqtt.url); err != nil {
+			return err
+		}
+	}
+	if o.write != "" {
+		if err := checkWritable(o.write); err != nil {
+			return err
+		}
 	}
 	if o.limit < 0 {
 		return fmt.Errorf("--limit %d: want 0 or more", o.limit)
@@ -292,4 +326,69 @@ func parseBytes(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q: want a byte count like 1000, 10k or 5M", s)
 	}
 	return n * mult, nil
+}
+
+// mqttSchemes are the URL schemes mqttexport accepts.
+var mqttSchemes = map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true, "ws": true, "wss": true}
+
+// checkMQTTURL checks the broker URL of --mqtt before anything starts, so
+// that a bad one is a usage error.
+func checkMQTTURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return fmt.Errorf("--mqtt %q: %v (want a URL like tcp://broker:1883)", s, err)
+	}
+	if !mqttSchemes[strings.ToLower(u.Scheme)] {
+		return fmt.Errorf("--mqtt %q: want a tcp://, ssl://, ws:// or wss:// URL", s)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("--mqtt %q: no broker host", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("--mqtt %q: port %s: want 1 to 65535", s, p)
+		}
+	}
+	if _, ok := u.User.Password(); ok {
+		return fmt.Errorf("--mqtt: the URL carries a password: use --mqtt-password-file or %s instead", mqttexport.PasswordEnv)
+	}
+	return nil
+}
+
+// checkWritable checks at start that --write can create its file: the
+// directory exists and takes a new file (the document is written to a
+// temporary file there, then renamed).
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("--write %s: is a directory, want a file name", path)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--write %s: directory %s: %v", path, dir, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--write %s: %s is not a directory", path, dir)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check*")
+	if err != nil {
+		return fmt.Errorf("--write %s: cannot create a file in %s: %v", path, dir, unwrapPath(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// unwrapPath drops the operation and path of a *fs.PathError, which the
+// message names already.
+func unwrapPath(err error) error {
+	var perr *fs.PathError
+	if errors.As(err, &perr) {
+		return perr.Err
+	}
+	return err
 }

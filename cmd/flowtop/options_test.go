@@ -206,6 +206,34 @@ func TestParseOptionsErrors(t *testing.T) {
 		{[]string{"--min-bytes", "lots"}, "lots"},
 		{[]string{"--min-age", "-5s"}, "--min-age"},
 		{[]string{"stray"}, "stray"},
+		// Intervals: NaN and infinities, and more than 20 refreshes a second.
+		{[]string{"-t", "NaN"}, "NaN"},
+		{[]string{"--once", "-t", "NaN"}, "NaN"},
+		{[]string{"-t", "Inf"}, "Inf"},
+		{[]string{"-t", "-Inf"}, "Inf"},
+		{[]string{"--once", "-t", "0.0001"}, "0.0001"},
+		{[]string{"--batch", "-t", "0.049"}, "0.049"},
+		// Empty values that would mean "not given".
+		{[]string{"--netns", ""}, "--netns"},
+		{[]string{"--netns="}, "--netns"},
+		{[]string{"--write", ""}, "--write"},
+		{[]string{"--mqtt="}, "--mqtt"},
+		// --write must be able to write, from the start.
+		{[]string{"--write", "/nonexistent-flowtop-dir/flows.json"}, "/nonexistent-flowtop-dir"},
+		{[]string{"--write", "/sys/flowtop-flows.json"}, "/sys"},
+		{[]string{"--write", t.TempDir()}, "directory"},
+		// Bad broker URLs.
+		{[]string{"--mqtt", "tcp://127.0.0.1:70000"}, "70000"},
+		{[]string{"--no-ui", "--mqtt", "tcp://127.0.0.1:65536"}, "65536"},
+		{[]string{"--mqtt", "tcp://127.0.0.1:0"}, "port 0"},
+		{[]string{"--mqtt", "tcp://127.0.0.1:mqtt"}, "mqtt"},
+		{[]string{"--mqtt", "http://127.0.0.1"}, "http"},
+		{[]string{"--mqtt", "127.0.0.1:1883"}, "127.0.0.1:1883"},
+		{[]string{"--mqtt", "tcp://:1883"}, "host"},
+		{[]string{"--mqtt", "tcp://user:secret@127.0.0.1"}, "password"},
+		// Headless needs something to export to.
+		{[]string{"--no-ui"}, "--no-ui"},
+		{[]string{"--no-ui", "-t", "5", "--limit", "10"}, "--mqtt"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
