@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -350,4 +351,47 @@ func echoOnce(t *testing.T, a, b *nstest.NS, size int) int {
 		t.Fatalf("echo of %d bytes: %v", size, err)
 	}
 	return srv.Port
+}
+
+// TestOnceDocumentHeader: "netns" is absent (not null) when flowtop reads
+// its own namespace and the --netns given otherwise; "filter" is the
+// screen header's text.
+func TestOnceDocumentHeader(t *testing.T) {
+	nstest.Require(t, "nft")
+	bin := flowtopBinary(t)
+	a, b := nstest.Pair(t)
+	tcpConnect(t, a, b, nstest.AddrB4)
+	header := func(t *testing.T, out []byte) map[string]json.RawMessage {
+		t.Helper()
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("not a JSON document: %v: %.300s", err, out)
+		}
+		return m
+	}
+
+	t.Run("own namespace", func(t *testing.T) {
+		// ip netns exec runs flowtop inside A: A is its own namespace.
+		cmd := a.Command(bin, "--once", "-t", "0", "-n", "-46TUI", "--state-dir", t.TempDir())
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("flowtop in %s: %v", a.Name, err)
+		}
+		m := header(t, out)
+		if v, ok := m["netns"]; ok {
+			t.Errorf(`"netns" is %s, want the key absent`, v)
+		}
+		if got, want := string(m["filter"]), `"IPv4,IPv6,TCP,UDP,ICMP"`; got != want {
+			t.Errorf(`"filter" = %s, want %s (the screen's)`, got, want)
+		}
+	})
+	t.Run("--netns", func(t *testing.T) {
+		out, stderr, code := runBinary(t, 30*time.Second, "--once", "-t", "0", "--netns", a.Path(), "--state-dir", t.TempDir())
+		if code != 0 {
+			t.Fatalf("exit status %d; stderr: %.300s", code, stderr)
+		}
+		if got, want := string(header(t, out)["netns"]), strconv.Quote(a.Path()); got != want {
+			t.Errorf(`"netns" = %s, want %s`, got, want)
+		}
+	})
 }
