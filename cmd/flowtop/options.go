@@ -156,28 +156,6 @@ func (o *options) derive() error {
 	if o.once && o.batch {
 		return errors.New("--once and --batch exclude each other")
 	}
-	for _, f := range []struct{ name, value, want string }{
-		{"netns", o.netns, "a namespace name or path"},
-		{"write", o.write, "a file name"},
-		{"mqtt", o.mqtt.url, "a broker URL"},
-	} {
-		if o.given[f.name] && f.value == "" {
-			return fmt.Errorf("--%s \"\": want %s", f.name, f.want)
-		}
-	}
-	if o.noUI && o.mqtt.url == "" && o.write == "" {
-		return errors.New("--no-ui needs an exporter: --mqtt URL or --write FILE")
-	}
-	if o.mqtt.url != "" {
-		if err := checkMQTTURL(o.mqtt.url); err != nil {
-			return err
-		}
-	}
-	if o.write != "" {
-		if err := checkWritable(o.write); err != nil {
-			return err
-		}
-	}
 	if o.limit < 0 {
 		return fmt.Errorf("--limit %d: want 0 or more", o.limit)
 	}
@@ -255,6 +233,36 @@ func (o *options) derive() error {
 	}
 	if o.writeInterval <= 0 {
 		return fmt.Errorf("--write-interval %v: want a positive duration", o.writeInterval)
+	}
+	return o.checkOutputs() // last: it tries to create a file
+}
+
+// checkOutputs checks what --netns, --no-ui, --mqtt and --write name
+// before anything starts: empty values (which would mean "not given"), a
+// daemon with nothing to export to, a malformed broker URL, a file that
+// cannot be written.
+func (o *options) checkOutputs() error {
+	for _, f := range []struct{ name, value, want string }{
+		{"netns", o.netns, "a namespace name or path"},
+		{"write", o.write, "a file name"},
+		{"mqtt", o.mqtt.url, "a broker URL"},
+	} {
+		if o.given[f.name] && f.value == "" {
+			return fmt.Errorf("--%s \"\": want %s", f.name, f.want)
+		}
+	}
+	if o.noUI && o.mqtt.url == "" && o.write == "" {
+		return errors.New("--no-ui needs an exporter: --mqtt URL or --write FILE")
+	}
+	if o.mqtt.url != "" {
+		if err := checkMQTTURL(o.mqtt.url); err != nil {
+			return err
+		}
+	}
+	if o.write != "" {
+		if err := checkWritable(o.write); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -338,9 +346,12 @@ func checkMQTTURL(s string) error {
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
-			err = uerr.Err
+			err = uerr.Err // without the URL, which may hold a password
 		}
-		return fmt.Errorf("--mqtt %q: %v (want a URL like tcp://broker:1883)", s, err)
+		return fmt.Errorf("--mqtt: %v (want a URL like tcp://broker:1883)", err)
+	}
+	if _, ok := u.User.Password(); ok {
+		return fmt.Errorf("--mqtt: the URL carries a password: use --mqtt-password-file or %s instead", mqttexport.PasswordEnv)
 	}
 	if !mqttSchemes[strings.ToLower(u.Scheme)] {
 		return fmt.Errorf("--mqtt %q: want a tcp://, ssl://, ws:// or wss:// URL", s)
@@ -352,9 +363,6 @@ func checkMQTTURL(s string) error {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
 			return fmt.Errorf("--mqtt %q: port %s: want 1 to 65535", s, p)
 		}
-	}
-	if _, ok := u.User.Password(); ok {
-		return fmt.Errorf("--mqtt: the URL carries a password: use --mqtt-password-file or %s instead", mqttexport.PasswordEnv)
 	}
 	return nil
 }

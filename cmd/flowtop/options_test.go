@@ -228,7 +228,7 @@ func TestParseOptionsErrors(t *testing.T) {
 		{[]string{"--mqtt", "tcp://127.0.0.1:0"}, "port 0"},
 		{[]string{"--mqtt", "tcp://127.0.0.1:mqtt"}, "mqtt"},
 		{[]string{"--mqtt", "http://127.0.0.1"}, "http"},
-		{[]string{"--mqtt", "127.0.0.1:1883"}, "127.0.0.1:1883"},
+		{[]string{"--mqtt", "127.0.0.1:1883"}, "want a URL like tcp://"},
 		{[]string{"--mqtt", "tcp://:1883"}, "host"},
 		{[]string{"--mqtt", "tcp://user:secret@127.0.0.1"}, "password"},
 		// Headless needs something to export to.
