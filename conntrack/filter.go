@@ -143,7 +143,10 @@ func looksLikeBroadcast(b [4]byte) bool {
 	return netip.AddrFrom4(b).IsPrivate()
 }
 
-// String describes the filter briefly, for headers and logs.
+// String describes the families and protocols the filter shows, as the
+// screen's header and the JSON document's "filter" both say it:
+// families, then protocols, UDP-Lite counted as UDP and ICMPv6 as ICMP,
+// and others only counted ("IPv4,IPv6,TCP,UDP,ICMP,+1 more").
 func (f *Filter) String() string {
 	var parts []string
 	if f.IPv4 {
@@ -152,12 +155,38 @@ func (f *Filter) String() string {
 	if f.IPv6 {
 		parts = append(parts, "IPv6")
 	}
+	has := func(p Proto) bool { return f.Protos.Has(p) && !f.ExcludeProtos.Has(p) }
+	named := 0
+	for _, p := range []struct {
+		name string
+		on   bool
+	}{
+		{"TCP", has(ProtoTCP)},
+		{"UDP", has(ProtoUDP) || has(ProtoUDPLite)},
+		{"DCCP", has(ProtoDCCP)},
+		{"ICMP", has(ProtoICMP) || has(ProtoICMPv6)},
+		{"SCTP", has(ProtoSCTP)},
+	} {
+		if p.on {
+			parts = append(parts, p.name)
+			named++
+		}
+	}
+	others := 0
 	for _, p := range f.Protos.Protos() {
-		if !f.ExcludeProtos.Has(p) {
-			if n, ok := protoNames[p]; ok {
-				parts = append(parts, strings.ToUpper(n))
+		switch p {
+		case ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoDCCP, ProtoICMP, ProtoICMPv6, ProtoSCTP:
+		default:
+			if !f.ExcludeProtos.Has(p) {
+				others++
 			}
 		}
+	}
+	if others > 0 {
+		parts = append(parts, "+"+itoa(uint64(others))+" more")
+	}
+	if named == 0 && others == 0 {
+		parts = append(parts, "no protocol")
 	}
 	return strings.Join(parts, ",")
 }

@@ -192,14 +192,28 @@ func TestFilterMinAge(t *testing.T) {
 	}
 }
 
+// TestFilterString: the description the screen's header and the JSON
+// document's "filter" share.
 func TestFilterString(t *testing.T) {
-	f := Filter{IPv4: true, Protos: protos(ProtoTCP, ProtoUDP, ProtoICMP)}
-	f.ExcludeProtos.Add(ProtoUDP)
-	if got, want := f.String(), "IPv4,ICMP,TCP"; got != want {
-		t.Errorf("String = %q, want %q", got, want)
-	}
-	d := DefaultFilter()
-	if got, want := d.String(), "IPv4,IPv6,TCP"; got != want {
-		t.Errorf("default String = %q, want %q", got, want)
+	udpOut := Filter{IPv4: true, Protos: protos(ProtoTCP, ProtoUDP, ProtoICMP)}
+	udpOut.ExcludeProtos.Add(ProtoUDP)
+	all := Filter{IPv4: true, IPv6: true, Protos: protos(ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoDCCP,
+		ProtoICMP, ProtoICMPv6, ProtoSCTP)}
+	others := Filter{IPv4: true, Protos: protos(ProtoUDPLite, ProtoGRE, ProtoTCP)}
+	others.ExcludeProtos.Add(ProtoTCP)
+	for _, c := range []struct {
+		name string
+		f    Filter
+		want string
+	}{
+		{"default", DefaultFilter(), "IPv4,IPv6,TCP"},
+		{"an excluded protocol is left out", udpOut, "IPv4,TCP,ICMP"},
+		{"-46TUDIS: UDP-Lite as UDP, ICMPv6 as ICMP", all, "IPv4,IPv6,TCP,UDP,DCCP,ICMP,SCTP"},
+		{"protocols without a flag are counted", others, "IPv4,UDP,+1 more"},
+		{"nothing", Filter{}, "no protocol"},
+	} {
+		if got := c.f.String(); got != c.want {
+			t.Errorf("%s: String = %q, want %q", c.name, got, c.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package procs
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -98,7 +99,9 @@ type Finder struct {
 	closers    []interface{ Close() error }
 
 	mu        sync.Mutex
-	cond      *sync.Cond // signals queue or closed changes
+	cond      *sync.Cond    // signals queue or closed changes
+	changed   chan struct{} // closed when an entry is answered while waiters > 0
+	waiters   int           // Await calls waiting
 	cache     map[flowKey]*entry
 	queue     []*entry
 	closed    bool
@@ -224,6 +227,7 @@ func newFinder(cfg Config, lookers []sockLooker, fetchAddrs func() (map[netip.Ad
 		index:      newInodeIndex(cfg.ProcRoot, scanEvery),
 		addrs:      &localAddrs{every: addrsEvery, now: time.Now, fetch: fetchAddrs},
 		cache:      map[flowKey]*entry{},
+		changed:    make(chan struct{}),
 	}
 	f.cond = sync.NewCond(&f.mu)
 	for _, l := range lookers {
@@ -249,15 +253,28 @@ func (f *Finder) Owner(fl *conntrack.Flow) Info {
 	if f.addrs.remote(fl.Orig.Src.IP(), fl.Reply.Src.IP()) {
 		return Info{}
 	}
-	k := flowKey{id: fl.ID, family: fl.Family, proto: fl.Proto, orig: fl.Orig, reply: fl.Reply}
 	now := f.now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if e := f.askLocked(keyOf(fl), now); e != nil && e.state == stateDone {
+		return e.info
+	}
+	return Info{}
+}
+
+func keyOf(fl *conntrack.Flow) flowKey {
+	return flowKey{id: fl.ID, family: fl.Family, proto: fl.Proto, orig: fl.Orig, reply: fl.Reply}
+}
+
+// askLocked is Owner's bookkeeping: it returns k's entry, made and queued
+// if new, queued again if its retry is due; nil once closed for a flow
+// not cached.
+func (f *Finder) askLocked(k flowKey, now time.Time) *entry {
 	f.maybeSweep(now)
 	e, ok := f.cache[k]
 	if !ok {
 		if f.closed {
-			return Info{}
+			return nil
 		}
 		if len(f.cache) >= f.maxEntries {
 			f.evictLocked(now)
@@ -267,15 +284,80 @@ func (f *Finder) Owner(fl *conntrack.Flow) Info {
 		f.enqueueLocked(e)
 	}
 	e.lastAsked = now
-	switch e.state {
-	case stateDone:
-		return e.info
-	case stateRetry:
-		if !now.Before(e.retryAt) && !f.closed {
-			f.enqueueLocked(e)
+	if e.state == stateRetry && !now.Before(e.retryAt) && !f.closed {
+		f.enqueueLocked(e)
+	}
+	return e
+}
+
+// Await asks for the owners of flows, as Owner does, and waits until each
+// is answered or ctx ends; Owner then answers from the cache. It is for a
+// one-shot reader (flowtop --once), which prints once and cannot show an
+// answer that comes later. A flow counts as answered once its socket was
+// looked for: owned, found unowned, or missed (a missed flow is not
+// waited for through its retries, a socket the /proc index has yet to
+// catch up with is).
+func (f *Finder) Await(ctx context.Context, flows []*conntrack.Flow) {
+	keys := make([]flowKey, 0, len(flows))
+	for _, fl := range flows {
+		if fl != nil && lookupable(fl) && !f.addrs.remote(fl.Orig.Src.IP(), fl.Reply.Src.IP()) {
+			keys = append(keys, keyOf(fl))
 		}
 	}
-	return Info{}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.waiters++
+	defer func() { f.waiters-- }()
+	for {
+		now := f.now()
+		var pending int
+		var wake time.Time // the earliest due retry of a socket the index has yet to see
+		for _, k := range keys {
+			e := f.askLocked(k, now)
+			switch {
+			case e == nil:
+			case e.state == statePending:
+				pending++
+			case e.state == stateRetry && e.sock != nil:
+				pending++
+				if wake.IsZero() || e.retryAt.Before(wake) {
+					wake = e.retryAt
+				}
+			}
+		}
+		if pending == 0 || f.closed {
+			return
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		var due <-chan time.Time
+		var timer *time.Timer
+		if !wake.IsZero() {
+			timer = time.NewTimer(max(wake.Sub(now), time.Millisecond))
+			due = timer.C
+		}
+		select {
+		case <-changed:
+		case <-due:
+		case <-ctx.Done():
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		f.mu.Lock()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// changedLocked wakes the Await calls: an entry was answered or the
+// Finder closed.
+func (f *Finder) changedLocked() {
+	if f.waiters > 0 {
+		close(f.changed)
+		f.changed = make(chan struct{})
+	}
 }
 
 func lookupable(fl *conntrack.Flow) bool {
@@ -394,6 +476,7 @@ func (f *Finder) work(l sockLooker) {
 				f.retries.Add(1)
 			}
 		}
+		f.changedLocked()
 		f.mu.Unlock()
 	}
 }
@@ -545,6 +628,7 @@ func (f *Finder) Close() error {
 		f.closed = true
 		f.queue = nil
 		f.cond.Broadcast()
+		f.changedLocked()
 		f.mu.Unlock()
 		f.wg.Wait()
 		for _, c := range f.closers {

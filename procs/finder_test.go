@@ -1,6 +1,7 @@
 package procs
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -428,5 +429,73 @@ func TestRemoteDoesNotWaitForAFetch(t *testing.T) {
 		if got := l.remote(netip.MustParseAddr(addr)); got != want {
 			t.Errorf("remote(%s) = %v after the fetch, want %v", addr, got, want)
 		}
+	}
+}
+
+// TestAwait: Await returns once every flow is answered, the owner then
+// known to Owner: at once for a socket in /proc, after the index's next
+// allowed rescan for one that appears there late, and without waiting
+// through the retries of a flow whose socket is missing.
+func TestAwait(t *testing.T) {
+	p := newFakeProc(t)
+	p.process(100, "curl", "1000", "curl")
+	p.fd(100, 3, "socket:[1111]")
+	p.process(200, "wget", "1000", "wget")
+	k := &fakeKernel{}
+	tcp := uint8(unix.IPPROTO_TCP)
+	k.add(tcp, "192.0.2.1:40000", "198.51.100.7:443", 1111)
+	k.add(tcp, "192.0.2.1:40001", "198.51.100.7:443", 2222)
+	// A retry of a miss an hour away: Await must not wait for it.
+	f := newTestFinder(t, Config{RetryEvery: time.Hour}, k, p.root)
+	owned := flow(1, conntrack.ProtoTCP, "192.0.2.1:40000", "198.51.100.7:443")
+	late := flow(2, conntrack.ProtoTCP, "192.0.2.1:40001", "198.51.100.7:443")
+	missing := flow(3, conntrack.ProtoTCP, "192.0.2.1:40002", "198.51.100.7:443")
+	icmp := &conntrack.Flow{ID: 4, Family: conntrack.IPv4, Proto: conntrack.ProtoICMP}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	f.Await(ctx, []*conntrack.Flow{owned, missing, icmp, nil})
+	if ctx.Err() != nil {
+		t.Fatal("Await waited for a flow without a socket until its context ended")
+	}
+	if got := f.Owner(owned); got.PID != 100 {
+		t.Errorf("after Await, Owner = %+v, want pid 100", got)
+	}
+	if got := f.Owner(missing); got.Known() {
+		t.Errorf("flow without a socket: Owner = %+v", got)
+	}
+
+	// The socket of late is found, but its fd is not in the scan made
+	// for owned; the next scan, allowed scanEvery later, has it.
+	f.Owner(late)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		f.mu.Lock()
+		e := f.cache[keyOf(late)]
+		waiting := e.state == stateRetry && e.sock != nil
+		f.mu.Unlock()
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lookup of the late flow not made: %+v", f.Stats())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.fd(200, 3, "socket:[2222]")
+	f.Await(ctx, []*conntrack.Flow{late})
+	if ctx.Err() != nil {
+		t.Fatal("Await of a socket the index had yet to see did not return")
+	}
+	if got := f.Owner(late); got.PID != 200 {
+		t.Errorf("after Await, Owner = %+v, want pid 200 (stats %+v)", got, f.Stats())
+	}
+
+	f.Close()
+	closedCtx, cancelClosed := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancelClosed()
+	f.Await(closedCtx, []*conntrack.Flow{flow(5, conntrack.ProtoTCP, "192.0.2.1:40005", "198.51.100.7:443")})
+	if closedCtx.Err() != nil {
+		t.Error("Await on a closed Finder waited for its context")
 	}
 }

@@ -81,6 +81,7 @@ func prepare(s *conntrack.Snapshot, t *totalsAcc, tableFlows int, order []*connt
 			IntervalS: s.Interval.Seconds(),
 			Netns:     opt.Netns,
 			Filter:    s.Filter.String(),
+			Sort:      sortOrRate(opt.Sort),
 			Totals:    t.totals(tableFlows),
 			Health:    health(&s.Health),
 		},
@@ -102,6 +103,10 @@ func (p *Prepared) flow(i int) Flow {
 	}
 	return d
 }
+
+// Listed returns the flows the document lists, in its order. They are
+// shared with the document: not to be modified.
+func (p *Prepared) Listed() []*conntrack.Flow { return p.order }
 
 // Full returns the whole document, flows included.
 func (p *Prepared) Full() *Document {
@@ -144,6 +149,16 @@ func Top(flows []*conntrack.Flow, key SortKey, now time.Time, limit int) []*conn
 func sortedFlows(ranked []conntrack.Ranked) []*conntrack.Flow {
 	slices.SortFunc(ranked, conntrack.RankOrder)
 	return conntrack.AppendFlows(make([]*conntrack.Flow, 0, len(ranked)), ranked)
+}
+
+// sortOrRate is key, or rate (metricOf's default) when key is not a sort
+// key.
+func sortOrRate(key SortKey) SortKey {
+	switch key {
+	case SortBytes, SortPackets, SortAge:
+		return key
+	}
+	return SortRate
 }
 
 func metricOf(key SortKey, now time.Time) func(*conntrack.Flow) float64 {

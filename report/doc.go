@@ -20,6 +20,8 @@ type Document struct {
 	// Netns names the network namespace read, "" for flowtop's own.
 	Netns  string `json:"netns,omitempty"`
 	Filter string `json:"filter,omitempty"`
+	// Sort is the order of Flows: "rate", "bytes", "packets" or "age".
+	Sort SortKey `json:"sort"`
 	// RequestID echoes the id of an MQTT request this document answers.
 	RequestID string `json:"request_id,omitempty"`
 	// Part and Parts number the pieces of a document split to fit a

@@ -7,8 +7,6 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
-
-	"github.com/flowtop/flowtop/conntrack"
 )
 
 // lineBox draws lines that a function computes at draw time, so what it
@@ -153,7 +151,7 @@ func (a *App) headerLines(width int) []string {
 
 	var l2 strings.Builder
 	f := a.currentFilter()
-	l2.WriteString("filter " + filterText(&f))
+	l2.WriteString("filter " + f.String()) // the JSON document's "filter" too
 	if a.pendingFilter != nil {
 		l2.WriteString(" (applying)")
 	}
@@ -316,50 +314,3 @@ var helpText = strings.Trim(`
 [::b]mouse[::-]          click selects, double click opens, the wheel
                scrolls, a click on a column title sorts by it
 `, "\n")
-
-// filterText describes the table filter like flowtop's status line:
-// families, then protocols, UDP-Lite counted as UDP and ICMPv6 as ICMP.
-func filterText(f *conntrack.Filter) string {
-	var parts []string
-	if f.IPv4 {
-		parts = append(parts, "IPv4")
-	}
-	if f.IPv6 {
-		parts = append(parts, "IPv6")
-	}
-	has := func(p conntrack.Proto) bool { return f.Protos.Has(p) && !f.ExcludeProtos.Has(p) }
-	shown := 0
-	for _, p := range []struct {
-		name string
-		on   bool
-	}{
-		{"TCP", has(conntrack.ProtoTCP)},
-		{"UDP", has(conntrack.ProtoUDP) || has(conntrack.ProtoUDPLite)},
-		{"DCCP", has(conntrack.ProtoDCCP)},
-		{"ICMP", has(conntrack.ProtoICMP) || has(conntrack.ProtoICMPv6)},
-		{"SCTP", has(conntrack.ProtoSCTP)},
-	} {
-		if p.on {
-			parts = append(parts, p.name)
-			shown++
-		}
-	}
-	others := 0
-	for _, p := range f.Protos.Protos() {
-		switch p {
-		case conntrack.ProtoTCP, conntrack.ProtoUDP, conntrack.ProtoUDPLite, conntrack.ProtoDCCP,
-			conntrack.ProtoICMP, conntrack.ProtoICMPv6, conntrack.ProtoSCTP:
-		default:
-			if !f.ExcludeProtos.Has(p) {
-				others++
-			}
-		}
-	}
-	if others > 0 {
-		parts = append(parts, "+"+strconv.Itoa(others)+" more")
-	}
-	if shown == 0 && others == 0 {
-		parts = append(parts, "no protocol")
-	}
-	return strings.Join(parts, ",")
-}

@@ -320,23 +320,6 @@ func TestBuildRowsGroups(t *testing.T) {
 	}
 }
 
-func TestFilterText(t *testing.T) {
-	f := conntrack.DefaultFilter()
-	if got := filterText(&f); got != "IPv4,IPv6,TCP" {
-		t.Errorf("default: %q", got)
-	}
-	f.IPv6 = false
-	f.Protos.Add(conntrack.ProtoUDPLite)
-	f.Protos.Add(conntrack.ProtoGRE)
-	f.ExcludeProtos.Add(conntrack.ProtoTCP)
-	if got := filterText(&f); got != "IPv4,UDP,+1 more" {
-		t.Errorf("got %q", got)
-	}
-	if got := filterText(&conntrack.Filter{}); !strings.Contains(got, "no protocol") {
-		t.Errorf("empty: %q", got)
-	}
-}
-
 func TestSortAddrsIsStable(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	for _, n := range []int{10, 100, 3000} {

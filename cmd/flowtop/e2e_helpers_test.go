@@ -415,7 +415,7 @@ func ping(t *testing.T, ns *nstest.NS, src, dst string, id, count int) {
 // ...` (or, without a shell, `flowtop __sysctl-watchdog <pid> ...`).
 func findWatchdog(t *testing.T, pid int) int {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(20 * time.Second) // a busy machine starts processes late
 	for time.Now().Before(deadline) {
 		dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 		for _, path := range dirs {

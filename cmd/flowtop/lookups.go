@@ -1,14 +1,17 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"log/slog"
+	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/geo"
 	"github.com/flowtop/flowtop/procs"
 	"github.com/flowtop/flowtop/rdns"
+	"github.com/flowtop/flowtop/report"
 	"github.com/flowtop/flowtop/services"
 )
 
@@ -57,4 +60,32 @@ func openLookups(o *options, log *slog.Logger) (*enrich.Lookups, func()) {
 			c()
 		}
 	}
+}
+
+// A one-shot document waits for the owners of at most its first
+// awaitOwnersMost flows, for at most awaitOwnersFor.
+const (
+	awaitOwnersMost = 1000
+	awaitOwnersFor  = 2 * time.Second
+)
+
+// ownerAwaiter is the part of procs.Finder a one-shot run waits on.
+type ownerAwaiter interface {
+	Await(ctx context.Context, flows []*conntrack.Flow)
+}
+
+// awaitOwners waits, bounded, until the process finder has answered for
+// the first flows d lists. The finder answers asynchronously (a lookup
+// asked as the document is written comes too late for it), so --once
+// without this lacks the owners of every flow with -t 0 and of those
+// that began during the interval.
+func awaitOwners(ctx context.Context, names *enrich.Lookups, d *report.Prepared) {
+	a, ok := names.Procs.(ownerAwaiter)
+	if !ok {
+		return
+	}
+	flows := d.Listed()
+	ctx, cancel := context.WithTimeout(ctx, awaitOwnersFor)
+	defer cancel()
+	a.Await(ctx, flows[:min(len(flows), awaitOwnersMost)])
 }

@@ -72,7 +72,8 @@ func onceStreamed(ctx context.Context, o *options, k oneDump, stdout io.Writer, 
 	warnUntracked(o, k.activity, h.KernelFlows, k.packetsBefore, log)
 	names = <-lookups
 	stream.SetNames(names.names)
-	d := stream.Prepare(h)
-	warnUncounted(log, d.Health.UncountedFlows)
-	return d.Encode(stdout)
+	doc := stream.Prepare(h)
+	awaitOwners(ctx, names.names, doc)
+	warnUncounted(log, doc.Health.UncountedFlows)
+	return doc.Encode(stdout)
 }

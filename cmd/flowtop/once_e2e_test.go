@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -281,4 +285,113 @@ func checkRequiredKeys(t *testing.T, line []byte) {
 			t.Errorf("%s.family = %v", where, fam)
 		}
 	}
+}
+
+// TestOnceSingleDumpSortsByBytes: `flowtop --once -t 0 --limit N` (the
+// README's "ten biggest flows") lists the flows that carried the most
+// bytes, and says so in "sort": after one dump every rate is 0, and by
+// rate the order was the kernel's flow IDs.
+func TestOnceSingleDumpSortsByBytes(t *testing.T) {
+	nstest.Require(t, "nft")
+	flowtopBinary(t)
+	a, b := nstest.Pair(t)
+	a.WriteSysctl(t, conntrack.SysctlAcct, "1") // counters for the flows made below
+	const conns = 6
+	bytesByPort := map[int]int{} // B's port -> bytes sent each way
+	for i := range conns {
+		size := (i + 1) * 20000
+		bytesByPort[echoOnce(t, a, b, size)] = size
+	}
+
+	for _, args := range [][]string{{"--limit", "3"}, nil} {
+		t.Run(fmt.Sprint(args), func(t *testing.T) {
+			out, stderr, code := runBinary(t, 30*time.Second,
+				append([]string{"--once", "-t", "0", "--netns", a.Path(), "--state-dir", t.TempDir()}, args...)...)
+			if code != 0 {
+				t.Fatalf("exit status %d; stderr: %.300s", code, stderr)
+			}
+			d := decodeDoc(t, out)
+			if d.Sort != report.SortBytes {
+				t.Errorf(`"sort" = %q, want "bytes"`, d.Sort)
+			}
+			var got []int // sizes of the test's flows, in the listed order
+			for _, f := range d.Flows {
+				if size, ok := bytesByPort[int(f.Dport)]; ok && f.Dst == nstest.AddrB4 {
+					got = append(got, size)
+				}
+			}
+			want := []int{120000, 100000, 80000, 60000, 40000, 20000}
+			if len(args) > 0 {
+				want = want[:3]
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("flows listed by size %v, want %v (largest first)", got, want)
+			}
+		})
+	}
+}
+
+// echoOnce sends size bytes from A to a new echo server on B, reads them
+// back, and leaves the connection open until the test ends; it returns
+// the server's port.
+func echoOnce(t *testing.T, a, b *nstest.NS, size int) int {
+	t.Helper()
+	srv := nstest.EchoTCP(t, b, net.JoinHostPort(nstest.AddrB4, "0"))
+	var c net.Conn
+	if err := a.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp", srv.String(), 10*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go c.Write(bytes.Repeat([]byte("b"), size))
+	if _, err := io.ReadFull(c, make([]byte, size)); err != nil {
+		t.Fatalf("echo of %d bytes: %v", size, err)
+	}
+	return srv.Port
+}
+
+// TestOnceDocumentHeader: "netns" is absent (not null) when flowtop reads
+// its own namespace and the --netns given otherwise; "filter" is the
+// screen header's text.
+func TestOnceDocumentHeader(t *testing.T) {
+	nstest.Require(t, "nft")
+	bin := flowtopBinary(t)
+	a, b := nstest.Pair(t)
+	tcpConnect(t, a, b, nstest.AddrB4)
+	header := func(t *testing.T, out []byte) map[string]json.RawMessage {
+		t.Helper()
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(out, &m); err != nil {
+			t.Fatalf("not a JSON document: %v: %.300s", err, out)
+		}
+		return m
+	}
+
+	t.Run("own namespace", func(t *testing.T) {
+		// ip netns exec runs flowtop inside A: A is its own namespace.
+		cmd := a.Command(bin, "--once", "-t", "0", "-n", "-46TUI", "--state-dir", t.TempDir())
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("flowtop in %s: %v", a.Name, err)
+		}
+		m := header(t, out)
+		if v, ok := m["netns"]; ok {
+			t.Errorf(`"netns" is %s, want the key absent`, v)
+		}
+		if got, want := string(m["filter"]), `"IPv4,IPv6,TCP,UDP,ICMP"`; got != want {
+			t.Errorf(`"filter" = %s, want %s (the screen's)`, got, want)
+		}
+	})
+	t.Run("--netns", func(t *testing.T) {
+		out, stderr, code := runBinary(t, 30*time.Second, "--once", "-t", "0", "--netns", a.Path(), "--state-dir", t.TempDir())
+		if code != 0 {
+			t.Fatalf("exit status %d; stderr: %.300s", code, stderr)
+		}
+		if got, want := string(header(t, out)["netns"]), strconv.Quote(a.Path()); got != want {
+			t.Errorf(`"netns" = %s, want %s`, got, want)
+		}
+	})
 }

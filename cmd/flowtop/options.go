@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -47,6 +52,7 @@ type options struct {
 	// Derived.
 	filter  conntrack.Filter
 	sortKey report.SortKey
+	given   map[string]bool // the long names of the flags on the command line
 }
 
 type mqttOptions struct {
@@ -87,13 +93,13 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVarP(&o.help, "help", "h", false, "print this help and exit")
 
 	fs.StringVar(&o.netns, "netns", "", "network namespace to watch: a name under /var/run/netns or a path like /proc/PID/ns/net")
-	fs.BoolVar(&o.once, "once", false, "print one JSON snapshot after one interval and exit (-t 0: right after the dump)")
+	fs.BoolVar(&o.once, "once", false, "print one JSON snapshot after one interval and exit (-t 0: right after the dump, by bytes)")
 	fs.BoolVar(&o.batch, "batch", false, "print one JSON snapshot per interval (NDJSON) until interrupted")
 	fs.BoolVar(&o.noUI, "no-ui", false, "run headless (exporters only), logging to stderr")
-	fs.StringVar(&o.sort, "sort", "rate", "order of flows in JSON output: rate, bytes, packets or age")
-	fs.IntVar(&o.limit, "limit", 0, "list at most N flows in JSON output (totals still count all)")
-	fs.StringSliceVar(&o.ports, "port", nil, "only flows with one of these ports at either end (comma list)")
-	fs.StringSliceVar(&o.excludePorts, "exclude-port", nil, "hide flows with one of these ports at either end")
+	fs.StringVar(&o.sort, "sort", "rate", "order of flows in JSON output: rate, bytes, packets or age; --once -t 0 sorts by bytes unless this is given (one dump has no rates)")
+	fs.IntVar(&o.limit, "limit", 0, "list at most N flows in JSON output, 0 for all (totals still count all)")
+	fs.StringSliceVar(&o.ports, "port", nil, "only flows with one of these ports at either end (comma list; ranges like 1000-2000)")
+	fs.StringSliceVar(&o.excludePorts, "exclude-port", nil, "hide flows with one of these ports at either end (comma list; ranges like 1000-2000)")
 	fs.StringSliceVar(&o.excludeProtos, "exclude-proto", nil, "hide these IP protocols (numbers or names)")
 	fs.StringSliceVar(&o.nets, "net", nil, "only flows with either end inside this CIDR (repeatable)")
 	fs.BoolVar(&o.ignoreControl, "ignore-control", false, "hide multicast, broadcast and loopback traffic")
@@ -134,16 +140,25 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	o.given = map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { o.given[f.Name] = true })
 	return o, o.derive()
 }
 
+// minInterval is the shortest -t but 0: 20 dumps and documents a second.
+const minInterval = 0.05
+
 // derive checks values and builds the table filter.
 func (o *options) derive() error {
-	if o.interval < 0 || o.interval > 3600 {
-		return fmt.Errorf("-t/--interval %g: want 0 to 3600 seconds", o.interval)
+	// Written so that NaN, which compares false to everything, fails.
+	if !(o.interval >= 0 && o.interval <= 3600) {
+		return fmt.Errorf("-t/--interval %g: want %g to 3600 seconds", o.interval, minInterval)
 	}
 	if o.interval == 0 && !o.once {
 		return errors.New("-t 0 makes sense only with --once")
+	}
+	if o.interval > 0 && o.interval < minInterval {
+		return fmt.Errorf("-t/--interval %g: want at least %g seconds (or 0 with --once)", o.interval, minInterval)
 	}
 	if o.once && o.batch {
 		return errors.New("--once and --batch exclude each other")
@@ -154,6 +169,10 @@ func (o *options) derive() error {
 	var err error
 	if o.sortKey, err = report.ParseSortKey(o.sort); err != nil {
 		return fmt.Errorf("--sort: %w", err)
+	}
+	if o.singleDump() && !o.given["sort"] {
+		// One dump has no rates: by rate, the order would be the IDs'.
+		o.sortKey = report.SortBytes
 	}
 	f := conntrack.Filter{IPv4: o.ipv4, IPv6: o.ipv6}
 	// flowtop's rule: any family flag replaces "both", any protocol flag
@@ -225,7 +244,40 @@ func (o *options) derive() error {
 	if err := o.metrics.check(o.once); err != nil {
 		return err
 	}
-	return o.ipfix.derive()
+	if err := o.ipfix.derive(); err != nil {
+		return err
+	}
+	return o.checkOutputs() // last: it tries to create a file
+}
+
+// checkOutputs checks what --netns, --no-ui, --mqtt and --write name
+// before anything starts: empty values (which would mean "not given"), a
+// daemon with nothing to export to, a malformed broker URL, a file that
+// cannot be written.
+func (o *options) checkOutputs() error {
+	for _, f := range []struct{ name, value, want string }{
+		{"netns", o.netns, "a namespace name or path"},
+		{"write", o.write, "a file name"},
+		{"mqtt", o.mqtt.url, "a broker URL"},
+	} {
+		if o.given[f.name] && f.value == "" {
+			return fmt.Errorf("--%s \"\": want %s", f.name, f.want)
+		}
+	}
+	if o.noUI && o.mqtt.url == "" && o.write == "" && len(o.ipfix.urls) == 0 && o.metrics.listen == "" {
+		return errors.New("--no-ui needs an exporter: --mqtt URL, --write FILE, --ipfix URL or --metrics-listen ADDR")
+	}
+	if o.mqtt.url != "" {
+		if err := checkMQTTURL(o.mqtt.url); err != nil {
+			return err
+		}
+	}
+	if o.write != "" {
+		if err := checkWritable(o.write); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // intervalDuration is -t as a duration.
@@ -295,4 +347,69 @@ func parseBytes(s string) (uint64, error) {
 		return 0, fmt.Errorf("%q: want a byte count like 1000, 10k or 5M", s)
 	}
 	return n * mult, nil
+}
+
+// mqttSchemes are the URL schemes mqttexport accepts.
+var mqttSchemes = map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls": true, "mqtts": true, "ws": true, "wss": true}
+
+// checkMQTTURL checks the broker URL of --mqtt before anything starts, so
+// that a bad one is a usage error.
+func checkMQTTURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // without the URL, which may hold a password
+		}
+		return fmt.Errorf("--mqtt: %v (want a URL like tcp://broker:1883)", err)
+	}
+	if _, ok := u.User.Password(); ok {
+		return fmt.Errorf("--mqtt: the URL carries a password: use --mqtt-password-file or %s instead", mqttexport.PasswordEnv)
+	}
+	if !mqttSchemes[strings.ToLower(u.Scheme)] {
+		return fmt.Errorf("--mqtt %q: want a tcp://, ssl://, ws:// or wss:// URL", s)
+	}
+	if u.Hostname() == "" {
+		return fmt.Errorf("--mqtt %q: no broker host", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("--mqtt %q: port %s: want 1 to 65535", s, p)
+		}
+	}
+	return nil
+}
+
+// checkWritable checks at start that --write can create its file: the
+// directory exists and takes a new file (the document is written to a
+// temporary file there, then renamed).
+func checkWritable(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("--write %s: is a directory, want a file name", path)
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("--write %s: directory %s: %v", path, dir, unwrapPath(err))
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("--write %s: %s is not a directory", path, dir)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check*")
+	if err != nil {
+		return fmt.Errorf("--write %s: cannot create a file in %s: %v", path, dir, unwrapPath(err))
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
+// unwrapPath drops the operation and path of a *fs.PathError, which the
+// message names already.
+func unwrapPath(err error) error {
+	var perr *fs.PathError
+	if errors.As(err, &perr) {
+		return perr.Err
+	}
+	return err
 }

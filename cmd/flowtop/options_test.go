@@ -136,6 +136,32 @@ func TestParseOptionsInterval(t *testing.T) {
 	}
 }
 
+// TestParseOptionsSort: --once -t 0 lists by bytes unless --sort is
+// given, since every rate is 0 after a single dump.
+func TestParseOptionsSort(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want report.SortKey
+	}{
+		{nil, report.SortRate},
+		{[]string{"--once"}, report.SortRate},
+		{[]string{"--once", "-t", "0"}, report.SortBytes},
+		{[]string{"--once", "-t", "0", "--limit", "10"}, report.SortBytes},
+		{[]string{"--once", "-t", "0", "--sort", "rate"}, report.SortRate},
+		{[]string{"--once", "-t", "0", "--sort=age"}, report.SortAge},
+		{[]string{"--batch", "--sort", "packets"}, report.SortPackets},
+	} {
+		o, err := parseOptions(c.args, io.Discard)
+		if err != nil {
+			t.Errorf("parseOptions(%q): %v", c.args, err)
+			continue
+		}
+		if o.sortKey != c.want {
+			t.Errorf("parseOptions(%q) sort = %q, want %q", c.args, o.sortKey, c.want)
+		}
+	}
+}
+
 func TestParseOptionsModes(t *testing.T) {
 	o, err := parseOptions([]string{"--batch", "--netns", "/proc/1/ns/net", "--sort", "bytes", "--limit", "5",
 		"--state-dir", "/tmp/x", "--enable-tracking"}, io.Discard)
@@ -180,6 +206,34 @@ func TestParseOptionsErrors(t *testing.T) {
 		{[]string{"--min-bytes", "lots"}, "lots"},
 		{[]string{"--min-age", "-5s"}, "--min-age"},
 		{[]string{"stray"}, "stray"},
+		// Intervals: NaN and infinities, and more than 20 refreshes a second.
+		{[]string{"-t", "NaN"}, "NaN"},
+		{[]string{"--once", "-t", "NaN"}, "NaN"},
+		{[]string{"-t", "Inf"}, "Inf"},
+		{[]string{"-t", "-Inf"}, "Inf"},
+		{[]string{"--once", "-t", "0.0001"}, "0.0001"},
+		{[]string{"--batch", "-t", "0.049"}, "0.049"},
+		// Empty values that would mean "not given".
+		{[]string{"--netns", ""}, "--netns"},
+		{[]string{"--netns="}, "--netns"},
+		{[]string{"--write", ""}, "--write"},
+		{[]string{"--mqtt="}, "--mqtt"},
+		// --write must be able to write, from the start.
+		{[]string{"--write", "/nonexistent-flowtop-dir/flows.json"}, "/nonexistent-flowtop-dir"},
+		{[]string{"--write", "/sys/flowtop-flows.json"}, "/sys"},
+		{[]string{"--write", t.TempDir()}, "directory"},
+		// Bad broker URLs.
+		{[]string{"--mqtt", "tcp://127.0.0.1:70000"}, "70000"},
+		{[]string{"--no-ui", "--mqtt", "tcp://127.0.0.1:65536"}, "65536"},
+		{[]string{"--mqtt", "tcp://127.0.0.1:0"}, "port 0"},
+		{[]string{"--mqtt", "tcp://127.0.0.1:mqtt"}, "mqtt"},
+		{[]string{"--mqtt", "http://127.0.0.1"}, "http"},
+		{[]string{"--mqtt", "127.0.0.1:1883"}, "want a URL like tcp://"},
+		{[]string{"--mqtt", "tcp://:1883"}, "host"},
+		{[]string{"--mqtt", "tcp://user:secret@127.0.0.1"}, "password"},
+		// Headless needs something to export to.
+		{[]string{"--no-ui"}, "--no-ui"},
+		{[]string{"--no-ui", "-t", "5", "--limit", "10"}, "--mqtt"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -214,7 +268,7 @@ func TestRunHelpAndVersion(t *testing.T) {
 		}
 		usage := stdout.String() + stderr.String()
 		for _, want := range []string{"Usage: flowtop", "-4, --ipv4", "-t, --interval", "--netns", "--once", "--batch",
-			"--enable-tracking"} {
+			"--enable-tracking", "--once -t 0 sorts by bytes", "ranges like 1000-2000", "0 for all"} {
 			if !strings.Contains(usage, want) {
 				t.Errorf("run(%s) usage lacks %q:\n%s", arg, want, usage)
 			}

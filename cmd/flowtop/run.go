@@ -343,9 +343,10 @@ func (m *modes) once(ctx context.Context) error {
 		}
 	}
 	warnUntracked(o, m.activity, m.count.Read(), m.packetsBefore, m.log)
-	d := m.build(s)
-	warnUncounted(m.log, d.Health.UncountedFlows)
-	return d.Encode(m.stdout)
+	doc := m.build(s)
+	awaitOwners(ctx, m.lookups, doc)
+	warnUncounted(m.log, doc.Health.UncountedFlows)
+	return doc.Encode(m.stdout)
 }
 
 // batch is --batch: a document per snapshot, NDJSON, until interrupted.
