@@ -256,7 +256,7 @@ func TestProtocolKeys(t *testing.T) {
 func TestHelp(t *testing.T) {
 	h := newHarness(t, 80, 24)
 	h.runes("?")
-	h.has("flowtop keys", "T U D I S")
+	h.has("flowtop keys", "T U D I S", "g Home  G End  first row (stays on top")
 	h.key(tcell.KeyEscape)
 	h.hasNot("flowtop keys")
 	h.runes("?")
