@@ -204,6 +204,23 @@ func (f *Flow) SameConnection(g *Flow) bool {
 	return f.Orig == g.Orig && f.Proto == g.Proto && f.Zone == g.Zone && f.ICMP == g.ICMP
 }
 
+// Key is a flow's identity as a comparable value: the fields
+// SameConnection compares, so f.Key() == g.Key() exactly when
+// f.SameConnection(g). It serves where a flow must be found again among
+// re-ranked or refreshed flows (a map key, the screen's selection); the ID
+// alone can name two entries.
+type Key struct {
+	Orig  Tuple
+	Proto Proto
+	Zone  uint16
+	ICMP  ICMP
+}
+
+// Key returns the flow's identity (see SameConnection).
+func (f *Flow) Key() Key {
+	return Key{Orig: f.Orig, Proto: f.Proto, Zone: f.Zone, ICMP: f.ICMP}
+}
+
 // NAT derives the kind of address translation from the two tuples: the
 // reply tuple mirrors the original one unless an address or port was
 // rewritten.

@@ -182,3 +182,48 @@ func TestSameConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyAgreesWithSameConnection: two flows have equal keys exactly when
+// SameConnection says they are one entry, whatever field differs.
+func TestKeyAgreesWithSameConnection(t *testing.T) {
+	a, b := MustParseAddr("192.0.2.1"), MustParseAddr("192.0.2.2")
+	web := Flow{ID: 7, Family: IPv4, Proto: ProtoTCP, State: 3, Zone: 1,
+		Orig:  Tuple{Src: a, Dst: b, SrcPort: 40000, DstPort: 443},
+		Reply: Tuple{Src: b, Dst: a, SrcPort: 443, DstPort: 40000}}
+	ping := Flow{ID: 8, Family: IPv4, Proto: ProtoICMP, Orig: Tuple{Src: a, Dst: b}, Reply: Tuple{Src: b, Dst: a}, ICMP: ICMP{ID: 1, Type: 8}}
+	for name, c := range map[string]struct {
+		base   Flow
+		change func(*Flow)
+	}{
+		"nothing":        {web, func(*Flow) {}},
+		"another id":     {web, func(f *Flow) { f.ID = 9 }}, // a reused ID is not the key
+		"new counters":   {web, func(f *Flow) { f.OrigCount.Bytes, f.OrigRate.Bytes = 100, 5 }},
+		"new state":      {web, func(f *Flow) { f.State, f.Status, f.Timeout = 4, StatusAssured, 30 }},
+		"another reply":  {web, func(f *Flow) { f.Reply.Dst = MustParseAddr("203.0.113.1") }},
+		"another mark":   {web, func(f *Flow) { f.Mark = 3 }},
+		"another src":    {web, func(f *Flow) { f.Orig.Src = MustParseAddr("192.0.2.3") }},
+		"another dst":    {web, func(f *Flow) { f.Orig.Dst = MustParseAddr("2001:db8::1") }},
+		"another sport":  {web, func(f *Flow) { f.Orig.SrcPort++ }},
+		"another dport":  {web, func(f *Flow) { f.Orig.DstPort++ }},
+		"another proto":  {web, func(f *Flow) { f.Proto = ProtoUDP }},
+		"another zone":   {web, func(f *Flow) { f.Zone = 2 }},
+		"another ping":   {ping, func(f *Flow) { f.ICMP.ID = 2 }},
+		"another type":   {ping, func(f *Flow) { f.ICMP.Type = 13 }},
+		"another code":   {ping, func(f *Flow) { f.ICMP.Code = 1 }},
+		"ping, new rate": {ping, func(f *Flow) { f.ReplyRate.Bytes = 84 }},
+	} {
+		other := c.base
+		c.change(&other)
+		same := c.base.SameConnection(&other)
+		if got := c.base.Key() == other.Key(); got != same {
+			t.Errorf("%s: keys equal = %v, SameConnection = %v", name, got, same)
+		}
+	}
+	// As a map key: one entry per connection.
+	m := map[Key]int{web.Key(): 1, ping.Key(): 2}
+	moved := web
+	moved.ID, moved.OrigCount.Bytes = 99, 1000
+	if m[moved.Key()] != 1 || len(m) != 2 {
+		t.Errorf("map by Key: %v", m)
+	}
+}

@@ -74,12 +74,25 @@ const (
 )
 
 // selection is the selected row of one tab: its index in the current rows
-// and its identity (flow ID, PID or address), which it follows across
-// refreshes.
+// and its identity. It starts pinned to the first row and stays there
+// while the order changes, as top and htop keep the busiest in view; once
+// the user moves to another row it follows that row's flow (or group)
+// across refreshes, until the user brings it back to the first row.
 type selection struct {
-	idx int
-	key any
-	set bool
+	idx    int
+	key    rowKey
+	follow bool // false: pinned to the first row
+}
+
+// rowKey is the identity of a row: the flow's kernel key on the Flows tab
+// (its ID alone can name two entries; flowID only speeds the search), the
+// PID on Processes, the address on Hosts and Remote. Only the fields of
+// its tab are set.
+type rowKey struct {
+	flow   conntrack.Key
+	flowID uint32
+	pid    int
+	addr   netip.Addr
 }
 
 // App is the interactive screen. Build it with New, start it with Run;
@@ -398,74 +411,78 @@ func (a *App) swap(v *view) {
 }
 
 // rowKey is the identity of row i of v.
-func (v *view) rowKey(i int) any {
-	if v.p.tab == tabFlows {
-		return v.flow(i).ID
+func (v *view) rowKey(i int) rowKey {
+	switch v.p.tab {
+	case tabFlows:
+		f := v.flow(i)
+		return rowKey{flow: f.Key(), flowID: f.ID}
+	case tabProcesses:
+		return rowKey{pid: v.groups[i].proc.PID}
 	}
-	g := v.groups[i]
-	if v.p.tab == tabProcesses {
-		return g.proc.PID
-	}
-	return g.addr()
+	return rowKey{addr: v.groups[i].addr()}
 }
 
 // find returns the row of v whose identity is key, or -1. It looks at
 // row hint first: where the key was in the previous view.
-func (v *view) find(key any, hint int) int {
+func (v *view) find(key rowKey, hint int) int {
 	if hint >= 0 && hint < v.rowCount() && v.rowKey(hint) == key {
 		return hint
 	}
-	if v.p.tab == tabFlows {
-		id, ok := key.(uint32)
-		if !ok {
-			return -1
-		}
-		for i, at := range v.rows {
-			if v.snap.Flows[at].ID == id {
-				return i
-			}
-		}
-		return -1
-	}
-	// Typed comparisons: boxing every row's key would allocate.
-	if v.p.tab == tabProcesses {
-		pid, ok := key.(int)
-		if !ok {
-			return -1
-		}
+	switch v.p.tab {
+	case tabFlows:
+		return v.findFlow(key)
+	case tabProcesses:
 		for i, g := range v.groups {
-			if g.proc.PID == pid {
+			if g.proc.PID == key.pid {
 				return i
 			}
 		}
-		return -1
+	default:
+		for i, g := range v.groups {
+			if g.addr() == key.addr {
+				return i
+			}
+		}
 	}
-	addr, ok := key.(netip.Addr)
-	if !ok {
-		return -1
+	return -1
+}
+
+// findFlow returns the row of the flow whose kernel key is key.flow, or
+// -1. Comparing IDs first is cheap (a key is 46 bytes): while its entry
+// lives, the flow is found in one pass at about the cost of matching IDs
+// alone. A second pass, comparing every key, finds the connection under a
+// new entry (a new ID) or, once, tells that it is gone.
+func (v *view) findFlow(key rowKey) int {
+	for i, at := range v.rows {
+		if f := v.snap.Flows[at]; f.ID == key.flowID && f.Key() == key.flow {
+			return i
+		}
 	}
-	for i, g := range v.groups {
-		if g.addr() == addr {
+	for i, at := range v.rows {
+		// The tuple first: comparing it in place is cheaper than
+		// building every flow's key.
+		if f := v.snap.Flows[at]; f.Orig == key.flow.Orig && f.Key() == key.flow {
 			return i
 		}
 	}
 	return -1
 }
 
-// restoreSelection moves the selection to where its flow (or group) is
-// now. A selected row that is gone leaves the selection at its place.
+// restoreSelection puts the selection on the first row while it is pinned
+// there, else where its flow (or group) is now. A followed row that is
+// gone leaves the selection at its place, on the row that took it.
 func (a *App) restoreSelection() {
 	v := a.view
 	s := &a.sel[v.p.tab]
 	n := v.rowCount()
-	if s.set {
-		if i := v.find(s.key, s.idx); i >= 0 {
-			s.idx = i
-		}
+	if !s.follow {
+		s.idx = 0
+	} else if i := v.find(s.key, s.idx); i >= 0 {
+		s.idx = i
 	}
 	s.idx = max(0, min(s.idx, n-1))
 	if n > 0 {
-		s.key, s.set = v.rowKey(s.idx), true
+		s.key = v.rowKey(s.idx)
 	}
 }
 
@@ -502,7 +519,9 @@ func (a *App) moveTo(i int) {
 	}
 	i = max(0, min(i, n-1))
 	s := &a.sel[v.p.tab]
-	s.idx, s.key, s.set = i, v.rowKey(i), true
+	// The first row pins the selection (g, Home, or moving up to it);
+	// any other follows its flow.
+	s.idx, s.key, s.follow = i, v.rowKey(i), i > 0
 }
 
 // setMsg shows text in the status line for a while.

@@ -132,6 +132,35 @@ func BenchmarkBuild(b *testing.B) {
 	}
 }
 
+// BenchmarkFindSelected measures finding the followed flow again in a new
+// view of 1M rows, on the UI goroutine at every refresh that moved it:
+// "moved" (found on the last row, its ID matching), "new-id" (the same
+// connection under a new entry), "ended" (gone: the whole search fails).
+func BenchmarkFindSelected(b *testing.B) {
+	const n = 1_000_000
+	src := newStaticSource(n)
+	p := &params{tab: tabFlows, sort: defaultSort()}
+	v := &view{p: p}
+	buildRows(v, src.Latest(), p, benchNamer{}, t0)
+	moved := v.rowKey(n - 1)
+	newID, ended := moved, moved
+	newID.flowID++
+	ended.flow.Orig.SrcPort++
+	for _, c := range []struct {
+		name string
+		key  rowKey
+		want int
+	}{{"moved", moved, n - 1}, {"new-id", newID, n - 1}, {"ended", ended, -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if got := v.find(c.key, 0); got != c.want {
+					b.Fatalf("find = %d, want %d", got, c.want)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkKeyToScreen measures the time from a key press to the screen
 // showing its effect, with 100k flows and the screen refreshing every
 // 100 ms meanwhile: "sort" (r: the rows are sorted again off the UI

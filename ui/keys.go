@@ -290,6 +290,7 @@ func (a *App) enter() {
 func (a *App) drill(q string) {
 	a.filter.SetText(q) // publishes through onQuery
 	a.offset, a.hoff = 0, 0
+	a.sel[tabFlows].follow = false // a new list: its top first
 	a.publish(func(p *params) { p.tab = tabFlows })
 }
 

@@ -298,7 +298,8 @@ var (
 
 var helpText = strings.Trim(`
 [::b]q[::-] Ctrl-C       quit             [::b]?[::-]                  this help
-[::b]↑ k u  ↓ j d[::-]   move             [::b]PgUp PgDn Home End[::-] page, first, last
+[::b]↑ k u  ↓ j d[::-]   move             [::b]PgUp PgDn[::-]          page up, down
+[::b]g Home  G End[::-]  first row (stays on top as the order changes), last row
 [::b]← h  → l[::-]       scroll columns   [::b]TAB  Shift-TAB[::-]     next, previous tab
 [::b]Enter[::-]          details of the flow (Esc closes); on the other
                tabs, the flows of the row
