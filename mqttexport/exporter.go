@@ -66,6 +66,7 @@ type Exporter struct {
 	// dropped.
 	requests, rejected, coalesced atomic.Uint64
 	connected                     atomic.Bool
+	inbound                       inboundStats // what the connection kept from paho
 
 	client  atomic.Pointer[clientRef] // set while a connection is up
 	connUp  chan struct{}             // wakes the sender after a connect
@@ -311,6 +312,7 @@ func (e *Exporter) clientOptions() *mqtt.ClientOptions {
 		SetConnectTimeout(e.connectTimeout).
 		SetWriteTimeout(e.publishTimeout).
 		SetOrderMatters(true).
+		SetCustomOpenConnectionFn(e.openConnection).
 		SetWill(e.t.status, statusOffline, statusQoS, true).
 		SetOnConnectHandler(e.onConnect).
 		SetConnectionLostHandler(func(c mqtt.Client, err error) {
@@ -355,7 +357,8 @@ func (e *Exporter) onConnect(c mqtt.Client) {
 
 // onRequest is paho's message handler for polls. It runs on paho's router
 // goroutine, so it only checks the size and hands the body on without
-// blocking.
+// blocking. A body over MaxRequest was cut to MaxRequest+1 bytes by the
+// connection (limitedConn) before paho read it.
 func (e *Exporter) onRequest(_ mqtt.Client, m mqtt.Message) {
 	e.requests.Add(1)
 	if len(m.Payload()) > MaxRequest || m.Retained() {
@@ -476,7 +479,7 @@ func (e *Exporter) schedule(ctx context.Context) {
 			// Hostile or noisy pollers are summarised once per interval.
 			if rej, coal := e.rejected.Load(), e.coalesced.Load(); rej != loggedRej || coal != loggedCoal {
 				e.log.Warn("mqtt requests ignored", "rejected", rej-loggedRej, "coalesced", coal-loggedCoal,
-					"total_requests", e.requests.Load())
+					"total_requests", e.requests.Load(), "total_oversized", e.inbound.cut.Load())
 				loggedRej, loggedCoal = rej, coal
 			}
 

@@ -88,6 +88,10 @@ type harness struct {
 	done   chan error
 }
 
+// patience is how long a test waits for what normally takes a second or
+// less: the machine running the tests may be busy.
+const patience = 30 * time.Second
+
 func nodeName(t testing.TB) string {
 	return strings.NewReplacer("/", "_", "#", "_", "+", "_").Replace(t.Name())
 }
