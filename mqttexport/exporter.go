@@ -70,6 +70,7 @@ type Exporter struct {
 
 	client  atomic.Pointer[clientRef] // set while a connection is up
 	connUp  chan struct{}             // wakes the sender after a connect
+	fresh   chan struct{}             // asks schedule for a snapshot after a connect
 	lost    chan lostEvent            // from paho's connection-lost handler
 	reqs    chan inbound              // from paho's message handler
 	checks  chan check                // tokens made in the OnConnect handler
@@ -124,6 +125,7 @@ func New(cfg Config) (*Exporter, error) {
 		enc:            encoder{max: s.MaxPayload, gz: s.Gzip},
 		log:            s.Logger.With("exporter", "mqtt"),
 		connUp:         make(chan struct{}, 1),
+		fresh:          make(chan struct{}, 1),
 		lost:           make(chan lostEvent, 4),
 		reqs:           make(chan inbound, 64),
 		checks:         make(chan check, 32),
@@ -237,9 +239,7 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		e.log.Info("mqtt connected", "broker", e.s.broker, "client_id", e.s.ClientID,
 			"status_topic", e.t.status)
 		// Publish the current state right away rather than an interval later.
-		if snap := e.s.Latest(); snap != nil {
-			e.out.put(&job{kind: jobSnapshot, snap: snap})
-		}
+		notify(e.fresh)
 
 		var why error
 	wait:
@@ -443,6 +443,9 @@ func (e *Exporter) schedule(ctx context.Context) {
 
 	var (
 		batch       []conntrack.Ended
+		newest      time.Time        // Time of the newest snapshot queued
+		newerC      <-chan time.Time // polls for a newer snapshot after a tick found none
+		newerT      = time.NewTimer(time.Hour)
 		lastReply   time.Time
 		pending     *request
 		pendingT    = time.NewTimer(time.Hour)
@@ -453,6 +456,24 @@ func (e *Exporter) schedule(ctx context.Context) {
 	)
 	pendingT.Stop()
 	defer pendingT.Stop()
+	newerT.Stop()
+	defer newerT.Stop()
+	pollNewer := min(max(e.s.Interval/20, 10*time.Millisecond), 100*time.Millisecond)
+
+	// queueNewer queues the latest snapshot if it is newer than the last
+	// one queued. The table makes its snapshots on its own tick: when the
+	// two periods are equal and nearly in phase, the latest snapshot at
+	// one tick could be the same as at the one before (published twice
+	// with one time, and the next one never).
+	queueNewer := func() bool {
+		snap := e.s.Latest()
+		if snap == nil || !snap.Time.After(newest) {
+			return false
+		}
+		newest = snap.Time
+		e.out.put(&job{kind: jobSnapshot, snap: snap})
+		return true
+	}
 
 	reply := func(r request) {
 		lastReply = time.Now()
@@ -472,9 +493,27 @@ func (e *Exporter) schedule(ctx context.Context) {
 			}
 			return
 
-		case <-tick.C:
+		case <-e.fresh:
+			// After a connect the latest snapshot goes out at once, even
+			// if it was sent before the connection was lost.
 			if snap := e.s.Latest(); snap != nil {
+				newest = maxTime(newest, snap.Time)
 				e.out.put(&job{kind: jobSnapshot, snap: snap})
+			}
+
+		case <-newerC:
+			if queueNewer() {
+				newerC = nil
+			} else {
+				newerT.Reset(pollNewer)
+			}
+
+		case <-tick.C:
+			if newerC == nil && !queueNewer() {
+				// Wait for the table's next snapshot; a tick that
+				// comes meanwhile changes nothing.
+				newerT.Reset(pollNewer)
+				newerC = newerT.C
 			}
 			// Hostile or noisy pollers are summarised once per interval.
 			if rej, coal := e.rejected.Load(), e.coalesced.Load(); rej != loggedRej || coal != loggedCoal {
@@ -527,6 +566,13 @@ func (e *Exporter) schedule(ctx context.Context) {
 			pending = nil
 		}
 	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // addEnded adds fl to the batch of the current second, unless the batch

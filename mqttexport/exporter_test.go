@@ -105,7 +105,7 @@ func newHarness(t testing.TB, b *broker, mod func(*Config)) *harness {
 	cfg := Config{
 		URL: b.url(), Node: nodeName(t), Host: "testhost", QoS: 1,
 		Interval: time.Hour,
-		Latest:   h.snap.Load,
+		Latest:   h.latest,
 		Ended:    h.ended,
 		Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
@@ -128,6 +128,14 @@ func newHarness(t testing.TB, b *broker, mod func(*Config)) *harness {
 		}
 	})
 	return h
+}
+
+// latest stands for a table that makes a snapshot at every call: the
+// stored one, stamped with the time.
+func (h *harness) latest() *conntrack.Snapshot {
+	s := *h.snap.Load()
+	s.Time = time.Now()
+	return &s
 }
 
 func (h *harness) run(t testing.TB) {
@@ -316,6 +324,73 @@ func TestPeriodicSnapshotsAndState(t *testing.T) {
 	}
 	if st.Flows != 5 || st.RxBytesPerS != 15000 || st.TxBytesPerS != 1500 {
 		t.Errorf("state = %+v, want 5 flows, rx 15000 B/s, tx 1500 B/s", st)
+	}
+}
+
+// TestSnapshotsOncePerTableSnapshot: with --mqtt-interval equal to the
+// table's interval, every table snapshot is published once. The table
+// here makes snapshot k at k intervals, a fifth of an interval before the
+// exporter's tick for even k, a fifth after it for odd k (a table whose
+// refresh sometimes takes longer): a tick that took the latest snapshot
+// as it found it published snapshot k-1 twice and snapshot k never.
+func TestSnapshotsOncePerTableSnapshot(t *testing.T) {
+	t.Parallel()
+	const every = 300 * time.Millisecond
+	b := startBroker(t, brokerOptions{})
+	var table atomic.Pointer[conntrack.Snapshot]
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	snapshotAt := func(k int) *conntrack.Snapshot {
+		s := testSnapshot(2)
+		s.Time = base.Add(time.Duration(k) * time.Second)
+		return s
+	}
+	table.Store(snapshotAt(0))
+	h := newHarness(t, b, func(c *Config) { c.Interval = every; c.Latest = table.Load })
+	s := subscribe(t, b, nil, h.t.snapshot)
+
+	start := time.Now()
+	h.run(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for k := 1; ; k++ {
+			at := start.Add(time.Duration(k)*every - every/5)
+			if k%2 == 1 {
+				at = at.Add(2 * every / 5)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Until(at)):
+				table.Store(snapshotAt(k))
+			}
+		}
+	})
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	const want = 10 // table snapshots 0..9
+	seen := map[time.Time]int{}
+	deadline := time.Now().Add(patience)
+	for last := -1; last < want-1; {
+		m := s.next(t, time.Until(deadline), onTopic(h.t.snapshot))
+		d := decodeDoc(t, m)
+		seen[d.Time]++
+		last = max(last, int(d.Time.Sub(base)/time.Second))
+	}
+	var dup []string
+	for tm, n := range seen {
+		if n > 1 {
+			dup = append(dup, fmt.Sprintf("%s x%d", tm.Format("15:04:05"), n))
+		}
+	}
+	slices.Sort(dup)
+	if len(dup) > 0 {
+		t.Errorf("snapshots published more than once: %v", dup)
+	}
+	// On a busy machine a tick may come late and a snapshot be skipped
+	// for the next; most must be there.
+	if len(seen) < want/2 {
+		t.Errorf("%d of the table's %d snapshots published", len(seen), want)
 	}
 }
 
