@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -403,4 +404,112 @@ func decodeDoc(t testing.TB, m received) *report.Document {
 		t.Fatalf("snapshot on %s: %v: %.200s", m.topic, err, m.payload)
 	}
 	return &d
+}
+
+// tcpProxy forwards TCP connections from 127.0.0.1 to a broker, so that a
+// test can break the exporter's connection (a network or broker failure)
+// while its own subscriber, connected to the broker directly, stays.
+type tcpProxy struct {
+	t  testing.TB
+	l  net.Listener
+	to string
+
+	mu      sync.Mutex
+	conns   []net.Conn
+	refuse  bool // new connections are closed at once
+	hole    bool // what arrives is swallowed, both ways
+	wg      sync.WaitGroup
+	swallow atomic.Int64 // bytes swallowed
+	accepts atomic.Int64 // connections accepted (refused ones too)
+}
+
+func startProxy(t testing.TB, b *broker) *tcpProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{t: t, l: l, to: b.addr()}
+	p.wg.Go(p.serve)
+	t.Cleanup(func() {
+		l.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *tcpProxy) url() string { return "tcp://" + p.l.Addr().String() }
+
+func (p *tcpProxy) serve() {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.accepts.Add(1)
+		p.mu.Lock()
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.to)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		p.wg.Go(func() { p.pump(up, c) })
+		p.wg.Go(func() { p.pump(c, up) })
+	}
+}
+
+// pump copies src to dst until either closes, swallowing what arrives
+// while the proxy is a black hole.
+func (p *tcpProxy) pump(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			hole := p.hole
+			p.mu.Unlock()
+			if hole {
+				p.swallow.Add(int64(n))
+			} else if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cut closes every connection through the proxy.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *tcpProxy) setRefuse(on bool) {
+	p.mu.Lock()
+	p.refuse = on
+	p.mu.Unlock()
+}
+
+func (p *tcpProxy) setHole(on bool) {
+	p.mu.Lock()
+	p.hole = on
+	p.mu.Unlock()
 }

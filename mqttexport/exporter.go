@@ -61,6 +61,9 @@ type Exporter struct {
 	out *outbox
 
 	published, dropped, errs atomic.Uint64
+	// Ended records dropped (also in dropped), and those of them dropped
+	// for the queue bound.
+	endedLost, endedFull atomic.Uint64
 	// Requests received, rejected (oversized, malformed, retained) and
 	// coalesced by the rate limit; rejected and coalesced are also in
 	// dropped.
@@ -79,6 +82,7 @@ type Exporter struct {
 	// Tunables, changed by tests only.
 	minBackoff, maxBackoff time.Duration
 	stableAfter            time.Duration // a connection this old resets the backoff
+	retryPause             time.Duration // before a failed job is tried again on the same connection
 	connectTimeout         time.Duration
 	publishTimeout         time.Duration
 	keepAlive              time.Duration
@@ -132,17 +136,18 @@ func New(cfg Config) (*Exporter, error) {
 		minBackoff:     time.Second,
 		maxBackoff:     2 * time.Minute,
 		stableAfter:    30 * time.Second,
+		retryPause:     time.Second,
 		connectTimeout: 15 * time.Second,
 		publishTimeout: 20 * time.Second,
 		keepAlive:      30 * time.Second,
 		reqEvery:       time.Second,
 		endedEvery:     time.Second,
-		maxEnded:       20000,
+		maxEnded:       defaultMaxEnded,
 		endedQuiet:     50 * time.Millisecond,
 		endedDrain:     500 * time.Millisecond,
 		flushTimeout:   2 * time.Second,
 	}
-	e.out = newOutbox(e.maxEnded, &e.dropped)
+	e.out = newOutbox(e.maxEnded, e.losses())
 	return e, nil
 }
 
@@ -453,6 +458,8 @@ func (e *Exporter) schedule(ctx context.Context) {
 		loggedRej   uint64
 		loggedCoal  uint64
 		lastBadNote time.Time
+		loggedFull  uint64
+		lastFull    time.Time
 	)
 	pendingT.Stop()
 	defer pendingT.Stop()
@@ -490,6 +497,9 @@ func (e *Exporter) schedule(ctx context.Context) {
 			batch = e.drainEnded(ended, batch)
 			if len(batch) > 0 {
 				e.out.put(&job{kind: jobEnded, ended: batch})
+			}
+			if full := e.endedFull.Load(); full != loggedFull {
+				e.log.Warn("mqtt: ended records dropped: the queue is full", "records", full-loggedFull, "bound", e.maxEnded)
 			}
 			return
 
@@ -533,6 +543,13 @@ func (e *Exporter) schedule(ctx context.Context) {
 			if len(batch) > 0 {
 				e.out.put(&job{kind: jobEnded, ended: batch})
 				batch = nil
+			}
+			// Records dropped for the bound are summarised every ten
+			// seconds at most; other losses are logged as they happen.
+			if full := e.endedFull.Load(); full != loggedFull && time.Since(lastFull) >= 10*time.Second {
+				e.log.Warn("mqtt: ended records dropped: the queue is full", "records", full-loggedFull,
+					"bound", e.maxEnded, "connected", e.connected.Load(), "total_dropped_records", e.endedLost.Load())
+				loggedFull, lastFull = full, time.Now()
 			}
 
 		case in := <-e.reqs:
@@ -579,7 +596,7 @@ func maxTime(a, b time.Time) time.Time {
 // is already as big as the whole queue may be.
 func (e *Exporter) addEnded(batch []conntrack.Ended, fl conntrack.Ended) []conntrack.Ended {
 	if len(batch) >= e.maxEnded {
-		e.dropped.Add(1)
+		e.losses().queueFull(1)
 		return batch
 	}
 	return append(batch, fl)
@@ -614,11 +631,28 @@ func (e *Exporter) drainEnded(ch <-chan conntrack.Ended, batch []conntrack.Ended
 // sendLoop publishes the outbox while a connection is up. Publishes wait on
 // pub, which outlives ctx by a grace period: once ctx is done, sendLoop
 // flushes the ended records and returns.
+//
+// A job whose publishing failed goes back to the outbox and is tried again
+// on the next connection, or on the same one after retryPause if it is
+// still up (a broker that was slow to answer): never at once on the
+// connection that just failed, which paho may not have reported lost yet.
 func (e *Exporter) sendLoop(ctx, pub context.Context, queued <-chan struct{}) {
+	var (
+		failedOn *clientRef // the connection of the last failure
+		retryT   = time.NewTimer(time.Hour)
+		retryC   <-chan time.Time
+	)
+	retryT.Stop()
+	defer retryT.Stop()
 	for ctx.Err() == nil {
-		if c := e.client.Load(); c != nil {
+		if c := e.client.Load(); c != nil && c != failedOn {
 			if j := e.out.next(); j != nil {
-				e.publish(pub, c.Client, j)
+				if err := e.publish(pub, c.Client, j); err != nil {
+					e.retryLater(pub, j, err)
+					failedOn = c
+					retryT.Reset(e.retryPause)
+					retryC = retryT.C
+				}
 				continue
 			}
 		}
@@ -626,9 +660,61 @@ func (e *Exporter) sendLoop(ctx, pub context.Context, queued <-chan struct{}) {
 		case <-ctx.Done():
 		case <-e.out.notify:
 		case <-e.connUp:
+		case <-retryC:
+			retryC, failedOn = nil, nil
 		}
 	}
 	e.flush(pub, queued)
+}
+
+// retryLater puts j back after a failed publish, or drops it (counted and
+// logged) once it failed maxTries times or the grace period at shutdown is
+// over. An ended batch holds only the records not yet acknowledged.
+func (e *Exporter) retryLater(pub context.Context, j *job, failed error) {
+	if pub.Err() != nil {
+		e.lose(j, "publishing stopped at shutdown", failed)
+		return
+	}
+	e.errs.Add(1)
+	j.tries++
+	if j.tries < maxTries(j) && e.out.requeue(j) {
+		e.log.Warn("mqtt publish failed, will retry", "err", failed, "records", len(j.ended))
+		return
+	}
+	if j.kind == jobEnded {
+		e.lose(j, fmt.Sprintf("publish failed %d times", j.tries), failed)
+		return
+	}
+	// A snapshot or reply replaced by a newer one, or failed thrice.
+	e.dropped.Add(1)
+	e.log.Warn("mqtt publish failed, dropped", "err", failed)
+}
+
+// lose counts j as dropped and logs why.
+func (e *Exporter) lose(j *job, why string, err error) {
+	if j.kind == jobEnded {
+		e.losses().endedRecords(len(j.ended))
+		e.log.Warn("mqtt: ended records dropped: "+why, "records", len(j.ended), "err", err)
+		return
+	}
+	e.dropped.Add(1)
+	e.log.Warn("mqtt: snapshot dropped: "+why, "err", err)
+}
+
+func (e *Exporter) losses() lossCounters {
+	return lossCounters{dropped: &e.dropped, ended: &e.endedLost, full: &e.endedFull}
+}
+
+// maxTries bounds how often a job is published and fails: an ended batch
+// that fails that often on connections that work for the rest (one the
+// broker refuses, say) must not block the records behind it for ever.
+// Failures because the connection was lost count too: a broker that drops
+// a client for what it published looks like that.
+func maxTries(j *job) int {
+	if j.kind == jobEnded {
+		return 5
+	}
+	return 3
 }
 
 // flush runs at shutdown. Once schedule has queued its last batch, it
@@ -640,35 +726,27 @@ func (e *Exporter) flush(pub context.Context, queued <-chan struct{}) {
 	case <-queued:
 	case <-pub.Done():
 	}
-	var lost uint64
+	var lost int
+	var why error
 	for {
-		j := e.out.next()
+		j := e.out.nextEnded()
 		if j == nil {
 			break
 		}
-		if j.kind != jobEnded {
-			continue
-		}
 		c := e.client.Load()
-		if c == nil || !c.IsConnectionOpen() || pub.Err() != nil {
-			lost += uint64(len(j.ended))
+		if why != nil || c == nil || !c.IsConnectionOpen() || pub.Err() != nil {
+			lost += len(j.ended)
 			continue
 		}
-		e.publish(pub, c.Client, j)
+		if why = e.publish(pub, c.Client, j); why != nil {
+			e.errs.Add(1)
+			lost += len(j.ended) // what was not acknowledged
+		}
 	}
 	if lost > 0 {
-		e.dropped.Add(lost)
-		e.log.Warn("mqtt: ended records dropped at shutdown: not connected or out of time", "records", lost)
+		e.losses().endedRecords(lost)
+		e.log.Warn("mqtt: ended records dropped at shutdown: not connected or out of time", "records", lost, "err", why)
 	}
-}
-
-// lostCount is what losing j adds to dropped: its records for an ended
-// batch, one for a snapshot or reply.
-func lostCount(j *job) uint64 {
-	if j.kind == jobEnded {
-		return uint64(len(j.ended))
-	}
-	return 1
 }
 
 // message is one MQTT publish.
@@ -684,33 +762,43 @@ type message struct {
 type outgoing struct {
 	n    int
 	make func(i int) (message, error)
+	// records are, for an ended batch, the records [from, to) of the
+	// job's batch in each message.
+	records [][2]int
 }
-
-// maxTries bounds how often a job is retried after failed publishes.
-const maxTries = 3
 
 // inFlight is how many of a job's messages may await the broker at once.
 const inFlight = 4
 
-func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
+// publish sends the messages of j on c and waits for the broker to
+// acknowledge them. It returns the first failure; an ended batch then
+// keeps only the records of the messages not acknowledged. Ended batches
+// queued meanwhile go out between the parts of a snapshot, so that a big
+// snapshot never holds them back.
+func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) error {
 	out, err := e.messages(j)
 	if err != nil {
 		e.encodingFailed(j, err)
-		return
+		return nil
 	}
 	type sent struct {
+		i     int
 		topic string
 		tok   mqtt.Token
 	}
 	var (
 		pending []sent
 		failed  error
+		acked   = make([]bool, out.n)
 	)
 	await := func(s sent) {
 		if err := e.await(ctx, s.tok, e.publishTimeout); err != nil {
-			failed = fmt.Errorf("%s: %w", s.topic, err)
+			if failed == nil {
+				failed = fmt.Errorf("%s: %w", s.topic, err)
+			}
 			return
 		}
+		acked[s.i] = true
 		e.published.Add(1)
 	}
 	for i := range out.n {
@@ -718,14 +806,19 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 			failed = err // shutdown: the rest is not even made
 			break
 		}
+		if j.kind != jobEnded && i > 0 {
+			if failed = e.publishEnded(ctx, c); failed != nil {
+				break
+			}
+		}
 		m, err := out.make(i)
 		if err != nil {
 			// Not seen in practice (the flows are appended from
 			// records): the parts already sent stay, the job is dropped.
 			e.encodingFailed(j, err)
-			return
+			return nil
 		}
-		pending = append(pending, sent{m.topic, c.Publish(m.topic, e.s.QoS, m.retained, m.payload)})
+		pending = append(pending, sent{i, m.topic, c.Publish(m.topic, e.s.QoS, m.retained, m.payload)})
 		if len(pending) == inFlight {
 			await(pending[0])
 			pending = pending[1:]
@@ -734,29 +827,37 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 	for _, s := range pending {
 		await(s)
 	}
-	if failed == nil {
-		return
+	if failed != nil && out.records != nil {
+		var left []conntrack.Ended
+		for i, r := range out.records {
+			if !acked[i] {
+				left = append(left, j.ended[r[0]:r[1]]...)
+			}
+		}
+		j.ended = left
 	}
-	if ctx.Err() != nil {
-		// The grace period at shutdown is over.
-		e.dropped.Add(lostCount(j))
-		e.log.Warn("mqtt: publishing stopped at shutdown", "err", failed)
-		return
+	return failed
+}
+
+// publishEnded publishes the ended batches queued, between the parts of a
+// snapshot. A batch that fails goes back (or is dropped) as in sendLoop,
+// and the failure ends the snapshot's publishing too.
+func (e *Exporter) publishEnded(ctx context.Context, c mqtt.Client) error {
+	for {
+		j := e.out.nextEnded()
+		if j == nil {
+			return nil
+		}
+		if err := e.publish(ctx, c, j); err != nil {
+			e.retryLater(ctx, j, err)
+			return err
+		}
 	}
-	e.errs.Add(1)
-	j.tries++
-	if j.tries < maxTries && e.out.requeue(j) {
-		e.log.Warn("mqtt publish failed, will retry", "err", failed)
-		return
-	}
-	e.dropped.Add(lostCount(j))
-	e.log.Warn("mqtt publish failed, dropped", "err", failed)
 }
 
 func (e *Exporter) encodingFailed(j *job, err error) {
 	e.errs.Add(1)
-	e.dropped.Add(lostCount(j))
-	e.log.Error("mqtt: encoding failed", "err", err)
+	e.lose(j, "encoding failed", err)
 }
 
 // messages plans the messages of a job.
@@ -785,7 +886,7 @@ func (e *Exporter) messages(j *job) (outgoing, error) {
 			return message{topic: e.t.snapshot, payload: b}, err
 		}}, nil
 	case jobEnded:
-		bodies, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
+		bodies, ranges, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
 		if err != nil {
 			return outgoing{}, err
 		}
@@ -793,7 +894,7 @@ func (e *Exporter) messages(j *job) (outgoing, error) {
 			e.log.Warn("mqtt: an ended record is larger than the payload limit; published anyway",
 				"limit", e.s.MaxPayload)
 		}
-		return outgoing{n: len(bodies), make: func(i int) (message, error) {
+		return outgoing{n: len(bodies), records: ranges, make: func(i int) (message, error) {
 			return message{topic: e.t.ended, payload: bodies[i]}, nil
 		}}, nil
 	}
