@@ -82,6 +82,7 @@ type Exporter struct {
 	// Tunables, changed by tests only.
 	minBackoff, maxBackoff time.Duration
 	stableAfter            time.Duration // a connection this old resets the backoff
+	endedWait              time.Duration // longest wait to reconnect while ended records are queued
 	retryPause             time.Duration // before a failed job is tried again on the same connection
 	connectTimeout         time.Duration
 	publishTimeout         time.Duration
@@ -135,7 +136,8 @@ func New(cfg Config) (*Exporter, error) {
 		checks:         make(chan check, 32),
 		minBackoff:     time.Second,
 		maxBackoff:     2 * time.Minute,
-		stableAfter:    30 * time.Second,
+		stableAfter:    5 * time.Second,
+		endedWait:      5 * time.Second,
 		retryPause:     time.Second,
 		connectTimeout: 15 * time.Second,
 		publishTimeout: 20 * time.Second,
@@ -223,14 +225,14 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		}
 		if err != nil {
 			e.errs.Add(1)
-			wait := jitter(backoff)
+			wait := e.backoffWait(backoff)
 			attrs := []any{"broker", e.s.broker, "err", err, "retry_in", wait.Round(time.Millisecond)}
 			if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 				attrs = append(attrs, "hint", "the broker refused the login: check --mqtt-user and the password file or "+PasswordEnv)
 			}
 			e.log.Error("mqtt connect failed", attrs...)
 			c.Disconnect(0)
-			if !sleep(ctx, wait) {
+			if !e.pause(ctx, wait) {
 				return nil
 			}
 			backoff = min(2*backoff, e.maxBackoff)
@@ -262,15 +264,58 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		e.client.Store(nil)
 		e.connected.Store(false)
 		e.errs.Add(1)
-		if time.Since(since) >= e.stableAfter {
+		// A connection that stayed up resets the backoff: a broker that
+		// restarts now and then is reconnected to within about a second
+		// each time. One that drops us at once (another client with our
+		// id, say) is not reconnected to in a tight loop.
+		up := time.Since(since)
+		if up >= e.stableAfter {
 			backoff = e.minBackoff
 		} else {
 			backoff = min(2*backoff, e.maxBackoff)
 		}
-		wait := jitter(backoff)
-		e.log.Warn("mqtt connection lost", "broker", e.s.broker, "err", why, "retry_in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		wait := e.backoffWait(backoff)
+		e.log.Warn("mqtt connection lost", "broker", e.s.broker, "err", why, "was_up", up.Round(time.Millisecond),
+			"retry_in", wait.Round(time.Millisecond))
+		if !e.pause(ctx, wait) {
 			return nil
+		}
+	}
+}
+
+// backoffWait is the wait before the next connect: backoff with jitter,
+// at most endedWait while ended records are queued.
+func (e *Exporter) backoffWait(backoff time.Duration) time.Duration {
+	wait := jitter(backoff)
+	if _, n := e.out.size(); n > 0 {
+		wait = min(wait, e.endedWait)
+	}
+	return wait
+}
+
+// pause waits d before the next connect, or less: once endedWait has
+// passed, ended records queued end it. It reports false when ctx ended it.
+func (e *Exporter) pause(ctx context.Context, d time.Duration) bool {
+	full := time.NewTimer(d)
+	defer full.Stop()
+	capped := time.NewTimer(e.endedWait)
+	defer capped.Stop()
+	var endedIn <-chan struct{} // watched once endedWait has passed
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-full.C:
+			return true
+		case <-capped.C:
+			endedIn = e.out.endedIn
+			if _, n := e.out.size(); n > 0 {
+				return true
+			}
+		case <-endedIn:
+			if _, n := e.out.size(); n > 0 {
+				return true
+			}
 		}
 	}
 }

@@ -57,11 +57,12 @@ type outbox struct {
 	nEnded   int // records in ended
 	maxEnded int
 	notify   chan struct{} // something was queued: wakes the sender
+	endedIn  chan struct{} // ended records were queued: shortens a reconnect wait
 	lost     lossCounters
 }
 
 func newOutbox(maxEnded int, lost lossCounters) *outbox {
-	return &outbox{maxEnded: maxEnded, notify: make(chan struct{}, 1), lost: lost}
+	return &outbox{maxEnded: maxEnded, notify: make(chan struct{}, 1), endedIn: make(chan struct{}, 1), lost: lost}
 }
 
 // put queues j without blocking.
@@ -85,6 +86,9 @@ func (o *outbox) put(j *job) {
 	}
 	o.mu.Unlock()
 	notify(o.notify)
+	if j.kind == jobEnded {
+		notify(o.endedIn)
+	}
 }
 
 // requeue puts back a job whose publishing failed, unless something newer
