@@ -107,8 +107,8 @@ func endedExpiry(b *testing.B, away bool) {
 	for {
 		miss, _ := ids.missing(n)
 		if miss <= int(h.e.endedLost.Load())+chanDropped || time.Now().After(deadline) {
-			b.Logf("%d ended, %d delivered, %d dropped by the exporter, %d at the channel, after %v; %+v",
-				n, n-miss, h.e.endedLost.Load(), chanDropped, time.Since(start).Round(time.Millisecond), h.e.Stats())
+			b.Logf("%d ended, %d delivered, %d dropped by the exporter, %d at the channel, after %v; %s",
+				n, n-miss, h.e.endedLost.Load(), chanDropped, time.Since(start).Round(time.Millisecond), statsLine(h.e.Stats()))
 			b.ReportMetric(float64(n-miss), "delivered")
 			b.ReportMetric(float64(h.e.endedLost.Load())+float64(chanDropped), "dropped")
 			break

@@ -119,7 +119,7 @@ func startBroker(t testing.TB, opt brokerOptions) *broker {
 		b.stop()
 		if t.Failed() {
 			b.mu.Lock()
-			t.Logf("mosquitto log:\n%s", b.log.String())
+			t.Logf("mosquitto log:\n%s", tail(b.log.String()))
 			b.mu.Unlock()
 		}
 	})
@@ -149,7 +149,7 @@ func (b *broker) start() {
 	b.mu.Lock()
 	b.cmd = cmd
 	b.mu.Unlock()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		c, err := net.DialTimeout("tcp", b.addr(), 200*time.Millisecond)
 		if err == nil {
@@ -159,7 +159,7 @@ func (b *broker) start() {
 		if time.Now().After(deadline) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			b.t.Fatalf("mosquitto did not listen on %s: %v\n%s", b.addr(), err, b.log.String())
+			b.t.Fatalf("mosquitto did not listen on %s: %v\n%s", b.addr(), err, tail(b.log.String()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -322,7 +322,7 @@ func subscribe(t testing.TB, b *broker, opt func(*mqtt.ClientOptions), filters .
 		opt(o)
 	}
 	s.c = mqtt.NewClient(o)
-	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := s.c.Connect(); !tok.WaitTimeout(patience) || tok.Error() != nil {
 		t.Fatalf("test subscriber: connect: %v", tok.Error())
 	}
 	// Make sure the subscription is in place before the test goes on: a
@@ -330,10 +330,10 @@ func subscribe(t testing.TB, b *broker, opt func(*mqtt.ClientOptions), filters .
 	probe := fmt.Sprintf("test-probe/%d", time.Now().UnixNano())
 	ready := make(chan struct{})
 	var once sync.Once
-	if tok := s.c.Subscribe(probe, 1, func(mqtt.Client, mqtt.Message) { once.Do(func() { close(ready) }) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := s.c.Subscribe(probe, 1, func(mqtt.Client, mqtt.Message) { once.Do(func() { close(ready) }) }); !tok.WaitTimeout(patience) || tok.Error() != nil {
 		t.Fatalf("test subscriber: subscribe: %v", tok.Error())
 	}
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(patience)
 	for done := false; !done; {
 		s.c.Publish(probe, 1, false, "x").WaitTimeout(time.Second)
 		select {
@@ -384,7 +384,7 @@ func (s *subscriber) collect(d time.Duration, match func(received) bool) []recei
 
 func (s *subscriber) publish(t testing.TB, topic string, retained bool, payload any) {
 	t.Helper()
-	if tok := s.c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := s.c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(patience) || tok.Error() != nil {
 		t.Fatalf("publish %s: %v", topic, tok.Error())
 	}
 }

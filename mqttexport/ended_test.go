@@ -132,7 +132,7 @@ func TestEndedSurviveConnectionLoss(t *testing.T) {
 		attempts := p.accepts.Load()
 		waitFor(t, patience, "a refused reconnect", func() bool { return p.accepts.Load() > attempts })
 		p.setRefuse(false)
-		t.Logf("round %d: %+v", round+1, h.e.Stats())
+		t.Logf("round %d: %s", round+1, statsLine(h.e.Stats()))
 	}
 	ids.waitAll(t, h, next-1)
 }
@@ -216,7 +216,7 @@ func TestEndedNotStarvedBySnapshots(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ids.waitAll(t, h, n)
-	t.Logf("%+v", h.e.Stats())
+	t.Logf("%s", statsLine(h.e.Stats()))
 }
 
 // deadClient is a connection that dies with its first publish in flight:
