@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -118,7 +119,7 @@ func startBroker(t testing.TB, opt brokerOptions) *broker {
 		b.stop()
 		if t.Failed() {
 			b.mu.Lock()
-			t.Logf("mosquitto log:\n%s", b.log.String())
+			t.Logf("mosquitto log:\n%s", tail(b.log.String()))
 			b.mu.Unlock()
 		}
 	})
@@ -148,7 +149,7 @@ func (b *broker) start() {
 	b.mu.Lock()
 	b.cmd = cmd
 	b.mu.Unlock()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		c, err := net.DialTimeout("tcp", b.addr(), 200*time.Millisecond)
 		if err == nil {
@@ -158,7 +159,7 @@ func (b *broker) start() {
 		if time.Now().After(deadline) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			b.t.Fatalf("mosquitto did not listen on %s: %v\n%s", b.addr(), err, b.log.String())
+			b.t.Fatalf("mosquitto did not listen on %s: %v\n%s", b.addr(), err, tail(b.log.String()))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -321,7 +322,7 @@ func subscribe(t testing.TB, b *broker, opt func(*mqtt.ClientOptions), filters .
 		opt(o)
 	}
 	s.c = mqtt.NewClient(o)
-	if tok := s.c.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := s.c.Connect(); !tok.WaitTimeout(patience) || tok.Error() != nil {
 		t.Fatalf("test subscriber: connect: %v", tok.Error())
 	}
 	// Make sure the subscription is in place before the test goes on: a
@@ -329,10 +330,10 @@ func subscribe(t testing.TB, b *broker, opt func(*mqtt.ClientOptions), filters .
 	probe := fmt.Sprintf("test-probe/%d", time.Now().UnixNano())
 	ready := make(chan struct{})
 	var once sync.Once
-	if tok := s.c.Subscribe(probe, 1, func(mqtt.Client, mqtt.Message) { once.Do(func() { close(ready) }) }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := s.c.Subscribe(probe, 1, func(mqtt.Client, mqtt.Message) { once.Do(func() { close(ready) }) }); !tok.WaitTimeout(patience) || tok.Error() != nil {
 		t.Fatalf("test subscriber: subscribe: %v", tok.Error())
 	}
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(patience)
 	for done := false; !done; {
 		s.c.Publish(probe, 1, false, "x").WaitTimeout(time.Second)
 		select {
@@ -383,7 +384,7 @@ func (s *subscriber) collect(d time.Duration, match func(received) bool) []recei
 
 func (s *subscriber) publish(t testing.TB, topic string, retained bool, payload any) {
 	t.Helper()
-	if tok := s.c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := s.c.Publish(topic, 1, retained, payload); !tok.WaitTimeout(patience) || tok.Error() != nil {
 		t.Fatalf("publish %s: %v", topic, tok.Error())
 	}
 }
@@ -403,4 +404,112 @@ func decodeDoc(t testing.TB, m received) *report.Document {
 		t.Fatalf("snapshot on %s: %v: %.200s", m.topic, err, m.payload)
 	}
 	return &d
+}
+
+// tcpProxy forwards TCP connections from 127.0.0.1 to a broker, so that a
+// test can break the exporter's connection (a network or broker failure)
+// while its own subscriber, connected to the broker directly, stays.
+type tcpProxy struct {
+	t  testing.TB
+	l  net.Listener
+	to string
+
+	mu      sync.Mutex
+	conns   []net.Conn
+	refuse  bool // new connections are closed at once
+	hole    bool // what arrives is swallowed, both ways
+	wg      sync.WaitGroup
+	swallow atomic.Int64 // bytes swallowed
+	accepts atomic.Int64 // connections accepted (refused ones too)
+}
+
+func startProxy(t testing.TB, b *broker) *tcpProxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{t: t, l: l, to: b.addr()}
+	p.wg.Go(p.serve)
+	t.Cleanup(func() {
+		l.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *tcpProxy) url() string { return "tcp://" + p.l.Addr().String() }
+
+func (p *tcpProxy) serve() {
+	for {
+		c, err := p.l.Accept()
+		if err != nil {
+			return
+		}
+		p.accepts.Add(1)
+		p.mu.Lock()
+		refuse := p.refuse
+		p.mu.Unlock()
+		if refuse {
+			c.Close()
+			continue
+		}
+		up, err := net.Dial("tcp", p.to)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, up)
+		p.mu.Unlock()
+		p.wg.Go(func() { p.pump(up, c) })
+		p.wg.Go(func() { p.pump(c, up) })
+	}
+}
+
+// pump copies src to dst until either closes, swallowing what arrives
+// while the proxy is a black hole.
+func (p *tcpProxy) pump(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			hole := p.hole
+			p.mu.Unlock()
+			if hole {
+				p.swallow.Add(int64(n))
+			} else if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// cut closes every connection through the proxy.
+func (p *tcpProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *tcpProxy) setRefuse(on bool) {
+	p.mu.Lock()
+	p.refuse = on
+	p.mu.Unlock()
+}
+
+func (p *tcpProxy) setHole(on bool) {
+	p.mu.Lock()
+	p.hole = on
+	p.mu.Unlock()
 }

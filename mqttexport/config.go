@@ -28,6 +28,10 @@ const (
 	// MaxRequest is the largest request body accepted; larger ones are
 	// rejected unread.
 	MaxRequest = 4 << 10
+	// defaultMaxEnded is how many ended records wait for the broker at
+	// most: a table of 100k flows expiring at once fits (about 20 MB of
+	// heap, measured).
+	defaultMaxEnded = 100_000
 )
 
 // Config configures an Exporter. The zero value of a field means its

@@ -279,23 +279,27 @@ func pack(sizes []int, budget int) [][2]int {
 }
 
 // records encodes ended-flow records as JSON arrays no larger than max,
-// splitting the batch in halves as needed.
-func (e encoder) records(recs []report.Ended) (bodies [][]byte, oversize bool, err error) {
+// splitting the batch in halves as needed. ranges are the records [from,
+// to) of recs in each body.
+func (e encoder) records(recs []report.Ended) (bodies [][]byte, ranges [][2]int, oversize bool, err error) {
+	err = e.appendRecords(recs, 0, &bodies, &ranges, &oversize)
+	return bodies, ranges, oversize, err
+}
+
+func (e encoder) appendRecords(recs []report.Ended, from int, bodies *[][]byte, ranges *[][2]int, oversize *bool) error {
 	b, err := e.body(recs)
 	if err != nil {
-		return nil, false, err
+		return err
 	}
 	if len(b) <= e.max || len(recs) <= 1 {
-		return [][]byte{b}, len(b) > e.max, nil
+		*bodies = append(*bodies, b)
+		*ranges = append(*ranges, [2]int{from, from + len(recs)})
+		*oversize = *oversize || len(b) > e.max
+		return nil
 	}
 	mid := len(recs) / 2
-	left, o1, err := e.records(recs[:mid])
-	if err != nil {
-		return nil, false, err
+	if err := e.appendRecords(recs[:mid], from, bodies, ranges, oversize); err != nil {
+		return err
 	}
-	right, o2, err := e.records(recs[mid:])
-	if err != nil {
-		return nil, false, err
-	}
-	return append(left, right...), o1 || o2, nil
+	return e.appendRecords(recs[mid:], from+mid, bodies, ranges, oversize)
 }

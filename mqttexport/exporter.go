@@ -61,14 +61,19 @@ type Exporter struct {
 	out *outbox
 
 	published, dropped, errs atomic.Uint64
+	// Ended records dropped (also in dropped), and those of them dropped
+	// for the queue bound.
+	endedLost, endedFull atomic.Uint64
 	// Requests received, rejected (oversized, malformed, retained) and
 	// coalesced by the rate limit; rejected and coalesced are also in
 	// dropped.
 	requests, rejected, coalesced atomic.Uint64
 	connected                     atomic.Bool
+	inbound                       inboundStats // what the connection kept from paho
 
 	client  atomic.Pointer[clientRef] // set while a connection is up
 	connUp  chan struct{}             // wakes the sender after a connect
+	fresh   chan struct{}             // asks schedule for a snapshot after a connect
 	lost    chan lostEvent            // from paho's connection-lost handler
 	reqs    chan inbound              // from paho's message handler
 	checks  chan check                // tokens made in the OnConnect handler
@@ -77,6 +82,8 @@ type Exporter struct {
 	// Tunables, changed by tests only.
 	minBackoff, maxBackoff time.Duration
 	stableAfter            time.Duration // a connection this old resets the backoff
+	endedWait              time.Duration // longest wait to reconnect while ended records are queued
+	retryPause             time.Duration // before a failed job is tried again on the same connection
 	connectTimeout         time.Duration
 	publishTimeout         time.Duration
 	keepAlive              time.Duration
@@ -123,23 +130,26 @@ func New(cfg Config) (*Exporter, error) {
 		enc:            encoder{max: s.MaxPayload, gz: s.Gzip},
 		log:            s.Logger.With("exporter", "mqtt"),
 		connUp:         make(chan struct{}, 1),
+		fresh:          make(chan struct{}, 1),
 		lost:           make(chan lostEvent, 4),
 		reqs:           make(chan inbound, 64),
 		checks:         make(chan check, 32),
 		minBackoff:     time.Second,
 		maxBackoff:     2 * time.Minute,
-		stableAfter:    30 * time.Second,
+		stableAfter:    5 * time.Second,
+		endedWait:      5 * time.Second,
+		retryPause:     time.Second,
 		connectTimeout: 15 * time.Second,
 		publishTimeout: 20 * time.Second,
 		keepAlive:      30 * time.Second,
 		reqEvery:       time.Second,
 		endedEvery:     time.Second,
-		maxEnded:       20000,
+		maxEnded:       defaultMaxEnded,
 		endedQuiet:     50 * time.Millisecond,
 		endedDrain:     500 * time.Millisecond,
 		flushTimeout:   2 * time.Second,
 	}
-	e.out = newOutbox(e.maxEnded, &e.dropped)
+	e.out = newOutbox(e.maxEnded, e.losses())
 	return e, nil
 }
 
@@ -215,14 +225,14 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		}
 		if err != nil {
 			e.errs.Add(1)
-			wait := jitter(backoff)
+			wait := e.backoffWait(backoff)
 			attrs := []any{"broker", e.s.broker, "err", err, "retry_in", wait.Round(time.Millisecond)}
 			if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 				attrs = append(attrs, "hint", "the broker refused the login: check --mqtt-user and the password file or "+PasswordEnv)
 			}
 			e.log.Error("mqtt connect failed", attrs...)
 			c.Disconnect(0)
-			if !sleep(ctx, wait) {
+			if !e.pause(ctx, wait) {
 				return nil
 			}
 			backoff = min(2*backoff, e.maxBackoff)
@@ -236,9 +246,7 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		e.log.Info("mqtt connected", "broker", e.s.broker, "client_id", e.s.ClientID,
 			"status_topic", e.t.status)
 		// Publish the current state right away rather than an interval later.
-		if snap := e.s.Latest(); snap != nil {
-			e.out.put(&job{kind: jobSnapshot, snap: snap})
-		}
+		notify(e.fresh)
 
 		var why error
 	wait:
@@ -256,15 +264,58 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		e.client.Store(nil)
 		e.connected.Store(false)
 		e.errs.Add(1)
-		if time.Since(since) >= e.stableAfter {
+		// A connection that stayed up resets the backoff: a broker that
+		// restarts now and then is reconnected to within about a second
+		// each time. One that drops us at once (another client with our
+		// id, say) is not reconnected to in a tight loop.
+		up := time.Since(since)
+		if up >= e.stableAfter {
 			backoff = e.minBackoff
 		} else {
 			backoff = min(2*backoff, e.maxBackoff)
 		}
-		wait := jitter(backoff)
-		e.log.Warn("mqtt connection lost", "broker", e.s.broker, "err", why, "retry_in", wait.Round(time.Millisecond))
-		if !sleep(ctx, wait) {
+		wait := e.backoffWait(backoff)
+		e.log.Warn("mqtt connection lost", "broker", e.s.broker, "err", why, "was_up", up.Round(time.Millisecond),
+			"retry_in", wait.Round(time.Millisecond))
+		if !e.pause(ctx, wait) {
 			return nil
+		}
+	}
+}
+
+// backoffWait is the wait before the next connect: backoff with jitter,
+// at most endedWait while ended records are queued.
+func (e *Exporter) backoffWait(backoff time.Duration) time.Duration {
+	wait := jitter(backoff)
+	if _, n := e.out.size(); n > 0 {
+		wait = min(wait, e.endedWait)
+	}
+	return wait
+}
+
+// pause waits d before the next connect, or less: once endedWait has
+// passed, ended records queued end it. It reports false when ctx ended it.
+func (e *Exporter) pause(ctx context.Context, d time.Duration) bool {
+	full := time.NewTimer(d)
+	defer full.Stop()
+	capped := time.NewTimer(e.endedWait)
+	defer capped.Stop()
+	var endedIn <-chan struct{} // watched once endedWait has passed
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-full.C:
+			return true
+		case <-capped.C:
+			endedIn = e.out.endedIn
+			if _, n := e.out.size(); n > 0 {
+				return true
+			}
+		case <-endedIn:
+			if _, n := e.out.size(); n > 0 {
+				return true
+			}
 		}
 	}
 }
@@ -311,6 +362,7 @@ func (e *Exporter) clientOptions() *mqtt.ClientOptions {
 		SetConnectTimeout(e.connectTimeout).
 		SetWriteTimeout(e.publishTimeout).
 		SetOrderMatters(true).
+		SetCustomOpenConnectionFn(e.openConnection).
 		SetWill(e.t.status, statusOffline, statusQoS, true).
 		SetOnConnectHandler(e.onConnect).
 		SetConnectionLostHandler(func(c mqtt.Client, err error) {
@@ -355,7 +407,8 @@ func (e *Exporter) onConnect(c mqtt.Client) {
 
 // onRequest is paho's message handler for polls. It runs on paho's router
 // goroutine, so it only checks the size and hands the body on without
-// blocking.
+// blocking. A body over MaxRequest was cut to MaxRequest+1 bytes by the
+// connection (limitedConn) before paho read it.
 func (e *Exporter) onRequest(_ mqtt.Client, m mqtt.Message) {
 	e.requests.Add(1)
 	if len(m.Payload()) > MaxRequest || m.Retained() {
@@ -440,6 +493,9 @@ func (e *Exporter) schedule(ctx context.Context) {
 
 	var (
 		batch       []conntrack.Ended
+		newest      time.Time        // Time of the newest snapshot queued
+		newerC      <-chan time.Time // polls for a newer snapshot after a tick found none
+		newerT      = time.NewTimer(time.Hour)
 		lastReply   time.Time
 		pending     *request
 		pendingT    = time.NewTimer(time.Hour)
@@ -447,9 +503,29 @@ func (e *Exporter) schedule(ctx context.Context) {
 		loggedRej   uint64
 		loggedCoal  uint64
 		lastBadNote time.Time
+		loggedFull  uint64
+		lastFull    time.Time
 	)
 	pendingT.Stop()
 	defer pendingT.Stop()
+	newerT.Stop()
+	defer newerT.Stop()
+	pollNewer := min(max(e.s.Interval/20, 10*time.Millisecond), 100*time.Millisecond)
+
+	// queueNewer queues the latest snapshot if it is newer than the last
+	// one queued. The table makes its snapshots on its own tick: when the
+	// two periods are equal and nearly in phase, the latest snapshot at
+	// one tick could be the same as at the one before (published twice
+	// with one time, and the next one never).
+	queueNewer := func() bool {
+		snap := e.s.Latest()
+		if snap == nil || !snap.Time.After(newest) {
+			return false
+		}
+		newest = snap.Time
+		e.out.put(&job{kind: jobSnapshot, snap: snap})
+		return true
+	}
 
 	reply := func(r request) {
 		lastReply = time.Now()
@@ -467,16 +543,37 @@ func (e *Exporter) schedule(ctx context.Context) {
 			if len(batch) > 0 {
 				e.out.put(&job{kind: jobEnded, ended: batch})
 			}
+			if full := e.endedFull.Load(); full != loggedFull {
+				e.log.Warn("mqtt: ended records dropped: the queue is full", "records", full-loggedFull, "bound", e.maxEnded)
+			}
 			return
 
-		case <-tick.C:
+		case <-e.fresh:
+			// After a connect the latest snapshot goes out at once, even
+			// if it was sent before the connection was lost.
 			if snap := e.s.Latest(); snap != nil {
+				newest = maxTime(newest, snap.Time)
 				e.out.put(&job{kind: jobSnapshot, snap: snap})
+			}
+
+		case <-newerC:
+			if queueNewer() {
+				newerC = nil
+			} else {
+				newerT.Reset(pollNewer)
+			}
+
+		case <-tick.C:
+			if newerC == nil && !queueNewer() {
+				// Wait for the table's next snapshot; a tick that
+				// comes meanwhile changes nothing.
+				newerT.Reset(pollNewer)
+				newerC = newerT.C
 			}
 			// Hostile or noisy pollers are summarised once per interval.
 			if rej, coal := e.rejected.Load(), e.coalesced.Load(); rej != loggedRej || coal != loggedCoal {
 				e.log.Warn("mqtt requests ignored", "rejected", rej-loggedRej, "coalesced", coal-loggedCoal,
-					"total_requests", e.requests.Load())
+					"total_requests", e.requests.Load(), "total_oversized", e.inbound.cut.Load())
 				loggedRej, loggedCoal = rej, coal
 			}
 
@@ -491,6 +588,13 @@ func (e *Exporter) schedule(ctx context.Context) {
 			if len(batch) > 0 {
 				e.out.put(&job{kind: jobEnded, ended: batch})
 				batch = nil
+			}
+			// Records dropped for the bound are summarised every ten
+			// seconds at most; other losses are logged as they happen.
+			if full := e.endedFull.Load(); full != loggedFull && time.Since(lastFull) >= 10*time.Second {
+				e.log.Warn("mqtt: ended records dropped: the queue is full", "records", full-loggedFull,
+					"bound", e.maxEnded, "connected", e.connected.Load(), "total_dropped_records", e.endedLost.Load())
+				loggedFull, lastFull = full, time.Now()
 			}
 
 		case in := <-e.reqs:
@@ -526,11 +630,18 @@ func (e *Exporter) schedule(ctx context.Context) {
 	}
 }
 
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
 // addEnded adds fl to the batch of the current second, unless the batch
 // is already as big as the whole queue may be.
 func (e *Exporter) addEnded(batch []conntrack.Ended, fl conntrack.Ended) []conntrack.Ended {
 	if len(batch) >= e.maxEnded {
-		e.dropped.Add(1)
+		e.losses().queueFull(1)
 		return batch
 	}
 	return append(batch, fl)
@@ -565,11 +676,28 @@ func (e *Exporter) drainEnded(ch <-chan conntrack.Ended, batch []conntrack.Ended
 // sendLoop publishes the outbox while a connection is up. Publishes wait on
 // pub, which outlives ctx by a grace period: once ctx is done, sendLoop
 // flushes the ended records and returns.
+//
+// A job whose publishing failed goes back to the outbox and is tried again
+// on the next connection, or on the same one after retryPause if it is
+// still up (a broker that was slow to answer): never at once on the
+// connection that just failed, which paho may not have reported lost yet.
 func (e *Exporter) sendLoop(ctx, pub context.Context, queued <-chan struct{}) {
+	var (
+		failedOn *clientRef // the connection of the last failure
+		retryT   = time.NewTimer(time.Hour)
+		retryC   <-chan time.Time
+	)
+	retryT.Stop()
+	defer retryT.Stop()
 	for ctx.Err() == nil {
-		if c := e.client.Load(); c != nil {
+		if c := e.client.Load(); c != nil && c != failedOn {
 			if j := e.out.next(); j != nil {
-				e.publish(pub, c.Client, j)
+				if err := e.publish(pub, c.Client, j); err != nil {
+					e.retryLater(pub, j, err)
+					failedOn = c
+					retryT.Reset(e.retryPause)
+					retryC = retryT.C
+				}
 				continue
 			}
 		}
@@ -577,9 +705,61 @@ func (e *Exporter) sendLoop(ctx, pub context.Context, queued <-chan struct{}) {
 		case <-ctx.Done():
 		case <-e.out.notify:
 		case <-e.connUp:
+		case <-retryC:
+			retryC, failedOn = nil, nil
 		}
 	}
 	e.flush(pub, queued)
+}
+
+// retryLater puts j back after a failed publish, or drops it (counted and
+// logged) once it failed maxTries times or the grace period at shutdown is
+// over. An ended batch holds only the records not yet acknowledged.
+func (e *Exporter) retryLater(pub context.Context, j *job, failed error) {
+	if pub.Err() != nil {
+		e.lose(j, "publishing stopped at shutdown", failed)
+		return
+	}
+	e.errs.Add(1)
+	j.tries++
+	if j.tries < maxTries(j) && e.out.requeue(j) {
+		e.log.Warn("mqtt publish failed, will retry", "err", failed, "records", len(j.ended))
+		return
+	}
+	if j.kind == jobEnded {
+		e.lose(j, fmt.Sprintf("publish failed %d times", j.tries), failed)
+		return
+	}
+	// A snapshot or reply replaced by a newer one, or failed thrice.
+	e.dropped.Add(1)
+	e.log.Warn("mqtt publish failed, dropped", "err", failed)
+}
+
+// lose counts j as dropped and logs why.
+func (e *Exporter) lose(j *job, why string, err error) {
+	if j.kind == jobEnded {
+		e.losses().endedRecords(len(j.ended))
+		e.log.Warn("mqtt: ended records dropped: "+why, "records", len(j.ended), "err", err)
+		return
+	}
+	e.dropped.Add(1)
+	e.log.Warn("mqtt: snapshot dropped: "+why, "err", err)
+}
+
+func (e *Exporter) losses() lossCounters {
+	return lossCounters{dropped: &e.dropped, ended: &e.endedLost, full: &e.endedFull}
+}
+
+// maxTries bounds how often a job is published and fails: an ended batch
+// that fails that often on connections that work for the rest (one the
+// broker refuses, say) must not block the records behind it for ever.
+// Failures because the connection was lost count too: a broker that drops
+// a client for what it published looks like that.
+func maxTries(j *job) int {
+	if j.kind == jobEnded {
+		return 5
+	}
+	return 3
 }
 
 // flush runs at shutdown. Once schedule has queued its last batch, it
@@ -591,35 +771,27 @@ func (e *Exporter) flush(pub context.Context, queued <-chan struct{}) {
 	case <-queued:
 	case <-pub.Done():
 	}
-	var lost uint64
+	var lost int
+	var why error
 	for {
-		j := e.out.next()
+		j := e.out.nextEnded()
 		if j == nil {
 			break
 		}
-		if j.kind != jobEnded {
-			continue
-		}
 		c := e.client.Load()
-		if c == nil || !c.IsConnectionOpen() || pub.Err() != nil {
-			lost += uint64(len(j.ended))
+		if why != nil || c == nil || !c.IsConnectionOpen() || pub.Err() != nil {
+			lost += len(j.ended)
 			continue
 		}
-		e.publish(pub, c.Client, j)
+		if why = e.publish(pub, c.Client, j); why != nil {
+			e.errs.Add(1)
+			lost += len(j.ended) // what was not acknowledged
+		}
 	}
 	if lost > 0 {
-		e.dropped.Add(lost)
-		e.log.Warn("mqtt: ended records dropped at shutdown: not connected or out of time", "records", lost)
+		e.losses().endedRecords(lost)
+		e.log.Warn("mqtt: ended records dropped at shutdown: not connected or out of time", "records", lost, "err", why)
 	}
-}
-
-// lostCount is what losing j adds to dropped: its records for an ended
-// batch, one for a snapshot or reply.
-func lostCount(j *job) uint64 {
-	if j.kind == jobEnded {
-		return uint64(len(j.ended))
-	}
-	return 1
 }
 
 // message is one MQTT publish.
@@ -635,33 +807,43 @@ type message struct {
 type outgoing struct {
 	n    int
 	make func(i int) (message, error)
+	// records are, for an ended batch, the records [from, to) of the
+	// job's batch in each message.
+	records [][2]int
 }
-
-// maxTries bounds how often a job is retried after failed publishes.
-const maxTries = 3
 
 // inFlight is how many of a job's messages may await the broker at once.
 const inFlight = 4
 
-func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
+// publish sends the messages of j on c and waits for the broker to
+// acknowledge them. It returns the first failure; an ended batch then
+// keeps only the records of the messages not acknowledged. Ended batches
+// queued meanwhile go out between the parts of a snapshot, so that a big
+// snapshot never holds them back.
+func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) error {
 	out, err := e.messages(j)
 	if err != nil {
 		e.encodingFailed(j, err)
-		return
+		return nil
 	}
 	type sent struct {
+		i     int
 		topic string
 		tok   mqtt.Token
 	}
 	var (
 		pending []sent
 		failed  error
+		acked   = make([]bool, out.n)
 	)
 	await := func(s sent) {
 		if err := e.await(ctx, s.tok, e.publishTimeout); err != nil {
-			failed = fmt.Errorf("%s: %w", s.topic, err)
+			if failed == nil {
+				failed = fmt.Errorf("%s: %w", s.topic, err)
+			}
 			return
 		}
+		acked[s.i] = true
 		e.published.Add(1)
 	}
 	for i := range out.n {
@@ -669,14 +851,19 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 			failed = err // shutdown: the rest is not even made
 			break
 		}
+		if j.kind != jobEnded && i > 0 {
+			if failed = e.publishEnded(ctx, c); failed != nil {
+				break
+			}
+		}
 		m, err := out.make(i)
 		if err != nil {
 			// Not seen in practice (the flows are appended from
 			// records): the parts already sent stay, the job is dropped.
 			e.encodingFailed(j, err)
-			return
+			return nil
 		}
-		pending = append(pending, sent{m.topic, c.Publish(m.topic, e.s.QoS, m.retained, m.payload)})
+		pending = append(pending, sent{i, m.topic, c.Publish(m.topic, e.s.QoS, m.retained, m.payload)})
 		if len(pending) == inFlight {
 			await(pending[0])
 			pending = pending[1:]
@@ -685,29 +872,37 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) {
 	for _, s := range pending {
 		await(s)
 	}
-	if failed == nil {
-		return
+	if failed != nil && out.records != nil {
+		var left []conntrack.Ended
+		for i, r := range out.records {
+			if !acked[i] {
+				left = append(left, j.ended[r[0]:r[1]]...)
+			}
+		}
+		j.ended = left
 	}
-	if ctx.Err() != nil {
-		// The grace period at shutdown is over.
-		e.dropped.Add(lostCount(j))
-		e.log.Warn("mqtt: publishing stopped at shutdown", "err", failed)
-		return
+	return failed
+}
+
+// publishEnded publishes the ended batches queued, between the parts of a
+// snapshot. A batch that fails goes back (or is dropped) as in sendLoop,
+// and the failure ends the snapshot's publishing too.
+func (e *Exporter) publishEnded(ctx context.Context, c mqtt.Client) error {
+	for {
+		j := e.out.nextEnded()
+		if j == nil {
+			return nil
+		}
+		if err := e.publish(ctx, c, j); err != nil {
+			e.retryLater(ctx, j, err)
+			return err
+		}
 	}
-	e.errs.Add(1)
-	j.tries++
-	if j.tries < maxTries && e.out.requeue(j) {
-		e.log.Warn("mqtt publish failed, will retry", "err", failed)
-		return
-	}
-	e.dropped.Add(lostCount(j))
-	e.log.Warn("mqtt publish failed, dropped", "err", failed)
 }
 
 func (e *Exporter) encodingFailed(j *job, err error) {
 	e.errs.Add(1)
-	e.dropped.Add(lostCount(j))
-	e.log.Error("mqtt: encoding failed", "err", err)
+	e.lose(j, "encoding failed", err)
 }
 
 // messages plans the messages of a job.
@@ -736,7 +931,7 @@ func (e *Exporter) messages(j *job) (outgoing, error) {
 			return message{topic: e.t.snapshot, payload: b}, err
 		}}, nil
 	case jobEnded:
-		bodies, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
+		bodies, ranges, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
 		if err != nil {
 			return outgoing{}, err
 		}
@@ -744,7 +939,7 @@ func (e *Exporter) messages(j *job) (outgoing, error) {
 			e.log.Warn("mqtt: an ended record is larger than the payload limit; published anyway",
 				"limit", e.s.MaxPayload)
 		}
-		return outgoing{n: len(bodies), make: func(i int) (message, error) {
+		return outgoing{n: len(bodies), records: ranges, make: func(i int) (message, error) {
 			return message{topic: e.t.ended, payload: bodies[i]}, nil
 		}}, nil
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -88,6 +89,25 @@ type harness struct {
 	done   chan error
 }
 
+// patience is how long a test waits for what normally takes a second or
+// less: the machine running the tests may be busy.
+const patience = 30 * time.Second
+
+// tail keeps the end of a log for a failure message: a few hundred bytes,
+// where the cause usually is.
+func tail(s string) string {
+	const keep = 600
+	if len(s) <= keep {
+		return s
+	}
+	return "..." + s[len(s)-keep:]
+}
+
+// statsLine formats an exporter's counters.
+func statsLine(st report.ExporterHealth) string {
+	return fmt.Sprintf("published %d, dropped %d, errors %d, connected %v", st.Published, st.Dropped, st.Errors, *st.Connected)
+}
+
 func nodeName(t testing.TB) string {
 	return strings.NewReplacer("/", "_", "#", "_", "+", "_").Replace(t.Name())
 }
@@ -101,7 +121,7 @@ func newHarness(t testing.TB, b *broker, mod func(*Config)) *harness {
 	cfg := Config{
 		URL: b.url(), Node: nodeName(t), Host: "testhost", QoS: 1,
 		Interval: time.Hour,
-		Latest:   h.snap.Load,
+		Latest:   h.latest,
 		Ended:    h.ended,
 		Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
@@ -116,14 +136,22 @@ func newHarness(t testing.TB, b *broker, mod func(*Config)) *harness {
 		t.Fatal(err)
 	}
 	e.minBackoff, e.maxBackoff = 50*time.Millisecond, 300*time.Millisecond
-	e.connectTimeout, e.publishTimeout = 2*time.Second, 3*time.Second
+	e.connectTimeout, e.publishTimeout = 10*time.Second, 10*time.Second
 	h.e, h.t = e, e.t
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("exporter log:\n%s", h.logs.String())
+			t.Logf("exporter log:\n%s", tail(h.logs.String()))
 		}
 	})
 	return h
+}
+
+// latest stands for a table that makes a snapshot at every call: the
+// stored one, stamped with the time.
+func (h *harness) latest() *conntrack.Snapshot {
+	s := *h.snap.Load()
+	s.Time = time.Now()
+	return &s
 }
 
 func (h *harness) run(t testing.TB) {
@@ -147,8 +175,8 @@ func (h *harness) stop(t testing.TB) {
 		if err != nil {
 			t.Errorf("Run: %v", err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return within 10s of cancel")
+	case <-time.After(patience):
+		t.Fatalf("Run did not return within %v of cancel", patience)
 	}
 }
 
@@ -156,7 +184,7 @@ func (h *harness) stop(t testing.TB) {
 func (h *harness) poll(t testing.TB, s *subscriber, body, id string) *report.Document {
 	t.Helper()
 	s.publish(t, h.t.request, false, body)
-	m := s.next(t, 5*time.Second, func(m received) bool {
+	m := s.next(t, patience, func(m received) bool {
 		return m.topic == h.t.snapshot && strings.Contains(string(m.payload), `"request_id":"`+id+`"`)
 	})
 	return decodeDoc(t, m)
@@ -193,33 +221,33 @@ func TestStatusOnlineOfflineNoLeak(t *testing.T) {
 	h := newHarness(t, b, nil)
 	s := subscribe(t, b, nil, h.t.status)
 	h.run(t)
-	m := s.next(t, 5*time.Second, onTopic(h.t.status))
+	m := s.next(t, patience, onTopic(h.t.status))
 	if string(m.payload) != statusOnline {
 		t.Fatalf("status = %q, want online", m.payload)
 	}
-	waitFor(t, 2*time.Second, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
 
 	h.stop(t)
-	s.next(t, 5*time.Second, isPayload(h.t.status, statusOffline))
+	s.next(t, patience, isPayload(h.t.status, statusOffline))
 	if st := h.e.Stats(); *st.Connected || st.Published < 2 {
-		t.Errorf("after stop: %+v (connected %v), want disconnected and >= 2 published", st, *st.Connected)
+		t.Errorf("after stop: %s; want disconnected and >= 2 published", statsLine(st))
 	}
 	// The status stays retained for those who come later.
 	late := subscribe(t, b, nil, h.t.status)
-	if m := late.next(t, 5*time.Second, onTopic(h.t.status)); string(m.payload) != statusOffline || !m.retained {
+	if m := late.next(t, patience, onTopic(h.t.status)); string(m.payload) != statusOffline || !m.retained {
 		t.Errorf("retained status = %q (retained %v), want offline", m.payload, m.retained)
 	}
 
 	s.c.Disconnect(100)
 	late.c.Disconnect(100)
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		left := exporterGoroutines()
 		if len(left) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines left after Run returned:\n%s", len(left), strings.Join(left, "\n\n"))
+			t.Fatalf("%d goroutines left after Run returned:\n%s", len(left), tail(strings.Join(left, "\n\n")))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -263,14 +291,14 @@ func TestLastWillAfterKill(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("helper output:\n%s", out.String())
+			t.Logf("helper output:\n%s", tail(out.String()))
 		}
 	})
-	s.next(t, 10*time.Second, isPayload(status, statusOnline))
+	s.next(t, patience, isPayload(status, statusOnline))
 	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no chance to say goodbye
 		t.Fatal(err)
 	}
-	s.next(t, 5*time.Second, isPayload(status, statusOffline))
+	s.next(t, patience, isPayload(status, statusOffline))
 }
 
 func TestPeriodicSnapshotsAndState(t *testing.T) {
@@ -281,11 +309,8 @@ func TestPeriodicSnapshotsAndState(t *testing.T) {
 	h.run(t)
 
 	var docs []*report.Document
-	var times []time.Time
 	for len(docs) < 5 {
-		m := s.next(t, 3*time.Second, onTopic(h.t.snapshot))
-		docs = append(docs, decodeDoc(t, m))
-		times = append(times, m.at)
+		docs = append(docs, decodeDoc(t, s.next(t, patience, onTopic(h.t.snapshot))))
 	}
 	for i, d := range docs {
 		if d.RequestID != "" || d.Host != "testhost" || len(d.Flows) != 3 || d.Totals.Flows != 5 || d.Totals.Listed != 3 {
@@ -299,19 +324,88 @@ func TestPeriodicSnapshotsAndState(t *testing.T) {
 			t.Errorf("snapshot %d: health.exporters.mqtt = %+v", i, d.Health.Exporters)
 		}
 	}
-	// The first comes at connect, then one per interval.
-	for i := 2; i < len(times); i++ {
-		if gap := times[i].Sub(times[i-1]); gap < 100*time.Millisecond || gap > 600*time.Millisecond {
-			t.Errorf("gap between snapshots %d and %d = %v, want about 200ms", i-1, i, gap)
+	// The first comes at connect, then one per tick, each a newer
+	// snapshot of the table. (How regular the ticks are is up to the
+	// machine: not checked here.)
+	for i := 1; i < len(docs); i++ {
+		if !docs[i].Time.After(docs[i-1].Time) {
+			t.Errorf("snapshot %d: time %v, not after the one before (%v)", i, docs[i].Time, docs[i-1].Time)
 		}
 	}
-	m := s.next(t, 2*time.Second, onTopic(h.t.state))
+	m := s.next(t, patience, onTopic(h.t.state))
 	var st state
 	if err := json.Unmarshal(m.payload, &st); err != nil {
 		t.Fatal(err)
 	}
 	if st.Flows != 5 || st.RxBytesPerS != 15000 || st.TxBytesPerS != 1500 {
 		t.Errorf("state = %+v, want 5 flows, rx 15000 B/s, tx 1500 B/s", st)
+	}
+}
+
+// TestSnapshotsOncePerTableSnapshot: with --mqtt-interval equal to the
+// table's interval, every table snapshot is published once. The table
+// here makes snapshot k at k intervals, a fifth of an interval before the
+// exporter's tick for even k, a fifth after it for odd k (a table whose
+// refresh sometimes takes longer): a tick that took the latest snapshot
+// as it found it published snapshot k-1 twice and snapshot k never.
+func TestSnapshotsOncePerTableSnapshot(t *testing.T) {
+	t.Parallel()
+	const every = 300 * time.Millisecond
+	b := startBroker(t, brokerOptions{})
+	var table atomic.Pointer[conntrack.Snapshot]
+	base := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	snapshotAt := func(k int) *conntrack.Snapshot {
+		s := testSnapshot(2)
+		s.Time = base.Add(time.Duration(k) * time.Second)
+		return s
+	}
+	table.Store(snapshotAt(0))
+	h := newHarness(t, b, func(c *Config) { c.Interval = every; c.Latest = table.Load })
+	s := subscribe(t, b, nil, h.t.snapshot)
+
+	start := time.Now()
+	h.run(t)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for k := 1; ; k++ {
+			at := start.Add(time.Duration(k)*every - every/5)
+			if k%2 == 1 {
+				at = at.Add(2 * every / 5)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Until(at)):
+				table.Store(snapshotAt(k))
+			}
+		}
+	})
+	t.Cleanup(func() { close(stop); wg.Wait() })
+
+	const want = 10 // table snapshots 0..9
+	seen := map[time.Time]int{}
+	deadline := time.Now().Add(patience)
+	for last := -1; last < want-1; {
+		m := s.next(t, time.Until(deadline), onTopic(h.t.snapshot))
+		d := decodeDoc(t, m)
+		seen[d.Time]++
+		last = max(last, int(d.Time.Sub(base)/time.Second))
+	}
+	var dup []string
+	for tm, n := range seen {
+		if n > 1 {
+			dup = append(dup, fmt.Sprintf("%s x%d", tm.Format("15:04:05"), n))
+		}
+	}
+	slices.Sort(dup)
+	if len(dup) > 0 {
+		t.Errorf("snapshots published more than once: %v", dup)
+	}
+	// On a busy machine a tick may come late and a snapshot be skipped
+	// for the next; most must be there.
+	if len(seen) < want/2 {
+		t.Errorf("%d of the table's %d snapshots published", len(seen), want)
 	}
 }
 
@@ -330,7 +424,7 @@ func TestRequestReply(t *testing.T) {
 	h := newHarness(t, b, func(c *Config) { c.Names = portNamer{} })
 	s := subscribe(t, b, nil, h.t.snapshot)
 	h.run(t)
-	s.next(t, 5*time.Second, onTopic(h.t.snapshot)) // the one at connect
+	s.next(t, patience, onTopic(h.t.snapshot)) // the one at connect
 
 	d := h.poll(t, s, `{"id": "abc", "limit": 2}`, "abc")
 	if len(d.Flows) != 2 || d.Totals.Flows != 5 {
@@ -359,12 +453,12 @@ func TestBroadcastPoll(t *testing.T) {
 	s := subscribe(t, b, nil, "flowtop/+/snapshot", "flowtop/+/status")
 	for _, h := range hs {
 		h.run(t)
-		s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+		s.next(t, patience, isPayload(h.t.status, statusOnline))
 	}
 	s.publish(t, "flowtop/broadcast/request", false, `{"id":"fleet"}`)
 	got := map[string]bool{}
 	for len(got) < 2 {
-		m := s.next(t, 5*time.Second, func(m received) bool {
+		m := s.next(t, patience, func(m received) bool {
 			return strings.Contains(string(m.payload), `"request_id":"fleet"`)
 		})
 		got[m.topic] = true
@@ -382,24 +476,24 @@ func TestHostileRequests(t *testing.T) {
 	// A retained poll is not live: it would fire at every reconnect.
 	s.publish(t, h.t.request, true, `{"id":"retained"}`)
 	h.run(t)
-	s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+	s.next(t, patience, onTopic(h.t.snapshot))
 
 	big := `{"id":"big","pad":"` + strings.Repeat("x", MaxRequest) + `"}`
 	for _, body := range []string{big, `{"id":`, `{"limit":"ten","id":"bad"}`, `{"limit":-1,"id":"neg"}`} {
 		s.publish(t, h.t.request, false, body)
 	}
-	waitFor(t, 3*time.Second, "5 rejected requests", func() bool { return h.e.rejected.Load() == 5 })
+	waitFor(t, patience, "5 rejected requests", func() bool { return h.e.rejected.Load() == 5 })
 	if got := s.collect(1200*time.Millisecond, onTopic(h.t.snapshot)); len(got) != 0 {
 		t.Errorf("%d replies to rejected requests", len(got))
 	}
 	// A plain poll (any body) still works, and so does a good request.
 	s.publish(t, h.t.request, false, "RETV")
-	if d := decodeDoc(t, s.next(t, 3*time.Second, onTopic(h.t.snapshot))); d.RequestID != "" || len(d.Flows) != 5 {
+	if d := decodeDoc(t, s.next(t, patience, onTopic(h.t.snapshot))); d.RequestID != "" || len(d.Flows) != 5 {
 		t.Errorf("plain poll: request_id %q, %d flows", d.RequestID, len(d.Flows))
 	}
 	h.poll(t, s, `{"id":"ok"}`, "ok")
 	if st := h.e.Stats(); st.Dropped < 5 || !*st.Connected {
-		t.Errorf("stats %+v: want >= 5 dropped, connected", st)
+		t.Errorf("%s: want >= 5 dropped, connected", statsLine(st))
 	}
 }
 
@@ -409,7 +503,7 @@ func TestRequestFlood(t *testing.T) {
 	h := newHarness(t, b, func(c *Config) { c.Interval = 250 * time.Millisecond })
 	s := subscribe(t, b, nil, h.t.snapshot)
 	h.run(t)
-	s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+	s.next(t, patience, onTopic(h.t.snapshot))
 
 	const flood = 3 * time.Second
 	stop := make(chan struct{})
@@ -439,19 +533,21 @@ func TestRequestFlood(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests sent, %d replies, %d periodic snapshots, %d coalesced", sent.Load(), replies, len(periodic), h.e.coalesced.Load())
-	if replies < 2 || replies > 4 {
+	// The bounds below allow for a busy machine: fewer replies and
+	// snapshots than the 3 and 12 of an idle one, never more replies.
+	if replies < 1 || replies > 4 {
 		t.Errorf("%d replies in %v, want about one per second", replies, flood)
 	}
-	if len(periodic) < 8 {
-		t.Errorf("%d periodic snapshots in %v at 250ms, want >= 8", len(periodic), flood)
+	if len(periodic) < 3 {
+		t.Errorf("%d periodic snapshots in %v at 250ms, want about 12", len(periodic), flood)
 	}
 	for i := 1; i < len(periodic); i++ {
-		if gap := periodic[i].Sub(periodic[i-1]); gap > 700*time.Millisecond {
-			t.Errorf("periodic snapshots %v apart during the flood", gap)
+		if gap := periodic[i].Sub(periodic[i-1]); gap > 2*time.Second {
+			t.Errorf("periodic snapshots %v apart during the flood, want 250ms", gap)
 		}
 	}
-	if h.e.coalesced.Load() < 100 {
-		t.Errorf("coalesced = %d, want most of the flood", h.e.coalesced.Load())
+	if c := h.e.coalesced.Load(); c*4 < uint64(sent.Load()) {
+		t.Errorf("coalesced = %d of %d requests, want most of the flood", c, sent.Load())
 	}
 }
 
@@ -466,17 +562,17 @@ func TestPasswordLogin(t *testing.T) {
 	s := subscribe(t, b, func(o *mqtt.ClientOptions) { o.SetUsername("reader").SetPassword("r") }, "flowtop/#")
 	ok := newHarness(t, b, func(c *Config) { c.User, c.PasswordFile = "router", good })
 	ok.run(t)
-	s.next(t, 5*time.Second, isPayload(ok.t.status, statusOnline))
+	s.next(t, patience, isPayload(ok.t.status, statusOnline))
 
 	wrong := newHarness(t, b, func(c *Config) { c.Node += "-wrong"; c.User, c.PasswordFile = "router", bad })
 	wrong.run(t)
-	waitFor(t, 5*time.Second, "3 failed logins", func() bool { return wrong.e.Stats().Errors >= 3 })
+	waitFor(t, patience, "3 failed logins", func() bool { return wrong.e.Stats().Errors >= 3 })
 	if *wrong.e.Stats().Connected {
 		t.Error("connected with a wrong password")
 	}
 	logs := wrong.logs.String()
 	if !strings.Contains(logs, "not Authorized") || !strings.Contains(logs, "check --mqtt-user") {
-		t.Errorf("log does not explain the refused login:\n%s", logs)
+		t.Errorf("log does not explain the refused login:\n%s", tail(logs))
 	}
 }
 
@@ -486,13 +582,13 @@ func TestTLS(t *testing.T) {
 	h := newHarness(t, b, nil)
 	s := subscribe(t, b, nil, h.t.status, h.t.snapshot)
 	h.run(t)
-	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+	s.next(t, patience, isPayload(h.t.status, statusOnline))
 	h.poll(t, s, `{"id":"tls"}`, "tls")
 
 	// Without a client certificate the broker refuses us; we keep trying.
 	noCert := newHarness(t, b, func(c *Config) { c.Node += "-nocert"; c.Cert, c.Key = "", "" })
 	noCert.run(t)
-	waitFor(t, 5*time.Second, "failed TLS handshakes", func() bool { return noCert.e.Stats().Errors >= 2 })
+	waitFor(t, patience, "failed TLS handshakes", func() bool { return noCert.e.Stats().Errors >= 2 })
 }
 
 func TestBrokerRestart(t *testing.T) {
@@ -502,7 +598,7 @@ func TestBrokerRestart(t *testing.T) {
 	h.e.maxEnded, h.e.out.maxEnded = 50, 50
 	s := subscribe(t, b, nil, h.t.snapshot, h.t.status)
 	h.run(t)
-	s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+	s.next(t, patience, onTopic(h.t.snapshot))
 
 	// Flows keep ending while the broker is away.
 	feed := make(chan struct{})
@@ -525,22 +621,22 @@ func TestBrokerRestart(t *testing.T) {
 	t.Cleanup(func() { close(feed); fed.Wait() })
 
 	b.stop()
-	waitFor(t, 3*time.Second, "disconnected", func() bool { return !*h.e.Stats().Connected })
-	time.Sleep(1500 * time.Millisecond)
+	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+	waitFor(t, patience, "records beyond the bound dropped", func() bool { return h.e.endedFull.Load() > 0 })
 	jobs, ended := h.e.out.size()
 	st := h.e.Stats()
-	t.Logf("during the outage: %d jobs, %d ended records queued; %+v", jobs, ended, st)
+	t.Logf("during the outage: %d jobs, %d ended records queued; %s", jobs, ended, statsLine(st))
 	if jobs > 10 || ended > 50 {
 		t.Errorf("outbox holds %d jobs, %d ended records: not bounded", jobs, ended)
 	}
 	if st.Dropped == 0 || st.Errors == 0 {
-		t.Errorf("stats %+v: want drops (replaced snapshots, old records) and errors", st)
+		t.Errorf("%s: want drops (replaced snapshots, old records) and errors", statsLine(st))
 	}
 
 	b.start()
-	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
-	s.next(t, 3*time.Second, onTopic(h.t.snapshot))
-	s.next(t, 3*time.Second, onTopic(h.t.snapshot))
+	s.next(t, patience, isPayload(h.t.status, statusOnline))
+	s.next(t, patience, onTopic(h.t.snapshot))
+	s.next(t, patience, onTopic(h.t.snapshot))
 }
 
 func TestGzip(t *testing.T) {
@@ -552,7 +648,7 @@ func TestGzip(t *testing.T) {
 	}
 	s := subscribe(t, b, nil, h.t.snapshot, h.t.ended)
 	h.run(t)
-	m := s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+	m := s.next(t, patience, onTopic(h.t.snapshot))
 	raw, err := gunzip(m.payload)
 	if err != nil {
 		t.Fatal(err)
@@ -562,7 +658,7 @@ func TestGzip(t *testing.T) {
 		t.Errorf("gunzipped document: version %d, %d flows", d.Version, len(d.Flows))
 	}
 	h.ended <- conntrack.Ended{Flow: *testSnapshot(1).Flows[0], Stop: time.Now()}
-	m = s.next(t, 5*time.Second, onTopic(h.t.ended))
+	m = s.next(t, patience, onTopic(h.t.ended))
 	raw, err = gunzip(m.payload)
 	if err != nil {
 		t.Fatal(err)
@@ -584,7 +680,7 @@ func TestSplitOversizedSnapshot(t *testing.T) {
 	parts := map[int]*report.Document{}
 	var n int
 	for n == 0 || len(parts) < n {
-		m := s.next(t, 5*time.Second, onTopic(h.t.snapshot))
+		m := s.next(t, patience, onTopic(h.t.snapshot))
 		if len(m.payload) > 4096 {
 			t.Errorf("part of %d bytes, limit 4096", len(m.payload))
 		}
@@ -621,7 +717,7 @@ func TestEndedBatching(t *testing.T) {
 	h := newHarness(t, b, nil)
 	s := subscribe(t, b, nil, h.t.ended, h.t.status)
 	h.run(t)
-	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+	s.next(t, patience, isPayload(h.t.status, statusOnline))
 
 	send := func(from, n int) {
 		for i := range n {
@@ -631,15 +727,18 @@ func TestEndedBatching(t *testing.T) {
 			h.ended <- conntrack.Ended{Flow: *f, Stop: f.Start.Time().Add(2 * time.Second)}
 		}
 	}
+	start := time.Now()
 	send(1, 25)
 	time.Sleep(300 * time.Millisecond)
 	send(26, 25)
 	time.Sleep(1200 * time.Millisecond)
 	send(51, 10)
-	got := s.collect(2500*time.Millisecond, onTopic(h.t.ended))
 
 	var ids []uint32
-	for i, m := range got {
+	var messages int
+	for len(ids) < 60 {
+		m := s.next(t, patience, onTopic(h.t.ended))
+		messages++
 		var recs []report.Ended
 		if err := json.Unmarshal(m.payload, &recs); err != nil {
 			t.Fatal(err)
@@ -650,14 +749,14 @@ func TestEndedBatching(t *testing.T) {
 				t.Errorf("record %d: orig bytes %d, duration %v, dport %d", r.ID, *r.Orig.Bytes, *r.DurationS, r.Dport)
 			}
 		}
-		if i > 0 {
-			if gap := m.at.Sub(got[i-1].at); gap < 700*time.Millisecond {
-				t.Errorf("ended messages %v apart, want at most one per second", gap)
-			}
-		}
 	}
-	if len(got) > 3 || len(ids) != 60 {
-		t.Errorf("%d messages with %d records, want 60 records in at most 3 messages", len(got), len(ids))
+	// At most one message a second (two or three here on an idle
+	// machine).
+	if most := int(time.Since(start)/h.e.endedEvery) + 1; messages > most {
+		t.Errorf("%d messages for 60 records in %v, want at most one per %v", messages, time.Since(start), h.e.endedEvery)
+	}
+	if len(ids) != 60 {
+		t.Errorf("%d records, want 60", len(ids))
 	}
 	for i, id := range ids {
 		if id != uint32(i+1) {
@@ -670,15 +769,22 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 	h := newHarness(t, b, func(c *Config) { c.HomeAssistant = true; c.Node = "Router.Lan"; c.Interval = 200 * time.Millisecond })
-	h.run(t)
-	waitFor(t, 5*time.Second, "connected", func() bool { return *h.e.Stats().Connected })
-	// Retained: a Home Assistant that starts later still finds them.
+	isConfig := func(m received) bool { return strings.HasPrefix(m.topic, "homeassistant/") }
 	s := subscribe(t, b, nil, "homeassistant/#", h.t.state)
+	h.run(t)
+	// The configs as they are published, then as a Home Assistant that
+	// starts later finds them: retained. (The exporter says it is
+	// connected before the configs reach the broker: subscribing only
+	// then, and waiting for retained ones, raced with them.)
+	for range 3 {
+		s.next(t, patience, isConfig)
+	}
+	late := subscribe(t, b, nil, "homeassistant/#")
 	configs := map[string]haConfig{}
 	for len(configs) < 3 {
-		m := s.next(t, 5*time.Second, func(m received) bool { return strings.HasPrefix(m.topic, "homeassistant/") })
+		m := late.next(t, patience, isConfig)
 		if !m.retained {
-			continue
+			t.Fatalf("config on %s not retained", m.topic)
 		}
 		var c haConfig
 		if err := json.Unmarshal(m.payload, &c); err != nil {
@@ -689,7 +795,7 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	for _, key := range []string{"download", "upload", "flows"} {
 		c, ok := configs["homeassistant/sensor/router_lan_"+key+"/config"]
 		if !ok {
-			t.Errorf("no discovery config for %s in %v", key, configs)
+			t.Errorf("no discovery config for %s in %v", key, slices.Collect(maps.Keys(configs)))
 			continue
 		}
 		if c.AvailabilityTopic != "flowtop/Router.Lan/status" || c.StateTopic != "flowtop/Router.Lan/state" ||
@@ -697,9 +803,9 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 			t.Errorf("%s: %+v", key, c)
 		}
 	}
-	m := s.next(t, 3*time.Second, onTopic(h.t.state))
+	m := s.next(t, patience, onTopic(h.t.state))
 	var st state
 	if err := json.Unmarshal(m.payload, &st); err != nil || st.Flows != 5 {
-		t.Errorf("state %s: %v", m.payload, err)
+		t.Errorf("state %.300s: %v", m.payload, err)
 	}
 }

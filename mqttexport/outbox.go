@@ -25,10 +25,30 @@ type job struct {
 	tries int
 }
 
+// lossCounters counts what the exporter could not deliver. Every loss is
+// also in dropped.
+type lossCounters struct {
+	dropped *atomic.Uint64 // everything: the exporter's Dropped
+	ended   *atomic.Uint64 // ended records
+	full    *atomic.Uint64 // ended records dropped for the queue bound
+}
+
+// endedRecords counts n ended records lost.
+func (l lossCounters) endedRecords(n int) {
+	l.dropped.Add(uint64(n))
+	l.ended.Add(uint64(n))
+}
+
+// queueFull counts n ended records dropped for the queue bound; they are
+// logged in a summary, not one by one.
+func (l lossCounters) queueFull(n int) {
+	l.endedRecords(n)
+	l.full.Add(uint64(n))
+}
+
 // outbox is the bounded queue between the scheduler and the sender. A
 // newer snapshot or reply replaces an unsent one; ended batches queue up
-// to maxEnded records, the oldest dropped first. Every loss is counted in
-// dropped.
+// to maxEnded records, the oldest dropped first. Every loss is counted.
 type outbox struct {
 	mu       sync.Mutex
 	snapshot *job
@@ -36,12 +56,13 @@ type outbox struct {
 	ended    []*job
 	nEnded   int // records in ended
 	maxEnded int
-	notify   chan struct{}
-	dropped  *atomic.Uint64
+	notify   chan struct{} // something was queued: wakes the sender
+	endedIn  chan struct{} // ended records were queued: shortens a reconnect wait
+	lost     lossCounters
 }
 
-func newOutbox(maxEnded int, dropped *atomic.Uint64) *outbox {
-	return &outbox{maxEnded: maxEnded, notify: make(chan struct{}, 1), dropped: dropped}
+func newOutbox(maxEnded int, lost lossCounters) *outbox {
+	return &outbox{maxEnded: maxEnded, notify: make(chan struct{}, 1), endedIn: make(chan struct{}, 1), lost: lost}
 }
 
 // put queues j without blocking.
@@ -50,12 +71,12 @@ func (o *outbox) put(j *job) {
 	switch j.kind {
 	case jobSnapshot:
 		if o.snapshot != nil {
-			o.dropped.Add(1)
+			o.lost.dropped.Add(1)
 		}
 		o.snapshot = j
 	case jobReply:
 		if o.reply != nil {
-			o.dropped.Add(1)
+			o.lost.dropped.Add(1)
 		}
 		o.reply = j
 	case jobEnded:
@@ -64,14 +85,15 @@ func (o *outbox) put(j *job) {
 		o.trimEnded()
 	}
 	o.mu.Unlock()
-	select {
-	case o.notify <- struct{}{}:
-	default:
+	notify(o.notify)
+	if j.kind == jobEnded {
+		notify(o.endedIn)
 	}
 }
 
 // requeue puts back a job whose publishing failed, unless something newer
-// took its place. It reports whether the job was kept.
+// took its place. It reports whether the job was kept. An ended batch
+// goes back in front, within the bound.
 func (o *outbox) requeue(j *job) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -94,6 +116,7 @@ func (o *outbox) requeue(j *job) bool {
 	return true
 }
 
+// trimEnded drops the oldest records beyond the bound.
 func (o *outbox) trimEnded() {
 	for o.nEnded > o.maxEnded && len(o.ended) > 0 {
 		old := o.ended[0]
@@ -101,33 +124,49 @@ func (o *outbox) trimEnded() {
 		if over < len(old.ended) {
 			old.ended = old.ended[over:]
 			o.nEnded -= over
-			o.dropped.Add(uint64(over))
+			o.lost.queueFull(over)
 			return
 		}
 		o.ended[0] = nil
 		o.ended = o.ended[1:]
 		o.nEnded -= len(old.ended)
-		o.dropped.Add(uint64(len(old.ended)))
+		o.lost.queueFull(len(old.ended))
 	}
 }
 
-// next takes the most urgent job: a reply, then the snapshot, then the
-// oldest ended batch. It returns nil when the outbox is empty.
+// next takes the most urgent job: the oldest ended batch (records must not
+// wait behind snapshots, which are replaced when they wait), then a reply,
+// then the snapshot. It returns nil when the outbox is empty.
 func (o *outbox) next() *job {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var j *job
 	switch {
+	case len(o.ended) > 0:
+		j = o.takeEnded()
 	case o.reply != nil:
 		j, o.reply = o.reply, nil
 	case o.snapshot != nil:
 		j, o.snapshot = o.snapshot, nil
-	case len(o.ended) > 0:
-		j = o.ended[0]
-		o.ended[0] = nil
-		o.ended = o.ended[1:]
-		o.nEnded -= len(j.ended)
 	}
+	return j
+}
+
+// nextEnded takes the oldest ended batch, or returns nil.
+func (o *outbox) nextEnded() *job {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.ended) == 0 {
+		return nil
+	}
+	return o.takeEnded()
+}
+
+func (o *outbox) takeEnded() *job {
+	j := o.ended[0]
+	o.ended[0] = nil
+	o.ended = o.ended[1:]
+	o.nEnded -= len(j.ended)
 	return j
 }
 

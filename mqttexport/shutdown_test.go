@@ -46,19 +46,19 @@ func TestEndedFlushedAtShutdown(t *testing.T) {
 	h.e.endedEvery = time.Hour // only the shutdown can publish them
 	s := subscribe(t, b, nil, h.t.ended, h.t.status)
 	h.run(t)
-	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+	s.next(t, patience, isPayload(h.t.status, statusOnline))
 
 	h.sendEnded(1, 5)
-	time.Sleep(50 * time.Millisecond)
 	h.cancel()
 	h.sendEnded(6, 3) // the table's last DESTROY records, after the cancel
-	if took := h.stopTimed(t); took > 3*time.Second {
+	// About the flush's 2 s at most; more on a busy machine.
+	if took := h.stopTimed(t); took > 8*time.Second {
 		t.Errorf("Run returned %v after cancel", took)
 	}
 
 	var got []uint32
 	for {
-		m := s.next(t, 5*time.Second, nil)
+		m := s.next(t, patience, nil)
 		if m.topic == h.t.status {
 			if string(m.payload) != statusOffline {
 				t.Fatalf("status %q", m.payload)
@@ -77,7 +77,7 @@ func TestEndedFlushedAtShutdown(t *testing.T) {
 		t.Errorf("ended records before offline: %v, want %v", got, ids(8))
 	}
 	if st := h.e.Stats(); st.Dropped != 0 {
-		t.Errorf("stats %+v: want nothing dropped", st)
+		t.Errorf("%s: want nothing dropped", statsLine(st))
 	}
 }
 
@@ -89,18 +89,17 @@ func TestEndedAtShutdownBrokerDown(t *testing.T) {
 	h := newHarness(t, b, nil)
 	s := subscribe(t, b, nil, h.t.status)
 	h.run(t)
-	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
+	s.next(t, patience, isPayload(h.t.status, statusOnline))
 
 	b.stop()
-	waitFor(t, 3*time.Second, "disconnected", func() bool { return !*h.e.Stats().Connected })
+	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
 	before := h.e.Stats()
 	h.sendEnded(1, 7)
-	time.Sleep(50 * time.Millisecond)
 	took := h.stopTimed(t)
 	after := h.e.Stats()
-	t.Logf("Run returned %v after cancel; stats %+v", took, after)
-	if took > 3*time.Second {
-		t.Errorf("Run returned %v after cancel, want < 3s", took)
+	t.Logf("Run returned %v after cancel; %s", took, statsLine(after))
+	if took > 8*time.Second {
+		t.Errorf("Run returned %v after cancel, want about nothing (8s on a busy machine)", took)
 	}
 	if d := after.Dropped - before.Dropped; d != 7 {
 		t.Errorf("%d dropped at shutdown, want the 7 records", d)
@@ -118,8 +117,8 @@ func TestEndedAtShutdownBrokerHung(t *testing.T) {
 	h := newHarness(t, b, nil)
 	s := subscribe(t, b, nil, h.t.status)
 	h.run(t)
-	s.next(t, 5*time.Second, isPayload(h.t.status, statusOnline))
-	waitFor(t, 2*time.Second, "connected", func() bool { return *h.e.Stats().Connected })
+	s.next(t, patience, isPayload(h.t.status, statusOnline))
+	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
 
 	b.mu.Lock()
 	p := b.cmd.Process
@@ -130,12 +129,11 @@ func TestEndedAtShutdownBrokerHung(t *testing.T) {
 	t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) }) // before the broker's own cleanup
 	before := h.e.Stats()
 	h.sendEnded(1, 4)
-	time.Sleep(50 * time.Millisecond)
 	took := h.stopTimed(t)
 	after := h.e.Stats()
-	t.Logf("Run returned %v after cancel; stats %+v", took, after)
-	if took > 4*time.Second {
-		t.Errorf("Run returned %v after cancel, want about 3s at most", took)
+	t.Logf("Run returned %v after cancel; %s", took, statsLine(after))
+	if took > 10*time.Second {
+		t.Errorf("Run returned %v after cancel, want about 3s at most (10s on a busy machine)", took)
 	}
 	if d := after.Dropped - before.Dropped; d < 4 {
 		t.Errorf("%d dropped at shutdown, want the 4 records", d)

@@ -172,15 +172,19 @@ func TestEncoderRecordsSplit(t *testing.T) {
 	for _, f := range testSnapshot(100).Flows {
 		ended = append(ended, conntrack.Ended{Flow: *f, Stop: time.Now()})
 	}
-	bodies, oversize, err := encoder{max: 4 << 10}.records(report.BuildEnded(ended, nil))
-	if err != nil || oversize {
-		t.Fatal(err, oversize)
+	bodies, ranges, oversize, err := encoder{max: 4 << 10}.records(report.BuildEnded(ended, nil))
+	if err != nil || oversize || len(ranges) != len(bodies) {
+		t.Fatal(err, oversize, len(ranges), len(bodies))
 	}
 	n := 0
-	for _, b := range bodies {
+	for i, b := range bodies {
 		var recs []report.Ended
 		if err := json.Unmarshal(b, &recs); err != nil || len(b) > 4<<10 {
 			t.Fatalf("%d bytes: %v", len(b), err)
+		}
+		// Each body holds the records its range says, in order.
+		if r := ranges[i]; r[0] != n || r[1] != n+len(recs) || recs[0].ID != ended[r[0]].ID {
+			t.Errorf("body %d: range %v, %d records from id %d; want from %d", i, r, len(recs), recs[0].ID, n)
 		}
 		n += len(recs)
 	}
@@ -190,8 +194,8 @@ func TestEncoderRecordsSplit(t *testing.T) {
 }
 
 func TestOutbox(t *testing.T) {
-	var dropped atomic.Uint64
-	o := newOutbox(10, &dropped)
+	var dropped, endedLost, full atomic.Uint64
+	o := newOutbox(10, lossCounters{dropped: &dropped, ended: &endedLost, full: &full})
 	s1, s2 := testSnapshot(1), testSnapshot(2)
 	o.put(&job{kind: jobSnapshot, snap: s1})
 	o.put(&job{kind: jobSnapshot, snap: s2}) // replaces s1
@@ -199,8 +203,8 @@ func TestOutbox(t *testing.T) {
 	mk := func(n int) []conntrack.Ended { return make([]conntrack.Ended, n) }
 	o.put(&job{kind: jobEnded, ended: mk(6)})
 	o.put(&job{kind: jobEnded, ended: mk(6)}) // 12 > 10: the 2 oldest go
-	if jobs, recs := o.size(); jobs != 4 || recs != 10 || dropped.Load() != 3 {
-		t.Fatalf("size %d jobs %d records, dropped %d; want 4, 10, 3", jobs, recs, dropped.Load())
+	if jobs, recs := o.size(); jobs != 4 || recs != 10 || dropped.Load() != 3 || endedLost.Load() != 2 {
+		t.Fatalf("size %d jobs %d records, dropped %d (%d records); want 4, 10, 3 (2)", jobs, recs, dropped.Load(), endedLost.Load())
 	}
 	var order []jobKind
 	for j := o.next(); j != nil; j = o.next() {
@@ -209,7 +213,8 @@ func TestOutbox(t *testing.T) {
 			t.Error("the older snapshot was kept")
 		}
 	}
-	if diff := cmp.Diff([]jobKind{jobReply, jobSnapshot, jobEnded, jobEnded}, order); diff != "" {
+	// Ended records never wait behind a snapshot.
+	if diff := cmp.Diff([]jobKind{jobEnded, jobEnded, jobReply, jobSnapshot}, order); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 	// A failed job goes back unless a newer one arrived meanwhile.
@@ -457,4 +462,34 @@ func (e encoder) document(d *report.Prepared) (bodies [][]byte, oversize bool, e
 		bodies = append(bodies, b)
 	}
 	return bodies, p.oversize, nil
+}
+
+// TestEndedBodiesAreTheRecords: an ended body is encoding/json of the
+// records (gzipped with --mqtt-gzip), so every field report.Ended has
+// reaches the reader, including ones added later.
+func TestEndedBodiesAreTheRecords(t *testing.T) {
+	var ended []conntrack.Ended
+	for _, f := range testSnapshot(3).Flows {
+		ended = append(ended, conntrack.Ended{Flow: *f, Stop: time.Now()})
+	}
+	recs := report.BuildEnded(ended, portNamer{})
+	want, err := json.Marshal(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gz := range []bool{false, true} {
+		bodies, _, _, err := encoder{max: DefaultMaxPayload, gz: gz}.records(recs)
+		if err != nil || len(bodies) != 1 {
+			t.Fatalf("gzip %v: %d bodies, %v", gz, len(bodies), err)
+		}
+		got := bodies[0]
+		if gz {
+			if got, err = gunzip(got); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("gzip %v: body differs from encoding/json of the records:\n got %.300s\nwant %.300s", gz, got, want)
+		}
+	}
 }
