@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -81,62 +80,25 @@ func parseRequest(body []byte) (request, error) {
 	return r, nil
 }
 
-// filterFlows returns the flows of s that match the request's filter: a
-// case-insensitive substring of an address, a name, a port, a service, a
-// process, a country, the state or the protocol of the flow. The result
-// shares nothing mutable with s.
+// filterFlows returns the flows of s that match the request's filter, as
+// the screen's / filter would find them (enrich.Matcher). The result shares
+// nothing mutable with s.
 func filterFlows(s *conntrack.Snapshot, filter string, names enrich.Namer) *conntrack.Snapshot {
-	if filter == "" {
+	q := enrich.ParseQuery(filter)
+	if len(q) == 0 {
 		return s
 	}
-	needle := strings.ToLower(filter)
+	if names == nil {
+		names = enrich.None{}
+	}
+	var m enrich.Matcher
 	out := *s
 	out.Flows = nil
 	for _, f := range s.Flows {
-		if flowMatches(f, needle, names) {
+		n := names.Names(f)
+		if m.Match(f, &n, q) {
 			out.Flows = append(out.Flows, f)
 		}
 	}
 	return &out
-}
-
-func flowMatches(f *conntrack.Flow, needle string, names enrich.Namer) bool {
-	has := func(s string) bool { return s != "" && strings.Contains(strings.ToLower(s), needle) }
-	for _, a := range [...]string{
-		addr(f.Orig.Src.IP()), addr(f.Orig.Dst.IP()), addr(f.Reply.Src.IP()), addr(f.Reply.Dst.IP()),
-		f.StateName(), f.Proto.String(),
-	} {
-		if has(a) {
-			return true
-		}
-	}
-	if f.Proto.HasPorts() {
-		for _, p := range [...]uint16{f.Orig.SrcPort, f.Orig.DstPort, f.Reply.SrcPort, f.Reply.DstPort} {
-			if has(strconv.Itoa(int(p))) {
-				return true
-			}
-		}
-	}
-	if names == nil {
-		return false
-	}
-	n := names.Names(f)
-	for _, s := range [...]string{
-		n.Service, n.SrcService, n.SrcName, n.DstName,
-		n.SrcGeo.Country, n.SrcGeo.CountryName, n.SrcGeo.City, n.SrcGeo.ASOrg,
-		n.DstGeo.Country, n.DstGeo.CountryName, n.DstGeo.City, n.DstGeo.ASOrg,
-		n.Process.Name, n.Process.User,
-	} {
-		if has(s) {
-			return true
-		}
-	}
-	return n.Process.PID != 0 && has(strconv.Itoa(n.Process.PID))
-}
-
-func addr(a netip.Addr) string {
-	if !a.IsValid() {
-		return ""
-	}
-	return a.Unmap().String()
 }
