@@ -157,3 +157,16 @@ func TestParseAddr(t *testing.T) {
 var _ enrich.Namer = (*View)(nil)
 
 func netipParse(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
+
+// TestNodeNames: what a topic level may hold but no router is called.
+func TestNodeNames(t *testing.T) {
+	for name, ok := range map[string]bool{
+		"router1": true, "rüter 1 (lab)": true, "a.b-c_d": true, "🚀": true,
+		"": false, "ctl\x01name": false, "nel\u0085": false, "del\x7f": false,
+		strings.Repeat("n", 255): true, strings.Repeat("n", 256): false, "\xff": false,
+	} {
+		if err := checkNodeName(name); (err == nil) != ok {
+			t.Errorf("%q: %v, want ok %v", name, err, ok)
+		}
+	}
+}
