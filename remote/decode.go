@@ -66,13 +66,12 @@ var errBudget = errors.New("more flows than the viewer holds")
 // errBudget, so that no sender can make the viewer hold more than it
 // chose to. Errors are one line.
 func decodeDocument(body []byte, budget int) (*part, error) {
-	var d wireDoc
-	d.Flows.budget = budget
-	if err := json.Unmarshal(body, &d); err != nil {
-		if errors.Is(err, errBudget) {
-			return nil, fmt.Errorf("document of over %d flows: %w", budget, errBudget)
-		}
-		return nil, jsonError(err)
+	d, err := readDocument(body, budget)
+	if errors.Is(err, errBudget) {
+		return nil, fmt.Errorf("document of over %d flows: %w", budget, errBudget)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if d.Version == nil {
 		return nil, errors.New("not a flowtop snapshot document (no version key)")
@@ -109,6 +108,53 @@ func decodeDocument(body []byte, budget int) (*part, error) {
 		p.flows[i].Seen = seen
 	}
 	return p, nil
+}
+
+// readDocument reads a document in two steps: the flows array, found by a
+// walk of the top-level object and read element by element, then the
+// rest (the header) by encoding/json, with the flows cut out. encoding/json
+// alone would check and then skip the whole flows array before handing it
+// over: two more passes over 60 MB for a 100k-flow table. Whatever the
+// walk cannot follow is left to encoding/json whole, for its error.
+func readDocument(body []byte, budget int) (*wireDoc, error) {
+	d := &wireDoc{}
+	d.Flows.budget = budget
+	s := scanner{b: body}
+	from, to := -1, -1
+	err := s.object(func(key []byte) error {
+		if string(key) == "flows" && from < 0 {
+			from = s.i
+			if err := d.Flows.read(&s); err != nil {
+				return err
+			}
+			to = s.i
+			return nil
+		}
+		_, err := s.value()
+		return err
+	})
+	if errors.Is(err, errBudget) {
+		return nil, err
+	}
+	if err == nil && from >= 0 {
+		head := make([]byte, 0, len(body)-(to-from)+4)
+		head = append(append(append(head, body[:from]...), "null"...), body[to:]...)
+		flows := d.Flows
+		if err := json.Unmarshal(head, d); err == nil {
+			d.Flows = flows
+			return d, nil
+		}
+	}
+	// The slow way, for the error it gives or a document without flows.
+	d = &wireDoc{}
+	d.Flows.budget = budget
+	if err := json.Unmarshal(body, d); err != nil {
+		if errors.Is(err, errBudget) {
+			return nil, err
+		}
+		return nil, jsonError(err)
+	}
+	return d, nil
 }
 
 // jsonError makes a one-line error of encoding/json's.
@@ -217,11 +263,13 @@ type wireDoc struct {
 // objects, and a body of tiny elements ({},{},...) cannot make the viewer
 // hold more than budget records.
 type wireFlows struct {
-	budget int
-	flows  []conntrack.Flow
-	names  []enrich.Names
-	bad    int
-	note   string
+	budget   int
+	interned map[string]string // see scanner.names
+	scratch  wireFlow
+	flows    []conntrack.Flow
+	names    []enrich.Names
+	bad      int
+	note     string
 }
 
 func (w *wireFlows) UnmarshalJSON(raw []byte) error {
@@ -232,42 +280,79 @@ func (w *wireFlows) UnmarshalJSON(raw []byte) error {
 	if len(raw) < 2 || raw[0] != '[' {
 		return &json.UnmarshalTypeError{Value: jsonKind(raw)}
 	}
-	var (
-		f    wireFlow
-		i    int
-		rest = raw[1:]
-	)
-	w.flows = make([]conntrack.Flow, 0, min(w.budget, bytes.Count(raw, []byte(`"id"`))))
-	for {
-		elem, next, ok := nextElement(rest)
-		if !ok {
+	s := scanner{b: raw}
+	return w.read(&s)
+}
+
+// read reads the array at s, one element at a time.
+func (w *wireFlows) read(s *scanner) error {
+	if s.i >= len(s.b) || s.b[s.i] != '[' {
+		return errSlow
+	}
+	s.i++
+	// Room for the flows of a typical document of this size (some 500
+	// bytes each); append finds more if needed.
+	w.flows = make([]conntrack.Flow, 0, min(w.budget, (len(s.b)-s.i)/512+1))
+	for i := 0; ; i++ {
+		s.ws()
+		if s.i >= len(s.b) {
+			return errSlow // truncated
+		}
+		if s.b[s.i] == ']' {
+			s.i++
 			return nil
 		}
-		rest = next
-		f = wireFlow{ProtoNum: noProtoNum}
-		if err := json.Unmarshal(elem, &f); err != nil {
-			w.skip(i, jsonError(err).Error())
-		} else if fl, names, err := f.flow(); err != nil {
-			w.skip(i, err.Error())
-		} else {
-			if len(w.flows) >= w.budget {
-				return errBudget
-			}
-			w.flows = append(w.flows, fl)
-			if names != (enrich.Names{}) {
-				if w.names == nil {
-					w.names = make([]enrich.Names, len(w.flows)-1, cap(w.flows))
-				}
-			}
-			if w.names != nil {
-				w.names = append(w.names, names)
-			}
+		elem, err := s.value()
+		if err != nil {
+			return err
 		}
-		i++
+		if err := w.add(elem, i); err != nil {
+			return err
+		}
 		if w.bad > maxBadFlows {
 			return nil // refused by the caller, without reading the rest
 		}
+		s.ws()
+		if s.i < len(s.b) && s.b[s.i] == ',' {
+			s.i++
+		}
 	}
+}
+
+// add decodes one element of the array, the i-th.
+func (w *wireFlows) add(elem []byte, i int) error {
+	// One record for every element: handed to encoding/json, a local one
+	// would be allocated each time.
+	f := &w.scratch
+	*f = wireFlow{ProtoNum: noProtoNum}
+	if w.interned == nil {
+		w.interned = map[string]string{}
+	}
+	err := fastFlow(elem, f, w.interned)
+	if errors.Is(err, errSlow) {
+		*f = wireFlow{ProtoNum: noProtoNum}
+		err = json.Unmarshal(elem, f)
+	}
+	if err != nil {
+		w.skip(i, jsonError(err).Error())
+		return nil
+	}
+	fl, names, err := f.flow()
+	if err != nil {
+		w.skip(i, err.Error())
+		return nil
+	}
+	if len(w.flows) >= w.budget {
+		return errBudget
+	}
+	w.flows = append(w.flows, fl)
+	if names != (enrich.Names{}) && w.names == nil {
+		w.names = make([]enrich.Names, len(w.flows)-1, cap(w.flows))
+	}
+	if w.names != nil {
+		w.names = append(w.names, names)
+	}
+	return nil
 }
 
 func (w *wireFlows) skip(i int, why string) {

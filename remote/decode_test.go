@@ -3,7 +3,10 @@ package remote
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
+	"errors"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -168,5 +171,44 @@ func TestNodeNames(t *testing.T) {
 		if err := checkNodeName(name); (err == nil) != ok {
 			t.Errorf("%q: %v, want ok %v", name, err, ok)
 		}
+	}
+}
+
+// TestFastFlowAgrees: the hand-written reader fills a flow exactly as
+// encoding/json does, on real documents' flows and on the shapes it must
+// hand over (escapes, nulls, keys of a newer version, odd spacing).
+func TestFastFlowAgrees(t *testing.T) {
+	doc := encodeDoc(t, synthSnapshot(synthFlows(60)), report.Options{Names: synthNamer{}})
+	var d struct{ Flows []json.RawMessage }
+	if err := json.Unmarshal(doc, &d); err != nil {
+		t.Fatal(err)
+	}
+	elems := d.Flows
+	for _, e := range []string{
+		`{"id":7,"family":"ipv4","proto":"tcp","src":"10.0.0.1","dst":"10.0.0.2","start":null,"orig":{"bytes":null,"packets":null,"bytes_per_s":1e-7},"labels":null}`,
+		` { "id" : 8 , "family" : "ipv6" , "src" : "::1" , "dst" : "::2" , "future" : {"a":[1,{"b":"}"}]} , "status" : [ "ASSURED" , "DYING" ] , "counted" : true } `,
+		`{"id":9,"family":"ipv4","src":"1.2.3.4","dst":"1.2.3.5","dst_name":"caf\u00e9.example","service":"a\"b"}`,
+		`{"id":10,"sport":-1}`, `{"id":11,"sport":70000}`, `{"id":12,"mark":1.5}`, `{"id":13,"counted":"yes"}`,
+		`{"id":14,"start":"not a time"}`, `{"id":15,"dst_geo":{"asn":64500,"country":"NL","x":null},"process":{"pid":1,"name":"init"}}`,
+		`{"id":16,"process":{"pid":-1}}`, `{"id":17,"start":"2026-11-22T09:05:21.5+02:00","timeout_s":4294967295}`,
+	} {
+		elems = append(elems, json.RawMessage(e))
+	}
+	fast := 0
+	for _, e := range elems {
+		want := wireFlow{ProtoNum: noProtoNum}
+		werr := json.Unmarshal(e, &want)
+		got := wireFlow{ProtoNum: noProtoNum}
+		gerr := fastFlow(e, &got, map[string]string{})
+		if errors.Is(gerr, errSlow) {
+			continue
+		}
+		fast++
+		if (gerr == nil) != (werr == nil) || gerr == nil && !reflect.DeepEqual(got, want) {
+			t.Errorf("%.120s:\nfast %+v, %v\njson %+v, %v", e, got, gerr, want, werr)
+		}
+	}
+	if fast < 60 {
+		t.Errorf("only %d of %d flows read the fast way", fast, len(elems))
 	}
 }
