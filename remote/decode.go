@@ -68,7 +68,7 @@ var errBudget = errors.New("more flows than the viewer holds")
 func decodeDocument(body []byte, budget int) (*part, error) {
 	d, err := readDocument(body, budget)
 	if errors.Is(err, errBudget) {
-		return nil, fmt.Errorf("document of over %d flows: %w", budget, errBudget)
+		return nil, fmt.Errorf("%w: room for %d more", errBudget, budget)
 	}
 	if err != nil {
 		return nil, err

@@ -113,7 +113,7 @@ func TestDecodeRefused(t *testing.T) {
 		{"part 0 of 3", `{"version":1,"time":"2026-11-22T09:05:23Z","part":0,"parts":3,"flows":[]}`, "part 0 of 3", 10},
 		{"part 5 of 3", `{"version":1,"time":"2026-11-22T09:05:23Z","part":5,"parts":3,"flows":[]}`, "part 5 of 3", 10},
 		{"too many parts", `{"version":1,"time":"2026-11-22T09:05:23Z","part":1,"parts":100000,"flows":[]}`, "parts <= 4096", 10},
-		{"over budget", many, "over 20 flows", 20},
+		{"over budget", many, "more flows than the viewer holds: room for 20 more", 20},
 		{"junk flows", junk, "unreadable flows (first: flow 0:", 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
