@@ -1,0 +1,482 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+)
+
+// Client follows every node under a topic prefix. Make one with Open;
+// every method is safe for concurrent use and none waits for the broker.
+type Client struct {
+	s   *settings
+	log *slog.Logger
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	closed sync.Once
+
+	pub     atomic.Pointer[published]
+	changes chan struct{}
+
+	// From paho's goroutines to the owner: messages (bounded in number
+	// and in bytes) and connection events.
+	inbox   chan inbound
+	queued  atomic.Int64 // bytes of the bodies in inbox
+	dropped atomic.Uint64
+	conns   chan connEvent
+	client  atomic.Pointer[clientRef] // while subscribed
+	first   chan error                // the first connection's outcome
+
+	syncs chan chan struct{} // sync's requests
+
+	wantMu    sync.Mutex
+	want      watchSet
+	watchKick chan struct{}
+
+	// Tunables, changed by tests only.
+	minBackoff, maxBackoff time.Duration
+	connectTimeout         time.Duration
+	keepAlive              time.Duration
+	publishEvery           time.Duration // the most often readers are told of changes
+}
+
+type clientRef struct{ mqtt.Client }
+
+// connEvent tells the owner the connection came up or went.
+type connEvent struct {
+	up  bool
+	err error
+	at  time.Time
+}
+
+// Bounds of the queue from paho to the owner. A node's 100k-flow
+// document is some 260 messages of 256 KiB; the bytes bound keeps a
+// flood from holding more than a few documents.
+const (
+	inboxMessages = 4096
+	inboxBytes    = 64 << 20
+)
+
+// Open checks cfg, reads the files it names and starts following the
+// broker in the background: it returns at once, connected or not (Conn
+// tells). Everything stops when ctx is done or at Close.
+func Open(ctx context.Context, cfg Config) (*Client, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, s, nil), nil
+}
+
+// open starts a Client; tune, when not nil, changes its tunables first.
+func open(ctx context.Context, s *settings, tune func(*Client)) *Client {
+	ctx, cancel := context.WithCancel(ctx)
+	c := &Client{
+		s: s, log: s.Logger.With("remote", s.broker), cancel: cancel,
+		changes:        make(chan struct{}, 1),
+		inbox:          make(chan inbound, inboxMessages),
+		conns:          make(chan connEvent, 8),
+		first:          make(chan error, 1),
+		watchKick:      make(chan struct{}, 1),
+		syncs:          make(chan chan struct{}),
+		minBackoff:     500 * time.Millisecond,
+		maxBackoff:     30 * time.Second,
+		connectTimeout: 10 * time.Second,
+		keepAlive:      30 * time.Second,
+		publishEvery:   200 * time.Millisecond,
+	}
+	if tune != nil {
+		tune(c)
+	}
+	t := newTracker(s)
+	c.pub.Store(t.publish())
+	c.wg.Go(func() { c.manage(ctx) })
+	c.wg.Go(func() { c.own(ctx, t) })
+	context.AfterFunc(ctx, func() { c.Close() })
+	return c
+}
+
+// Nodes returns every node tracked, by name.
+func (c *Client) Nodes() []NodeInfo { return slices.Clone(c.pub.Load().nodes) }
+
+// Latest returns the node's latest view, nil before its first document.
+func (c *Client) Latest(node string) *View { return c.pub.Load().views[node] }
+
+// Fleet returns the views of every node merged; it is made at the first
+// call after a change.
+func (c *Client) Fleet() *FleetView { return c.pub.Load().fleet() }
+
+// Conn describes the connection to the broker.
+func (c *Client) Conn() ConnInfo { return c.pub.Load().conn }
+
+// Changes receives a value after Nodes, Latest, Fleet or Conn changed
+// (at most every 200 ms). It is closed when the Client stops.
+func (c *Client) Changes() <-chan struct{} { return c.changes }
+
+// Watch holds watch leases on the nodes named (the node on screen),
+// ending those on the nodes no longer named; Watch() ends them all. A
+// lease makes the router publish its busiest flows every Config.Interval
+// while it holds.
+func (c *Client) Watch(nodes ...string) { c.setWant(watchSet{nodes: slices.Clone(nodes)}) }
+
+// WatchAll holds a lease on every node under the prefix (the fleet
+// view), with one message on the broadcast topic per renewal.
+func (c *Client) WatchAll() { c.setWant(watchSet{all: true}) }
+
+func (c *Client) setWant(w watchSet) {
+	c.wantMu.Lock()
+	c.want = w
+	c.wantMu.Unlock()
+	notify(c.watchKick)
+}
+
+// Close ends the leases held (when connected), disconnects and waits for
+// the Client's goroutines. It may be called more than once.
+func (c *Client) Close() error {
+	c.closed.Do(func() {
+		c.cancel()
+		c.wg.Wait()
+		close(c.changes)
+	})
+	return nil
+}
+
+// subscriptions are the topic filters of a Client.
+func (s *settings) subscriptions() map[string]byte {
+	subs := map[string]byte{}
+	for suffix := range kinds {
+		subs[s.Topic+"/+/"+suffix] = s.QoS
+	}
+	return subs
+}
+
+func (c *Client) clientOptions(lost chan<- error) *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions().
+		AddBroker(c.s.broker).
+		SetClientID(c.s.ClientID).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetAutoReconnect(false).
+		SetConnectRetry(false).
+		SetKeepAlive(c.keepAlive).
+		SetPingTimeout(10 * time.Second).
+		SetConnectTimeout(c.connectTimeout).
+		SetWriteTimeout(10 * time.Second).
+		// In order: the parts of a document, a status after the one before.
+		// The handler never blocks, so paho's pings are not held up.
+		SetOrderMatters(true).
+		SetDefaultPublishHandler(c.onMessage).
+		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+			select {
+			case lost <- err:
+			default:
+			}
+		})
+	if c.s.User != "" {
+		o.SetUsername(c.s.User)
+		o.SetPassword(c.s.password)
+	}
+	if c.s.tls != nil {
+		o.SetTLSConfig(c.s.tls.Clone())
+	}
+	return o
+}
+
+// manage connects and subscribes, again with backoff after a failure or a
+// loss, until ctx is done.
+func (c *Client) manage(ctx context.Context) {
+	backoff := c.minBackoff
+	for ctx.Err() == nil {
+		lost := make(chan error, 1)
+		mc := mqtt.NewClient(c.clientOptions(lost))
+		err := c.connect(ctx, mc)
+		if ctx.Err() != nil {
+			mc.Disconnect(0)
+			return
+		}
+		if err != nil {
+			c.event(ctx, connEvent{err: err, at: time.Now()})
+			mc.Disconnect(0)
+			if !sleep(ctx, jitter(backoff)) {
+				return
+			}
+			backoff = min(2*backoff, c.maxBackoff)
+			continue
+		}
+		backoff = c.minBackoff
+		c.client.Store(&clientRef{mc})
+		c.event(ctx, connEvent{up: true, at: time.Now()})
+		select {
+		case <-ctx.Done():
+			c.client.Store(nil)
+			c.goodbye(mc)
+			return
+		case err := <-lost:
+			c.client.Store(nil)
+			c.event(ctx, connEvent{err: fmt.Errorf("connection to %s lost: %w", c.s.broker, err), at: time.Now()})
+			mc.Disconnect(0)
+			if !sleep(ctx, jitter(backoff)) {
+				return
+			}
+		}
+	}
+}
+
+// connect connects mc and subscribes, within the connect timeout.
+func (c *Client) connect(ctx context.Context, mc mqtt.Client) error {
+	if err := await(ctx, mc.Connect(), c.connectTimeout+5*time.Second); err != nil {
+		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
+			return fmt.Errorf("connect to %s: %w (check --mqtt-user and the password file or $FLOWTOP_MQTT_PASSWORD)", c.s.broker, err)
+		}
+		return fmt.Errorf("connect to %s: %w", c.s.broker, err)
+	}
+	tok := mc.SubscribeMultiple(c.s.subscriptions(), nil)
+	if err := await(ctx, tok, c.connectTimeout); err != nil {
+		return fmt.Errorf("subscribe on %s: %w", c.s.broker, err)
+	}
+	for topic, code := range tok.(*mqtt.SubscribeToken).Result() {
+		if code >= 0x80 {
+			return fmt.Errorf("broker %s refused the subscription to %s (an ACL?)", c.s.broker, topic)
+		}
+	}
+	return nil
+}
+
+// goodbye ends this viewer's leases, so that the routers go back to their
+// interval at once rather than when the leases run out, and disconnects.
+func (c *Client) goodbye(mc mqtt.Client) {
+	c.wantMu.Lock()
+	w := c.want
+	c.wantMu.Unlock()
+	var toks []mqtt.Token
+	if w.all {
+		toks = append(toks, mc.Publish(c.s.requestTopic(""), c.s.QoS, false, c.s.lease(false)))
+	}
+	for _, n := range w.nodes {
+		if checkNodeName(n) == nil {
+			toks = append(toks, mc.Publish(c.s.requestTopic(n), c.s.QoS, false, c.s.lease(false)))
+		}
+	}
+	deadline := time.Now().Add(time.Second)
+	for _, tok := range toks {
+		tok.WaitTimeout(max(time.Until(deadline), 0))
+	}
+	mc.Disconnect(250)
+}
+
+func (c *Client) event(ctx context.Context, ev connEvent) {
+	select {
+	case c.first <- ev.err: // the first outcome only: the buffer holds one
+	default:
+	}
+	if ev.err != nil {
+		c.log.Warn("mqtt", "err", ev.err)
+	}
+	select {
+	case c.conns <- ev:
+	case <-ctx.Done():
+	}
+}
+
+// onMessage is paho's handler for every message. It runs on paho's
+// router goroutine and must not block: it measures the body, keeps it
+// when under the cap and queues it for the owner, or counts a drop.
+// Paho reads a whole PUBLISH into memory before calling it, so a message
+// over the cap has been held once by then; capping at the connection (as
+// mqttexport does for requests) must be shared with this package later.
+func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
+	body := m.Payload() // paho makes a new slice per packet: no copy needed
+	in := inbound{topic: m.Topic(), size: len(body)}
+	if len(body) > c.s.MaxMessage {
+		in.over = true
+	} else {
+		if c.queued.Add(int64(len(body))) > inboxBytes {
+			c.queued.Add(-int64(len(body)))
+			c.dropped.Add(1)
+			return
+		}
+		in.body = body
+	}
+	select {
+	case c.inbox <- in:
+	default:
+		c.queued.Add(-int64(len(in.body)))
+		c.dropped.Add(1)
+	}
+}
+
+// own is the owner goroutine: it alone changes the tracker, and publishes
+// what readers see.
+func (c *Client) own(ctx context.Context, t *tracker) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var (
+		renewAt     time.Time // next lease renewal, zero when none
+		lastPublish time.Time
+		dropped     uint64
+		pending     []mqtt.Token // the last renewal's publishes
+	)
+	renewNow := func() { renewAt = time.Now() }
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-c.inbox:
+			c.queued.Add(-int64(len(m.body)))
+			t.message(m, time.Now())
+		case ev := <-c.conns:
+			t.conn.Connected = ev.up
+			t.conn.Since = ev.at
+			if ev.err != nil {
+				t.connError(ev.at, ev.err.Error())
+			}
+			t.changed = true
+			if ev.up {
+				renewNow()
+			}
+		case <-c.watchKick:
+			c.wantMu.Lock()
+			w := c.want
+			c.wantMu.Unlock()
+			for _, topic := range t.setWatch(w) {
+				c.send(topic, c.s.lease(false))
+			}
+			renewNow()
+		case done := <-c.syncs:
+			for len(c.inbox) > 0 {
+				m := <-c.inbox
+				c.queued.Add(-int64(len(m.body)))
+				t.message(m, time.Now())
+			}
+			c.pub.Store(t.publish())
+			lastPublish = time.Now()
+			close(done)
+		case <-timer.C:
+		}
+		now := time.Now()
+		next := t.expire(now)
+		if d := c.dropped.Load(); d != dropped {
+			t.conn.Dropped = d
+			t.connError(now, fmt.Sprintf("%d messages dropped: the viewer could not keep up", d-dropped))
+			dropped = d
+		}
+		if !renewAt.IsZero() && !now.Before(renewAt) {
+			for _, tok := range pending {
+				if tok.Error() != nil {
+					t.connError(now, "watch lease: "+tok.Error().Error())
+					break
+				}
+			}
+			pending = pending[:0]
+			for _, topic := range t.leaseTopics() {
+				if tok := c.send(topic, c.s.lease(true)); tok != nil {
+					pending = append(pending, tok)
+				}
+			}
+			renewAt = time.Time{}
+			if t.watchAll || len(t.watching) > 0 {
+				renewAt = now.Add(c.s.renewEvery())
+			}
+		}
+		if t.changed {
+			// A burst of parts is published once it is read, or every
+			// publishEvery while it lasts.
+			if len(c.inbox) == 0 || now.Sub(lastPublish) >= c.publishEvery {
+				c.pub.Store(t.publish())
+				lastPublish = now
+				notify(c.changes)
+			} else {
+				next = earliest(next, lastPublish.Add(c.publishEvery))
+			}
+		}
+		next = earliest(next, renewAt)
+		if next.IsZero() {
+			next = now.Add(time.Hour)
+		}
+		timer.Reset(max(time.Until(next), 0))
+	}
+}
+
+// sync returns once the messages queued when it was called are applied
+// and published to readers.
+func (c *Client) sync(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case c.syncs <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// send publishes a request without waiting; nil when not connected.
+func (c *Client) send(topic string, body []byte) mqtt.Token {
+	ref := c.client.Load()
+	if ref == nil {
+		return nil
+	}
+	return ref.Publish(topic, c.s.QoS, false, body)
+}
+
+// earliest returns the earlier of two times, a zero one being none.
+func earliest(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
+}
+
+// await waits for tok, at most d, and not past ctx.
+func await(ctx context.Context, tok mqtt.Token, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-t.C:
+		return fmt.Errorf("no answer from the broker within %v", d)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// jitter spreads d by ±20% so that viewers do not reconnect in step.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+func notify(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,287 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/flowtop/flowtop/report"
+)
+
+// DefaultOnceTimeout is how long FetchOnce waits for an answer by default.
+const DefaultOnceTimeout = 5 * time.Second
+
+// FetchOnce asks node for its current document (with Config.Limit and
+// Config.Filter) and returns it as one JSON document: the parts of a
+// split answer joined, a gzip answer inflated; the bytes of flowtop
+// --once on that router. It fails with "node X did not answer within
+// 5s" when no answer came within timeout (default 5 s), and at once when
+// the node's retained status says it is offline.
+func FetchOnce(ctx context.Context, cfg Config, node string, timeout time.Duration) ([]byte, error) {
+	s, err := cfg.validate()
+	if err != nil {
+		return nil, err
+	}
+	if err := checkNodeName(node); err != nil || strings.ContainsAny(node, "/+#") || node == "broadcast" {
+		return nil, fmt.Errorf("remote: node %q: not a node name", oneLine(node, 40))
+	}
+	if timeout <= 0 {
+		timeout = DefaultOnceTimeout
+	}
+	var r [6]byte
+	rand.Read(r[:])
+	id := "once-" + hex.EncodeToString(r[:])
+
+	msgs := make(chan inbound, 1024)
+	var dropped atomic.Bool
+	o := (&Client{s: s, connectTimeout: 10 * time.Second, keepAlive: 30 * time.Second}).clientOptions(make(chan error, 1))
+	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+		in := inbound{topic: m.Topic(), body: m.Payload(), size: len(m.Payload())}
+		if in.size > s.MaxMessage {
+			in.body, in.over = nil, true
+		}
+		select {
+		case msgs <- in:
+		default:
+			dropped.Store(true)
+		}
+	})
+	// Its own client id: a viewer with the same id may be running.
+	o.SetClientID(s.ClientID + "-" + id)
+	mc := mqtt.NewClient(o)
+	if err := await(ctx, mc.Connect(), 15*time.Second); err != nil {
+		mc.Disconnect(0)
+		return nil, fmt.Errorf("connect to %s: %w", s.broker, err)
+	}
+	defer mc.Disconnect(250)
+
+	base := s.Topic + "/" + node
+	sub := mc.SubscribeMultiple(map[string]byte{base + "/snapshot": s.QoS, base + "/snapshot/gz": s.QoS, base + "/status": s.QoS}, nil)
+	if err := await(ctx, sub, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("subscribe on %s: %w", s.broker, err)
+	}
+	req, _ := json.Marshal(struct {
+		ID     string `json:"id"`
+		Limit  int    `json:"limit,omitempty"`
+		Filter string `json:"filter,omitempty"`
+	}{id, s.Limit, s.Filter})
+	if err := await(ctx, mc.Publish(base+"/request", s.QoS, false, req), 10*time.Second); err != nil {
+		return nil, fmt.Errorf("request to %s: %w", base+"/request", err)
+	}
+
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var parts [][]byte // by part number - 1
+	got := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-timer.C:
+			if got > 0 {
+				return nil, fmt.Errorf("node %s: %d of %d parts arrived within %v", node, got, len(parts), timeout)
+			}
+			if dropped.Load() {
+				return nil, fmt.Errorf("node %s: answer lost (too many messages at once)", node)
+			}
+			return nil, fmt.Errorf("node %s did not answer within %v", node, timeout)
+		case m := <-msgs:
+			switch {
+			case strings.HasSuffix(m.topic, "/status"):
+				if string(m.body) == "offline" {
+					return nil, fmt.Errorf("node %s is offline (its status says so)", node)
+				}
+				continue
+			case m.over:
+				return nil, fmt.Errorf("node %s: answer of %s over the %s limit", node, sizeString(m.size), sizeString(s.MaxMessage))
+			}
+			body := m.body
+			if strings.HasSuffix(m.topic, "/gz") {
+				if body, err = gunzip(body, s.MaxMessage); err != nil {
+					return nil, fmt.Errorf("node %s: %w", node, err)
+				}
+			}
+			h, err := peekHeader(body)
+			if err != nil {
+				if errors.Is(err, errForeign) {
+					continue
+				}
+				return nil, fmt.Errorf("node %s: %w", node, err)
+			}
+			if h.RequestID != id {
+				continue // a periodic snapshot, or someone else's answer
+			}
+			if h.Parts == 0 {
+				return withNewline(body), nil
+			}
+			if parts == nil {
+				parts = make([][]byte, h.Parts)
+			}
+			if len(parts) != h.Parts || h.Part < 1 || h.Part > h.Parts {
+				return nil, fmt.Errorf("node %s: part %d of %d in an answer of %d parts", node, h.Part, h.Parts, len(parts))
+			}
+			if parts[h.Part-1] == nil {
+				parts[h.Part-1] = body
+				got++
+			}
+			if got == len(parts) {
+				return joinParts(parts)
+			}
+		}
+	}
+}
+
+// errForeign marks a message that is no snapshot document at all.
+var errForeign = errors.New("not a document")
+
+// peekHeader reads the keys of a document that say which answer it is.
+func peekHeader(body []byte) (header, error) {
+	var d struct {
+		Version   *int   `json:"version"`
+		RequestID string `json:"request_id"`
+		Part      int    `json:"part"`
+		Parts     int    `json:"parts"`
+		Flows     skip   `json:"flows"`
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		return header{}, jsonError(err)
+	}
+	if d.Version == nil {
+		return header{}, errForeign
+	}
+	if *d.Version != report.Version {
+		return header{}, fmt.Errorf("document version %d, this flowtop reads version %d (update one side)", *d.Version, report.Version)
+	}
+	if (d.Part != 0 || d.Parts != 0) && (d.Parts < 1 || d.Parts > maxParts || d.Part < 1 || d.Part > d.Parts) {
+		return header{}, fmt.Errorf("part %d of %d: want 1 <= part <= parts <= %d", d.Part, d.Parts, maxParts)
+	}
+	return header{RequestID: d.RequestID, Part: d.Part, Parts: d.Parts}, nil
+}
+
+// skip reads any JSON value and keeps nothing.
+type skip struct{}
+
+func (skip) UnmarshalJSON([]byte) error { return nil }
+
+// joinParts makes one document of the parts of one (in part order): the
+// first part's keys in their order, without part and parts, with the
+// flows of every part. Every part carries the whole totals and health.
+func joinParts(parts [][]byte) ([]byte, error) {
+	var out bytes.Buffer
+	var flows [][]byte
+	var head []rawField
+	for i, p := range parts {
+		fields, err := rawFields(p)
+		if err != nil {
+			return nil, fmt.Errorf("part %d: %w", i+1, err)
+		}
+		for _, f := range fields {
+			if f.key == "flows" {
+				if inner := bytes.TrimSpace(f.val); len(inner) > 2 {
+					flows = append(flows, inner[1:len(inner)-1]) // without [ ]
+				}
+			}
+		}
+		if i == 0 {
+			head = fields
+		}
+	}
+	out.WriteByte('{')
+	first := true
+	for _, f := range head {
+		if f.key == "part" || f.key == "parts" {
+			continue
+		}
+		if !first {
+			out.WriteByte(',')
+		}
+		first = false
+		k, _ := json.Marshal(f.key)
+		out.Write(k)
+		out.WriteByte(':')
+		if f.key != "flows" {
+			out.Write(f.val)
+			continue
+		}
+		out.WriteByte('[')
+		for j, fl := range flows {
+			if j > 0 {
+				out.WriteByte(',')
+			}
+			out.Write(fl)
+		}
+		out.WriteByte(']')
+	}
+	out.WriteString("}\n")
+	return out.Bytes(), nil
+}
+
+type rawField struct {
+	key string
+	val json.RawMessage
+}
+
+// rawFields returns the keys and values of a JSON object, in order.
+func rawFields(doc []byte) ([]rawField, error) {
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("not a JSON object")
+	}
+	var fields []rawField
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonError(err)
+		}
+		key, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, jsonError(err)
+		}
+		fields = append(fields, rawField{key, v})
+	}
+	return fields, nil
+}
+
+func withNewline(b []byte) []byte {
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		return append(b, '\n')
+	}
+	return b
+}
+
+// FetchNodes returns the nodes under the prefix: their retained statuses
+// and state summaries, and whatever documents arrive within wait (a
+// router publishes every --mqtt-interval). It fails when the broker
+// cannot be reached or refuses the login.
+func FetchNodes(ctx context.Context, cfg Config, wait time.Duration) ([]NodeInfo, error) {
+	c, err := Open(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	select {
+	case err := <-c.first:
+		if err != nil {
+			return nil, err
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if !sleep(ctx, wait) {
+		return nil, ctx.Err()
+	}
+	if err := c.sync(ctx); err != nil {
+		return nil, err
+	}
+	return c.Nodes(), nil
+}
