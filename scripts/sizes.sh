@@ -1,37 +1,42 @@
 #!/bin/sh
-# Router binary sizes: the lean daemon (-tags headless) and the full build,
-# stripped and after xz -9 (what a binary costs in a squashfs), for the
-# router targets. With --check, fails when the lean mipsle daemon grew by
-# more than 5 % over the size recorded in scripts/lean-size (update that
-# file, in the same commit, when growth is wanted).
+# Router binary sizes: the lean daemon (-tags headless,nethttpomithttp2: no
+# screen, no GeoIP downloader, no HTTP/2) and the full build, stripped and
+# after xz -9 (what a binary costs in a squashfs), for the router targets.
+#
+#   scripts/sizes.sh           every target, lean and full (for docs/BENCHMARKS.md)
+#   scripts/sizes.sh --check   CI: the lean mipsle daemon only; fails when it
+#                              grew more than 5 % over scripts/lean-size (update
+#                              that file in the same commit when growth is wanted)
 set -eu
 cd "$(dirname "$0")/.."
+lean_tags=headless,nethttpomithttp2
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
 build() { # build NAME GOARCH GOARM TAGS
 	CGO_ENABLED=0 GOOS=linux GOARCH=$2 GOARM=$3 GOMIPS=softfloat \
 		go build -trimpath -tags "$4" -ldflags "-s -w" -o "$out/$1" ./cmd/flowtop
-	printf '%-8s %-6s %10d %10d\n' "$2${3:+v$3}" "${4:-full}" \
+	printf '%-8s %-5s %10d %10d\n' "$2${3:+v$3}" "$([ -n "$4" ] && echo lean || echo full)" \
 		"$(stat -c %s "$out/$1")" "$(xz -9 -c "$out/$1" | wc -c)"
 }
 
-printf '%-8s %-6s %10s %10s\n' target build stripped xz-9
-for t in mipsle mips arm:7 arm64; do
-	arch=${t%%:*}
-	arm=""
-	[ "$arch" != "$t" ] && arm=${t#*:}
-	build "$arch-lean" "$arch" "$arm" headless
-	build "$arch-full" "$arch" "$arm" ""
-done
-
+printf '%-8s %-5s %10s %10s\n' target build stripped xz-9
 if [ "${1:-}" = --check ]; then
+	build mipsle-lean mipsle "" "$lean_tags"
 	want=$(cat scripts/lean-size)
 	got=$(stat -c %s "$out/mipsle-lean")
 	limit=$((want + want / 20))
 	if [ "$got" -gt "$limit" ]; then
-		echo "lean mipsle daemon is $got bytes, over $limit (scripts/lean-size $want + 5 %)" >&2
+		echo "the lean mipsle daemon is $got bytes, over $limit (scripts/lean-size $want + 5 %)" >&2
 		exit 1
 	fi
-	echo "lean mipsle daemon $got bytes, within 5 % of $want"
+	echo "lean mipsle daemon: $got bytes, within 5 % of $want"
+	exit 0
 fi
+for t in mipsle mips arm:7 arm64; do
+	arch=${t%%:*}
+	arm=""
+	[ "$arch" != "$t" ] && arm=${t#*:}
+	build "$arch-lean" "$arch" "$arm" "$lean_tags"
+	build "$arch-full" "$arch" "$arm" ""
+done
