@@ -245,8 +245,8 @@ func runBurst(tb testing.TB, m burstMode, window time.Duration) burstResult {
 		cmd.Process.Signal(unix.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
-			tb.Errorf("flowtop pid %d still running 5 s after SIGTERM", pid)
+		case <-time.After(nstest.Patience):
+			tb.Errorf("flowtop pid %d still running %v after SIGTERM", pid, nstest.Patience)
 			cmd.Process.Kill()
 			<-done
 		}

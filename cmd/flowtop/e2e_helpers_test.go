@@ -103,7 +103,7 @@ func startFlowtop(t *testing.T, args ...string) *flowtopProc {
 		p.cmd.Process.Kill()
 		select {
 		case <-p.done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(nstest.Patience):
 			t.Errorf("flowtop pid %d not reaped", p.cmd.Process.Pid)
 		}
 		cancel()

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -27,7 +26,7 @@ func TestPairConnectsAndTracks(t *testing.T) {
 		}
 	}()
 	if err := a.Do(func() error {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), Patience)
 		if err != nil {
 			return err
 		}
