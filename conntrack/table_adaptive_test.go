@@ -6,9 +6,17 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowtop/flowtop/conntrack/nstest"
 )
 
-// slowKernel's dumps take a second of the table's (fake) clock.
+// dumpCost is what a full dump of the fake kernels below costs on the
+// table's (fake) clock. The table waits 4 times that (in real time) for the
+// next full refresh: a minute's cost keeps a second one from coming due
+// while the test runs, however slow the machine.
+const dumpCost = time.Minute
+
+// slowKernel's dumps take dumpCost of the table's (fake) clock.
 type slowKernel struct {
 	mu    sync.Mutex
 	now   time.Time
@@ -24,7 +32,7 @@ func (k *slowKernel) clock() time.Time {
 func (k *slowKernel) Dump(fn func(*Flow)) (bool, error) {
 	k.dumps.Add(1)
 	k.mu.Lock()
-	k.now = k.now.Add(time.Second)
+	k.now = k.now.Add(dumpCost)
 	k.mu.Unlock()
 	return false, nil
 }
@@ -46,20 +54,20 @@ func TestTableAdaptsRefreshToItsCost(t *testing.T) {
 	for n := 0; n < 6; n++ {
 		select {
 		case last = <-snaps:
-		case <-time.After(2 * time.Second):
-			t.Fatalf("only %d snapshots in 2 s at a 50 ms interval", n)
+		case <-time.After(nstest.Patience):
+			t.Fatalf("only %d snapshots in %v at a 50 ms interval", n, nstest.Patience)
 		}
 	}
 	if got := k.dumps.Load(); got != 1 {
-		t.Errorf("%d full dumps in ~300 ms; a dump that costs 1 s must wait 4 s", got)
+		t.Errorf("%d full dumps in 6 intervals; a dump that costs %v must wait 4 times that", got, dumpCost)
 	}
-	if last.Health.RefreshEvery != 4*time.Second {
-		t.Errorf("Health.RefreshEvery = %v, want 4s (4 x the 1 s refresh)", last.Health.RefreshEvery)
+	if last.Health.RefreshEvery != 4*dumpCost {
+		t.Errorf("Health.RefreshEvery = %v, want %v (4 x the refresh)", last.Health.RefreshEvery, 4*dumpCost)
 	}
 }
 
 // hotKernel is a table whose first flows keep counting, whose full dumps
-// take a second of the table's (fake) clock and which answers GETs.
+// take dumpCost of the table's (fake) clock and which answers GETs.
 type hotKernel struct {
 	mu     sync.Mutex
 	now    time.Time
@@ -95,7 +103,7 @@ func (k *hotKernel) read(i int) Flow {
 // from fn.
 func (k *hotKernel) Dump(fn func(*Flow)) (bool, error) {
 	k.mu.Lock()
-	k.now = k.now.Add(time.Second)
+	k.now = k.now.Add(dumpCost)
 	read := make([]Flow, len(k.flows))
 	for i := range k.flows {
 		read[i] = k.read(i)
@@ -158,14 +166,19 @@ func TestTableRefreshesHotFlowsBetweenDumps(t *testing.T) {
 		t.Fatalf("flow %d not in the snapshot", want.ID)
 		return 0
 	}
-	first := <-snaps
+	var first *Snapshot
+	select {
+	case first = <-snaps:
+	case <-time.After(nstest.Patience):
+		t.Fatalf("no first snapshot in %v", nstest.Patience)
+	}
 	tb.Watch([]*Flow{&watched})
 	var last *Snapshot
 	for n := 0; n < 8; n++ {
 		select {
 		case last = <-snaps:
-		case <-time.After(2 * time.Second):
-			t.Fatalf("only %d snapshots in 2 s at a 30 ms interval", n)
+		case <-time.After(nstest.Patience):
+			t.Fatalf("only %d snapshots in %v at a 30 ms interval", n, nstest.Patience)
 		}
 	}
 	if last.Health.Refreshes != 1 {

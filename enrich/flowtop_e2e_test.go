@@ -54,12 +54,12 @@ func helperMain(spec string) int {
 	var udp []net.Conn
 	for item := range strings.SplitSeq(spec, ",") {
 		network, addr, _ := strings.Cut(item, "/")
-		c, err := net.DialTimeout(network, addr, 3*time.Second)
+		c, err := net.DialTimeout(network, addr, nstest.Patience)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			return 1
 		}
-		c.SetDeadline(time.Now().Add(3 * time.Second))
+		c.SetDeadline(time.Now().Add(nstest.Patience))
 		if _, err := c.Write([]byte("flowtop e2e")); err != nil {
 			fmt.Fprintln(os.Stderr, "helper:", err)
 			return 1
@@ -240,7 +240,7 @@ func newScene(t *testing.T) *scene {
 		stdin.Close() // the helper's signal to end
 		select {
 		case <-exited:
-		case <-time.After(3 * time.Second):
+		case <-time.After(nstest.Patience):
 			cmd.Process.Kill()
 			<-exited
 		}
@@ -257,12 +257,12 @@ func newScene(t *testing.T) *scene {
 	case line := <-ready:
 		f := strings.Fields(line)
 		if len(f) != 3 || f[0] != "ready" {
-			t.Fatalf("helper did not start: %q; stderr:\n%s", line, stderr.String())
+			t.Fatalf("helper did not start: %q; stderr:\n%s", line, nstest.Truncate(stderr.String()))
 		}
 		s.helperPID, _ = strconv.Atoi(f[1])
 		s.helperComm = f[2]
-	case <-time.After(10 * time.Second):
-		t.Fatalf("helper not ready after 10 s; stderr:\n%s", stderr.String())
+	case <-time.After(nstest.Patience):
+		t.Fatalf("helper not ready after %v; stderr:\n%s", nstest.Patience, nstest.Truncate(stderr.String()))
 	}
 	return s
 }
@@ -292,10 +292,10 @@ func (s *scene) run(t *testing.T, args ...string) (stdout []byte, stderr string,
 		t.Fatal(err)
 	}
 	// ip netns exec execs flowtop in place: the PID is flowtop's.
-	timer := time.AfterFunc(15*time.Second, func() { cmd.Process.Kill() })
+	timer := time.AfterFunc(nstest.Patience, func() { cmd.Process.Kill() })
 	err := cmd.Wait()
 	if !timer.Stop() {
-		t.Fatalf("flowtop %s: killed after 15 s; stderr:\n%s", strings.Join(args, " "), errb.String())
+		t.Fatalf("flowtop %s: killed after %v; stderr:\n%s", strings.Join(args, " "), nstest.Patience, nstest.Truncate(errb.String()))
 	}
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
@@ -310,11 +310,11 @@ func (s *scene) once(t *testing.T, args ...string) (*report.Document, string) {
 	t.Helper()
 	stdout, stderr, code := s.run(t, append([]string{"--once", "-46TUI"}, args...)...)
 	if code != 0 {
-		t.Fatalf("flowtop %s: exit %d; stderr:\n%s", strings.Join(args, " "), code, stderr)
+		t.Fatalf("flowtop %s: exit %d; stderr:\n%s", strings.Join(args, " "), code, nstest.Truncate(stderr))
 	}
 	var d report.Document
 	if err := json.Unmarshal(stdout, &d); err != nil {
-		t.Fatalf("flowtop %s: output is not a JSON document: %v\n%.2000s", strings.Join(args, " "), err, stdout)
+		t.Fatalf("flowtop %s: output is not a JSON document: %v\n%s", strings.Join(args, " "), err, nstest.Truncate(string(stdout)))
 	}
 	return &d, stderr
 }
@@ -335,9 +335,9 @@ func (s *scene) poll(t *testing.T, within time.Duration, check func(*report.Docu
 			return d
 		}
 		if time.Now().After(deadline) {
-			b, _ := json.MarshalIndent(d.Flows, "", "  ")
-			t.Fatalf("flowtop %s: after %d runs:\n  %s\nflows: %s\nstderr:\n%s",
-				strings.Join(args, " "), attempt, strings.Join(problems, "\n  "), b, stderr)
+			b, _ := json.Marshal(d.Flows)
+			t.Fatalf("flowtop %s: after %d runs:\n  %s\nflows: %s\nstderr:\n%s", strings.Join(args, " "), attempt,
+				nstest.Truncate(strings.Join(problems, "\n  ")), nstest.Truncate(string(b)), nstest.Truncate(stderr))
 		}
 	}
 }
@@ -406,7 +406,7 @@ func TestFlowtopNamesEndToEnd(t *testing.T) {
 	writeConf(t, confDir, goodTCPConf)
 	common := []string{"-t", "1", "--geoip-dir", geoDir, "--config-dir", confDir, "--state-dir", stateDir}
 
-	d := s.poll(t, 20*time.Second, func(d *report.Document) []string {
+	d := s.poll(t, nstest.Patience, func(d *report.Document) []string {
 		return checkFlows(d, all(wantName, wantService, wantGeo, s.wantProcess))
 	}, common...)
 	for _, tg := range targets {
@@ -426,7 +426,7 @@ func TestFlowtopNamesEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("-G", func(t *testing.T) {
-		d := s.poll(t, 10*time.Second, func(d *report.Document) []string {
+		d := s.poll(t, nstest.Patience, func(d *report.Document) []string {
 			return checkFlows(d, all(wantName, wantService))
 		}, append(common, "-G")...)
 		for _, f := range d.Flows {

@@ -103,12 +103,12 @@ func startFlowtop(t *testing.T, args ...string) *flowtopProc {
 		p.cmd.Process.Kill()
 		select {
 		case <-p.done:
-		case <-time.After(5 * time.Second):
+		case <-time.After(nstest.Patience):
 			t.Errorf("flowtop pid %d not reaped", p.cmd.Process.Pid)
 		}
 		cancel()
 		if t.Failed() {
-			t.Logf("flowtop %s stderr:\n%s", strings.Join(args, " "), p.stderr.String())
+			t.Logf("flowtop %s stderr:\n%s", strings.Join(args, " "), nstest.Truncate(p.stderr.String()))
 		}
 	})
 	return p
@@ -122,11 +122,11 @@ func (p *flowtopProc) next(t *testing.T, timeout time.Duration) []byte {
 	case line, ok := <-p.lines:
 		if !ok {
 			<-p.done
-			t.Fatalf("flowtop ended (%v) before printing a snapshot; stderr:\n%s", p.cmd.ProcessState, p.stderr.String())
+			t.Fatalf("flowtop ended (%v) before printing a snapshot; stderr:\n%s", p.cmd.ProcessState, nstest.Truncate(p.stderr.String()))
 		}
 		return line
 	case <-time.After(timeout):
-		t.Fatalf("no snapshot from flowtop within %v; stderr:\n%s", timeout, p.stderr.String())
+		t.Fatalf("no snapshot from flowtop within %v; stderr:\n%s", timeout, nstest.Truncate(p.stderr.String()))
 	}
 	return nil
 }
@@ -157,7 +157,7 @@ func (p *flowtopProc) wait(t *testing.T, timeout time.Duration) int {
 			}
 		case <-deadline:
 		}
-		t.Fatalf("flowtop still running after %v; stderr:\n%s", timeout, p.stderr.String())
+		t.Fatalf("flowtop still running after %v; stderr:\n%s", timeout, nstest.Truncate(p.stderr.String()))
 	}
 }
 
@@ -176,7 +176,7 @@ func runBinary(t *testing.T, timeout time.Duration, args ...string) (stdout []by
 		t.Fatalf("flowtop %s: %v", strings.Join(args, " "), err)
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("flowtop %s: still running after %v; stderr:\n%s", strings.Join(args, " "), timeout, errb.String())
+		t.Fatalf("flowtop %s: still running after %v; stderr:\n%s", strings.Join(args, " "), timeout, nstest.Truncate(errb.String()))
 	}
 	return stdout, errb.String(), cmd.ProcessState.ExitCode()
 }
@@ -186,7 +186,7 @@ func decodeDoc(t *testing.T, line []byte) *report.Document {
 	t.Helper()
 	var d report.Document
 	if err := json.Unmarshal(line, &d); err != nil {
-		t.Fatalf("snapshot is not a JSON document: %v\n%.2000s", err, line)
+		t.Fatalf("snapshot is not a JSON document: %v\n%s", err, nstest.Truncate(string(line)))
 	}
 	return &d
 }
@@ -248,7 +248,7 @@ func conntrackList(t *testing.T, ns *nstest.NS) map[string]ctEntry {
 	}
 	m, err := parseConntrackList(string(out))
 	if err != nil {
-		t.Fatalf("%v\n%s", err, out)
+		t.Fatalf("%v\n%s", err, nstest.Truncate(string(out)))
 	}
 	return m
 }
@@ -315,7 +315,7 @@ func startTraffic(t *testing.T, a, b *nstest.NS) *traffic {
 		tr.tcpPorts[i] = echoTCP.Port
 		var c net.Conn
 		if err := a.Do(func() (err error) {
-			c, err = net.DialTimeout("tcp", echoTCP.String(), 2*time.Second)
+			c, err = net.DialTimeout("tcp", echoTCP.String(), nstest.Patience)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -349,7 +349,7 @@ func startTraffic(t *testing.T, a, b *nstest.NS) *traffic {
 			t.Fatal(err)
 		}
 		closers = append(closers, uc)
-		uc.SetDeadline(time.Now().Add(2 * time.Second))
+		uc.SetDeadline(time.Now().Add(nstest.Patience))
 		for range 3 {
 			if _, err := uc.Write([]byte("flowtop udp")); err != nil {
 				t.Fatal(err)
@@ -383,7 +383,7 @@ func ping(t *testing.T, ns *nstest.NS, src, dst string, id, count int) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(3 * time.Second))
+	c.SetDeadline(time.Now().Add(nstest.Patience))
 	for seq := 1; seq <= count; seq++ {
 		// The kernel computes the ICMPv6 checksum of a raw socket.
 		req, err := (&icmp.Message{Type: reqType, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("flowtop")}}).Marshal(nil)
@@ -415,8 +415,8 @@ func ping(t *testing.T, ns *nstest.NS, src, dst string, id, count int) {
 // ...` (or, without a shell, `flowtop __sysctl-watchdog <pid> ...`).
 func findWatchdog(t *testing.T, pid int) int {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second) // a busy machine starts processes late
-	for time.Now().Before(deadline) {
+	var w int
+	nstest.WaitFor(t, nstest.Patience, fmt.Sprintf("a %s process for flowtop pid %d", watchdogArg, pid), func() (bool, string) {
 		dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 		for _, path := range dirs {
 			b, err := os.ReadFile(path)
@@ -425,14 +425,13 @@ func findWatchdog(t *testing.T, pid int) int {
 			}
 			args := strings.Split(string(b), "\x00")
 			if i := slices.Index(args, watchdogArg); i > 0 && i+1 < len(args) && args[i+1] == strconv.Itoa(pid) {
-				w, _ := strconv.Atoi(filepath.Base(filepath.Dir(path)))
-				return w
+				w, _ = strconv.Atoi(filepath.Base(filepath.Dir(path)))
+				return true, ""
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no %s process for flowtop pid %d", watchdogArg, pid)
-	return 0
+		return false, fmt.Sprintf("none among %d processes", len(dirs))
+	})
+	return w
 }
 
 // killAndAwait sends SIGKILL to pid (not our child) and waits until it is
@@ -442,17 +441,13 @@ func killAndAwait(t *testing.T, pid int) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill %d: %v", pid, err)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for time.Now().Before(deadline) {
+	nstest.WaitFor(t, nstest.Patience, fmt.Sprintf("pid %d gone after SIGKILL", pid), func() (bool, string) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
-			return
+			return true, ""
 		}
 		// The state follows the parenthesised command name.
-		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && (b[i+2] == 'Z' || b[i+2] == 'X') {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("pid %d still alive after SIGKILL", pid)
+		i := bytes.LastIndexByte(b, ')')
+		return i > 0 && len(b) > i+2 && (b[i+2] == 'Z' || b[i+2] == 'X'), string(b)
+	})
 }

@@ -32,7 +32,7 @@ func TestUnprivileged(t *testing.T) {
 		{"--batch", []string{"--batch", "--netns", a.Path(), "--state-dir", t.TempDir()}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), nstest.Patience)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bin, tt.args...)
 			cmd.Dir = "/"
@@ -41,7 +41,7 @@ func TestUnprivileged(t *testing.T) {
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr
 			cmd.Run()
 			if ctx.Err() != nil {
-				t.Fatalf("still running after 10 s; stderr:\n%s", stderr.String())
+				t.Fatalf("still running after %v; stderr:\n%s", nstest.Patience, nstest.Truncate(stderr.String()))
 			}
 			if code := cmd.ProcessState.ExitCode(); code != 1 {
 				t.Errorf("exit status %d, want 1", code)
@@ -94,7 +94,7 @@ func tcpConnect(t *testing.T, a, b *nstest.NS, dst string) int {
 	}()
 	var c net.Conn
 	if err := a.Do(func() (err error) {
-		c, err = net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+		c, err = net.DialTimeout("tcp", ln.Addr().String(), nstest.Patience)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -121,7 +121,7 @@ func TestConntrackInactive(t *testing.T) {
 		if n := count(); n != "0" {
 			t.Fatalf("nf_conntrack_count = %s without any rule, want 0", n)
 		}
-		out, stderr, code := runBinary(t, 10*time.Second, "--once", "-t", "0", "--netns", a.Path(), "--state-dir", t.TempDir())
+		out, stderr, code := runBinary(t, nstest.Patience, "--once", "-t", "0", "--netns", a.Path(), "--state-dir", t.TempDir())
 		if code != 0 {
 			t.Fatalf("exit status %d; stderr:\n%s", code, stderr)
 		}
@@ -133,7 +133,7 @@ func TestConntrackInactive(t *testing.T) {
 
 	t.Run("--enable-tracking", func(t *testing.T) {
 		p := startFlowtop(t, "--batch", "-t", "0.5", "-46TUI", "--enable-tracking", "--netns", a.Path(), "--state-dir", t.TempDir())
-		decodeDoc(t, p.next(t, 5*time.Second))
+		decodeDoc(t, p.next(t, nstest.Patience))
 		if tables := nftTables(); !strings.Contains(tables, trackingTable) {
 			t.Errorf("while flowtop --enable-tracking runs, nft list tables shows:\n%s", tables)
 		}
@@ -144,10 +144,10 @@ func TestConntrackInactive(t *testing.T) {
 		if n, _ := strconv.Atoi(count()); n == 0 {
 			t.Errorf("nf_conntrack_count = 0 with --enable-tracking and traffic")
 		}
-		deadline := time.Now().Add(3 * time.Second)
+		deadline := time.Now().Add(nstest.Patience)
 		for len(ports) > 0 {
 			if time.Now().After(deadline) {
-				t.Fatalf("no snapshot within 3 s lists the TCP flows to %v", ports)
+				t.Fatalf("no snapshot within %v lists the TCP flows to %v", nstest.Patience, ports)
 			}
 			d := decodeDoc(t, p.next(t, time.Until(deadline)))
 			for _, f := range d.Flows {
@@ -160,7 +160,7 @@ func TestConntrackInactive(t *testing.T) {
 			}
 		}
 		p.signal(t, syscall.SIGINT)
-		if code := p.wait(t, 5*time.Second); code != 0 {
+		if code := p.wait(t, nstest.Patience); code != 0 {
 			t.Errorf("exit status %d after SIGINT", code)
 		}
 		if tables := nftTables(); strings.Contains(tables, trackingTable) {
@@ -175,11 +175,11 @@ func TestConntrackInactive(t *testing.T) {
 		for _, args := range [][]string{{"--batch"}, {"--once", "-t", "0"}} {
 			args = append(args, "--enable-tracking", "--netns", a.Path(), "--state-dir", t.TempDir())
 			p := startFlowtop(t, args...)
-			p.next(t, 5*time.Second)
+			p.next(t, nstest.Patience)
 			if args[0] == "--batch" {
 				p.signal(t, syscall.SIGTERM)
 			}
-			if code := p.wait(t, 5*time.Second); code != 0 {
+			if code := p.wait(t, nstest.Patience); code != 0 {
 				t.Errorf("%s: exit status %d", args[0], code)
 			}
 			if tables := nftTables(); strings.Contains(tables, trackingTable) {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 var build struct {
@@ -39,7 +41,13 @@ func Flowtop(t testing.TB) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "flowtop")
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		unlock, err := lockBuild()
+		if err != nil {
+			build.err = err
+			return
+		}
+		defer unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		// go test puts its own go tool first on PATH.
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", build.bin, "./cmd/flowtop")
@@ -53,6 +61,28 @@ func Flowtop(t testing.TB) string {
 		t.Fatal(build.err)
 	}
 	return build.bin
+}
+
+// buildLockPath is the lock every test binary takes around its build of
+// flowtop.
+var buildLockPath = filepath.Join(os.TempDir(), "flowtop-e2e-build.lock")
+
+// lockBuild waits for the builds of flowtop by other test binaries to end.
+// `go test ./...` runs several packages' end-to-end tests at once, and the
+// go command does not share work between concurrent builds: each would
+// compile every package of flowtop itself, on a machine already busy with
+// the tests. One after the other, the first compiles and the others link
+// from the build cache.
+func lockBuild() (unlock func(), err error) {
+	f, err := os.OpenFile(buildLockPath, os.O_CREATE|os.O_RDWR, 0o666)
+	if err != nil {
+		return nil, fmt.Errorf("build lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("build lock %s: %w", buildLockPath, err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
 }
 
 // RemoveFlowtop removes what Flowtop built, if anything.

@@ -1,10 +1,13 @@
 package nstest
 
 import (
+	"errors"
 	"net"
+	"os"
 	"strings"
 	"testing"
-	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestPairConnectsAndTracks(t *testing.T) {
@@ -23,7 +26,7 @@ func TestPairConnectsAndTracks(t *testing.T) {
 		}
 	}()
 	if err := a.Do(func() error {
-		c, err := net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+		c, err := net.DialTimeout("tcp", ln.Addr().String(), Patience)
 		if err != nil {
 			return err
 		}
@@ -33,5 +36,25 @@ func TestPairConnectsAndTracks(t *testing.T) {
 	}
 	if out := a.Exec(t, "cat", "/proc/sys/net/netfilter/nf_conntrack_count"); strings.TrimSpace(out) == "0" {
 		t.Fatalf("conntrack did not track the connection in %s", a.Name)
+	}
+}
+
+// Two test binaries building flowtop at once build one after the other.
+func TestLockBuildExcludes(t *testing.T) {
+	unlock, err := lockBuild()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := os.Open(buildLockPath) // another open file: another binary's lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB); !errors.Is(err, unix.EWOULDBLOCK) {
+		t.Fatalf("a second lock while the build holds it: %v, want EWOULDBLOCK", err)
+	}
+	unlock()
+	if err := unix.Flock(int(other.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		t.Fatalf("lock after unlock: %v", err)
 	}
 }
