@@ -207,15 +207,6 @@ func waitSnap(t *testing.T, sub <-chan *Snapshot, what string, ok func(*Snapshot
 	}
 }
 
-// snapSummary describes a snapshot in one short line for a failure
-// message: a big one's flows would fill screens.
-func snapSummary(s *Snapshot) string {
-	if s == nil {
-		return "none"
-	}
-	return fmt.Sprintf("%d of %d flows listed, health %+v", len(s.Flows), s.TableFlows, s.Health)
-}
-
 // settle republishes (SetFilter with the same filter) until a snapshot
 // shows what the events sent so far should have done.
 func settle(t *testing.T, tbl *Table, sub <-chan *Snapshot, f Filter, what string, ok func(*Snapshot) bool) *Snapshot {
