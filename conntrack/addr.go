@@ -30,6 +30,29 @@ func AddrFrom(a netip.Addr) Addr {
 	return Addr{}
 }
 
+// AddrFrom4 is the IPv4 address of b's four bytes, in network order.
+func AddrFrom4(b [4]byte) Addr {
+	var x Addr
+	copy(x.ip[:], b[:])
+	x.len = 4
+	return x
+}
+
+// AddrFrom16 is the IPv6 address of b's sixteen bytes, in network order.
+func AddrFrom16(b [16]byte) Addr { return Addr{ip: b, len: 16} }
+
+// As4 returns an IPv4 address's four bytes (zero for others).
+func (a Addr) As4() [4]byte {
+	if a.len != 4 {
+		return [4]byte{}
+	}
+	return [4]byte(a.ip[:4])
+}
+
+// As16 returns an IPv6 address's sixteen bytes (an IPv4 address's four
+// first, then zeros).
+func (a Addr) As16() [16]byte { return a.ip }
+
 // MustParseAddr parses an address and panics on error, for tests and
 // constants.
 func MustParseAddr(s string) Addr { return AddrFrom(netip.MustParseAddr(s)) }

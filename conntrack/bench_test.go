@@ -50,21 +50,6 @@ func (k *sliceKernel) Listen(ctx context.Context, _ chan<- Event) error {
 	return nil
 }
 
-func BenchmarkDecodeFlow(b *testing.B) {
-	f := benchFlows(1)[0]
-	f.Proto, f.State = ProtoTCP, 3
-	data := encodeFlow(b, &f, time.Time{})
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	var out Flow
-	for b.Loop() {
-		out = Flow{}
-		if _, err := decodeFlow(data, &out); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkTableRefresh is one counter refresh and snapshot of a table in
 // steady state (every flow known, every flow's counters grown: the worst
 // case, since each changed flow gets a new record): table update, rate

@@ -372,10 +372,10 @@ func (t *Table) apply(ev Event) {
 		e := &t.entries[i]
 		r := t.mutable(e)
 		r.Reply, r.Status, r.Timeout, r.Seen, r.Mark = f.Reply, f.Status, f.Timeout, now, f.Mark
-		if !ev.noState {
+		if !ev.NoState {
 			r.State = f.State
 		}
-		if !ev.noLabels {
+		if !ev.NoLabels {
 			r.Labels = f.Labels
 		}
 	case EventDestroy:

@@ -80,7 +80,7 @@ func TestTableCopyOnWrite(t *testing.T) {
 	// An UPDATE event (a new connmark) on a published flow copies it too.
 	upd := mk(2, 1001)
 	upd.Mark = 7
-	tb.apply(Event{Type: EventUpdate, Flow: upd, noState: true})
+	tb.apply(Event{Type: EventUpdate, Flow: upd, NoState: true})
 	tb.publish()
 	s3 := tb.Latest()
 	if idle1.Mark != 0 || recordOf(s3, 2).Mark != 7 {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"net"
 	"os/exec"
@@ -77,12 +78,12 @@ func natTopology(t *testing.T) (client, router, server *nstest.NS) {
 // timestamps on, and an exporter reading it.
 func routerTable(t *testing.T, router *nstest.NS, cfg Config, tune func(*Exporter)) *Exporter {
 	t.Helper()
-	src, err := conntrack.Open(router.Path())
+	src, err := kernel.Open(router.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	guard, err := conntrack.EnableAccounting(src.NetnsFile(), t.TempDir())
+	guard, err := kernel.EnableAccounting(src.NetnsFile(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // KernelStats reads the kernel's conntrack statistics;
-// *conntrack.StatsReader implements it.
+// *kernel.StatsReader implements it.
 type KernelStats interface {
 	Read() (conntrack.KernelStats, error)
 }

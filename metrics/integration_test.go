@@ -8,6 +8,7 @@ package metrics
 import (
 	"bufio"
 	"context"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"net"
 	"net/http"
@@ -30,12 +31,12 @@ import (
 func TestMetricsRealTraffic(t *testing.T) {
 	nstest.Require(t, "nft", "conntrack")
 	a, b := nstest.Pair(t)
-	src, err := conntrack.Open(a.Path())
+	src, err := kernel.Open(a.Path())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { src.Close() })
-	guard, err := conntrack.EnableAccounting(src.NetnsFile(), t.TempDir())
+	guard, err := kernel.EnableAccounting(src.NetnsFile(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +45,7 @@ func TestMetricsRealTraffic(t *testing.T) {
 			t.Errorf("restore sysctls: %v", err)
 		}
 	})
-	stats, err := conntrack.OpenStats(src.NetnsFile())
+	stats, err := kernel.OpenStats(src.NetnsFile())
 	if err != nil {
 		t.Fatal(err)
 	}

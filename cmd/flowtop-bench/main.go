@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -30,7 +31,6 @@ import (
 	"github.com/mdlayher/netlink"
 	tconntrack "github.com/ti-mo/conntrack"
 
-	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/ctgen"
 	"golang.org/x/sys/unix"
 )
@@ -127,7 +127,7 @@ func run(flowsList string, runs, burst, cpuSecs int, bin string) error {
 			return fmt.Errorf("build flowtop: %v: %s", err, out)
 		}
 	}
-	fmt.Printf("machine: %d cores, kernel %s\n\n", nproc(), kernel())
+	fmt.Printf("machine: %d cores, kernel %s\n\n", nproc(), kernelRelease())
 	fmt.Printf("%-9s %-22s %10s %10s %8s %8s\n", "flows", "reader", "time", "peak RSS", "x time", "x RSS")
 	for _, s := range strings.Split(flowsList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
@@ -403,7 +403,7 @@ func peakRSS(pid int) float64 {
 // rawDump reads the whole table without decoding it, with flowtop's own
 // receive loop: the cost of the kernel and the socket alone.
 func rawDump(x *ns) (result, error) {
-	src, err := conntrack.Open(x.path())
+	src, err := kernel.Open(x.path())
 	if err != nil {
 		return result{}, err
 	}
@@ -552,7 +552,7 @@ func nproc() int {
 	return v
 }
 
-func kernel() string {
+func kernelRelease() string {
 	var u unix.Utsname
 	unix.Uname(&u)
 	return unix.ByteSliceToString(u.Release[:])

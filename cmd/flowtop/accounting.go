@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"log/slog"
 	"sync"
@@ -12,7 +13,7 @@ import (
 // endAccounting puts the sysctls back at exit, or with --keep-accounting
 // leaves them on and says so in one line on stderr (the screen has
 // released the terminal by then).
-func endAccounting(guard *conntrack.SysctlGuard, keep bool, stderr io.Writer) {
+func endAccounting(guard *kernel.SysctlGuard, keep bool, stderr io.Writer) {
 	if !keep {
 		if err := guard.Restore(); err != nil {
 			fmt.Fprintf(stderr, "flowtop: restoring sysctls: %v\n", err)

@@ -2,12 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"os"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/ctgen"
 	"github.com/flowtop/flowtop/conntrack/nstest"
 	"github.com/flowtop/flowtop/report"
@@ -24,7 +24,7 @@ func TestBurst(t *testing.T) {
 	flowtopBinary(t)
 	a := nstest.New(t, "u")
 	a.EnableConntrack(t)
-	count := sysctl(t, a, conntrack.SysctlCount)
+	count := sysctl(t, a, kernel.SysctlCount)
 	burstFlows := 20000
 	if n, err := strconv.Atoi(os.Getenv("FLOWTOP_TEST_BURST")); err == nil && n > burstFlows {
 		burstFlows = n

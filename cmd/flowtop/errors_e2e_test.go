@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"net"
 	"os/exec"
@@ -12,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/nstest"
 )
 
@@ -113,7 +113,7 @@ func TestConntrackInactive(t *testing.T) {
 	nstest.Require(t, "nft")
 	flowtopBinary(t)
 	a, b := barePair(t)
-	count := sysctl(t, a, conntrack.SysctlCount)
+	count := sysctl(t, a, kernel.SysctlCount)
 	nftTables := func() string { return a.Exec(t, "nft", "list", "tables") }
 
 	t.Run("hint", func(t *testing.T) {

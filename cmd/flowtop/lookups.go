@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"log/slog"
 	"time"
 
@@ -49,7 +50,7 @@ func openLookups(o *options, log *slog.Logger) (*enrich.Lookups, func()) {
 		}
 		closers = append(closers, func() { db.Close() })
 	}
-	if f, err := procs.New(procs.Config{NetNS: conntrack.NetnsPath(o.netns)}); err != nil {
+	if f, err := procs.New(procs.Config{NetNS: kernel.NetnsPath(o.netns)}); err != nil {
 		log.Warn("no process names", "err", err)
 	} else {
 		l.Procs = f

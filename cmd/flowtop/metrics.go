@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -124,7 +125,7 @@ func (s *metricsServer) serve(ctx context.Context, wg *sync.WaitGroup, table *co
 		Latest: table.Latest, Ended: table.SubscribeEnded(4096), EndedDrops: table.EndedDrops,
 		Exporters: exporters, LocalNets: s.nets, Version: version, Logger: log,
 	}
-	stats, err := conntrack.OpenStats(ns)
+	stats, err := kernel.OpenStats(ns)
 	if err != nil {
 		log.Warn("metrics: no kernel conntrack statistics", "err", err)
 	} else {

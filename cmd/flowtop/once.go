@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"log/slog"
 	"os"
@@ -26,10 +27,10 @@ func (o *options) singleDump() bool { return o.once && o.intervalDuration() == 0
 
 // oneDump is what onceStreamed needs of the kernel side runFlowtop set up.
 type oneDump struct {
-	src           *conntrack.Source
-	guard         *conntrack.SysctlGuard
-	count         *conntrack.KernelCount
-	activity      *conntrack.IPActivity
+	src           *kernel.Source
+	guard         *kernel.SysctlGuard
+	count         *kernel.KernelCount
+	activity      *kernel.IPActivity
 	packetsBefore uint64
 	watchdogReady <-chan struct{}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"net"
 	"slices"
@@ -38,8 +39,8 @@ func TestOnceListsKernelFlows(t *testing.T) {
 	a, b := nstest.Pair(t)
 	// Counters and start times exist only for flows created while these
 	// are on; flowtop records 1 and leaves them at 1.
-	a.WriteSysctl(t, conntrack.SysctlAcct, "1")
-	a.WriteSysctl(t, conntrack.SysctlTimestamp, "1")
+	a.WriteSysctl(t, kernel.SysctlAcct, "1")
+	a.WriteSysctl(t, kernel.SysctlTimestamp, "1")
 	tr := startTraffic(t, a, b)
 	stateDir := t.TempDir()
 
@@ -210,7 +211,7 @@ func TestOnceListsKernelFlows(t *testing.T) {
 		}
 	})
 
-	if v := a.ReadSysctl(t, conntrack.SysctlAcct); v != "1" {
+	if v := a.ReadSysctl(t, kernel.SysctlAcct); v != "1" {
 		t.Errorf("nf_conntrack_acct = %s after flowtop, was 1 before", v)
 	}
 }
@@ -295,7 +296,7 @@ func TestOnceSingleDumpSortsByBytes(t *testing.T) {
 	nstest.Require(t, "nft")
 	flowtopBinary(t)
 	a, b := nstest.Pair(t)
-	a.WriteSysctl(t, conntrack.SysctlAcct, "1") // counters for the flows made below
+	a.WriteSysctl(t, kernel.SysctlAcct, "1") // counters for the flows made below
 	const conns = 6
 	bytesByPort := map[int]int{} // B's port -> bytes sent each way
 	for i := range conns {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"net/netip"
 	"strings"
@@ -176,7 +177,7 @@ func TestParseOptionsModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.sortKey != report.SortRate || o.stateDir != conntrack.DefaultStateDir || o.limit != 0 {
+	if o.sortKey != report.SortRate || o.stateDir != kernel.DefaultStateDir || o.limit != 0 {
 		t.Errorf("defaults: sort %q state dir %q limit %d", o.sortKey, o.stateDir, o.limit)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/nstest"
 )
 
@@ -19,10 +19,10 @@ func TestSysctlsRestoredAfterPanicInGoroutine(t *testing.T) {
 	nstest.Require(t, "nft")
 	a := nstest.New(t, "p")
 	a.EnableConntrack(t)
-	acct := sysctl(t, a, conntrack.SysctlAcct)
-	stamp := sysctl(t, a, conntrack.SysctlTimestamp)
-	a.WriteSysctl(t, conntrack.SysctlAcct, "0")
-	a.WriteSysctl(t, conntrack.SysctlTimestamp, "0")
+	acct := sysctl(t, a, kernel.SysctlAcct)
+	stamp := sysctl(t, a, kernel.SysctlTimestamp)
+	a.WriteSysctl(t, kernel.SysctlAcct, "0")
+	a.WriteSysctl(t, kernel.SysctlTimestamp, "0")
 	dir := t.TempDir()
 
 	// A flowtop that does not panic would run on: killed after a while.

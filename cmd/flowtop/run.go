@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"log/slog"
 	"os"
@@ -86,13 +87,13 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		log = slog.New(warns.handler())
 	}
 
-	src, err := conntrack.Open(o.netns)
+	src, err := kernel.Open(o.netns)
 	if err != nil {
 		return err
 	}
 	defer src.Close()
 
-	guard, err := conntrack.EnableAccounting(src.NetnsFile(), o.stateDir)
+	guard, err := kernel.EnableAccounting(src.NetnsFile(), o.stateDir)
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 		}()
 	}
 
-	count, err := conntrack.OpenCount(src.NetnsFile())
+	count, err := kernel.OpenCount(src.NetnsFile())
 	if err != nil {
 		log.Warn("flow count unavailable", "err", err)
 	}
@@ -134,7 +135,7 @@ func runFlowtop(ctx context.Context, o *options, stdout, stderr io.Writer) error
 
 	// The IP packet counters tell an idle namespace from one whose traffic
 	// conntrack ignores (no rule uses it).
-	activity, err := conntrack.OpenIPActivity(src.NetnsFile())
+	activity, err := kernel.OpenIPActivity(src.NetnsFile())
 	if err != nil {
 		log.Debug("no IP counters", "err", err)
 	}
@@ -306,7 +307,7 @@ type modes struct {
 	log       *slog.Logger
 	stdout    io.Writer
 	table     *conntrack.Table
-	src       *conntrack.Source
+	src       *kernel.Source
 	snaps     <-chan *conntrack.Snapshot
 	cancelSub func()
 	tableErr  <-chan error
@@ -317,8 +318,8 @@ type modes struct {
 	exp       *exporters
 	warnings  func() []string
 
-	activity      *conntrack.IPActivity
-	count         *conntrack.KernelCount
+	activity      *kernel.IPActivity
+	count         *kernel.KernelCount
 	packetsBefore uint64
 }
 

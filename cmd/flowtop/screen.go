@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/ui"
@@ -47,7 +48,7 @@ func (m *modes) screen(ctx context.Context) error {
 // uiSource is what the screen needs from the kernel side.
 type uiSource struct {
 	*conntrack.Table
-	src *conntrack.Source
+	src *kernel.Source
 }
 
 func (u uiSource) Delete(f *conntrack.Flow) error { return u.src.Delete(f) }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"net"
 	"os"
 	"os/exec"
@@ -16,7 +17,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/nstest"
 	"github.com/flowtop/flowtop/report"
 )
@@ -28,11 +28,11 @@ func TestSysctlsRestored(t *testing.T) {
 	nstest.Require(t, "nft")
 	a := nstest.New(t, "s")
 	a.EnableConntrack(t)
-	acct := sysctl(t, a, conntrack.SysctlAcct)
-	stamp := sysctl(t, a, conntrack.SysctlTimestamp)
+	acct := sysctl(t, a, kernel.SysctlAcct)
+	stamp := sysctl(t, a, kernel.SysctlTimestamp)
 	reset := func(t *testing.T) {
-		a.WriteSysctl(t, conntrack.SysctlAcct, "0")
-		a.WriteSysctl(t, conntrack.SysctlTimestamp, "0")
+		a.WriteSysctl(t, kernel.SysctlAcct, "0")
+		a.WriteSysctl(t, kernel.SysctlTimestamp, "0")
 		if acct() != "0" || stamp() != "0" {
 			t.Fatalf("cannot set the sysctls to 0 in %s", a.Name)
 		}
@@ -185,8 +185,8 @@ func TestSysctlsRestored(t *testing.T) {
 			if err := os.WriteFile(path, reused, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			a.WriteSysctl(t, conntrack.SysctlAcct, left)
-			a.WriteSysctl(t, conntrack.SysctlTimestamp, left)
+			a.WriteSysctl(t, kernel.SysctlAcct, left)
+			a.WriteSysctl(t, kernel.SysctlTimestamp, left)
 
 			d, _ := once(t, dir)
 			if !d.Health.Accounting || !d.Health.Timestamps {
@@ -202,7 +202,7 @@ func TestSysctlsRestored(t *testing.T) {
 	// and the kernel defaults (0) are put back, not the 1 left behind.
 	for _, c := range []struct{ name, content string }{
 		{"not JSON", "garbage{"},
-		{"-5", fmt.Sprintf(`{"values":{%q:"-5",%q:"0"}}`, conntrack.SysctlAcct, conntrack.SysctlTimestamp)},
+		{"-5", fmt.Sprintf(`{"values":{%q:"-5",%q:"0"}}`, kernel.SysctlAcct, kernel.SysctlTimestamp)},
 	} {
 		t.Run("damaged state file, "+c.name, func(t *testing.T) {
 			reset(t)
@@ -289,7 +289,7 @@ func TestSysctlsRestored(t *testing.T) {
 
 	t.Run("values other than 0 are kept", func(t *testing.T) {
 		reset(t)
-		a.WriteSysctl(t, conntrack.SysctlAcct, "1")
+		a.WriteSysctl(t, kernel.SysctlAcct, "1")
 		dir := t.TempDir()
 		p := startBatch(t, dir)
 		p.signal(t, syscall.SIGTERM)
@@ -309,10 +309,10 @@ func TestSysctlsRestored(t *testing.T) {
 func TestOnceUncountedFlows(t *testing.T) {
 	nstest.Require(t, "nft")
 	a, b := nstest.Pair(t)
-	acct := sysctl(t, a, conntrack.SysctlAcct)
-	stamp := sysctl(t, a, conntrack.SysctlTimestamp)
-	a.WriteSysctl(t, conntrack.SysctlAcct, "0")
-	a.WriteSysctl(t, conntrack.SysctlTimestamp, "0")
+	acct := sysctl(t, a, kernel.SysctlAcct)
+	stamp := sysctl(t, a, kernel.SysctlTimestamp)
+	a.WriteSysctl(t, kernel.SysctlAcct, "0")
+	a.WriteSysctl(t, kernel.SysctlTimestamp, "0")
 	dial := connectTCP(t, a, b)
 	early := dial() // while accounting is off
 
@@ -411,8 +411,8 @@ func TestScreenWarnsUncounted(t *testing.T) {
 	nstest.Require(t, "nft", "tmux")
 	bin := flowtopBinary(t)
 	a, b := nstest.Pair(t)
-	a.WriteSysctl(t, conntrack.SysctlAcct, "0")
-	a.WriteSysctl(t, conntrack.SysctlTimestamp, "0")
+	a.WriteSysctl(t, kernel.SysctlAcct, "0")
+	a.WriteSysctl(t, kernel.SysctlTimestamp, "0")
 	connectTCP(t, a, b)() // while accounting is off
 
 	sock := filepath.Join(t.TempDir(), "tmux.sock")

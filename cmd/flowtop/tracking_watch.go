@@ -2,17 +2,17 @@ package main
 
 import (
 	"context"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
-	"github.com/flowtop/flowtop/conntrack"
 )
 
 // warnUntracked logs untrackedHint when the kernel tracks no flow although
 // IP packets went through the namespace: since the start of flowtop, or,
 // for a single dump (no interval to watch), any packet so far.
-func warnUntracked(o *options, activity *conntrack.IPActivity, kernelFlows int, packetsBefore uint64, log *slog.Logger) {
+func warnUntracked(o *options, activity *kernel.IPActivity, kernelFlows int, packetsBefore uint64, log *slog.Logger) {
 	if o.enableTracking || activity == nil || kernelFlows != 0 {
 		return
 	}
@@ -42,8 +42,8 @@ const untrackedHint = "conntrack tracks no flow in this namespace although it ca
 // while the namespace's IP counters grow. The hint goes away as soon as a
 // flow is tracked (the screen shows it only while it holds).
 type trackingWatch struct {
-	activity *conntrack.IPActivity
-	count    *conntrack.KernelCount
+	activity *kernel.IPActivity
+	count    *kernel.KernelCount
 	log      *slog.Logger
 	quiet    bool // the screen shows hints(); do not log
 	flagged  atomic.Bool

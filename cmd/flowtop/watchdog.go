@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -10,7 +11,6 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/flowtop/flowtop/conntrack"
 )
 
 // watchdogArg starts flowtop as its own sysctl watchdog. The watchdog is a
@@ -105,15 +105,15 @@ func runWatchdog(args []string) int {
 		return 0
 	}
 	var ns *os.File
-	if path := conntrack.NetnsPath(args[1]); path != "" {
+	if path := kernel.NetnsPath(args[1]); path != "" {
 		if ns, err = os.Open(path); err != nil {
 			return 1
 		}
 		defer ns.Close()
 	}
-	leave := conntrack.RestoreLeftover
+	leave := kernel.RestoreLeftover
 	if args[3] == watchdogKeep {
-		leave = conntrack.KeepLeftover
+		leave = kernel.KeepLeftover
 	}
 	if err := leave(ns, args[2], pid); err != nil {
 		fmt.Fprintln(os.Stderr, "flowtop watchdog:", err)

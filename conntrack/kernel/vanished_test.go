@@ -1,4 +1,4 @@
-package conntrack
+package kernel
 
 // A real-kernel test of ended records for flows whose DESTROY event never
 // comes. The namespace is told to send no conntrack events at all
@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/nstest"
 )
 
@@ -36,7 +37,7 @@ func TestTableVanishedRealKernel(t *testing.T) {
 			t.Errorf("restore sysctls: %v", err)
 		}
 	})
-	tbl := NewTable(TableConfig{Kernel: src, Interval: 100 * time.Millisecond, Filter: allFilter(),
+	tbl := conntrack.NewTable(conntrack.TableConfig{Kernel: src, Interval: 100 * time.Millisecond, Filter: allFilter(),
 		Accounting: guard.Enabled})
 	ended := tbl.SubscribeEnded(1024)
 	sub := runTable(t, tbl)
@@ -61,9 +62,9 @@ func TestTableVanishedRealKernel(t *testing.T) {
 	}
 	c.Close() // sends nothing: the flow stays until deleted
 
-	isOurs := func(f *Flow) bool { return f.Proto == ProtoUDP && f.Orig.SrcPort == sport }
-	var last Flow
-	s := waitSnap(t, sub, "the flow with all its packets counted", func(s *Snapshot) bool {
+	isOurs := func(f *conntrack.Flow) bool { return f.Proto == conntrack.ProtoUDP && f.Orig.SrcPort == sport }
+	var last conntrack.Flow
+	s := waitSnap(t, sub, "the flow with all its packets counted", func(s *conntrack.Snapshot) bool {
 		for _, f := range s.Flows {
 			if isOurs(f) && f.OrigCount.Packets == exchanges && f.ReplyCount.Packets == exchanges {
 				last = *f
@@ -87,7 +88,7 @@ func TestTableVanishedRealKernel(t *testing.T) {
 			if !isOurs(&e.Flow) {
 				continue
 			}
-			if e.Reason != EndVanished {
+			if e.Reason != conntrack.EndVanished {
 				t.Fatalf("ended record with reason %v, want vanished", e.Reason)
 			}
 			if !e.HasCounters || e.OrigCount != last.OrigCount || e.ReplyCount != last.ReplyCount ||
@@ -95,7 +96,7 @@ func TestTableVanishedRealKernel(t *testing.T) {
 				t.Errorf("vanished record: counters %v/%v start %v stop %v; want %v/%v, start %v, stop after %v",
 					e.OrigCount, e.ReplyCount, e.Start, e.Stop, last.OrigCount, last.ReplyCount, last.Start, last.Seen)
 			}
-			waitSnap(t, sub, "the vanished flow counted", func(s *Snapshot) bool { return s.Health.Vanished >= 1 })
+			waitSnap(t, sub, "the vanished flow counted", func(s *conntrack.Snapshot) bool { return s.Health.Vanished >= 1 })
 			return
 		case <-deadline:
 			t.Fatal("no ended record within 30 s for the flow deleted without a DESTROY event")

@@ -1,7 +1,8 @@
-package conntrack
+package kernel
 
 import (
 	"encoding/binary"
+	"github.com/flowtop/flowtop/conntrack"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -16,12 +17,12 @@ import (
 // cmpOpts compares the types of Flow that cmp cannot look into.
 var cmpOpts = cmp.Options{
 	// Seen is when the table read the flow, not something the kernel says.
-	cmpopts.IgnoreFields(Flow{}, "Seen"),
+	cmpopts.IgnoreFields(conntrack.Flow{}, "Seen"),
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
 }
 
 // encodeTuple writes one CTA_TUPLE_* the way the kernel does.
-func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t Tuple, p Proto, ic ICMP) {
+func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t conntrack.Tuple, p conntrack.Proto, ic conntrack.ICMP) {
 	ae.Nested(typ, func(nae *netlink.AttributeEncoder) error {
 		nae.Nested(ctaTupleIP, func(ip *netlink.AttributeEncoder) error {
 			if t.Src.Is4() {
@@ -36,11 +37,11 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t Tuple, p Proto, ic 
 		nae.Nested(ctaTupleProto, func(pa *netlink.AttributeEncoder) error {
 			pa.Uint8(ctaProtoNum, uint8(p))
 			switch p {
-			case ProtoICMP:
+			case conntrack.ProtoICMP:
 				pa.Uint16(ctaProtoICMPID, ic.ID)
 				pa.Uint8(ctaProtoICMPType, ic.Type)
 				pa.Uint8(ctaProtoICMPCode, ic.Code)
-			case ProtoICMPv6:
+			case conntrack.ProtoICMPv6:
 				pa.Uint16(ctaProtoICMPv6ID, ic.ID)
 				pa.Uint8(ctaProtoICMPv6Type, ic.Type)
 				pa.Uint8(ctaProtoICMPv6Code, ic.Code)
@@ -54,7 +55,7 @@ func encodeTuple(ae *netlink.AttributeEncoder, typ uint16, t Tuple, p Proto, ic 
 	})
 }
 
-func encodeCounter(ae *netlink.AttributeEncoder, typ uint16, c Counter) {
+func encodeCounter(ae *netlink.AttributeEncoder, typ uint16, c conntrack.Counter) {
 	ae.Nested(typ, func(nae *netlink.AttributeEncoder) error {
 		nae.Uint64(ctaCountersPackets, c.Packets)
 		nae.Uint64(ctaCountersBytes, c.Bytes)
@@ -66,20 +67,20 @@ func encodeCounter(ae *netlink.AttributeEncoder, typ uint16, c Counter) {
 // attributes) for f, in big-endian like the kernel. Counters are sent when
 // f.HasCounters, the timestamp when f.Start or stop is set, the protoinfo
 // for TCP, SCTP and DCCP.
-func encodeFlow(t testing.TB, f *Flow, stop time.Time) []byte {
+func encodeFlow(t testing.TB, f *conntrack.Flow, stop time.Time) []byte {
 	t.Helper()
 	ae := netlink.NewAttributeEncoder()
 	ae.ByteOrder = binary.BigEndian
 	encodeTuple(ae, ctaTupleOrig, f.Orig, f.Proto, f.ICMP)
 	// The reply's type differs, as an echo reply's does: the decoder must
 	// keep the original's.
-	encodeTuple(ae, ctaTupleReply, f.Reply, f.Proto, ICMP{ID: f.ICMP.ID, Type: f.ICMP.Type + 1, Code: f.ICMP.Code})
+	encodeTuple(ae, ctaTupleReply, f.Reply, f.Proto, conntrack.ICMP{ID: f.ICMP.ID, Type: f.ICMP.Type + 1, Code: f.ICMP.Code})
 	ae.Uint32(ctaStatus, uint32(f.Status))
-	if nest := map[Proto]uint16{ProtoTCP: 1, ProtoDCCP: 2, ProtoSCTP: 3}[f.Proto]; nest != 0 {
+	if nest := map[conntrack.Proto]uint16{conntrack.ProtoTCP: 1, conntrack.ProtoDCCP: 2, conntrack.ProtoSCTP: 3}[f.Proto]; nest != 0 {
 		ae.Nested(ctaProtoinfo, func(pi *netlink.AttributeEncoder) error {
 			pi.Nested(nest, func(p *netlink.AttributeEncoder) error {
 				p.Uint8(ctaProtoinfoState, f.State)
-				if f.Proto == ProtoTCP {
+				if f.Proto == conntrack.ProtoTCP {
 					p.Uint8(2, 7) // window scales, which we skip
 					p.Uint8(3, 7)
 				}
@@ -107,7 +108,7 @@ func encodeFlow(t testing.TB, f *Flow, stop time.Time) []byte {
 			return nil
 		})
 	}
-	if l := f.Labels.Get(); l != (Labels{}) {
+	if l := f.Labels.Get(); l != (conntrack.Labels{}) {
 		ae.Bytes(ctaLabels, l[:])
 	}
 	b, err := ae.Encode()
@@ -126,78 +127,78 @@ var (
 // every field decodeFlow fills.
 var decodeCases = []struct {
 	name string
-	flow Flow
+	flow conntrack.Flow
 	stop time.Time
 }{{
 	name: "tcp4 nat with everything",
-	flow: Flow{
-		ID: 0xdeadbeef, Family: IPv4, Proto: ProtoTCP,
-		Orig: Tuple{Src: MustParseAddr("10.0.0.2"), Dst: MustParseAddr("93.184.216.34"),
+	flow: conntrack.Flow{
+		ID: 0xdeadbeef, Family: conntrack.IPv4, Proto: conntrack.ProtoTCP,
+		Orig: conntrack.Tuple{Src: conntrack.MustParseAddr("10.0.0.2"), Dst: conntrack.MustParseAddr("93.184.216.34"),
 			SrcPort: 40000, DstPort: 443},
-		Reply: Tuple{Src: MustParseAddr("93.184.216.34"), Dst: MustParseAddr("203.0.113.1"),
+		Reply: conntrack.Tuple{Src: conntrack.MustParseAddr("93.184.216.34"), Dst: conntrack.MustParseAddr("203.0.113.1"),
 			SrcPort: 443, DstPort: 61000},
 		State:       3,
-		Status:      StatusAssured | StatusConfirmed | StatusSeenReply | StatusSrcNAT,
+		Status:      conntrack.StatusAssured | conntrack.StatusConfirmed | conntrack.StatusSeenReply | conntrack.StatusSrcNAT,
 		Mark:        0x1234,
 		Zone:        7,
-		Labels:      RefLabels(Labels{0: 1, 15: 0x80}),
+		Labels:      conntrack.RefLabels(conntrack.Labels{0: 1, 15: 0x80}),
 		Timeout:     431999,
-		Start:       StampOf(tsStart),
+		Start:       conntrack.StampOf(tsStart),
 		HasCounters: true,
-		OrigCount:   Counter{Packets: 1 << 33, Bytes: 1 << 40},
-		ReplyCount:  Counter{Packets: 20, Bytes: 30000},
+		OrigCount:   conntrack.Counter{Packets: 1 << 33, Bytes: 1 << 40},
+		ReplyCount:  conntrack.Counter{Packets: 20, Bytes: 30000},
 	},
 	stop: tsStop,
 }, {
 	name: "udp6 no counters no timestamp",
-	flow: Flow{
-		ID: 2, Family: IPv6, Proto: ProtoUDP,
-		Orig: Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2"),
+	flow: conntrack.Flow{
+		ID: 2, Family: conntrack.IPv6, Proto: conntrack.ProtoUDP,
+		Orig: conntrack.Tuple{Src: conntrack.MustParseAddr("2001:db8::1"), Dst: conntrack.MustParseAddr("2001:db8::2"),
 			SrcPort: 5353, DstPort: 53},
-		Reply: Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1"),
+		Reply: conntrack.Tuple{Src: conntrack.MustParseAddr("2001:db8::2"), Dst: conntrack.MustParseAddr("2001:db8::1"),
 			SrcPort: 53, DstPort: 5353},
-		Status:  StatusConfirmed,
+		Status:  conntrack.StatusConfirmed,
 		Timeout: 30,
 	},
 }, {
 	name: "icmp4 echo",
-	flow: Flow{
-		ID: 3, Family: IPv4, Proto: ProtoICMP,
-		Orig:        Tuple{Src: MustParseAddr("192.0.2.1"), Dst: MustParseAddr("192.0.2.2")},
-		Reply:       Tuple{Src: MustParseAddr("192.0.2.2"), Dst: MustParseAddr("192.0.2.1")},
-		ICMP:        ICMP{ID: 4242, Type: 8},
-		Status:      StatusConfirmed | StatusSeenReply,
+	flow: conntrack.Flow{
+		ID: 3, Family: conntrack.IPv4, Proto: conntrack.ProtoICMP,
+		Orig:        conntrack.Tuple{Src: conntrack.MustParseAddr("192.0.2.1"), Dst: conntrack.MustParseAddr("192.0.2.2")},
+		Reply:       conntrack.Tuple{Src: conntrack.MustParseAddr("192.0.2.2"), Dst: conntrack.MustParseAddr("192.0.2.1")},
+		ICMP:        conntrack.ICMP{ID: 4242, Type: 8},
+		Status:      conntrack.StatusConfirmed | conntrack.StatusSeenReply,
 		Timeout:     29,
-		Start:       StampOf(tsStart),
+		Start:       conntrack.StampOf(tsStart),
 		HasCounters: true,
-		OrigCount:   Counter{Packets: 1, Bytes: 84},
-		ReplyCount:  Counter{Packets: 1, Bytes: 84},
+		OrigCount:   conntrack.Counter{Packets: 1, Bytes: 84},
+		ReplyCount:  conntrack.Counter{Packets: 1, Bytes: 84},
 	},
 }, {
 	name: "icmp6 echo",
-	flow: Flow{
-		ID: 4, Family: IPv6, Proto: ProtoICMPv6,
-		Orig:    Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2")},
-		Reply:   Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1")},
-		ICMP:    ICMP{ID: 7, Type: 128, Code: 0},
-		Status:  StatusConfirmed,
+	flow: conntrack.Flow{
+		ID: 4, Family: conntrack.IPv6, Proto: conntrack.ProtoICMPv6,
+		Orig:    conntrack.Tuple{Src: conntrack.MustParseAddr("2001:db8::1"), Dst: conntrack.MustParseAddr("2001:db8::2")},
+		Reply:   conntrack.Tuple{Src: conntrack.MustParseAddr("2001:db8::2"), Dst: conntrack.MustParseAddr("2001:db8::1")},
+		ICMP:    conntrack.ICMP{ID: 7, Type: 128, Code: 0},
+		Status:  conntrack.StatusConfirmed,
 		Timeout: 30,
 	},
 }, {
 	name: "sctp state",
-	flow: Flow{
-		ID: 5, Family: IPv4, Proto: ProtoSCTP,
-		Orig:    Tuple{Src: MustParseAddr("10.0.0.1"), Dst: MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2},
-		Reply:   Tuple{Src: MustParseAddr("10.0.0.2"), Dst: MustParseAddr("10.0.0.1"), SrcPort: 2, DstPort: 1},
+	flow: conntrack.Flow{
+		ID: 5, Family: conntrack.IPv4, Proto: conntrack.ProtoSCTP,
+		Orig:    conntrack.Tuple{Src: conntrack.MustParseAddr("10.0.0.1"), Dst: conntrack.MustParseAddr("10.0.0.2"), SrcPort: 1, DstPort: 2},
+		Reply:   conntrack.Tuple{Src: conntrack.MustParseAddr("10.0.0.2"), Dst: conntrack.MustParseAddr("10.0.0.1"), SrcPort: 2, DstPort: 1},
 		State:   4,
 		Timeout: 100,
 	},
 }, {
 	name: "dccp state",
-	flow: Flow{
-		ID: 6, Family: IPv6, Proto: ProtoDCCP,
-		Orig:    Tuple{Src: MustParseAddr("2001:db8::1"), Dst: MustParseAddr("2001:db8::2"), SrcPort: 3, DstPort: 4},
-		Reply:   Tuple{Src: MustParseAddr("2001:db8::2"), Dst: MustParseAddr("2001:db8::1"), SrcPort: 4, DstPort: 3},
+	flow: conntrack.Flow{
+		ID: 6, Family: conntrack.IPv6, Proto: conntrack.ProtoDCCP,
+		Orig:    conntrack.Tuple{Src: conntrack.MustParseAddr("2001:db8::1"), Dst: conntrack.MustParseAddr("2001:db8::2"), SrcPort: 3, DstPort: 4},
+		Reply:   conntrack.Tuple{Src: conntrack.MustParseAddr("2001:db8::2"), Dst: conntrack.MustParseAddr("2001:db8::1"), SrcPort: 4, DstPort: 3},
 		State:   7,
 		Timeout: 100,
 	},
@@ -206,7 +207,7 @@ var decodeCases = []struct {
 func TestDecodeFlow(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
-			var got Flow
+			var got conntrack.Flow
 			stop, err := decodeFlow(encodeFlow(t, &tc.flow, tc.stop), &got)
 			if err != nil {
 				t.Fatalf("decodeFlow: %v", err)
@@ -250,11 +251,11 @@ func TestDecodeFlowCounters32(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var f Flow
-	if _, err := decodeFlow(append([]byte{byte(IPv4), 0, 0, 0}, b...), &f); err != nil {
+	var f conntrack.Flow
+	if _, err := decodeFlow(append([]byte{byte(conntrack.IPv4), 0, 0, 0}, b...), &f); err != nil {
 		t.Fatal(err)
 	}
-	if want := (Counter{Packets: 3, Bytes: 300}); f.OrigCount != want || !f.HasCounters {
+	if want := (conntrack.Counter{Packets: 3, Bytes: 300}); f.OrigCount != want || !f.HasCounters {
 		t.Errorf("32-bit counters: got %+v (HasCounters %v), want %+v", f.OrigCount, f.HasCounters, want)
 	}
 }
@@ -265,7 +266,7 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 	for _, tc := range decodeCases {
 		t.Run(tc.name, func(t *testing.T) {
 			data := encodeFlow(t, &tc.flow, tc.stop)
-			var got Flow
+			var got conntrack.Flow
 			stop, err := decodeFlow(data, &got)
 			if err != nil {
 				t.Fatal(err)
@@ -279,9 +280,9 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 				t.Fatalf("ti-mo Unmarshal: %v", err)
 			}
 			ref := ev.Flow
-			tuple := func(tt tconntrack.Tuple) Tuple {
+			tuple := func(tt tconntrack.Tuple) conntrack.Tuple {
 				p := tt.Proto
-				return Tuple{Src: AddrFrom(tt.IP.SourceAddress), Dst: AddrFrom(tt.IP.DestinationAddress),
+				return conntrack.Tuple{Src: conntrack.AddrFrom(tt.IP.SourceAddress), Dst: conntrack.AddrFrom(tt.IP.DestinationAddress),
 					SrcPort: p.SourcePort, DstPort: p.DestinationPort}
 			}
 			var refStart, refStop time.Time
@@ -300,20 +301,20 @@ func TestDecodeFlowAgreesWithTiMo(t *testing.T) {
 			case pi.DCCP != nil:
 				state = pi.DCCP.State
 			}
-			var labels Labels
+			var labels conntrack.Labels
 			copy(labels[:], ref.Labels)
-			var ic ICMP
+			var ic conntrack.ICMP
 			if p := ref.TupleOrig.Proto; p.ICMPv4 || p.ICMPv6 {
-				ic = ICMP{ID: p.ICMPID, Type: p.ICMPType, Code: p.ICMPCode}
+				ic = conntrack.ICMP{ID: p.ICMPID, Type: p.ICMPType, Code: p.ICMPCode}
 			}
-			want := Flow{
-				ID: ref.ID, Family: got.Family, Proto: Proto(ref.TupleOrig.Proto.Protocol),
+			want := conntrack.Flow{
+				ID: ref.ID, Family: got.Family, Proto: conntrack.Proto(ref.TupleOrig.Proto.Protocol),
 				Orig: tuple(ref.TupleOrig), Reply: tuple(ref.TupleReply),
-				State: state, Status: Status(ref.Status), Mark: ref.Mark, Zone: ref.Zone,
-				Labels: RefLabels(labels), ICMP: ic, Timeout: ref.Timeout, Start: StampOf(refStart),
+				State: state, Status: conntrack.Status(ref.Status), Mark: ref.Mark, Zone: ref.Zone,
+				Labels: conntrack.RefLabels(labels), ICMP: ic, Timeout: ref.Timeout, Start: conntrack.StampOf(refStart),
 				HasCounters: got.HasCounters,
-				OrigCount:   Counter{Packets: ref.CountersOrig.Packets, Bytes: ref.CountersOrig.Bytes},
-				ReplyCount:  Counter{Packets: ref.CountersReply.Packets, Bytes: ref.CountersReply.Bytes},
+				OrigCount:   conntrack.Counter{Packets: ref.CountersOrig.Packets, Bytes: ref.CountersOrig.Bytes},
+				ReplyCount:  conntrack.Counter{Packets: ref.CountersReply.Packets, Bytes: ref.CountersReply.Bytes},
 			}
 			if diff := cmp.Diff(want, got, cmpOpts); diff != "" {
 				t.Errorf("ours vs ti-mo (-ti-mo +ours):\n%s", diff)
@@ -344,7 +345,7 @@ func TestDecodeFlowTruncated(t *testing.T) {
 		data := encodeFlow(t, &tc.flow, tc.stop)
 		clean := topBoundaries(data)
 		for n := 0; n < len(data); n++ {
-			var f Flow
+			var f conntrack.Flow
 			_, err := decodeFlow(data[:n], &f)
 			if clean[n] {
 				if err != nil {
@@ -360,7 +361,7 @@ func TestDecodeFlowTruncated(t *testing.T) {
 }
 
 func TestDecodeFlowGarbage(t *testing.T) {
-	hdr := []byte{byte(IPv4), 0, 0, 0}
+	hdr := []byte{byte(conntrack.IPv4), 0, 0, 0}
 	attr := func(typ uint16, val ...byte) []byte {
 		b := make([]byte, 4, 4+len(val))
 		binary.NativeEndian.PutUint16(b, uint16(4+len(val)))
@@ -383,7 +384,7 @@ func TestDecodeFlowGarbage(t *testing.T) {
 		"bad protoinfo":      append(hdr, attr(ctaProtoinfo|netlink.Nested, badInner...)...),
 	}
 	for name, data := range cases {
-		var f Flow
+		var f conntrack.Flow
 		if _, err := decodeFlow(data, &f); err == nil {
 			t.Errorf("%s: no error (flow %+v)", name, f)
 		}
@@ -396,13 +397,13 @@ func FuzzDecodeFlow(f *testing.F) {
 	}
 	f.Add([]byte{2, 0, 0, 0, 4, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var a, b Flow
+		var a, b conntrack.Flow
 		_, errA := decodeFlow(data, &a)
 		_, errB := decodeFlow(data, &b)
 		if (errA == nil) != (errB == nil) || !cmp.Equal(a, b, cmpOpts) {
 			t.Fatalf("decoding the same bytes twice differs")
 		}
-		if errA == nil && a.Family != IPv4 && a.Family != IPv6 {
+		if errA == nil && a.Family != conntrack.IPv4 && a.Family != conntrack.IPv6 {
 			t.Fatalf("accepted family %d", a.Family)
 		}
 	})

@@ -1,10 +1,11 @@
-package conntrack
+package kernel
 
 import (
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/ctgen"
 	"github.com/flowtop/flowtop/conntrack/nstest"
 )
@@ -28,9 +29,9 @@ func TestSourceGet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	before := map[uint32]Flow{}
-	var flows []*Flow
-	if _, err := src.Dump(func(f *Flow) {
+	before := map[uint32]conntrack.Flow{}
+	var flows []*conntrack.Flow
+	if _, err := src.Dump(func(f *conntrack.Flow) {
 		before[f.ID] = *f
 		c := *f
 		flows = append(flows, &c)
@@ -50,8 +51,8 @@ func TestSourceGet(t *testing.T) {
 	gone := *flows[0]
 	gone.Orig.SrcPort, gone.ICMP.ID = 1, 1 // no such flow
 	gone.ID = 0
-	got := map[uint32]Flow{}
-	if err := src.Get(append(flows, &gone), func(f *Flow) { got[f.ID] = *f }); err != nil {
+	got := map[uint32]conntrack.Flow{}
+	if err := src.Get(append(flows, &gone), func(f *conntrack.Flow) { got[f.ID] = *f }); err != nil {
 		t.Fatalf("Get: %v", err)
 	}
 	if _, ok := got[0]; ok || len(got) != len(flows) {
@@ -83,8 +84,8 @@ func TestSourceGetBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	var flows []*Flow
-	if _, err := src.Dump(func(f *Flow) { c := *f; flows = append(flows, &c) }); err != nil {
+	var flows []*conntrack.Flow
+	if _, err := src.Dump(func(f *conntrack.Flow) { c := *f; flows = append(flows, &c) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(flows) < n {
@@ -96,7 +97,7 @@ func TestSourceGetBatches(t *testing.T) {
 	seen := map[uint32]bool{}
 	for range 2 { // twice: the second batch of requests must not see the first's answers
 		clear(seen)
-		if err := src.Get(flows, func(f *Flow) { seen[f.ID] = true }); err != nil {
+		if err := src.Get(flows, func(f *conntrack.Flow) { seen[f.ID] = true }); err != nil {
 			t.Fatalf("Get: %v", err)
 		}
 		if len(seen) != len(flows) {
@@ -115,7 +116,7 @@ func TestTableHotFlowsRealKernel(t *testing.T) {
 	// full refresh of the big table already knows its rate and picks it as
 	// a hot flow: no wait for a second refresh, which under load comes
 	// seconds later (a quarter of the time for a dump that takes seconds).
-	p := dialPeer(t, env.a, "tcp", nstest.EchoTCP(t, env.b, nstest.AddrB4+":0").String(), IPv4)
+	p := dialPeer(t, env.a, "tcp", nstest.EchoTCP(t, env.b, nstest.AddrB4+":0").String(), conntrack.IPv4)
 	stop := make(chan struct{})
 	exchanged := make(chan error, 1)
 	go func() {
@@ -139,15 +140,15 @@ func TestTableHotFlowsRealKernel(t *testing.T) {
 		}
 	}()
 	sport, _ := strconv.Atoi(p.orig["sport"])
-	busy := func(s *Snapshot) *Flow {
+	busy := func(s *conntrack.Snapshot) *conntrack.Flow {
 		for _, f := range s.Flows {
-			if f.Proto == ProtoTCP && int(f.Orig.SrcPort) == sport {
+			if f.Proto == conntrack.ProtoTCP && int(f.Orig.SrcPort) == sport {
 				return f
 			}
 		}
 		return nil
 	}
-	awaitSnap(t, env.sub, "a rate for the busy connection", func(s *Snapshot) bool {
+	awaitSnap(t, env.sub, "a rate for the busy connection", func(s *conntrack.Snapshot) bool {
 		f := busy(s)
 		return f != nil && f.TotalRate() > 0
 	})
@@ -155,19 +156,19 @@ func TestTableHotFlowsRealKernel(t *testing.T) {
 	if err := ctgen.CreateUDPFlows(int(env.src.NetnsFile().Fd()), 30_000); err != nil {
 		t.Fatal(err)
 	}
-	packets := func(s *Snapshot) uint64 {
+	packets := func(s *conntrack.Snapshot) uint64 {
 		if f := busy(s); f != nil {
 			return f.OrigCount.Packets
 		}
 		return 0
 	}
-	s := awaitSnap(t, env.sub, "flows read one by one", func(s *Snapshot) bool { return s.Health.HotFlows > 0 })
+	s := awaitSnap(t, env.sub, "flows read one by one", func(s *conntrack.Snapshot) bool { return s.Health.HotFlows > 0 })
 	if s.Health.RefreshEvery <= 20*time.Millisecond {
 		t.Fatalf("hot flows at a full refresh every %v", s.Health.RefreshEvery)
 	}
 	// Within one full refresh generation, the connection's counters grow.
 	gen, first, moves := s.Health.Refreshes, packets(s), 0
-	awaitSnap(t, env.sub, "the busy flow's counters growing twice between full refreshes", func(s *Snapshot) bool {
+	awaitSnap(t, env.sub, "the busy flow's counters growing twice between full refreshes", func(s *conntrack.Snapshot) bool {
 		if s.Health.Refreshes != gen {
 			gen, first = s.Health.Refreshes, packets(s)
 			return false

@@ -1,7 +1,8 @@
-package conntrack
+package kernel
 
 import (
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack"
 	"os"
 	"strconv"
 	"sync"
@@ -12,28 +13,6 @@ import (
 
 // SysctlMax is the size limit of the conntrack table.
 const SysctlMax = "net/netfilter/nf_conntrack_max"
-
-// KernelStats are the kernel's conntrack statistics of one namespace,
-// summed over its CPUs: what `conntrack -S` prints per CPU and what
-// /proc/net/stat/nf_conntrack holds on kernels built with
-// NF_CONNTRACK_PROCFS (no longer the default since 5.15.65, which is why
-// they are read over ctnetlink here). Each counter is a 32-bit per-CPU
-// count in the kernel: it wraps.
-type KernelStats struct {
-	// CPUs is how many per-CPU records the kernel sent.
-	CPUs int
-	// Found: lookups that found an entry. Invalid: packets conntrack could
-	// not track. Insert: entries inserted (0 on recent kernels, which no
-	// longer count them). InsertFailed: entries that lost a race to the
-	// hash table. Drop: packets dropped because an entry could not be
-	// made (table full or a failed insert). EarlyDrop: entries evicted to
-	// make room in a full table. Error: ICMP(v6) errors that matched no
-	// entry. SearchRestart: lookups restarted because the table was
-	// resized under them.
-	Found, Invalid, Insert, InsertFailed, Drop, EarlyDrop, Error, SearchRestart uint64
-	// Max is nf_conntrack_max, -1 when unknown.
-	Max int
-}
 
 // StatsReader reads the kernel's conntrack statistics of one namespace.
 // It is safe for concurrent use.
@@ -65,12 +44,12 @@ func OpenStats(ns *os.File) (*StatsReader, error) {
 }
 
 // Read asks the kernel for its per-CPU statistics and sums them.
-func (r *StatsReader) Read() (KernelStats, error) {
+func (r *StatsReader) Read() (conntrack.KernelStats, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	perCPU, err := r.conn.Stats()
 	if err != nil {
-		return KernelStats{}, fmt.Errorf("read conntrack statistics: %w", permission(err))
+		return conntrack.KernelStats{}, fmt.Errorf("read conntrack statistics: %w", permission(err))
 	}
 	s := sumStats(perCPU)
 	s.Max = -1
@@ -85,8 +64,8 @@ func (r *StatsReader) Read() (KernelStats, error) {
 }
 
 // sumStats adds up the per-CPU records.
-func sumStats(perCPU []tconntrack.Stats) KernelStats {
-	s := KernelStats{CPUs: len(perCPU)}
+func sumStats(perCPU []tconntrack.Stats) conntrack.KernelStats {
+	s := conntrack.KernelStats{CPUs: len(perCPU)}
 	for _, c := range perCPU {
 		s.Found += uint64(c.Found)
 		s.Invalid += uint64(c.Invalid)

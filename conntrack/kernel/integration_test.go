@@ -1,4 +1,4 @@
-package conntrack
+package kernel
 
 // Integration tests: real traffic between two throw-away namespaces
 // (nstest), read by a Table on namespace A, checked against conntrack(8).
@@ -26,6 +26,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 
+	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/ctgen"
 	"github.com/flowtop/flowtop/conntrack/nstest"
 )
@@ -35,7 +36,7 @@ type ctEntry struct {
 	family, proto, state string
 	id                   uint32
 	orig, reply          map[string]string // src, dst, sport, dport, type, code, id
-	origCount, replyCnt  Counter
+	origCount, replyCnt  conntrack.Counter
 }
 
 // parseConntrack reads lines like
@@ -121,9 +122,9 @@ func findCT(list []ctEntry, proto string, kv map[string]string) (ctEntry, bool) 
 type tableEnv struct {
 	a, b  *nstest.NS
 	src   *Source
-	tbl   *Table
-	sub   <-chan *Snapshot
-	ended <-chan Ended
+	tbl   *conntrack.Table
+	sub   <-chan *conntrack.Snapshot
+	ended <-chan conntrack.Ended
 	guard *SysctlGuard
 }
 
@@ -156,11 +157,11 @@ func startTableEnv(t *testing.T, interval time.Duration) *tableEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { count.Close() })
-	env.tbl = NewTable(TableConfig{Kernel: src, Interval: interval, Filter: allFilter(),
+	env.tbl = conntrack.NewTable(conntrack.TableConfig{Kernel: src, Interval: interval, Filter: allFilter(),
 		KernelFlows: count.Read, Accounting: guard.Enabled})
 	env.ended = env.tbl.SubscribeEnded(1024)
 	env.sub = runTable(t, env.tbl)
-	awaitSnap(t, env.sub, "the initial dump", func(*Snapshot) bool { return true })
+	awaitSnap(t, env.sub, "the initial dump", func(*conntrack.Snapshot) bool { return true })
 	return env
 }
 
@@ -170,22 +171,22 @@ func startTableEnv(t *testing.T, interval time.Duration) *tableEnv {
 // load, when a dump costs more than a quarter of the interval, the table
 // refreshes less often), so counting snapshots is not enough: the
 // refreshes are counted.
-func (env *tableEnv) nextSnapshot(t *testing.T) *Snapshot {
+func (env *tableEnv) nextSnapshot(t *testing.T) *conntrack.Snapshot {
 	t.Helper()
 	// The refresh after the last published one may have begun before the
 	// call; the one after it begins once that one is published.
 	want := env.tbl.Latest().Health.Refreshes + 2
 	return awaitSnap(t, env.sub, fmt.Sprintf("full refresh %d", want),
-		func(s *Snapshot) bool { return s.Health.Refreshes >= want })
+		func(s *conntrack.Snapshot) bool { return s.Health.Refreshes >= want })
 }
 
 // awaitSnap waits up to nstest.Patience for a snapshot ok accepts. Unlike
 // waitSnap (fake kernels), it allows for a busy machine, and its failure
 // message summarises the last snapshot instead of printing its flows.
-func awaitSnap(t *testing.T, sub <-chan *Snapshot, what string, ok func(*Snapshot) bool) *Snapshot {
+func awaitSnap(t *testing.T, sub <-chan *conntrack.Snapshot, what string, ok func(*conntrack.Snapshot) bool) *conntrack.Snapshot {
 	t.Helper()
 	deadline := time.After(nstest.Patience)
-	var last *Snapshot
+	var last *conntrack.Snapshot
 	for {
 		select {
 		case s := <-sub:
@@ -200,7 +201,7 @@ func awaitSnap(t *testing.T, sub <-chan *Snapshot, what string, ok func(*Snapsho
 }
 
 // snapSummary is a snapshot in a line: counts and health, no flows.
-func snapSummary(s *Snapshot) string {
+func snapSummary(s *conntrack.Snapshot) string {
 	if s == nil {
 		return "none"
 	}
@@ -221,8 +222,8 @@ const exchangeTimeout = 10 * time.Second
 // peer is one client socket in A with a request/response exchange.
 type peer struct {
 	name  string
-	proto Proto
-	fam   Family
+	proto conntrack.Proto
+	fam   conntrack.Family
 	// exchange sends one message and waits for the answer.
 	exchange func() error
 	close    func()
@@ -231,16 +232,16 @@ type peer struct {
 	ct   string // conntrack's protocol name
 }
 
-func dialPeer(t *testing.T, a *nstest.NS, network, addr string, fam Family) *peer {
+func dialPeer(t *testing.T, a *nstest.NS, network, addr string, fam conntrack.Family) *peer {
 	t.Helper()
 	var c net.Conn
 	if err := a.Do(func() (err error) { c, err = net.DialTimeout(network, addr, exchangeTimeout); return err }); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	proto, ct := ProtoTCP, "tcp"
+	proto, ct := conntrack.ProtoTCP, "tcp"
 	if network == "udp" {
-		proto, ct = ProtoUDP, "udp"
+		proto, ct = conntrack.ProtoUDP, "udp"
 	}
 	la, ra := netip.MustParseAddrPort(c.LocalAddr().String()), netip.MustParseAddrPort(c.RemoteAddr().String())
 	msg := make([]byte, 200)
@@ -266,10 +267,10 @@ func dialPeer(t *testing.T, a *nstest.NS, network, addr string, fam Family) *pee
 func pingPeer(t *testing.T, a *nstest.NS, dst string, id int) *peer {
 	t.Helper()
 	v6 := strings.Contains(dst, ":")
-	network, typ, reply, proto, ct, fam := "ip4:icmp", icmp.Type(ipv4.ICMPTypeEcho), icmp.Type(ipv4.ICMPTypeEchoReply), 1, "icmp", IPv4
+	network, typ, reply, proto, ct, fam := "ip4:icmp", icmp.Type(ipv4.ICMPTypeEcho), icmp.Type(ipv4.ICMPTypeEchoReply), 1, "icmp", conntrack.IPv4
 	src := nstest.AddrA4
 	if v6 {
-		network, typ, reply, proto, ct, fam = "ip6:ipv6-icmp", ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply, 58, "icmpv6", IPv6
+		network, typ, reply, proto, ct, fam = "ip6:ipv6-icmp", ipv6.ICMPTypeEchoRequest, ipv6.ICMPTypeEchoReply, 58, "icmpv6", conntrack.IPv6
 		src = nstest.AddrA6
 	}
 	var c *icmp.PacketConn
@@ -285,7 +286,7 @@ func pingPeer(t *testing.T, a *nstest.NS, dst string, id int) *peer {
 		echoType = "128"
 	}
 	return &peer{
-		name: ct, proto: Proto(proto), fam: fam, ct: ct,
+		name: ct, proto: conntrack.Proto(proto), fam: fam, ct: ct,
 		orig: map[string]string{"src": src, "dst": dst, "type": echoType, "id": strconv.Itoa(id)},
 		exchange: func() error {
 			seq++
@@ -320,10 +321,10 @@ func pingPeer(t *testing.T, a *nstest.NS, dst string, id int) *peer {
 // ICMP echo, over IPv4 and IPv6, to servers in b.
 func everyKindOfPeer(t *testing.T, a, b *nstest.NS) []*peer {
 	return []*peer{
-		dialPeer(t, a, "tcp", nstest.EchoTCP(t, b, nstest.AddrB4+":0").String(), IPv4),
-		dialPeer(t, a, "tcp", nstest.EchoTCP(t, b, "["+nstest.AddrB6+"]:0").String(), IPv6),
-		dialPeer(t, a, "udp", echoUDP(t, b, nstest.AddrB4+":0"), IPv4),
-		dialPeer(t, a, "udp", echoUDP(t, b, "["+nstest.AddrB6+"]:0"), IPv6),
+		dialPeer(t, a, "tcp", nstest.EchoTCP(t, b, nstest.AddrB4+":0").String(), conntrack.IPv4),
+		dialPeer(t, a, "tcp", nstest.EchoTCP(t, b, "["+nstest.AddrB6+"]:0").String(), conntrack.IPv6),
+		dialPeer(t, a, "udp", echoUDP(t, b, nstest.AddrB4+":0"), conntrack.IPv4),
+		dialPeer(t, a, "udp", echoUDP(t, b, "["+nstest.AddrB6+"]:0"), conntrack.IPv6),
 		pingPeer(t, a, nstest.AddrB4, 4242),
 		pingPeer(t, a, nstest.AddrB6, 4343),
 	}
@@ -389,7 +390,7 @@ func TestTableRealTraffic(t *testing.T) {
 			t.Errorf("%s: flow %d (%v) missing from the snapshot", p.name, ctBefore.id, p.orig)
 			continue
 		}
-		if f.Family != p.fam || f.Proto != p.proto || f.NAT() != NATNone {
+		if f.Family != p.fam || f.Proto != p.proto || f.NAT() != conntrack.NATNone {
 			t.Errorf("%s: family %s proto %s nat %q", p.name, f.Family, f.Proto, f.NAT())
 		}
 		o := f.Orig
@@ -407,7 +408,7 @@ func TestTableRealTraffic(t *testing.T) {
 		if want := ctBefore.state; f.StateName() != want {
 			t.Errorf("%s: state %q, conntrack says %q", p.name, f.StateName(), want)
 		}
-		if p.proto == ProtoTCP && f.StateName() != "ESTABLISHED" {
+		if p.proto == conntrack.ProtoTCP && f.StateName() != "ESTABLISHED" {
 			t.Errorf("%s: state %s, want ESTABLISHED", p.name, f.StateName())
 		}
 		if !f.HasCounters || f.Start.Time().Before(testStart.Add(-time.Second)) || f.Start.Time().After(time.Now()) {
@@ -514,7 +515,7 @@ func waitTCPClosed(t *testing.T, a *nstest.NS, peers []*peer, ids map[string]uin
 		}
 		var open []string
 		for _, p := range peers {
-			if st := states[ids[p.name]]; p.proto == ProtoTCP && st != "TIME_WAIT" && st != "CLOSE" {
+			if st := states[ids[p.name]]; p.proto == conntrack.ProtoTCP && st != "TIME_WAIT" && st != "CLOSE" {
 				open = append(open, p.name+" "+st)
 			}
 		}
@@ -746,9 +747,9 @@ func testBurst(t *testing.T, tiny bool) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { count.Close() })
-	tbl := NewTable(TableConfig{Kernel: src, Interval: time.Hour, Filter: allFilter(), KernelFlows: count.Read})
+	tbl := conntrack.NewTable(conntrack.TableConfig{Kernel: src, Interval: time.Hour, Filter: allFilter(), KernelFlows: count.Read})
 	sub := runTable(t, tbl)
-	waitSnap(t, sub, "the initial dump", func(*Snapshot) bool { return true })
+	waitSnap(t, sub, "the initial dump", func(*conntrack.Snapshot) bool { return true })
 
 	// Batched requests: ti-mo's Create waits for an answer per flow, which
 	// spreads 20,000 flows over 8-18 s in a -race binary on a busy machine.
@@ -758,10 +759,10 @@ func testBurst(t *testing.T, tiny bool) {
 	}
 	burst := time.Since(begin)
 
-	var s *Snapshot
+	var s *conntrack.Snapshot
 	nstest.WaitFor(t, nstest.Patience, "a snapshot holding every flow of the burst", func() (bool, string) {
 		tbl.SetFilter(allFilter()) // publish what the table holds now
-		s = awaitSnap(t, sub, "a republish", func(*Snapshot) bool { return true })
+		s = awaitSnap(t, sub, "a republish", func(*conntrack.Snapshot) bool { return true })
 		kernel := count.Read()
 		return kernel >= n && len(s.Flows) == kernel, fmt.Sprintf("kernel %d flows; %s", kernel, snapSummary(s))
 	})

@@ -1,4 +1,4 @@
-package conntrack
+package kernel
 
 import (
 	"encoding/binary"
@@ -30,8 +30,13 @@ func datagramPair(t *testing.T) (*receiver, int) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Close(fds[1]) })
-	c, err := net.FilePacketConn(os.NewFile(uintptr(fds[0]), "dump"))
-	unix.Close(fds[0]) // FilePacketConn made its own copy
+	// FilePacketConn makes its own copy. The *os.File is closed through
+	// itself: a raw close of fds[0] would leave the File's finalizer to
+	// close that number again later, by then another test's file (the
+	// "bad file descriptor" of the sysctl tests that ran after this one).
+	f := os.NewFile(uintptr(fds[0]), "dump")
+	c, err := net.FilePacketConn(f)
+	f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}

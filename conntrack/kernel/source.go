@@ -1,9 +1,10 @@
-package conntrack
+package kernel
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,46 +36,6 @@ const (
 
 // ErrPermission is returned when reading conntrack lacks privilege.
 var ErrPermission = errors.New("reading the conntrack table needs CAP_NET_ADMIN (run flowtop as root or grant it the capability)")
-
-// EventType says what happened to a flow.
-type EventType uint8
-
-// Event types. Overrun is not a kernel event: it reports that the kernel
-// dropped events because flowtop's socket buffer was full.
-const (
-	EventNew EventType = iota + 1
-	EventUpdate
-	EventDestroy
-	EventOverrun
-)
-
-func (t EventType) String() string {
-	switch t {
-	case EventNew:
-		return "NEW"
-	case EventUpdate:
-		return "UPDATE"
-	case EventDestroy:
-		return "DESTROY"
-	case EventOverrun:
-		return "OVERRUN"
-	}
-	return "UNKNOWN"
-}
-
-// Event is one conntrack event. NEW and UPDATE carry no counters; DESTROY
-// carries the final counters and, with timestamps on, Stop.
-type Event struct {
-	Type EventType
-	Flow Flow
-	Stop time.Time
-	Err  error // set for EventOverrun
-
-	// noState and noLabels mark an UPDATE without CTA_PROTOINFO or
-	// CTA_LABELS: the kernel sends them only when they changed (a connmark
-	// change carries neither), so the table keeps what it knew.
-	noState, noLabels bool
-}
 
 // Source talks to the kernel: streamed dumps, the event stream and
 // deletion. It holds one netlink socket for dumps and one for events,
@@ -166,10 +127,10 @@ func permission(err error) error {
 // that is reused for the next one (copy what you keep). It reports whether
 // the kernel flagged the dump as interrupted by concurrent changes
 // (NLM_F_DUMP_INTR), in which case it may have missed flows.
-func (s *Source) Dump(fn func(*Flow)) (interrupted bool, err error) {
-	var f Flow
+func (s *Source) Dump(fn func(*conntrack.Flow)) (interrupted bool, err error) {
+	var f conntrack.Flow
 	return s.dumpMessages(func(data []byte) error {
-		f = Flow{}
+		f = conntrack.Flow{}
 		if _, err := decodeFlow(data, &f); err != nil {
 			return fmt.Errorf("decode conntrack dump: %w", err)
 		}
@@ -232,10 +193,10 @@ func (s *Source) dumpMessages(fn func(data []byte) error) (interrupted bool, err
 // Listen reads events until ctx ends or Close is called, sending each to
 // out. A receive-buffer overrun is sent as an EventOverrun and reading goes
 // on: the table repairs itself with a fresh dump.
-func (s *Source) Listen(ctx context.Context, out chan<- Event) error {
+func (s *Source) Listen(ctx context.Context, out chan<- conntrack.Event) error {
 	stop := context.AfterFunc(ctx, func() { s.events.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	send := func(ev Event) error {
+	send := func(ev conntrack.Event) error {
 		select {
 		case out <- ev:
 			return nil
@@ -258,7 +219,7 @@ func (s *Source) Listen(ctx context.Context, out chan<- Event) error {
 			return nil
 		case errors.Is(err, unix.ENOBUFS):
 			// The kernel dropped events: say so, the table resyncs.
-			if send(Event{Type: EventOverrun, Err: err}) != nil {
+			if send(conntrack.Event{Type: conntrack.EventOverrun, Err: err}) != nil {
 				return nil
 			}
 		case errors.Is(err, os.ErrClosed):
@@ -269,19 +230,19 @@ func (s *Source) Listen(ctx context.Context, out chan<- Event) error {
 	}
 }
 
-func decodeEvent(h nlHeader, data []byte) (Event, bool) {
-	var ev Event
+func decodeEvent(h nlHeader, data []byte) (conntrack.Event, bool) {
+	var ev conntrack.Event
 	if h.Type>>8 != nfnlSubsysCTNetlink {
 		return ev, false
 	}
 	switch h.Type & 0xff {
 	case ctMsgNew:
-		ev.Type = EventUpdate
+		ev.Type = conntrack.EventUpdate
 		if h.Flags&uint16(netlink.Create|netlink.Excl) != 0 {
-			ev.Type = EventNew
+			ev.Type = conntrack.EventNew
 		}
 	case ctMsgDelete:
-		ev.Type = EventDestroy
+		ev.Type = conntrack.EventDestroy
 	default:
 		return ev, false
 	}
@@ -290,28 +251,28 @@ func decodeEvent(h nlHeader, data []byte) (Event, bool) {
 		return ev, false
 	}
 	ev.Stop = stop
-	if ev.Type == EventUpdate {
-		ev.noState = !hasAttr(data, ctaProtoinfo)
-		ev.noLabels = !hasAttr(data, ctaLabels)
+	if ev.Type == conntrack.EventUpdate {
+		ev.NoState = !hasAttr(data, ctaProtoinfo)
+		ev.NoLabels = !hasAttr(data, ctaLabels)
 	}
 	return ev, true
 }
 
 // Delete removes a flow from the kernel's table, as `conntrack -D` does.
-func (s *Source) Delete(f *Flow) error {
+func (s *Source) Delete(f *conntrack.Flow) error {
 	c, err := tconntrack.Dial(s.config(0))
 	if err != nil {
 		return fmt.Errorf("dial ctnetlink: %w", permission(err))
 	}
 	defer c.Close()
 	tf := tconntrack.NewFlow(uint8(f.Proto), 0, f.Orig.Src.IP(), f.Orig.Dst.IP(), f.Orig.SrcPort, f.Orig.DstPort, 0, 0)
-	if f.Proto == ProtoICMP || f.Proto == ProtoICMPv6 {
+	if f.Proto == conntrack.ProtoICMP || f.Proto == conntrack.ProtoICMPv6 {
 		// Keep the reply tuple: ti-mo picks the message's address family
 		// from both tuples, and an IPv6 flow sent as AF_INET is EINVAL.
 		// The kernel finds the flow by the original tuple alone, so the
 		// reply's may carry the original's id, type and code.
 		for _, p := range []*tconntrack.ProtoTuple{&tf.TupleOrig.Proto, &tf.TupleReply.Proto} {
-			p.ICMPv4, p.ICMPv6 = f.Proto == ProtoICMP, f.Proto == ProtoICMPv6
+			p.ICMPv4, p.ICMPv6 = f.Proto == conntrack.ProtoICMP, f.Proto == conntrack.ProtoICMPv6
 			p.ICMPID, p.ICMPType, p.ICMPCode = f.ICMP.ID, f.ICMP.Type, f.ICMP.Code
 		}
 	}

@@ -1,9 +1,10 @@
-package conntrack
+package kernel
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack"
 	"time"
 )
 
@@ -97,13 +98,13 @@ func (a *attrs) next() bool {
 //
 // Decoding straight into our compact Flow, instead of through
 // ti-mo/conntrack's Flow, saves some 40 allocations per flow on a dump.
-func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
+func decodeFlow(data []byte, f *conntrack.Flow) (stop time.Time, err error) {
 	if len(data) < nfgenmsgLen {
 		return stop, fmt.Errorf("ctnetlink message of %d bytes: %w", len(data), errShort)
 	}
-	switch Family(data[0]) {
-	case IPv4, IPv6:
-		f.Family = Family(data[0])
+	switch conntrack.Family(data[0]) {
+	case conntrack.IPv4, conntrack.IPv6:
+		f.Family = conntrack.Family(data[0])
 	default:
 		return stop, fmt.Errorf("ctnetlink message for address family %d", data[0])
 	}
@@ -116,7 +117,7 @@ func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
 		case ctaTupleReply:
 			err = decodeTuple(v, &f.Reply, &f.Proto, nil)
 		case ctaStatus:
-			f.Status = Status(be32(v))
+			f.Status = conntrack.Status(be32(v))
 		case ctaProtoinfo:
 			f.State, err = decodeState(v)
 		case ctaTimeout:
@@ -138,9 +139,9 @@ func decodeFlow(data []byte, f *Flow) (stop time.Time, err error) {
 		case ctaTimestamp:
 			f.Start, stop, err = decodeTimestamp(v)
 		case ctaLabels:
-			var l Labels
+			var l conntrack.Labels
 			copy(l[:], v)
-			f.Labels = RefLabels(l)
+			f.Labels = conntrack.RefLabels(l)
 		}
 		if err != nil {
 			return stop, fmt.Errorf("ctnetlink attribute %d: %w", a.typ, err)
@@ -169,9 +170,9 @@ func hasAttr(data []byte, typ uint16) bool {
 
 // decodeTuple reads a CTA_TUPLE_* attribute into t and proto, and an ICMP
 // flow's id, type and code into icmp unless it is nil.
-func decodeTuple(b []byte, t *Tuple, proto *Proto, icmp *ICMP) error {
+func decodeTuple(b []byte, t *conntrack.Tuple, proto *conntrack.Proto, icmp *conntrack.ICMP) error {
 	if icmp == nil {
-		icmp = new(ICMP) // the reply's: not kept
+		icmp = new(conntrack.ICMP) // the reply's: not kept
 	}
 	a := attrs{b: b}
 	for a.next() {
@@ -200,7 +201,7 @@ func decodeTuple(b []byte, t *Tuple, proto *Proto, icmp *ICMP) error {
 				switch p.typ {
 				case ctaProtoNum:
 					if len(v) >= 1 {
-						*proto = Proto(v[0])
+						*proto = conntrack.Proto(v[0])
 					}
 				case ctaProtoSrcPort:
 					t.SrcPort = be16(v)
@@ -244,8 +245,8 @@ func decodeState(b []byte) (uint8, error) {
 	return 0, a.err
 }
 
-func decodeCounter(b []byte) (Counter, error) {
-	var c Counter
+func decodeCounter(b []byte) (conntrack.Counter, error) {
+	var c conntrack.Counter
 	a := attrs{b: b}
 	for a.next() {
 		switch a.typ {
@@ -262,12 +263,12 @@ func decodeCounter(b []byte) (Counter, error) {
 	return c, a.err
 }
 
-func decodeTimestamp(b []byte) (start Stamp, stop time.Time, err error) {
+func decodeTimestamp(b []byte) (start conntrack.Stamp, stop time.Time, err error) {
 	a := attrs{b: b}
 	for a.next() {
 		switch a.typ {
 		case ctaTimestampStart:
-			start = Stamp(be64(a.val))
+			start = conntrack.Stamp(be64(a.val))
 		case ctaTimestampStop:
 			if ns := be64(a.val); ns != 0 {
 				stop = time.Unix(0, int64(ns))
@@ -277,20 +278,18 @@ func decodeTimestamp(b []byte) (start Stamp, stop time.Time, err error) {
 	return start, stop, a.err
 }
 
-func addr4(b []byte) Addr {
+func addr4(b []byte) conntrack.Addr {
 	if len(b) < 4 {
-		return Addr{}
+		return conntrack.Addr{}
 	}
-	a := Addr{len: 4}
-	copy(a.ip[:], b[:4])
-	return a
+	return conntrack.AddrFrom4([4]byte(b[:4]))
 }
 
-func addr16(b []byte) Addr {
+func addr16(b []byte) conntrack.Addr {
 	if len(b) < 16 {
-		return Addr{}
+		return conntrack.Addr{}
 	}
-	return Addr{ip: [16]byte(b[:16]), len: 16}
+	return conntrack.AddrFrom16([16]byte(b[:16]))
 }
 
 func be16(b []byte) uint16 {

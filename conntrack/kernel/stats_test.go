@@ -1,7 +1,8 @@
-package conntrack
+package kernel
 
 import (
 	"encoding/binary"
+	"github.com/flowtop/flowtop/conntrack"
 	"net"
 	"os"
 	"strconv"
@@ -23,7 +24,7 @@ func TestSumStats(t *testing.T) {
 			EarlyDrop: 1, Error: 1, SearchRestart: 1 << 31},
 		{CPUID: 2, Found: 1 << 31},
 	}
-	want := KernelStats{CPUs: 3, Found: 1 + 1<<32, Invalid: 2 + 1<<31, Insert: 4, InsertFailed: 4 + 1<<31,
+	want := conntrack.KernelStats{CPUs: 3, Found: 1 + 1<<32, Invalid: 2 + 1<<31, Insert: 4, InsertFailed: 4 + 1<<31,
 		Drop: 5 + 1<<31, EarlyDrop: 7, Error: 8, SearchRestart: 8 + 1<<31}
 	if diff := cmp.Diff(want, sumStats(perCPU)); diff != "" {
 		t.Errorf("sumStats (-want +got):\n%s", diff)
@@ -75,7 +76,7 @@ func TestStatsReaderInNamespace(t *testing.T) {
 		}
 	}
 
-	var got KernelStats
+	var got conntrack.KernelStats
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if got, err = r.Read(); err != nil {
@@ -101,9 +102,9 @@ func TestStatsReaderInNamespace(t *testing.T) {
 // sumConntrackS adds up the per-CPU lines of `conntrack -S`:
 //
 //	cpu=0 found=0 invalid=5 insert=0 insert_failed=0 drop=0 early_drop=0 error=0 search_restart=0 ...
-func sumConntrackS(t *testing.T, out string) KernelStats {
+func sumConntrackS(t *testing.T, out string) conntrack.KernelStats {
 	t.Helper()
-	var s KernelStats
+	var s conntrack.KernelStats
 	fields := map[string]*uint64{"found": &s.Found, "invalid": &s.Invalid, "insert": &s.Insert,
 		"insert_failed": &s.InsertFailed, "drop": &s.Drop, "early_drop": &s.EarlyDrop, "error": &s.Error,
 		"search_restart": &s.SearchRestart}

@@ -1,4 +1,4 @@
-package conntrack
+package kernel
 
 import (
 	"encoding/binary"

@@ -1,8 +1,9 @@
-package conntrack
+package kernel
 
 import (
 	"encoding/binary"
 	"fmt"
+	"github.com/flowtop/flowtop/conntrack"
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
@@ -27,10 +28,10 @@ const (
 // a flow the kernel no longer holds is skipped, its DESTROY event or the
 // next dump removes it. Called from the goroutine that dumps, never during
 // a dump.
-func (s *Source) Get(flows []*Flow, fn func(*Flow)) error {
+func (s *Source) Get(flows []*conntrack.Flow, fn func(*conntrack.Flow)) error {
 	r := s.dumpRecv.r
 	var firstErr error
-	var f Flow
+	var f conntrack.Flow
 	for len(flows) > 0 {
 		batch := flows[:min(len(flows), getBatch)]
 		flows = flows[len(batch):]
@@ -75,7 +76,7 @@ func (s *Source) Get(flows []*Flow, fn func(*Flow)) error {
 						firstErr = fmt.Errorf("get flow %d: %w", batch[h.Seq-first].ID, errno)
 					}
 				case h.Type == nfnlSubsysCTNetlink<<8|ctMsgNew:
-					f = Flow{}
+					f = conntrack.Flow{}
 					if _, err := decodeFlow(data, &f); err != nil {
 						return fmt.Errorf("decode conntrack flow: %w", err)
 					}
@@ -93,31 +94,33 @@ func (s *Source) Get(flows []*Flow, fn func(*Flow)) error {
 
 // appendGetRequest appends the body of an IPCTNL_MSG_CT_GET request
 // (netfilter header and attributes) for f's original tuple and zone to b.
-func appendGetRequest(b []byte, f *Flow) []byte {
+func appendGetRequest(b []byte, f *conntrack.Flow) []byte {
 	b = append(b, byte(f.Family), nfnetlinkV0, 0, 0)
 
 	tuple := beginNested(&b, ctaTupleOrig)
 	ip := beginNested(&b, ctaTupleIP)
-	if f.Family == IPv4 {
-		b = appendAttr(b, ctaIPv4Src, f.Orig.Src.ip[:4])
-		b = appendAttr(b, ctaIPv4Dst, f.Orig.Dst.ip[:4])
+	if f.Family == conntrack.IPv4 {
+		src, dst := f.Orig.Src.As4(), f.Orig.Dst.As4()
+		b = appendAttr(b, ctaIPv4Src, src[:])
+		b = appendAttr(b, ctaIPv4Dst, dst[:])
 	} else {
-		b = appendAttr(b, ctaIPv6Src, f.Orig.Src.ip[:])
-		b = appendAttr(b, ctaIPv6Dst, f.Orig.Dst.ip[:])
+		src, dst := f.Orig.Src.As16(), f.Orig.Dst.As16()
+		b = appendAttr(b, ctaIPv6Src, src[:])
+		b = appendAttr(b, ctaIPv6Dst, dst[:])
 	}
 	endNested(b, ip)
 	proto := beginNested(&b, ctaTupleProto)
 	b = appendAttr(b, ctaProtoNum, []byte{byte(f.Proto)})
 	switch f.Proto {
-	case ProtoICMP:
+	case conntrack.ProtoICMP:
 		b = appendAttr(b, ctaProtoICMPID, binary.BigEndian.AppendUint16(nil, f.ICMP.ID))
 		b = appendAttr(b, ctaProtoICMPType, []byte{f.ICMP.Type})
 		b = appendAttr(b, ctaProtoICMPCode, []byte{f.ICMP.Code})
-	case ProtoICMPv6:
+	case conntrack.ProtoICMPv6:
 		b = appendAttr(b, ctaProtoICMPv6ID, binary.BigEndian.AppendUint16(nil, f.ICMP.ID))
 		b = appendAttr(b, ctaProtoICMPv6Type, []byte{f.ICMP.Type})
 		b = appendAttr(b, ctaProtoICMPv6Code, []byte{f.ICMP.Code})
-	case ProtoTCP, ProtoUDP, ProtoUDPLite, ProtoSCTP, ProtoDCCP, ProtoGRE:
+	case conntrack.ProtoTCP, conntrack.ProtoUDP, conntrack.ProtoUDPLite, conntrack.ProtoSCTP, conntrack.ProtoDCCP, conntrack.ProtoGRE:
 		b = appendAttr(b, ctaProtoSrcPort, binary.BigEndian.AppendUint16(nil, f.Orig.SrcPort))
 		b = appendAttr(b, ctaProtoDstPort, binary.BigEndian.AppendUint16(nil, f.Orig.DstPort))
 	}
