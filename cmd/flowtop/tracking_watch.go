@@ -21,16 +21,6 @@ func warnUntracked(o *options, activity *conntrack.IPActivity, kernelFlows int, 
 	}
 }
 
-// waitWatchdog waits (at most 2 s) for the sysctl watchdog that started
-// during the first dump; from then on a crash anywhere is covered.
-func waitWatchdog(ready <-chan struct{}) {
-	select {
-	case <-ready:
-	case <-time.After(2 * time.Second):
-	}
-	crashHook()
-}
-
 // untrackedHint explains an empty table in a namespace with traffic.
 const untrackedHint = "conntrack tracks no flow in this namespace although it carries IP traffic. " +
 	"The kernel tracks a namespace's traffic only once a firewall rule uses conntrack " +
