@@ -25,8 +25,8 @@ func (o *options) singleDump() bool { return o.once && o.intervalDuration() == 0
 
 // onceStreamed is --once -t 0 --limit N: one dump read into a
 // report.Stream, which sums every flow and keeps copies of the N it lists,
-// instead of into the table. Building the table (records, index,
-// snapshot) was a fifth of a 100k-flow run, for a table used once.
+// instead of into the table: a table's records, index and snapshot would
+// be built for one document and dropped.
 func onceStreamed(ctx context.Context, o *options, k *kernel, stdout io.Writer, log *slog.Logger) error {
 	opened := make(chan *lookups, 1)
 	go func() { opened <- openLookups(o, log) }() // service files, GeoIP: while the kernel dumps
