@@ -141,10 +141,14 @@ type metricsExporter struct {
 func (*metricsExporter) Name() string                    { return "metrics" }
 func (e *metricsExporter) Health() report.ExporterHealth { return e.c.Stats() }
 
+// Run serves until ctx ends or the server fails; the collector stops with
+// it (nothing else reads it).
 func (e *metricsExporter) Run(ctx context.Context) error {
 	defer e.stats.Close()
+	ctx, cancel := context.WithCancel(ctx)
 	var collector sync.WaitGroup
 	defer collector.Wait()
+	defer cancel()
 	collector.Go(func() { e.c.Run(ctx) })
 	e.log.Info("serving Prometheus metrics", "url", "http://"+e.srv.ln.Addr().String()+"/metrics")
 	return metrics.Serve(ctx, e.srv.ln, e.c.Handler(e.srv.auth), e.log)
