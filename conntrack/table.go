@@ -139,8 +139,14 @@ type Table struct {
 
 	mu         sync.Mutex
 	subs       []chan *Snapshot
-	endedSubs  []chan Ended
+	endedSubs  []*endedSub
 	endedDrops atomic.Uint64
+}
+
+// endedSub is one ended-flow subscription and the records it lost.
+type endedSub struct {
+	ch    chan Ended
+	drops atomic.Uint64
 }
 
 // eventQueue is how many decoded events may wait for the table. It only
@@ -203,15 +209,23 @@ func (t *Table) Subscribe() (snapshots <-chan *Snapshot, cancel func()) {
 // event (Ended.Reason). Sends never block the table: when the buffer is
 // full the record is dropped and counted (EndedDrops).
 func (t *Table) SubscribeEnded(buffer int) <-chan Ended {
-	ch := make(chan Ended, buffer)
-	t.mu.Lock()
-	t.endedSubs = append(t.endedSubs, ch)
-	t.mu.Unlock()
+	ch, _ := t.SubscribeEndedCounted(buffer)
 	return ch
 }
 
+// SubscribeEndedCounted is SubscribeEnded with the subscription's own
+// count of the records dropped because its reader was slow: each
+// consumer can report its losses, not only the table's sum.
+func (t *Table) SubscribeEndedCounted(buffer int) (ended <-chan Ended, dropped func() uint64) {
+	sub := &endedSub{ch: make(chan Ended, buffer)}
+	t.mu.Lock()
+	t.endedSubs = append(t.endedSubs, sub)
+	t.mu.Unlock()
+	return sub.ch, sub.drops.Load
+}
+
 // EndedDrops counts ended-flow records dropped because a subscriber was
-// slow.
+// slow, over all subscriptions.
 func (t *Table) EndedDrops() uint64 { return t.endedDrops.Load() }
 
 // SetFilter replaces the table filter; the next snapshot (made at once)
@@ -448,10 +462,11 @@ func (t *Table) hasEndedSubs() bool {
 func (t *Table) sendEnded(rec *Ended) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, ch := range t.endedSubs {
+	for _, sub := range t.endedSubs {
 		select {
-		case ch <- *rec:
+		case sub.ch <- *rec:
 		default:
+			sub.drops.Add(1)
 			t.endedDrops.Add(1)
 		}
 	}
@@ -748,15 +763,6 @@ func (t *Table) lookup(f *Flow) (i, head int32) {
 		}
 	}
 	return -1, head
-}
-
-// find returns the entry of the kernel flow f, nil when the table has
-// none. The pointer is valid until the next insert or remove.
-func (t *Table) find(f *Flow) *entry {
-	if i, _ := t.lookup(f); i >= 0 {
-		return &t.entries[i]
-	}
-	return nil
 }
 
 // insert adds an entry that lookup did not find, in front of head (what

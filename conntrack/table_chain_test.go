@@ -5,6 +5,15 @@ import (
 	"time"
 )
 
+// find returns the entry of the kernel flow f, nil when the table has
+// none. The pointer is valid until the next insert or remove.
+func (t *Table) find(f *Flow) *entry {
+	if i, _ := t.lookup(f); i >= 0 {
+		return &t.entries[i]
+	}
+	return nil
+}
+
 // The kernel's conntrack ID is a 32-bit hash: two live flows can share it.
 // The table must keep both.
 func TestTableKeepsFlowsWithCollidingIDs(t *testing.T) {

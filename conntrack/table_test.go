@@ -379,6 +379,32 @@ func TestTableEndedDrops(t *testing.T) {
 	}
 }
 
+// Each ended-flow subscription counts its own losses: a slow consumer's
+// drops are not charged to a fast one.
+func TestTableEndedDropsPerSubscription(t *testing.T) {
+	k := newFakeKernel()
+	tbl, sub := startTable(t, k, TableConfig{Interval: time.Hour, Filter: allFilter()})
+	slow, slowDropped := tbl.SubscribeEndedCounted(1)
+	roomy, roomyDropped := tbl.SubscribeEndedCounted(10)
+	waitSnap(t, sub, "the initial dump", func(*Snapshot) bool { return true })
+	for id := uint32(1); id <= 3; id++ {
+		k.send(t, Event{Type: EventDestroy, Flow: withID(udp4, id)})
+	}
+	settle(t, tbl, sub, allFilter(), "three events", func(s *Snapshot) bool { return s.Health.Events == 3 })
+	if got := slowDropped(); got != 2 {
+		t.Errorf("the subscription with a buffer of 1 dropped %d records, want 2", got)
+	}
+	if got := roomyDropped(); got != 0 {
+		t.Errorf("the subscription with a buffer of 10 dropped %d records, want 0", got)
+	}
+	if got := tbl.EndedDrops(); got != 2 {
+		t.Errorf("EndedDrops = %d, want 2, the sum over the subscriptions", got)
+	}
+	if len(slow) != 1 || len(roomy) != 3 {
+		t.Errorf("records kept: %d and %d, want 1 and 3", len(slow), len(roomy))
+	}
+}
+
 func TestTableRates(t *testing.T) {
 	old := fakeBase.Add(-2 * time.Hour)
 	f1 := counted(withID(tcp4, 1), Counter{10, 1000}, Counter{5, 500}, old)

@@ -114,6 +114,12 @@ func (e *Exporter) Stats() report.ExporterHealth {
 	}
 }
 
+// Name is the exporter's key in health.exporters.
+func (e *Exporter) Name() string { return "ipfix" }
+
+// Health is Stats: what flowtop's exporter seam (package export) reads.
+func (e *Exporter) Health() report.ExporterHealth { return e.Stats() }
+
 // Run exports until ctx is done: ended flows as they come, long flows
 // every active timeout. It then takes the flows that ended in the last
 // moments, lets the senders send what is queued (for about two seconds at

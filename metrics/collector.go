@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
@@ -57,6 +58,9 @@ type Collector struct {
 	reqs chan chan *view
 	done chan struct{} // closed when Run returns
 
+	// Scrapes answered and failed, for the exporter's health.
+	scrapes, scrapeErrs atomic.Uint64
+
 	// Kernel statistics errors are logged when they change, not on every
 	// scrape.
 	kernelMu  sync.Mutex
@@ -95,6 +99,14 @@ func New(cfg Config) *Collector {
 		reqs: make(chan chan *view),
 		done: make(chan struct{}),
 	}
+}
+
+// Stats counts the scrapes of /metrics answered (Published) and those that
+// could not be (Errors: the collector stopped or the request was gone),
+// flowtop's health.exporters.metrics. Refused credentials count in
+// neither. It is safe for concurrent use.
+func (c *Collector) Stats() report.ExporterHealth {
+	return report.ExporterHealth{Published: c.scrapes.Load(), Errors: c.scrapeErrs.Load()}
 }
 
 // Run owns the accounting until ctx ends: it counts ended flows as they

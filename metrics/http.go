@@ -134,9 +134,11 @@ func (c *Collector) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	b, err := c.Gather(r.Context(), (*bp)[:0])
 	*bp = b
 	if err != nil {
+		c.scrapeErrs.Add(1)
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	c.scrapes.Add(1)
 	w.Header().Set("Content-Type", ContentType)
 	if !acceptsGzip(r) {
 		w.Write(b)

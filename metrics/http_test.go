@@ -262,4 +262,29 @@ func TestScrapeAfterStop(t *testing.T) {
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", code)
 	}
+	if s := c.Stats(); s.Published != 0 || s.Errors != 1 {
+		t.Errorf("stats %+v, want the failed scrape counted as an error", s)
+	}
+}
+
+// TestScrapesCounted: answered scrapes are the exporter's published
+// count; refused credentials are not counted.
+func TestScrapesCounted(t *testing.T) {
+	fx := newFixture(t, Config{})
+	token, err := TokenFile(writeFile(t, "tok3n\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := fx.c.Handler(token)
+	for range 2 {
+		if code, _, _ := get(t, h, "/metrics", func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok3n") }); code != 200 {
+			t.Fatalf("status %d, want 200", code)
+		}
+	}
+	if code, _, _ := get(t, h, "/metrics", nil); code != http.StatusUnauthorized {
+		t.Fatalf("status %d without the token, want 401", code)
+	}
+	if s := fx.c.Stats(); s.Published != 2 || s.Errors != 0 {
+		t.Errorf("stats %+v, want 2 scrapes published, no error", s)
+	}
 }

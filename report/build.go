@@ -42,11 +42,6 @@ type Options struct {
 	Names enrich.Namer
 }
 
-// Build makes the document of a snapshot. It does not modify s.
-func Build(s *conntrack.Snapshot, opt Options) *Document {
-	return Prepare(s, opt).Full()
-}
-
 // Prepared is a document whose flows are made only when it is written or
 // completed: the header, totals and health are in the Document (the
 // caller may still change them), the flows are the order to list. A
@@ -118,15 +113,10 @@ func (p *Prepared) Full() *Document {
 	return &d
 }
 
-// Sorted returns pointers to the flows in the order of key, descending,
-// with the flow ID breaking ties so the order is stable between refreshes.
-func Sorted(flows []*conntrack.Flow, key SortKey, now time.Time) []*conntrack.Flow {
-	return Top(flows, key, now, 0)
-}
-
-// Top returns the first limit flows in the order of Sorted (all of them
-// when limit is 0) without sorting the rest: selecting the top 10 of a
-// million flows is a heap walk, not a sort.
+// Top returns the first limit flows in the order of key, descending, with
+// the flow ID breaking ties so the order is stable between refreshes (all
+// of them when limit is 0), without sorting the rest: selecting the top
+// 10 of a million flows is a heap walk, not a sort.
 func Top(flows []*conntrack.Flow, key SortKey, now time.Time, limit int) []*conntrack.Flow {
 	metric := metricOf(key, now)
 	var ranked []conntrack.Ranked
@@ -211,6 +201,7 @@ func health(h *conntrack.Health) Health {
 		Events:           h.Events,
 		Overruns:         h.Overruns,
 		Resyncs:          h.Resyncs,
+		Vanished:         h.Vanished,
 		RefreshMS:        float64(h.Refresh.Microseconds()) / 1000,
 		KernelFlows:      h.KernelFlows,
 		RefreshIntervalS: h.RefreshEvery.Seconds(),

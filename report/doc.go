@@ -48,9 +48,13 @@ type Totals struct {
 
 // Health reports how well flowtop keeps up with the kernel.
 type Health struct {
-	Events      uint64  `json:"events"`
-	Overruns    uint64  `json:"overruns"`
-	Resyncs     uint64  `json:"resyncs"`
+	Events   uint64 `json:"events"`
+	Overruns uint64 `json:"overruns"`
+	Resyncs  uint64 `json:"resyncs"`
+	// Vanished counts the flows a complete dump no longer found and whose
+	// DESTROY event never came: their ended records were made by flowtop
+	// from the last counters it read (the bytes since then are lost).
+	Vanished    uint64  `json:"vanished"`
 	RefreshMS   float64 `json:"refresh_ms"`
 	KernelFlows int     `json:"kernel_flows"`
 	// RefreshIntervalS is the effective counter refresh interval: -t, or
@@ -74,6 +78,10 @@ type Health struct {
 	LastError      string `json:"last_error,omitempty"`
 	// Exporters holds each exporter's counters by name ("mqtt", "file").
 	Exporters map[string]ExporterHealth `json:"exporters,omitempty"`
+	// RDNS is the reverse DNS cache's work; absent without reverse DNS.
+	RDNS *RDNSHealth `json:"rdns,omitempty"`
+	// Procs is the process finder's work; absent without it.
+	Procs *ProcsHealth `json:"procs,omitempty"`
 }
 
 // ExporterHealth counts what one exporter did.
@@ -82,6 +90,44 @@ type ExporterHealth struct {
 	Dropped   uint64 `json:"dropped"`
 	Errors    uint64 `json:"errors"`
 	Connected *bool  `json:"connected,omitempty"`
+	// EndedDropped counts the ended-flow records the table dropped
+	// because this exporter read its subscription too slowly; absent for
+	// an exporter without one.
+	EndedDropped *uint64 `json:"ended_dropped,omitempty"`
+}
+
+// RDNSHealth counts what the reverse DNS cache did since start.
+type RDNSHealth struct {
+	Lookups  uint64 `json:"lookups"`   // lookups sent to the resolver
+	Hits     uint64 `json:"hits"`      // names answered from the cache
+	Misses   uint64 `json:"misses"`    // names not (or no longer) cached
+	NotFound uint64 `json:"not_found"` // lookups answered with no name
+	Failures uint64 `json:"failures"`  // lookups that failed otherwise
+	Timeouts uint64 `json:"timeouts"`  // lookups cut off by the timeout
+	// Dropped counts lookups not queued because the queue was full (asked
+	// again later).
+	Dropped   uint64 `json:"dropped"`
+	Inflight  int    `json:"inflight"` // lookups queued or running now
+	Entries   int    `json:"entries"`  // addresses cached now
+	LastError string `json:"last_error,omitempty"`
+}
+
+// ProcsHealth counts what the process finder did since start.
+type ProcsHealth struct {
+	Cached   int    `json:"cached"`   // flows in its cache now
+	Queued   int    `json:"queued"`   // flows waiting for a lookup now
+	Inodes   int    `json:"inodes"`   // sockets in its inode -> PID index now
+	Resolved uint64 `json:"resolved"` // lookups that found an owner
+	Unowned  uint64 `json:"unowned"`  // flows given up on after retries
+	Retries  uint64 `json:"retries"`  // lookups repeated after a miss
+	Queries  uint64 `json:"queries"`  // sock_diag requests sent
+	Errors   uint64 `json:"errors"`   // sock_diag, address-list or /proc failures
+	Scans    uint64 `json:"scans"`    // walks of /proc/*/fd
+	Evicted  uint64 `json:"evicted"`  // cache entries dropped for size or idleness
+	// Deferred counts lookups not queued because the queue was full (asked
+	// again later).
+	Deferred   uint64  `json:"deferred"`
+	LastScanMS float64 `json:"last_scan_ms"` // how long the latest /proc walk took
 }
 
 // Flow is one flow of the document.

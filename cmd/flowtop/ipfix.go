@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/spf13/pflag"
 
-	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/ipfix"
 )
 
@@ -49,29 +45,4 @@ func (o *ipfixOptions) derive() error {
 		return nil
 	}
 	return cfg.Check()
-}
-
-// startIPFIX runs the --ipfix exporter, with its own ended-flow
-// subscription, until ctx ends; nil without --ipfix.
-func startIPFIX(ctx context.Context, wg *sync.WaitGroup, o *ipfixOptions, table *conntrack.Table, log *slog.Logger) (*ipfix.Exporter, error) {
-	if len(o.urls) == 0 {
-		return nil, nil
-	}
-	cfg, err := o.config()
-	if err != nil {
-		return nil, err
-	}
-	cfg.Latest, cfg.Ended, cfg.Logger = table.Latest, table.SubscribeEnded(4096), log
-	e, err := ipfix.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if err := e.Run(ctx); err != nil {
-			log.Error("ipfix exporter stopped", "err", err)
-		}
-	}()
-	return e, nil
 }

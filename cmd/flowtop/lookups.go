@@ -25,16 +25,24 @@ func (o *options) wantsDNS() bool {
 	return !o.noDNS && !o.singleDump()
 }
 
+// lookups are the enrichment sources flowtop runs: the names of flows, and
+// the reverse DNS cache and process finder whose work health reports.
+type lookups struct {
+	names   *enrich.Lookups
+	dns     *rdns.Cache   // nil with -n
+	owners  *procs.Finder // nil when it could not start
+	closers []func()
+}
+
 // openLookups starts the enrichment sources the options ask for. A source
 // that cannot start is logged and left out; flowtop runs without it.
-func openLookups(o *options, log *slog.Logger) (*enrich.Lookups, func()) {
-	l := &enrich.Lookups{}
-	var closers []func()
-	l.Services = services.Load(o.configDir, func(msg string) { log.Warn(msg) })
+func openLookups(o *options, log *slog.Logger) *lookups {
+	l := &lookups{names: &enrich.Lookups{}}
+	l.names.Services = services.Load(o.configDir, func(msg string) { log.Warn(msg) })
 	if o.wantsDNS() {
-		c := rdns.New(rdns.Config{})
-		l.DNS = c
-		closers = append(closers, c.Close)
+		l.dns = rdns.New(rdns.Config{})
+		l.names.DNS = l.dns
+		l.closers = append(l.closers, l.dns.Close)
 	}
 	if !o.noGeoIP {
 		db, errs := geo.Open(geo.DefaultDirs(o.geoipDir))
@@ -46,20 +54,43 @@ func openLookups(o *options, log *slog.Logger) (*enrich.Lookups, func()) {
 			}
 		}
 		if db.Available() {
-			l.Geo = db
+			l.names.Geo = db
 		}
-		closers = append(closers, func() { db.Close() })
+		l.closers = append(l.closers, func() { db.Close() })
 	}
 	if f, err := procs.New(procs.Config{NetNS: kernel.NetnsPath(o.netns)}); err != nil {
 		log.Warn("no process names", "err", err)
 	} else {
-		l.Procs = f
-		closers = append(closers, func() { f.Close() })
+		l.owners = f
+		l.names.Procs = f
+		l.closers = append(l.closers, func() { f.Close() })
 	}
-	return l, func() {
-		for _, c := range closers {
-			c()
+	return l
+}
+
+// close stops the sources.
+func (l *lookups) close() {
+	for _, c := range l.closers {
+		c()
+	}
+}
+
+// addHealth adds the work of the reverse DNS cache and of the process
+// finder, each when it runs, to a document's health.
+func (l *lookups) addHealth(h *report.Health) {
+	if l.dns != nil {
+		s := l.dns.Stats()
+		h.RDNS = &report.RDNSHealth{Lookups: s.Lookups, Hits: s.Hits, Misses: s.Misses, NotFound: s.NotFound,
+			Failures: s.Failures, Timeouts: s.Timeouts, Dropped: s.Dropped, Inflight: s.Inflight, Entries: s.Entries}
+		if s.LastErr != nil {
+			h.RDNS.LastError = s.LastErr.Error()
 		}
+	}
+	if l.owners != nil {
+		s := l.owners.Stats()
+		h.Procs = &report.ProcsHealth{Cached: s.Cached, Queued: s.Queued, Inodes: s.Inodes, Resolved: s.Resolved,
+			Unowned: s.Unowned, Retries: s.Retries, Queries: s.Queries, Errors: s.Errors, Scans: s.Scans,
+			Evicted: s.Evicted, Deferred: s.Deferred, LastScanMS: float64(s.LastScan.Microseconds()) / 1000}
 	}
 }
 

@@ -20,9 +20,9 @@ func main() {
 		// pointers: a collection only scans the entries and snapshots, and
 		// in steady state the heap grows by about a snapshot (8 bytes per
 		// flow) per interval. So a heap allowed to grow by 10 % instead of
-		// 100 % costs a collection every few seconds and no measurable CPU,
-		// and keeps a 100k-flow table at 46 MB instead of 49-57 MB (at
-		// GOGC 25) and a million-flow one well under 400 MB.
+		// 100 % costs a collection every few seconds and little CPU, and
+		// keeps the memory used close to the live table
+		// (docs/BENCHMARKS.md has the figures).
 		debug.SetGCPercent(10)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

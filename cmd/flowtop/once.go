@@ -3,14 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
-	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"log/slog"
 	"os"
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
-	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -25,34 +23,17 @@ func (o *options) streamsOnce() bool {
 // (--once -t 0): nothing is waited for after the dump.
 func (o *options) singleDump() bool { return o.once && o.intervalDuration() == 0 }
 
-// oneDump is what onceStreamed needs of the kernel side runFlowtop set up.
-type oneDump struct {
-	src           *kernel.Source
-	guard         *kernel.SysctlGuard
-	count         *kernel.KernelCount
-	activity      *kernel.IPActivity
-	packetsBefore uint64
-	watchdogReady <-chan struct{}
-}
-
 // onceStreamed is --once -t 0 --limit N: one dump read into a
 // report.Stream, which sums every flow and keeps copies of the N it lists,
-// instead of into the table. Building the table (records, index,
-// snapshot) was a fifth of a 100k-flow run, for a table used once.
-func onceStreamed(ctx context.Context, o *options, k oneDump, stdout io.Writer, log *slog.Logger) error {
-	type opened struct {
-		names *enrich.Lookups
-		close func()
-	}
-	lookups := make(chan opened, 1)
-	go func() { // service files, GeoIP: while the kernel dumps
-		l, c := openLookups(o, log)
-		lookups <- opened{l, c}
-	}()
-	var names opened
+// instead of into the table: a table's records, index and snapshot would
+// be built for one document and dropped.
+func onceStreamed(ctx context.Context, o *options, k *kernelSide, stdout io.Writer, log *slog.Logger) error {
+	opened := make(chan *lookups, 1)
+	go func() { opened <- openLookups(o, log) }() // service files, GeoIP: while the kernel dumps
+	var names *lookups
 	defer func() {
-		if names.close == nil {
-			names = <-lookups // an early return: wait to close them
+		if names == nil {
+			names = <-opened // an early return: wait to close them
 		}
 		names.close()
 	}()
@@ -66,15 +47,16 @@ func onceStreamed(ctx context.Context, o *options, k oneDump, stdout io.Writer, 
 	}
 	h := conntrack.Health{Refresh: time.Since(start), Refreshes: 1, KernelFlows: k.count.Read()}
 	h.Accounting, h.Timestamps = k.guard.Enabled()
-	waitWatchdog(k.watchdogReady)
+	k.waitWatchdog()
 	if ctx.Err() != nil {
 		return nil
 	}
 	warnUntracked(o, k.activity, h.KernelFlows, k.packetsBefore, log)
-	names = <-lookups
+	names = <-opened
 	stream.SetNames(names.names)
 	doc := stream.Prepare(h)
 	awaitOwners(ctx, names.names, doc)
+	names.addHealth(&doc.Health) // with the owners just found
 	warnUncounted(log, doc.Health.UncountedFlows)
 	return doc.Encode(stdout)
 }

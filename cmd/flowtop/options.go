@@ -62,7 +62,6 @@ type mqttOptions struct {
 	qos                                    int
 	interval                               time.Duration
 	gzip, homeAssistant                    bool
-	limit                                  int
 }
 
 // errHelp is returned by parseOptions for -h: usage was printed.
@@ -73,6 +72,24 @@ var errHelp = errors.New("help requested")
 // status 2.
 func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	o := &options{}
+	fs := o.flagSet()
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if o.help {
+		fmt.Fprintf(helpOut, "Usage: flowtop [options]\n\nA top-like view of the connections the kernel's conntrack tracks.\n\nOptions:\n%s", fs.FlagUsages())
+		return o, errHelp
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	o.given = map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { o.given[f.Name] = true })
+	return o, o.derive()
+}
+
+// flagSet declares flowtop's flags, in the order --help lists them.
+func (o *options) flagSet() *pflag.FlagSet {
 	fs := pflag.NewFlagSet("flowtop", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
@@ -130,20 +147,7 @@ func parseOptions(args []string, helpOut io.Writer) (*options, error) {
 	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery for a few sensors")
 	addMetricsFlags(fs, &o.metrics)
 	addIPFIXFlags(fs, &o.ipfix)
-
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if o.help {
-		fmt.Fprintf(helpOut, "Usage: flowtop [options]\n\nA top-like view of the connections the kernel's conntrack tracks.\n\nOptions:\n%s", fs.FlagUsages())
-		return o, errHelp
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	o.given = map[string]bool{}
-	fs.Visit(func(f *pflag.Flag) { o.given[f.Name] = true })
-	return o, o.derive()
+	return fs
 }
 
 // minInterval is the shortest -t but 0: 20 dumps and documents a second.
@@ -175,6 +179,30 @@ func (o *options) derive() error {
 		// One dump has no rates: by rate, the order would be the IDs'.
 		o.sortKey = report.SortBytes
 	}
+	if o.filter, err = o.tableFilter(); err != nil {
+		return err
+	}
+	if o.mqtt.qos < 0 || o.mqtt.qos > 2 {
+		return fmt.Errorf("--mqtt-qos %d: want 0, 1 or 2", o.mqtt.qos)
+	}
+	if o.mqtt.interval <= 0 {
+		return fmt.Errorf("--mqtt-interval %v: want a positive duration", o.mqtt.interval)
+	}
+	if o.writeInterval <= 0 {
+		return fmt.Errorf("--write-interval %v: want a positive duration", o.writeInterval)
+	}
+	if err := o.metrics.check(o.once); err != nil {
+		return err
+	}
+	if err := o.ipfix.derive(); err != nil {
+		return err
+	}
+	return o.checkOutputs() // last: it tries to create a file
+}
+
+// tableFilter builds the table filter from the filter flags.
+func (o *options) tableFilter() (conntrack.Filter, error) {
+	var err error
 	f := conntrack.Filter{IPv4: o.ipv4, IPv6: o.ipv6}
 	// flowtop's rule: any family flag replaces "both", any protocol flag
 	// replaces "TCP only".
@@ -201,15 +229,15 @@ func (o *options) derive() error {
 		f.Protos.Add(conntrack.ProtoTCP)
 	}
 	if f.Ports, err = parsePorts("--port", o.ports); err != nil {
-		return err
+		return conntrack.Filter{}, err
 	}
 	if f.ExcludePorts, err = parsePorts("--exclude-port", o.excludePorts); err != nil {
-		return err
+		return conntrack.Filter{}, err
 	}
 	for _, s := range o.excludeProtos {
 		p, err := parseProto(s)
 		if err != nil {
-			return fmt.Errorf("--exclude-proto: %w", err)
+			return conntrack.Filter{}, fmt.Errorf("--exclude-proto: %w", err)
 		}
 		f.ExcludeProtos.Add(p)
 	}
@@ -218,7 +246,7 @@ func (o *options) derive() error {
 		if err != nil {
 			a, aerr := netip.ParseAddr(s)
 			if aerr != nil {
-				return fmt.Errorf("--net %q: want a CIDR like 192.168.1.0/24", s)
+				return conntrack.Filter{}, fmt.Errorf("--net %q: want a CIDR like 192.168.1.0/24", s)
 			}
 			pfx = netip.PrefixFrom(a, a.BitLen())
 		}
@@ -226,29 +254,13 @@ func (o *options) derive() error {
 	}
 	f.IgnoreControl = o.ignoreControl
 	if f.MinBytes, err = parseBytes(o.minBytes); err != nil {
-		return fmt.Errorf("--min-bytes: %w", err)
+		return conntrack.Filter{}, fmt.Errorf("--min-bytes: %w", err)
 	}
 	if o.minAge < 0 {
-		return fmt.Errorf("--min-age %v: want a positive duration", o.minAge)
+		return conntrack.Filter{}, fmt.Errorf("--min-age %v: want a positive duration", o.minAge)
 	}
 	f.MinAge = o.minAge
-	o.filter = f
-	if o.mqtt.qos < 0 || o.mqtt.qos > 2 {
-		return fmt.Errorf("--mqtt-qos %d: want 0, 1 or 2", o.mqtt.qos)
-	}
-	if o.mqtt.interval <= 0 {
-		return fmt.Errorf("--mqtt-interval %v: want a positive duration", o.mqtt.interval)
-	}
-	if o.writeInterval <= 0 {
-		return fmt.Errorf("--write-interval %v: want a positive duration", o.writeInterval)
-	}
-	if err := o.metrics.check(o.once); err != nil {
-		return err
-	}
-	if err := o.ipfix.derive(); err != nil {
-		return err
-	}
-	return o.checkOutputs() // last: it tries to create a file
+	return f, nil
 }
 
 // checkOutputs checks what --netns, --no-ui, --mqtt and --write name

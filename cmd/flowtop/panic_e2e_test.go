@@ -28,7 +28,7 @@ func TestSysctlsRestoredAfterPanicInGoroutine(t *testing.T) {
 	// A flowtop that does not panic would run on: killed after a while.
 	ctx, cancel := context.WithTimeout(context.Background(), nstest.Patience)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, flowtopBinary(t), numeric([]string{"--batch", "--netns", a.Path(), "--state-dir", dir})...)
+	cmd := exec.CommandContext(ctx, crashhookBinary(t), numeric([]string{"--batch", "--netns", a.Path(), "--state-dir", dir})...)
 	cmd.Env = append(os.Environ(), "FLOWTOP_TEST_PANIC=1")
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -46,4 +46,19 @@ func TestSysctlsRestoredAfterPanicInGoroutine(t *testing.T) {
 	if left, _ := filepath.Glob(filepath.Join(dir, "*")); len(left) > 0 {
 		t.Errorf("state files left behind: %q", left)
 	}
+}
+
+// crashhookBinary builds flowtop with -tags crashhook, the build whose
+// crashHook panics on request (the shipped binary has no such hook).
+func crashhookBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flowtop-crashhook")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "crashhook", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as the README builds it
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags crashhook: %v\n%.2000s", err, out)
+	}
+	return bin
 }

@@ -15,30 +15,30 @@ import (
 const haveScreen = true
 
 // screen is the default: the tview screen until q or a signal.
-func (m *modes) screen(ctx context.Context) error {
-	m.cancelSub() // the screen reads Latest on its own tick
-	o := m.o
+func (s *session) screen(ctx context.Context) error {
+	s.cancelSub() // the screen reads Latest on its own tick
+	o := s.o
 	uiErr := make(chan error, 1)
 	uiCtx, stopUI := context.WithCancel(ctx)
 	defer stopUI()
 	go func() {
 		uiErr <- ui.Run(uiCtx, ui.Config{
-			Source:   uiSource{m.table, m.src},
-			Names:    m.lookups,
+			Source:   uiSource{s.table, s.k.src},
+			Names:    s.names.names,
 			Version:  version,
 			Netns:    o.netns,
 			Interval: o.intervalDuration(),
 			Bits:     o.bits,
 			ShowSrc:  o.showSrc,
 			Numeric:  o.noDNS,
-			Status:   m.exp.status,
-			Warnings: m.warnings,
+			Status:   s.exp.Status,
+			Warnings: s.warnings,
 		})
 	}()
 	select {
 	case err := <-uiErr:
 		return err
-	case err := <-m.tableErr:
+	case err := <-s.tableErr:
 		stopUI()
 		<-uiErr
 		return err

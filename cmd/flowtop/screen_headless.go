@@ -12,6 +12,6 @@ import (
 // of the binary. run refuses the screen mode before opening anything.
 const haveScreen = false
 
-func (m *modes) screen(context.Context) error {
+func (*session) screen(context.Context) error {
 	return errors.New("this build has no screen")
 }

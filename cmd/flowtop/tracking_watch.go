@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
-
 )
 
 // warnUntracked logs untrackedHint when the kernel tracks no flow although
@@ -19,16 +18,6 @@ func warnUntracked(o *options, activity *kernel.IPActivity, kernelFlows int, pac
 	if o.singleDump() && packetsBefore > 0 || activity.Packets() > packetsBefore {
 		log.Warn(untrackedHint)
 	}
-}
-
-// waitWatchdog waits (at most 2 s) for the sysctl watchdog that started
-// during the first dump; from then on a crash anywhere is covered.
-func waitWatchdog(ready <-chan struct{}) {
-	select {
-	case <-ready:
-	case <-time.After(2 * time.Second):
-	}
-	crashHook()
 }
 
 // untrackedHint explains an empty table in a namespace with traffic.

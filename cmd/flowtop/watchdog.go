@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
-
 )
 
 // watchdogArg starts flowtop as its own sysctl watchdog. The watchdog is a
@@ -22,9 +21,9 @@ import (
 const watchdogArg = "__sysctl-watchdog"
 
 // watchdogScript is the watchdog while flowtop runs: a shell waiting on
-// the pipe, some 100 KiB of memory instead of a second Go process (several
-// MB, and ~15 ms of CPU to start, which a 100k-flow --once would share its
-// two cores with). When the pipe closes without "done", flowtop ended
+// the pipe, a small fraction of the memory and start-up CPU of a second
+// Go process (which a --once run would share its cores with). When the
+// pipe closes without "done", flowtop ended
 // without restoring: the shell then execs flowtop's own binary (fd 3, so
 // an upgrade that replaced the file changes nothing) as the watchdog
 // proper. $0 is watchdogArg, $1.. are runWatchdog's arguments.

@@ -1,0 +1,7 @@
+//go:build !crashhook
+
+package main
+
+// crashHook does nothing: the test hook that panics on purpose is built
+// only with -tags crashhook (crashhook.go).
+func crashHook() {}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
+	"github.com/flowtop/flowtop/ipfix"
+	"github.com/flowtop/flowtop/mqttexport"
+	"github.com/flowtop/flowtop/report"
+)
+
+// exporterSpecs lists the exporters flowtop has, in the order they are
+// made, each on when its flag is given, with the buffer of its own
+// ended-flow subscription (0: none). A new exporter is one line here.
+func (s *session) exporterSpecs() []export.Spec {
+	o := s.o
+	return []export.Spec{
+		{On: o.mqtt.url != "", Ended: 16384, New: s.newMQTT},
+		{On: s.metricsLn != nil, Ended: 4096, New: s.newMetrics},
+		{On: len(o.ipfix.urls) > 0, Ended: 4096, New: s.newIPFIX},
+		{On: o.write != "", New: s.newFile},
+	}
+}
+
+// newMQTT makes the --mqtt exporter.
+func (s *session) newMQTT(env export.Env) (export.Exporter, error) {
+	o := s.o
+	e, err := mqttexport.New(mqttexport.Config{
+		URL: o.mqtt.url, User: o.mqtt.user, PasswordFile: o.mqtt.passwordFile,
+		CA: o.mqtt.ca, Cert: o.mqtt.cert, Key: o.mqtt.key,
+		ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, Node: o.mqtt.node,
+		QoS: byte(o.mqtt.qos), Interval: o.mqtt.interval, Gzip: o.mqtt.gzip,
+		Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
+		Host: env.Host, Netns: env.Netns,
+		Latest: env.Latest, Ended: env.Ended, Names: env.Names, Logger: env.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--mqtt: %w", err)
+	}
+	return mqttExporter{e}, nil
+}
+
+// mqttExporter is the MQTT exporter behind the seam: mqttexport names its
+// counters Stats and has no Name.
+type mqttExporter struct{ *mqttexport.Exporter }
+
+func (mqttExporter) Name() string                    { return "mqtt" }
+func (e mqttExporter) Health() report.ExporterHealth { return e.Stats() }
+
+// newIPFIX makes the --ipfix exporter.
+func (s *session) newIPFIX(env export.Env) (export.Exporter, error) {
+	cfg, err := s.o.ipfix.config()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Latest, cfg.Ended, cfg.Logger = env.Latest, env.Ended, env.Logger
+	e, err := ipfix.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// newFile makes the --write exporter. Its documents are those of every
+// other output, health included.
+func (s *session) newFile(env export.Env) (export.Exporter, error) {
+	return &export.File{Path: s.o.write, Every: s.o.writeInterval, Latest: env.Latest,
+		Document: s.document, Logger: env.Logger}, nil
+}
+
+// document is the snapshot document of s as flowtop writes it (--once,
+// --batch, --write), with the health of the exporters and lookups.
+func (s *session) document(snap *conntrack.Snapshot) *report.Prepared {
+	d := report.Prepare(snap, s.docOpts)
+	d.Health.Exporters = s.exp.Health()
+	s.names.addHealth(&d.Health)
+	return d
+}
