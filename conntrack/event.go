@@ -41,4 +41,3 @@ type Event struct {
 	// change carries neither), so the table keeps what it knew.
 	NoState, NoLabels bool
 }
-

@@ -21,4 +21,3 @@ type KernelStats struct {
 	// Max is nf_conntrack_max, -1 when unknown.
 	Max int
 }
-
