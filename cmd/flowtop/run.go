@@ -294,6 +294,7 @@ func newMQTT(o *options, host string, latest func() *conntrack.Snapshot, ended <
 		ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, Node: o.mqtt.node,
 		QoS: byte(o.mqtt.qos), Interval: o.mqtt.interval, Gzip: o.mqtt.gzip,
 		Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
+		HomeAssistantPrefix: o.mqtt.haPrefix, LocalNets: o.metrics.nets, Version: version,
 		Host: host, Netns: o.netns,
 		Latest: latest, Ended: ended, Names: names, Logger: log,
 	})
