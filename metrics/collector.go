@@ -12,6 +12,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/report"
+	"github.com/flowtop/flowtop/traffic"
 )
 
 // KernelStats reads the kernel's conntrack statistics;
@@ -35,10 +36,10 @@ type Config struct {
 	// Kernel reads the kernel's conntrack statistics; nil for none.
 	Kernel KernelStats
 	// LocalNets are the networks whose hosts are counted; nil means
-	// DefaultLocalNets.
+	// traffic.DefaultLocalNets.
 	LocalNets []netip.Prefix
 	// MaxHosts bounds the hosts with series of their own; 0 means
-	// DefaultMaxHosts.
+	// traffic.DefaultMaxHosts.
 	MaxHosts int
 	// Version is flowtop's version; GoVersion defaults to runtime.Version.
 	Version, GoVersion string
@@ -54,9 +55,12 @@ type Config struct {
 type Collector struct {
 	cfg  Config
 	log  *slog.Logger
-	acct *accounting
-	reqs chan chan *view
-	done chan struct{} // closed when Run returns
+	acct *traffic.Accounting
+	// classes counts the flows of the last snapshot folded in acct.
+	classes    classCounter
+	countClass func(*conntrack.Flow) // classes.add, made once
+	reqs       chan chan *view
+	done       chan struct{} // closed when Run returns
 
 	// Scrapes answered and failed, for the exporter's health.
 	scrapes, scrapeErrs atomic.Uint64
@@ -72,7 +76,7 @@ type Collector struct {
 type view struct {
 	snap     *conntrack.Snapshot
 	classes  []classCount
-	hosts    []hostSample
+	hosts    []traffic.Host
 	tracked  int
 	overflow uint64
 }
@@ -92,13 +96,15 @@ func New(cfg Config) *Collector {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Collector{
+	c := &Collector{
 		cfg:  cfg,
 		log:  log,
-		acct: newAccounting(cfg.LocalNets, cfg.MaxHosts),
+		acct: traffic.New(cfg.LocalNets, cfg.MaxHosts),
 		reqs: make(chan chan *view),
 		done: make(chan struct{}),
 	}
+	c.countClass = c.classes.add
+	return c
 }
 
 // Stats counts the scrapes of /metrics answered (Published) and those that
@@ -157,23 +163,22 @@ func (c *Collector) fold() {
 			drained = true
 		}
 	}
-	c.acct.fold(s)
+	if s != c.acct.Folded() {
+		c.classes.reset()
+		c.acct.FoldEach(s, c.countClass)
+	}
 }
 
-// ended counts an ended flow that passes the table's filter (snapshots
-// list only those).
+// ended counts an ended flow (the accounting leaves out those the
+// table's filter leaves out of snapshots).
 func (c *Collector) ended(e *conntrack.Ended) {
-	s := c.acct.folded
-	if s == nil || !s.Filter.Match(&e.Flow, e.Stop) {
-		return
-	}
-	c.acct.ended(e)
+	c.acct.Ended(e)
 }
 
 func (c *Collector) view() *view {
-	v := &view{snap: c.acct.folded, tracked: len(c.acct.hosts), overflow: c.acct.overflow}
-	v.classes = c.acct.appendClasses(nil)
-	v.hosts = c.acct.appendHosts(make([]hostSample, 0, len(c.acct.hosts)+1))
+	v := &view{snap: c.acct.Folded(), tracked: c.acct.Tracked(), overflow: c.acct.Overflow()}
+	v.classes = c.classes.appendClasses(nil)
+	v.hosts = c.acct.Hosts()
 	return v
 }
 

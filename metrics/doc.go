@@ -12,7 +12,8 @@
 // lines, where prometheus/client_golang would add some 3 MB to a router's
 // binary.
 //
-// One goroutine (Collector.Run) owns the per-host counters. It reads
+// One goroutine (Collector.Run) owns the per-host counters (an
+// Accounting of package traffic, which the MQTT exporter uses too). It reads
 // ended-flow records as they come and folds the latest snapshot into the
 // counters when a scrape asks, and every FoldEvery otherwise; scrapes get
 // an immutable view of the result.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/report"
+	"github.com/flowtop/flowtop/traffic"
 )
 
 // Metric names. Base units (bytes, seconds), _total on counters, _info
@@ -192,17 +193,17 @@ func writeHosts(w *expWriter, v *view) {
 	}
 	for _, m := range []struct {
 		name, typ, help string
-		value           func(*hostSample) uint64
+		value           func(*traffic.Host) uint64
 	}{
-		{mHostRxBytes, typeCounter, "Bytes a local host received, in the flows it had with any peer (layer 3, as conntrack counts them).", func(h *hostSample) uint64 { return h.rxBytes }},
-		{mHostTxBytes, typeCounter, "Bytes a local host sent, in the flows it had with any peer (layer 3, as conntrack counts them).", func(h *hostSample) uint64 { return h.txBytes }},
-		{mHostRxPackets, typeCounter, "Packets a local host received.", func(h *hostSample) uint64 { return h.rxPkts }},
-		{mHostTxPackets, typeCounter, "Packets a local host sent.", func(h *hostSample) uint64 { return h.txPkts }},
-		{mHostFlows, typeGauge, "Flows a local host has now.", func(h *hostSample) uint64 { return uint64(h.flows) }},
+		{mHostRxBytes, typeCounter, "Bytes a local host received, in the flows it had with any peer (layer 3, as conntrack counts them).", func(h *traffic.Host) uint64 { return h.RxBytes }},
+		{mHostTxBytes, typeCounter, "Bytes a local host sent, in the flows it had with any peer (layer 3, as conntrack counts them).", func(h *traffic.Host) uint64 { return h.TxBytes }},
+		{mHostRxPackets, typeCounter, "Packets a local host received.", func(h *traffic.Host) uint64 { return h.RxPackets }},
+		{mHostTxPackets, typeCounter, "Packets a local host sent.", func(h *traffic.Host) uint64 { return h.TxPackets }},
+		{mHostFlows, typeGauge, "Flows a local host has now.", func(h *traffic.Host) uint64 { return uint64(h.Flows) }},
 	} {
 		w.header(m.name, m.typ, m.help)
 		for i := range v.hosts {
-			w.uint(m.name, m.value(&v.hosts[i]), label{hostLabel, v.hosts[i].label})
+			w.uint(m.name, m.value(&v.hosts[i]), label{hostLabel, v.hosts[i].Label})
 		}
 	}
 }

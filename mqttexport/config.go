@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -25,6 +26,9 @@ const (
 	DefaultTopic      = "flowtop"
 	DefaultInterval   = 60 * time.Second
 	DefaultMaxPayload = 256 << 10
+	// DefaultHomeAssistantPrefix is Home Assistant's default discovery
+	// prefix.
+	DefaultHomeAssistantPrefix = "homeassistant"
 	// MaxRequest is the largest request body accepted; larger ones are
 	// rejected unread.
 	MaxRequest = 4 << 10
@@ -63,8 +67,17 @@ type Config struct {
 	Gzip bool
 	// Limit keeps the top Limit flows by rate in a snapshot; 0 keeps all.
 	Limit int
-	// HomeAssistant publishes MQTT discovery configs for a few sensors.
+	// HomeAssistant publishes a Home Assistant MQTT discovery config for
+	// the node's sensors (docs/mqtt.md).
 	HomeAssistant bool
+	// HomeAssistantPrefix is the discovery prefix Home Assistant listens
+	// on, default DefaultHomeAssistantPrefix.
+	HomeAssistantPrefix string
+	// LocalNets are the networks of the local hosts whose traffic the
+	// state topic sums and ranks; nil means traffic.DefaultLocalNets.
+	LocalNets []netip.Prefix
+	// Version is flowtop's version, shown by Home Assistant.
+	Version string
 	// Host and Netns go into the documents.
 	Host, Netns string
 	// Latest returns the newest table snapshot, or nil before the first.
@@ -176,6 +189,13 @@ func (c Config) validate() (*settings, error) {
 	}
 	if strings.ContainsAny(s.Node, "/+#") || s.Node == "broadcast" {
 		return nil, fmt.Errorf("mqtt: node name %q must not contain / + # nor be \"broadcast\"", s.Node)
+	}
+	s.HomeAssistantPrefix = strings.Trim(s.HomeAssistantPrefix, "/")
+	if s.HomeAssistantPrefix == "" {
+		s.HomeAssistantPrefix = DefaultHomeAssistantPrefix
+	}
+	if strings.ContainsAny(s.HomeAssistantPrefix, "+#") {
+		return nil, fmt.Errorf("mqtt: Home Assistant discovery prefix %q contains a wildcard", s.HomeAssistantPrefix)
 	}
 	if s.QoS > 2 {
 		return nil, fmt.Errorf("mqtt: QoS %d (want 0, 1 or 2)", s.QoS)

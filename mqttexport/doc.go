@@ -5,7 +5,8 @@
 // The exporter reads the table only through Config.Latest and
 // Config.Ended, and never blocks either: snapshots are taken on its own
 // tick, work goes through a bounded outbox in which a newer snapshot
-// replaces an unsent one and ended records go first, and a single sender
+// replaces an unsent one and ended records go first (after the few
+// messages of the Home Assistant config), and a single sender
 // goroutine publishes while a connection is up. The connection itself
 // (limitedConn) keeps a request over MaxRequest from being read whole. Connections are made and remade with backoff by the
 // exporter itself (not paho's auto-reconnect) so that every failure, such

@@ -17,6 +17,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/report"
+	"github.com/flowtop/flowtop/traffic"
 )
 
 // Payloads of the status topic.
@@ -79,6 +80,19 @@ type Exporter struct {
 	checks  chan check                // tokens made in the OnConnect handler
 	running atomic.Bool
 
+	// Home Assistant: the device config topic, the per-entity topics of
+	// earlier versions, and Home Assistant's own status topic (its birth
+	// message asks for the discovery again).
+	haTopic, haStatus string
+	haLegacy          []string
+	// haMigrated is set once the per-entity topics were handed over
+	// (owned by the sender, the only goroutine that publishes jobs).
+	haMigrated bool
+	// haLastBirth is when the last birth message queued the discovery
+	// (UnixNano): births closer than haEvery are ignored, so that a
+	// flood of them cannot keep the sender from everything else.
+	haLastBirth atomic.Int64
+
 	// Tunables, changed by tests only.
 	minBackoff, maxBackoff time.Duration
 	stableAfter            time.Duration // a connection this old resets the backoff
@@ -89,6 +103,7 @@ type Exporter struct {
 	keepAlive              time.Duration
 	reqEvery               time.Duration // minimum gap between request replies
 	endedEvery             time.Duration // ended batch period
+	haEvery                time.Duration // minimum gap between discoveries asked for by births
 	maxEnded               int           // ended records held while disconnected
 	// At shutdown: the Ended channel is read until it is quiet for
 	// endedQuiet (at most endedDrain in all), and the ended records still
@@ -144,6 +159,10 @@ func New(cfg Config) (*Exporter, error) {
 		keepAlive:      30 * time.Second,
 		reqEvery:       time.Second,
 		endedEvery:     time.Second,
+		haEvery:        10 * time.Second,
+		haTopic:        haDiscoveryTopic(s.HomeAssistantPrefix, s.Node),
+		haStatus:       s.HomeAssistantPrefix + "/status",
+		haLegacy:       haLegacyTopics(s.HomeAssistantPrefix, s.Node),
 		maxEnded:       defaultMaxEnded,
 		endedQuiet:     50 * time.Millisecond,
 		endedDrain:     500 * time.Millisecond,
@@ -383,8 +402,8 @@ func (e *Exporter) clientOptions() *mqtt.ClientOptions {
 
 // onConnect runs in a goroutine of paho's after every connect: it
 // subscribes (a clean session forgets subscriptions), says "online" and
-// publishes the Home Assistant configs. It must not wait; the tokens go to
-// the watcher.
+// queues the Home Assistant discovery config for the sender. It must not
+// wait; the tokens go to the watcher.
 func (e *Exporter) onConnect(c mqtt.Client) {
 	tokens := []check{
 		{tok: c.SubscribeMultiple(map[string]byte{e.t.request: e.s.QoS, e.t.broadcast: e.s.QoS}, e.onRequest),
@@ -392,10 +411,9 @@ func (e *Exporter) onConnect(c mqtt.Client) {
 		{tok: c.Publish(e.t.status, statusQoS, true, statusOnline), what: "publish " + e.t.status, publish: true},
 	}
 	if e.s.HomeAssistant {
-		for _, m := range haDiscovery(e.t, e.s.Node) {
-			tokens = append(tokens, check{tok: c.Publish(m.topic, statusQoS, true, m.payload),
-				what: "publish " + m.topic, publish: true})
-		}
+		tokens = append(tokens, check{tok: c.Subscribe(e.haStatus, e.s.QoS, e.onHAStatus),
+			what: "subscribe " + e.haStatus})
+		e.out.put(&job{kind: jobDiscovery})
 	}
 	for _, ch := range tokens {
 		select {
@@ -424,6 +442,23 @@ func (e *Exporter) onRequest(_ mqtt.Client, m mqtt.Message) {
 		e.coalesced.Add(1)
 		e.dropped.Add(1)
 	}
+}
+
+// onHAStatus is paho's message handler for Home Assistant's status topic:
+// its birth message ("online", not retained: a retained one only tells
+// what was, and comes at every subscribe) queues the discovery config
+// again, for a Home Assistant whose broker lost the retained one. It runs
+// on paho's router goroutine and does not block.
+func (e *Exporter) onHAStatus(_ mqtt.Client, m mqtt.Message) {
+	if m.Retained() || string(m.Payload()) != statusOnline {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := e.haLastBirth.Load()
+	if now-last < int64(e.haEvery) || !e.haLastBirth.CompareAndSwap(last, now) {
+		return
+	}
+	e.out.put(&job{kind: jobDiscovery})
 }
 
 // watch waits on the tokens made in onConnect and counts their outcome.
@@ -512,6 +547,18 @@ func (e *Exporter) schedule(ctx context.Context) {
 	defer newerT.Stop()
 	pollNewer := min(max(e.s.Interval/20, 10*time.Millisecond), 100*time.Millisecond)
 
+	// The local hosts' traffic, for the state: this goroutine owns it and
+	// feeds it the ended records it reads anyway. The first snapshot is
+	// its baseline.
+	acct := traffic.New(e.s.LocalNets, 0)
+	acct.Fold(e.s.Latest())
+	// queueSnapshot queues snap with its state's traffic.
+	queueSnapshot := func(snap *conntrack.Snapshot) {
+		var j *job
+		j, batch = e.snapshotJob(acct, ended, batch, snap)
+		e.out.put(j)
+	}
+
 	// queueNewer queues the latest snapshot if it is newer than the last
 	// one queued. The table makes its snapshots on its own tick: when the
 	// two periods are equal and nearly in phase, the latest snapshot at
@@ -523,7 +570,7 @@ func (e *Exporter) schedule(ctx context.Context) {
 			return false
 		}
 		newest = snap.Time
-		e.out.put(&job{kind: jobSnapshot, snap: snap})
+		queueSnapshot(snap)
 		return true
 	}
 
@@ -553,7 +600,7 @@ func (e *Exporter) schedule(ctx context.Context) {
 			// if it was sent before the connection was lost.
 			if snap := e.s.Latest(); snap != nil {
 				newest = maxTime(newest, snap.Time)
-				e.out.put(&job{kind: jobSnapshot, snap: snap})
+				queueSnapshot(snap)
 			}
 
 		case <-newerC:
@@ -582,7 +629,7 @@ func (e *Exporter) schedule(ctx context.Context) {
 				ended = nil
 				continue
 			}
-			batch = e.addEnded(batch, fl)
+			batch = e.takeEnded(acct, batch, fl)
 
 		case <-endedTick.C:
 			if len(batch) > 0 {
@@ -635,6 +682,30 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// snapshotJob makes the job of a periodic snapshot: it folds snap into
+// the accounting and takes the state's traffic from it. The ended records
+// already waiting on ended are counted (and added to batch) first: the
+// table sends a flow's record before the first snapshot without the flow,
+// and a record counted after that snapshot would find the flow forgotten
+// and count all its bytes once more.
+func (e *Exporter) snapshotJob(acct *traffic.Accounting, ended <-chan conntrack.Ended, batch []conntrack.Ended,
+	snap *conntrack.Snapshot) (*job, []conntrack.Ended) {
+	// Only the records buffered now: a closed channel is left to the
+	// scheduler's loop, and a busy one cannot hold the snapshot back.
+	for n := len(ended); n > 0; n-- {
+		batch = e.takeEnded(acct, batch, <-ended)
+	}
+	acct.Fold(snap)
+	return &job{kind: jobSnapshot, snap: snap, traffic: hostTrafficOf(acct)}, batch
+}
+
+// takeEnded counts an ended record in the accounting and adds it to the
+// batch of the current second.
+func (e *Exporter) takeEnded(acct *traffic.Accounting, batch []conntrack.Ended, fl conntrack.Ended) []conntrack.Ended {
+	acct.Ended(&fl)
+	return e.addEnded(batch, fl)
 }
 
 // addEnded adds fl to the batch of the current second, unless the batch
@@ -697,6 +768,8 @@ func (e *Exporter) sendLoop(ctx, pub context.Context, queued <-chan struct{}) {
 					failedOn = c
 					retryT.Reset(e.retryPause)
 					retryC = retryT.C
+				} else if j.kind == jobDiscovery {
+					e.haMigrated = true
 				}
 				continue
 			}
@@ -743,7 +816,11 @@ func (e *Exporter) lose(j *job, why string, err error) {
 		return
 	}
 	e.dropped.Add(1)
-	e.log.Warn("mqtt: snapshot dropped: "+why, "err", err)
+	what := "snapshot"
+	if j.kind == jobDiscovery {
+		what = "Home Assistant discovery"
+	}
+	e.log.Warn("mqtt: "+what+" dropped: "+why, "err", err)
 }
 
 func (e *Exporter) losses() lossCounters {
@@ -799,6 +876,7 @@ type message struct {
 	topic    string
 	payload  []byte
 	retained bool
+	qos      byte
 }
 
 // outgoing are the messages of a job, made one at a time as they are
@@ -863,7 +941,7 @@ func (e *Exporter) publish(ctx context.Context, c mqtt.Client, j *job) error {
 			e.encodingFailed(j, err)
 			return nil
 		}
-		pending = append(pending, sent{i, m.topic, c.Publish(m.topic, e.s.QoS, m.retained, m.payload)})
+		pending = append(pending, sent{i, m.topic, c.Publish(m.topic, m.qos, m.retained, m.payload)})
 		if len(pending) == inFlight {
 			await(pending[0])
 			pending = pending[1:]
@@ -924,11 +1002,11 @@ func (e *Exporter) messages(j *job) (outgoing, error) {
 		}
 		return outgoing{n: n, make: func(i int) (message, error) {
 			if i == len(p.groups) {
-				b, err := json.Marshal(stateOf(&d.Document))
-				return message{topic: e.t.state, payload: b, retained: true}, err
+				b, err := json.Marshal(stateOf(&d.Document, j.traffic))
+				return message{topic: e.t.state, payload: b, retained: true, qos: e.s.QoS}, err
 			}
 			b, err := e.enc.part(d, &p, i)
-			return message{topic: e.t.snapshot, payload: b}, err
+			return message{topic: e.t.snapshot, payload: b, qos: e.s.QoS}, err
 		}}, nil
 	case jobEnded:
 		bodies, ranges, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
@@ -940,10 +1018,47 @@ func (e *Exporter) messages(j *job) (outgoing, error) {
 				"limit", e.s.MaxPayload)
 		}
 		return outgoing{n: len(bodies), records: ranges, make: func(i int) (message, error) {
-			return message{topic: e.t.ended, payload: bodies[i]}, nil
+			return message{topic: e.t.ended, payload: bodies[i], qos: e.s.QoS}, nil
 		}}, nil
+	case jobDiscovery:
+		msgs := e.discoveryMessages()
+		return outgoing{n: len(msgs), make: func(i int) (message, error) { return msgs[i], nil }}, nil
 	}
 	return outgoing{}, nil
+}
+
+// discoveryMessages are the Home Assistant discovery config and, until
+// they were handed over once, what moves the entities of the per-entity
+// topics of earlier versions into it, in Home Assistant's order:
+// {"migrate_discovery": true} on each old topic, the device config, then
+// an empty payload on each old topic. All retained, at QoS 1 whatever
+// --mqtt-qos says, so that the broker passes them on in this order.
+//
+// The hand-over is made at every start rather than only when an old
+// config is seen: nothing tells how long to wait for the broker's
+// retained messages before concluding there are none, and a device
+// config published before the hand-over would clash with the old
+// entities (same unique ids). Home Assistant migrates only the entities it
+// has on those topics, so the hand-over changes nothing the second time.
+func (e *Exporter) discoveryMessages() []message {
+	tableInterval := time.Duration(0)
+	if snap := e.s.Latest(); snap != nil {
+		tableInterval = snap.Interval
+	}
+	device := message{topic: e.haTopic, retained: true, qos: statusQoS,
+		payload: haDiscovery(e.t, e.s.Node, e.s.Version, e.s.QoS, haExpireAfter(e.s.Interval, tableInterval))}
+	if e.haMigrated {
+		return []message{device}
+	}
+	msgs := make([]message, 0, 2*len(e.haLegacy)+1)
+	for _, topic := range e.haLegacy {
+		msgs = append(msgs, message{topic: topic, payload: []byte(haMigratePayload), retained: true, qos: statusQoS})
+	}
+	msgs = append(msgs, device)
+	for _, topic := range e.haLegacy {
+		msgs = append(msgs, message{topic: topic, payload: []byte{}, retained: true, qos: statusQoS})
+	}
+	return msgs
 }
 
 // document prepares the snapshot document of a periodic snapshot (the

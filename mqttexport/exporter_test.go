@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -762,50 +761,5 @@ func TestEndedBatching(t *testing.T) {
 		if id != uint32(i+1) {
 			t.Fatalf("records out of order or missing: %v", ids)
 		}
-	}
-}
-
-func TestHomeAssistantDiscovery(t *testing.T) {
-	t.Parallel()
-	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.HomeAssistant = true; c.Node = "Router.Lan"; c.Interval = 200 * time.Millisecond })
-	isConfig := func(m received) bool { return strings.HasPrefix(m.topic, "homeassistant/") }
-	s := subscribe(t, b, nil, "homeassistant/#", h.t.state)
-	h.run(t)
-	// The configs as they are published, then as a Home Assistant that
-	// starts later finds them: retained. (The exporter says it is
-	// connected before the configs reach the broker: subscribing only
-	// then, and waiting for retained ones, raced with them.)
-	for range 3 {
-		s.next(t, patience, isConfig)
-	}
-	late := subscribe(t, b, nil, "homeassistant/#")
-	configs := map[string]haConfig{}
-	for len(configs) < 3 {
-		m := late.next(t, patience, isConfig)
-		if !m.retained {
-			t.Fatalf("config on %s not retained", m.topic)
-		}
-		var c haConfig
-		if err := json.Unmarshal(m.payload, &c); err != nil {
-			t.Fatal(err)
-		}
-		configs[m.topic] = c
-	}
-	for _, key := range []string{"download", "upload", "flows"} {
-		c, ok := configs["homeassistant/sensor/router_lan_"+key+"/config"]
-		if !ok {
-			t.Errorf("no discovery config for %s in %v", key, slices.Collect(maps.Keys(configs)))
-			continue
-		}
-		if c.AvailabilityTopic != "flowtop/Router.Lan/status" || c.StateTopic != "flowtop/Router.Lan/state" ||
-			c.UniqueID != "flowtop_router_lan_"+key || c.PayloadAvailable != "online" || c.ValueTemplate == "" {
-			t.Errorf("%s: %+v", key, c)
-		}
-	}
-	m := s.next(t, patience, onTopic(h.t.state))
-	var st state
-	if err := json.Unmarshal(m.payload, &st); err != nil || st.Flows != 5 {
-		t.Errorf("state %.300s: %v", m.payload, err)
 	}
 }

@@ -10,9 +10,10 @@ import (
 type jobKind uint8
 
 const (
-	jobSnapshot jobKind = iota // periodic snapshot, and the state topic
-	jobReply                   // a snapshot answering a request
-	jobEnded                   // a batch of ended flows
+	jobSnapshot  jobKind = iota // periodic snapshot, and the state topic
+	jobReply                    // a snapshot answering a request
+	jobEnded                    // a batch of ended flows
+	jobDiscovery                // the Home Assistant discovery config
 )
 
 // job is work for the sender, kept lazy: documents are built only when a
@@ -22,7 +23,10 @@ type job struct {
 	snap  *conntrack.Snapshot
 	req   request
 	ended []conntrack.Ended
-	tries int
+	// traffic is, for a snapshot, what the local hosts did: the state's
+	// totals and top hosts.
+	traffic *hostTraffic
+	tries   int
 }
 
 // lossCounters counts what the exporter could not deliver. Every loss is
@@ -49,16 +53,19 @@ func (l lossCounters) queueFull(n int) {
 // outbox is the bounded queue between the scheduler and the sender. A
 // newer snapshot or reply replaces an unsent one; ended batches queue up
 // to maxEnded records, the oldest dropped first. Every loss is counted.
+// The discovery config waits in a slot of its own: asking for it again
+// before it went out changes nothing.
 type outbox struct {
-	mu       sync.Mutex
-	snapshot *job
-	reply    *job
-	ended    []*job
-	nEnded   int // records in ended
-	maxEnded int
-	notify   chan struct{} // something was queued: wakes the sender
-	endedIn  chan struct{} // ended records were queued: shortens a reconnect wait
-	lost     lossCounters
+	mu        sync.Mutex
+	discovery *job
+	snapshot  *job
+	reply     *job
+	ended     []*job
+	nEnded    int // records in ended
+	maxEnded  int
+	notify    chan struct{} // something was queued: wakes the sender
+	endedIn   chan struct{} // ended records were queued: shortens a reconnect wait
+	lost      lossCounters
 }
 
 func newOutbox(maxEnded int, lost lossCounters) *outbox {
@@ -69,6 +76,8 @@ func newOutbox(maxEnded int, lost lossCounters) *outbox {
 func (o *outbox) put(j *job) {
 	o.mu.Lock()
 	switch j.kind {
+	case jobDiscovery:
+		o.discovery = j
 	case jobSnapshot:
 		if o.snapshot != nil {
 			o.lost.dropped.Add(1)
@@ -98,6 +107,11 @@ func (o *outbox) requeue(j *job) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	switch j.kind {
+	case jobDiscovery:
+		if o.discovery != nil {
+			return false
+		}
+		o.discovery = j
 	case jobSnapshot:
 		if o.snapshot != nil {
 			return false
@@ -134,14 +148,18 @@ func (o *outbox) trimEnded() {
 	}
 }
 
-// next takes the most urgent job: the oldest ended batch (records must not
-// wait behind snapshots, which are replaced when they wait), then a reply,
-// then the snapshot. It returns nil when the outbox is empty.
+// next takes the most urgent job: the discovery config (a few small
+// messages, and what makes the state readable), the oldest ended batch
+// (records must not wait behind snapshots, which are replaced when they
+// wait), then a reply, then the snapshot. It returns nil when the outbox
+// is empty.
 func (o *outbox) next() *job {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var j *job
 	switch {
+	case o.discovery != nil:
+		j, o.discovery = o.discovery, nil
 	case len(o.ended) > 0:
 		j = o.takeEnded()
 	case o.reply != nil:
@@ -174,6 +192,9 @@ func (o *outbox) takeEnded() *job {
 func (o *outbox) size() (jobs, endedRecords int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.discovery != nil {
+		jobs++
+	}
 	if o.snapshot != nil {
 		jobs++
 	}

@@ -32,6 +32,7 @@ func (s *session) newMQTT(env export.Env) (export.Exporter, error) {
 		ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, Node: o.mqtt.node,
 		QoS: byte(o.mqtt.qos), Interval: o.mqtt.interval, Gzip: o.mqtt.gzip,
 		Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
+		HomeAssistantPrefix: o.mqtt.haPrefix, LocalNets: o.metrics.nets, Version: version,
 		Host: env.Host, Netns: env.Netns,
 		Latest: env.Latest, Ended: env.Ended, Names: env.Names, Logger: env.Logger,
 	})

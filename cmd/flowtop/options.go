@@ -62,6 +62,7 @@ type mqttOptions struct {
 	qos                                    int
 	interval                               time.Duration
 	gzip, homeAssistant                    bool
+	haPrefix                               string
 }
 
 // errHelp is returned by parseOptions for -h: usage was printed.
@@ -144,7 +145,8 @@ func (o *options) flagSet() *pflag.FlagSet {
 	fs.IntVar(&o.mqtt.qos, "mqtt-qos", 1, "MQTT quality of service (0, 1 or 2)")
 	fs.DurationVar(&o.mqtt.interval, "mqtt-interval", 60*time.Second, "period of MQTT snapshots (e.g. 30s, 5m)")
 	fs.BoolVar(&o.mqtt.gzip, "mqtt-gzip", false, "gzip MQTT snapshot payloads")
-	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery for a few sensors")
+	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery of the node's sensors")
+	fs.StringVar(&o.mqtt.haPrefix, "mqtt-homeassistant-prefix", mqttexport.DefaultHomeAssistantPrefix, "Home Assistant's MQTT discovery prefix (with --mqtt-homeassistant)")
 	addMetricsFlags(fs, &o.metrics)
 	addIPFIXFlags(fs, &o.ipfix)
 	return fs

@@ -1,4 +1,4 @@
-package metrics
+package traffic
 
 import (
 	"fmt"
@@ -52,10 +52,28 @@ func ended(f conntrack.Flow) *conntrack.Ended {
 	return &conntrack.Ended{Flow: f, Stop: seqTime}
 }
 
+// hostSample is what the assertions compare of a Host.
+type hostSample struct {
+	label            string
+	rxBytes, txBytes uint64
+	rxPkts, txPkts   uint64
+	flows            int
+}
+
+// samples returns the hosts' counters as Hosts lists them.
+func samples(a *Accounting) []hostSample {
+	var out []hostSample
+	for _, h := range a.Hosts() {
+		out = append(out, hostSample{label: h.Label, rxBytes: h.RxBytes, txBytes: h.TxBytes,
+			rxPkts: h.RxPackets, txPkts: h.TxPackets, flows: h.Flows})
+	}
+	return out
+}
+
 // hostBytes maps each host label to its [rx, tx] bytes.
-func hostBytes(a *accounting) map[string][2]uint64 {
+func hostBytes(a *Accounting) map[string][2]uint64 {
 	m := map[string][2]uint64{}
-	for _, h := range a.appendHosts(nil) {
+	for _, h := range samples(a) {
 		m[h.label] = [2]uint64{h.rxBytes, h.txBytes}
 	}
 	return m
@@ -66,10 +84,10 @@ func hostBytes(a *accounting) map[string][2]uint64 {
 // whatever the order in which the record and the snapshots arrive.
 func TestHostCountersSurviveExpiry(t *testing.T) {
 	x := flow(1, "192.168.1.10", 40000, "203.0.113.5", 443)
-	a := newAccounting(nil, 0)
-	a.fold(snap()) // the first snapshot is the baseline
+	a := New(nil, 0)
+	a.Fold(snap()) // the first snapshot is the baseline
 
-	a.fold(snap(counted(x, 1000, 5000)))
+	a.Fold(snap(counted(x, 1000, 5000)))
 	want := map[string][2]uint64{"192.168.1.10": {5000, 1000}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Fatalf("after the first snapshot with the flow (-want +got):\n%s", diff)
@@ -77,20 +95,20 @@ func TestHostCountersSurviveExpiry(t *testing.T) {
 	// A snapshot made before the flow ended, folded after its record:
 	// nothing more.
 	late := snap(counted(x, 1400, 6000))
-	a.ended(ended(counted(x, 1500, 7000)))
+	a.Ended(ended(counted(x, 1500, 7000)))
 	want = map[string][2]uint64{"192.168.1.10": {7000, 1500}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Fatalf("after the ended record (-want +got):\n%s", diff)
 	}
-	a.fold(late)
+	a.Fold(late)
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Fatalf("after a snapshot taken before the end (-want +got):\n%s", diff)
 	}
-	a.fold(snap())
+	a.Fold(snap())
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Fatalf("after a snapshot without the flow (-want +got):\n%s", diff)
 	}
-	if got := a.appendHosts(nil)[0].flows; got != 0 {
+	if got := samples(a)[0].flows; got != 0 {
 		t.Errorf("host flows = %d after the flow ended, want 0", got)
 	}
 }
@@ -100,12 +118,12 @@ func TestHostCountersSurviveExpiry(t *testing.T) {
 // adds nothing.
 func TestShortFlowCountedOnce(t *testing.T) {
 	x := flow(7, "10.1.1.1", 5000, "198.51.100.1", 80)
-	a := newAccounting(nil, 0)
-	a.fold(snap())
+	a := New(nil, 0)
+	a.Fold(snap())
 	listed := snap(counted(x, 300, 900))
-	a.ended(ended(counted(x, 400, 1000)))
-	a.fold(listed)
-	a.fold(snap())
+	a.Ended(ended(counted(x, 400, 1000)))
+	a.Fold(listed)
+	a.Fold(snap())
 	want := map[string][2]uint64{"10.1.1.1": {1000, 400}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -116,9 +134,9 @@ func TestShortFlowCountedOnce(t *testing.T) {
 // are not counted, what they carry after is.
 func TestFirstSnapshotIsBaseline(t *testing.T) {
 	x := flow(1, "192.168.1.10", 40000, "203.0.113.5", 443)
-	a := newAccounting(nil, 0)
-	a.fold(snap(counted(x, 1e9, 2e9)))
-	a.fold(snap(counted(x, 1e9+10, 2e9+20)))
+	a := New(nil, 0)
+	a.Fold(snap(counted(x, 1e9, 2e9)))
+	a.Fold(snap(counted(x, 1e9+10, 2e9+20)))
 	want := map[string][2]uint64{"192.168.1.10": {20, 10}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -129,11 +147,11 @@ func TestFirstSnapshotIsBaseline(t *testing.T) {
 // the host counter goes on from there instead of going down.
 func TestZeroedCountersNeverGoDown(t *testing.T) {
 	x := flow(1, "192.168.1.10", 40000, "203.0.113.5", 443)
-	a := newAccounting(nil, 0)
-	a.fold(snap())
-	a.fold(snap(counted(x, 500, 500)))
-	a.fold(snap(counted(x, 0, 0)))
-	a.fold(snap(counted(x, 30, 40)))
+	a := New(nil, 0)
+	a.Fold(snap())
+	a.Fold(snap(counted(x, 500, 500)))
+	a.Fold(snap(counted(x, 0, 0)))
+	a.Fold(snap(counted(x, 30, 40)))
 	want := map[string][2]uint64{"192.168.1.10": {540, 530}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -160,11 +178,11 @@ func TestDirections(t *testing.T) {
 	// CGNAT space is not local by default.
 	cgnat := counted(flow(6, "100.64.0.1", 1, "203.0.113.2", 2), 60, 600)
 
-	a := newAccounting(nil, 0)
-	a.fold(snap())
-	a.fold(snap(snat, dnat, lan, ula, remote, cgnat))
+	a := New(nil, 0)
+	a.Fold(snap())
+	a.Fold(snap(snat, dnat, lan, ula, remote, cgnat))
 	got := map[string]hostSample{}
-	for _, h := range a.appendHosts(nil) {
+	for _, h := range samples(a) {
 		got[h.label] = h
 	}
 	want := map[string]hostSample{
@@ -177,7 +195,7 @@ func TestDirections(t *testing.T) {
 	}
 	// Addresses order the hosts, IPv4 before IPv6.
 	var order []string
-	for _, h := range a.appendHosts(nil) {
+	for _, h := range samples(a) {
 		order = append(order, h.label)
 	}
 	if diff := cmp.Diff([]string{"192.168.1.10", "192.168.1.20", "fd00::5"}, order); diff != "" {
@@ -187,9 +205,9 @@ func TestDirections(t *testing.T) {
 
 // TestLocalNetsGiven: --local-net replaces the default ranges.
 func TestLocalNetsGiven(t *testing.T) {
-	a := newAccounting([]netip.Prefix{netip.MustParsePrefix("100.64.0.0/10")}, 0)
-	a.fold(snap())
-	a.fold(snap(counted(flow(1, "100.64.3.4", 1, "203.0.113.2", 2), 10, 20),
+	a := New([]netip.Prefix{netip.MustParsePrefix("100.64.0.0/10")}, 0)
+	a.Fold(snap())
+	a.Fold(snap(counted(flow(1, "100.64.3.4", 1, "203.0.113.2", 2), 10, 20),
 		counted(flow(2, "192.168.1.10", 1, "203.0.113.2", 2), 10, 20)))
 	want := map[string][2]uint64{"100.64.3.4": {20, 10}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
@@ -201,13 +219,13 @@ func TestLocalNetsGiven(t *testing.T) {
 // counted; when the table is full, a host idle for an hour gives its
 // series up to a new one.
 func TestHostLimit(t *testing.T) {
-	a := newAccounting(nil, 2)
-	a.fold(snap())
+	a := New(nil, 2)
+	a.Fold(snap())
 	f1 := counted(flow(1, "10.0.0.1", 1, "203.0.113.2", 2), 1, 10)
 	f2 := counted(flow(2, "10.0.0.2", 1, "203.0.113.2", 2), 2, 20)
 	f3 := counted(flow(3, "10.0.0.3", 1, "203.0.113.2", 2), 3, 30)
 	f4 := counted(flow(4, "10.0.0.4", 1, "203.0.113.2", 2), 4, 40)
-	a.fold(snap(f1, f2, f3, f4))
+	a.Fold(snap(f1, f2, f3, f4))
 	want := map[string][2]uint64{"10.0.0.1": {10, 1}, "10.0.0.2": {20, 2}, "other": {70, 7}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -218,12 +236,12 @@ func TestHostLimit(t *testing.T) {
 
 	// 10.0.0.1's flow ends; an hour later a new host takes its place,
 	// while 10.0.0.2, still busy, keeps its own.
-	a.ended(ended(f1))
-	a.fold(snap(f2))
+	a.Ended(ended(f1))
+	a.Fold(snap(f2))
 	seqTime = seqTime.Add(hostIdle)
 	f5 := counted(flow(5, "10.0.0.5", 1, "203.0.113.2", 2), 5, 50)
-	a.fold(snap(f2))
-	a.fold(snap(f2, f5))
+	a.Fold(snap(f2))
+	a.Fold(snap(f2, f5))
 	want = map[string][2]uint64{"10.0.0.2": {20, 2}, "10.0.0.5": {50, 5}, "other": {70, 7}}
 	if diff := cmp.Diff(want, hostBytes(a)); diff != "" {
 		t.Errorf("after eviction (-want +got):\n%s", diff)
@@ -247,8 +265,8 @@ func runModel(t *testing.T, seed uint64) {
 	hosts := []string{"192.168.0.1", "192.168.0.2", "fd00::1", "10.9.9.9"}
 	var kernel, all []*conntrack.Flow // the table's order; every flow ever
 	want := map[string][2]uint64{}
-	a := newAccounting(nil, 0)
-	a.fold(snap())
+	a := New(nil, 0)
+	a.Fold(snap())
 	var published []*conntrack.Snapshot // made but not folded yet
 	var records []*conntrack.Ended      // sent but not counted yet
 	last := map[string][2]uint64{}
@@ -304,12 +322,12 @@ func runModel(t *testing.T, seed uint64) {
 			publish()
 		default: // a scrape: the collector counts records, then folds the latest
 			for _, rec := range records {
-				a.ended(rec)
+				a.Ended(rec)
 				check("ended")
 			}
 			records = nil
 			if n := len(published); n > 0 {
-				a.fold(published[n-1])
+				a.Fold(published[n-1])
 				check("fold")
 				published = nil
 			}
@@ -327,15 +345,15 @@ func runModel(t *testing.T, seed uint64) {
 	// The latest snapshot, made before the last ends, may be folded
 	// after their records.
 	for _, rec := range records {
-		a.ended(rec)
+		a.Ended(rec)
 		check("final ended")
 	}
 	if n := len(published); n > 0 {
-		a.fold(published[n-1])
+		a.Fold(published[n-1])
 		check("late fold")
 	}
 	publish()
-	a.fold(published[len(published)-1])
+	a.Fold(published[len(published)-1])
 	check("final fold")
 	got := hostBytes(a)
 	for h, w := range want {

@@ -1,4 +1,4 @@
-package metrics
+package traffic
 
 import (
 	"cmp"
@@ -20,17 +20,17 @@ var DefaultLocalNets = []netip.Prefix{
 	netip.MustParsePrefix("fc00::/7"),
 }
 
-// DefaultMaxHosts bounds the local hosts that get series of their own.
+// DefaultMaxHosts bounds the local hosts counted one by one.
 const DefaultMaxHosts = 4096
 
 // hostIdle is how long a host must have had no flow before it may give
-// its series up to a new host, when the host table is full. IPv6 privacy
+// its place up to a new host, when the host table is full. IPv6 privacy
 // addresses change daily: without this a router would fill the table in
 // weeks and count every new address as "other".
 const hostIdle = time.Hour
 
-// otherHost labels the traffic of local hosts beyond the host limit.
-const otherHost = "other"
+// OtherLabel labels the traffic of local hosts beyond the host limit.
+const OtherLabel = "other"
 
 // host holds the counters of one local host. They only grow: a flow's
 // bytes stay counted after the flow ends.
@@ -40,13 +40,38 @@ type host struct {
 	rxBytes, txBytes uint64
 	rxPkts, txPkts   uint64
 	// flows is how many flows of the last folded snapshot have the host
-	// as a local end.
-	flows int
+	// as a local end, and rxRate, txRate their current rates summed.
+	flows          int
+	rxRate, txRate float64
 	// active is the last fold at which the host had a flow.
 	active time.Time
-	// evicted is set when the host gave its series up; flow records that
+	// evicted is set when the host gave its place up; flow records that
 	// still point at it look the address up again.
 	evicted bool
+}
+
+// Host is one local host's counters, as Hosts and Top return them: a copy.
+type Host struct {
+	// Addr is the host's address; the zero Addr for the "other" line.
+	Addr netip.Addr
+	// Label is the address as text, or OtherLabel.
+	Label string
+	// Bytes and packets the host received and sent, since the first
+	// snapshot folded; they never go down.
+	RxBytes, TxBytes, RxPackets, TxPackets uint64
+	// Flows is how many flows of the last snapshot have the host as a
+	// local end; RxBytesPerS and TxBytesPerS are their current rates
+	// (the last refresh interval's) summed.
+	Flows                    int
+	RxBytesPerS, TxBytesPerS float64
+}
+
+// Totals are the counters of all local hosts together (the "other" line
+// included), since the first snapshot folded. They never go down, even
+// when a host gives its place up. A flow between two local hosts counts
+// for both: its bytes are in RxBytes and in TxBytes.
+type Totals struct {
+	RxBytes, TxBytes, RxPackets, TxPackets uint64
 }
 
 // flowKey is a flow's identity: the kernel's ID and its hash key (the
@@ -82,8 +107,9 @@ type flowState struct {
 	ended bool
 }
 
-// accounting turns snapshots and ended-flow records into per-host
-// counters that never go down. Owned by one goroutine.
+// Accounting turns snapshots and ended-flow records into per-host
+// counters that never go down. It is owned by one goroutine: none of its
+// methods may be called concurrently.
 //
 // A flow's bytes are counted once: at its first fold in full (its
 // counters since it began), then as differences between folds, and at
@@ -91,14 +117,15 @@ type flowState struct {
 // the last fold. Flows of the first snapshot are counted only from then
 // on: their earlier bytes predate flowtop, and counting them would make a
 // restart look like a burst of traffic.
-type accounting struct {
+type Accounting struct {
 	nets     []netip.Prefix
 	maxHosts int
 	hosts    map[conntrack.Addr]*host
 	sorted   []*host // hosts by address, made again when dirty
 	dirty    bool
 	other    *host
-	// overflow counts the flows whose local host got no series of its
+	totals   Totals
+	// overflow counts the flows whose local host got no place of its
 	// own (the table was full): they are counted under "other".
 	overflow uint64
 	// flows finds a flow's state by its kernel ID; flows that share an
@@ -110,38 +137,34 @@ type accounting struct {
 	// ends moves the last one into its place): a fold finds most flows
 	// by looking at the next position instead of in the map, whose
 	// random accesses cost more than half of a 100k-flow fold. next is
-	// the order being made; ended the states made by ended records since.
+	// the order being made; endedOnly the states made by ended records
+	// since.
 	order, next, endedOnly []*flowState
 	gen                    uint32
 	folded                 *conntrack.Snapshot // the last snapshot folded in
-	classes                classCounter
 }
 
-// flowClass is a flow's family, protocol and state number.
-type flowClass struct {
-	family conntrack.Family
-	proto  conntrack.Proto
-	state  uint8
-}
-
-func newAccounting(nets []netip.Prefix, maxHosts int) *accounting {
-	if nets == nil {
-		nets = DefaultLocalNets
+// New makes an Accounting of the hosts in localNets (nil means
+// DefaultLocalNets), at most maxHosts of them one by one (0 means
+// DefaultMaxHosts); the others are summed as "other".
+func New(localNets []netip.Prefix, maxHosts int) *Accounting {
+	if localNets == nil {
+		localNets = DefaultLocalNets
 	}
 	if maxHosts <= 0 {
 		maxHosts = DefaultMaxHosts
 	}
-	return &accounting{
-		nets:     nets,
+	return &Accounting{
+		nets:     localNets,
 		maxHosts: maxHosts,
 		hosts:    map[conntrack.Addr]*host{},
-		other:    &host{label: otherHost},
+		other:    &host{label: OtherLabel},
 		flows:    map[uint32]*flowState{},
 	}
 }
 
-// isLocal reports whether a is inside one of the local networks.
-func (a *accounting) isLocal(addr netip.Addr) bool {
+// IsLocal reports whether addr is inside one of the local networks.
+func (a *Accounting) IsLocal(addr netip.Addr) bool {
 	addr = addr.Unmap()
 	for _, n := range a.nets {
 		if n.Contains(addr) {
@@ -151,14 +174,27 @@ func (a *accounting) isLocal(addr netip.Addr) bool {
 	return false
 }
 
+// Folded returns the last snapshot folded in, nil before the first.
+func (a *Accounting) Folded() *conntrack.Snapshot { return a.folded }
+
+// Tracked is the number of hosts counted one by one.
+func (a *Accounting) Tracked() int { return len(a.hosts) }
+
+// Overflow counts the flows whose local host was beyond the host limit
+// (counted under "other").
+func (a *Accounting) Overflow() uint64 { return a.overflow }
+
+// Totals returns the counters of all local hosts together.
+func (a *Accounting) Totals() Totals { return a.totals }
+
 // hostOf returns the counters of a local address, nil when the address is
 // not local; "other" when the host table is full.
-func (a *accounting) hostOf(addr conntrack.Addr, now time.Time) *host {
+func (a *Accounting) hostOf(addr conntrack.Addr, now time.Time) *host {
 	if h := a.hosts[addr]; h != nil {
 		return h
 	}
 	ip := addr.IP()
-	if !a.isLocal(ip) {
+	if !a.IsLocal(ip) {
 		return nil
 	}
 	if len(a.hosts) >= a.maxHosts {
@@ -172,7 +208,7 @@ func (a *accounting) hostOf(addr conntrack.Addr, now time.Time) *host {
 }
 
 // resolve finds the local ends of a new flow.
-func (a *accounting) resolve(st *flowState, f *conntrack.Flow, now time.Time) {
+func (a *Accounting) resolve(st *flowState, f *conntrack.Flow, now time.Time) {
 	st.originator = a.hostOf(f.Orig.Src, now)
 	// After DNAT the host that answers is the reply's source, not the
 	// original destination (the router's public address).
@@ -181,21 +217,29 @@ func (a *accounting) resolve(st *flowState, f *conntrack.Flow, now time.Time) {
 	}
 }
 
-// add counts a flow's new bytes for its hosts: what the originator sent
-// is the original direction, what it received the reply direction; the
-// responder's are the other way round.
-func (st *flowState) add(orig, reply conntrack.Counter) {
+// add counts a flow's new bytes for its hosts, and in the totals: what
+// the originator sent is the original direction, what it received the
+// reply direction; the responder's are the other way round.
+func (a *Accounting) add(st *flowState, orig, reply conntrack.Counter) {
 	if h := st.originator; h != nil {
 		h.txBytes += orig.Bytes
 		h.txPkts += orig.Packets
 		h.rxBytes += reply.Bytes
 		h.rxPkts += reply.Packets
+		a.totals.TxBytes += orig.Bytes
+		a.totals.TxPackets += orig.Packets
+		a.totals.RxBytes += reply.Bytes
+		a.totals.RxPackets += reply.Packets
 	}
 	if h := st.responder; h != nil {
 		h.rxBytes += orig.Bytes
 		h.rxPkts += orig.Packets
 		h.txBytes += reply.Bytes
 		h.txPkts += reply.Packets
+		a.totals.RxBytes += orig.Bytes
+		a.totals.RxPackets += orig.Packets
+		a.totals.TxBytes += reply.Bytes
+		a.totals.TxPackets += reply.Packets
 	}
 }
 
@@ -208,11 +252,22 @@ func delta(cur, last conntrack.Counter) conntrack.Counter {
 	return conntrack.Counter{Bytes: cur.Bytes - last.Bytes, Packets: cur.Packets - last.Packets}
 }
 
-// fold counts what the snapshot s adds: new flows in full (except in the
+// Fold counts what the snapshot s adds: new flows in full (except in the
 // first snapshot), known flows by their growth. Flows of the last fold
 // that s no longer lists are forgotten: their end came as an ended
-// record, or was lost.
-func (a *accounting) fold(s *conntrack.Snapshot) {
+// record, or was lost. The hosts' flow counts and rates become those of
+// s. Folding the same snapshot again does nothing.
+//
+// Count the ended records waiting before folding a snapshot: the table
+// sends a flow's record before it publishes the first snapshot without
+// the flow, so a record counted after that snapshot finds its flow
+// forgotten and counts it in full once more.
+func (a *Accounting) Fold(s *conntrack.Snapshot) { a.FoldEach(s, nil) }
+
+// FoldEach is Fold that also calls each (when not nil) with every flow of
+// s, in the same pass: a second pass over the flows of a big snapshot
+// costs more in cache misses than whatever each does.
+func (a *Accounting) FoldEach(s *conntrack.Snapshot, each func(*conntrack.Flow)) {
 	if s == nil || s == a.folded {
 		return
 	}
@@ -220,15 +275,16 @@ func (a *accounting) fold(s *conntrack.Snapshot) {
 	a.folded = s
 	a.gen++
 	now := s.Time
-	a.classes.reset()
 	for _, h := range a.hosts {
-		h.flows = 0
+		h.flows, h.rxRate, h.txRate = 0, 0, 0
 	}
-	a.other.flows = 0
+	a.other.flows, a.other.rxRate, a.other.txRate = 0, 0, 0
 	next := a.next[:0]
 	cursor := 0
 	for _, f := range s.Flows {
-		a.classes.add(f)
+		if each != nil {
+			each(f)
+		}
 		k := keyOf(f)
 		st := a.find(k, &cursor)
 		switch {
@@ -237,14 +293,14 @@ func (a *accounting) fold(s *conntrack.Snapshot) {
 			a.resolve(st, f, now)
 			a.insert(st)
 			if f.HasCounters && !first {
-				st.add(f.OrigCount, f.ReplyCount)
+				a.add(st, f.OrigCount, f.ReplyCount)
 			}
 		case st.ended:
 			// Counted in full when it ended.
 		default:
 			a.refreshHosts(st, f, now)
 			if f.HasCounters {
-				st.add(delta(f.OrigCount, st.orig), delta(f.ReplyCount, st.reply))
+				a.add(st, delta(f.OrigCount, st.orig), delta(f.ReplyCount, st.reply))
 			}
 		}
 		if !st.ended {
@@ -253,12 +309,17 @@ func (a *accounting) fold(s *conntrack.Snapshot) {
 		st.gen = a.gen
 		st.pos = int32(len(next))
 		next = append(next, st)
+		origRate, replyRate := float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes)
 		if h := st.originator; h != nil {
 			h.flows++
+			h.txRate += origRate
+			h.rxRate += replyRate
 			h.active = now
 		}
 		if h := st.responder; h != nil && h != st.originator {
 			h.flows++
+			h.rxRate += origRate
+			h.txRate += replyRate
 			h.active = now
 		}
 	}
@@ -279,7 +340,7 @@ func (a *accounting) fold(s *conntrack.Snapshot) {
 }
 
 // lookup returns the state of the flow with key k, nil when none.
-func (a *accounting) lookup(k flowKey) *flowState {
+func (a *Accounting) lookup(k flowKey) *flowState {
 	for st := a.flows[k.id]; st != nil; st = st.sameID {
 		if st.key == k {
 			return st
@@ -289,13 +350,13 @@ func (a *accounting) lookup(k flowKey) *flowState {
 }
 
 // insert adds the state of a flow lookup did not find.
-func (a *accounting) insert(st *flowState) {
+func (a *Accounting) insert(st *flowState) {
 	st.sameID = a.flows[st.key.id]
 	a.flows[st.key.id] = st
 }
 
 // remove takes a state out of the index.
-func (a *accounting) remove(st *flowState) {
+func (a *Accounting) remove(st *flowState) {
 	id := st.key.id
 	head := a.flows[id]
 	if head == st {
@@ -323,7 +384,7 @@ func (a *accounting) remove(st *flowState) {
 // come at the end. So a flow found elsewhere a little ahead means the
 // ones in between are gone, and one found far away took the place of the
 // one expected.
-func (a *accounting) find(k flowKey, cursor *int) *flowState {
+func (a *Accounting) find(k flowKey, cursor *int) *flowState {
 	i := *cursor
 	if i < len(a.order) && a.order[i].key == k {
 		*cursor = i + 1
@@ -339,18 +400,20 @@ func (a *accounting) find(k flowKey, cursor *int) *flowState {
 }
 
 // refreshHosts looks a flow's hosts up again when one of them gave its
-// series up.
-func (a *accounting) refreshHosts(st *flowState, f *conntrack.Flow, now time.Time) {
+// place up.
+func (a *Accounting) refreshHosts(st *flowState, f *conntrack.Flow, now time.Time) {
 	if (st.originator != nil && st.originator.evicted) || (st.responder != nil && st.responder.evicted) {
 		a.resolve(st, f, now)
 	}
 }
 
-// ended counts the end of a flow: what its final counters add to what
-// was counted of it so far.
-func (a *accounting) ended(e *conntrack.Ended) {
-	if a.folded == nil {
-		return // before the first snapshot: nothing to count from
+// Ended counts the end of a flow: what its final counters add to what
+// was counted of it so far. Records before the first fold, and of flows
+// that the last folded snapshot's filter leaves out (snapshots list only
+// the flows that pass it), count nothing.
+func (a *Accounting) Ended(e *conntrack.Ended) {
+	if a.folded == nil || !a.folded.Filter.Match(&e.Flow, e.Stop) {
+		return
 	}
 	k := keyOf(&e.Flow)
 	st := a.lookup(k)
@@ -364,7 +427,7 @@ func (a *accounting) ended(e *conntrack.Ended) {
 		a.insert(st)
 		a.endedOnly = append(a.endedOnly, st)
 		if e.HasCounters {
-			st.add(e.OrigCount, e.ReplyCount)
+			a.add(st, e.OrigCount, e.ReplyCount)
 		}
 	case st.ended:
 		return
@@ -372,15 +435,15 @@ func (a *accounting) ended(e *conntrack.Ended) {
 		a.refreshHosts(st, &e.Flow, e.Stop)
 		st.ended = true
 		if e.HasCounters {
-			st.add(delta(e.OrigCount, st.orig), delta(e.ReplyCount, st.reply))
+			a.add(st, delta(e.OrigCount, st.orig), delta(e.ReplyCount, st.reply))
 		}
 	}
 	st.orig, st.reply = e.OrigCount, e.ReplyCount
 }
 
-// evictIdle frees the series of hosts without flows for hostIdle, when
-// the host table is full, so that new hosts get series of their own.
-func (a *accounting) evictIdle(now time.Time) {
+// evictIdle frees the places of hosts without flows for hostIdle, when
+// the host table is full, so that new hosts get places of their own.
+func (a *Accounting) evictIdle(now time.Time) {
 	if len(a.hosts) < a.maxHosts {
 		return
 	}
@@ -393,17 +456,14 @@ func (a *accounting) evictIdle(now time.Time) {
 	}
 }
 
-// hostSample is one host's counters as a scrape shows them.
-type hostSample struct {
-	label            string
-	rxBytes, txBytes uint64
-	rxPkts, txPkts   uint64
-	flows            int
+// Hosts returns the hosts' counters in address order, "other" last once
+// it has counted anything.
+func (a *Accounting) Hosts() []Host {
+	return a.AppendHosts(make([]Host, 0, len(a.hosts)+1))
 }
 
-// appendHosts appends the hosts' counters in address order, "other" last
-// once it has counted anything.
-func (a *accounting) appendHosts(dst []hostSample) []hostSample {
+// AppendHosts appends the hosts' counters to dst, as Hosts returns them.
+func (a *Accounting) AppendHosts(dst []Host) []Host {
 	if a.dirty {
 		a.sorted = a.sorted[:0]
 		for _, h := range a.hosts {
@@ -421,88 +481,33 @@ func (a *accounting) appendHosts(dst []hostSample) []hostSample {
 	return dst
 }
 
-func (h *host) sample() hostSample {
-	return hostSample{label: h.label, rxBytes: h.rxBytes, txBytes: h.txBytes, rxPkts: h.rxPkts,
-		txPkts: h.txPkts, flows: h.flows}
-}
-
-// classCount is the number of flows of one class.
-type classCount struct {
-	family, proto, state string
-	n                    int
-}
-
-// classCounter counts flows by family, protocol and state: in an array
-// for the usual classes (a map access per flow cost a 100k-flow fold
-// 2 ms), in a map for the rest.
-type classCounter struct {
-	common [2][256][statesCommon]int32
-	rare   map[flowClass]int32
-}
-
-// statesCommon covers every state the kernel names (TCP, SCTP and DCCP
-// have ten each).
-const statesCommon = 16
-
-// familyIndex is 0 for IPv4, 1 for IPv6, -1 for anything else.
-func familyIndex(f conntrack.Family) int {
-	switch f {
-	case conntrack.IPv4:
-		return 0
-	case conntrack.IPv6:
-		return 1
+// Top returns at most n hosts of the last snapshot (those with a flow),
+// busiest first: by the sum of their receive and transmit rates, then by
+// flows, then by address. "other" is not a host and is never among them.
+func (a *Accounting) Top(n int) []Host {
+	if n <= 0 {
+		return nil
 	}
-	return -1
-}
-
-func (c *classCounter) reset() {
-	clear(c.common[:])
-	clear(c.rare)
-}
-
-// add counts a flow. The state of a protocol without states is always 0,
-// so that one class has one set of label values.
-func (c *classCounter) add(f *conntrack.Flow) {
-	state := f.State
-	if !hasStates(f.Proto) {
-		state = 0
-	}
-	if fi := familyIndex(f.Family); fi >= 0 && state < statesCommon {
-		c.common[fi][f.Proto][state]++
-		return
-	}
-	if c.rare == nil {
-		c.rare = map[flowClass]int32{}
-	}
-	c.rare[flowClass{family: f.Family, proto: f.Proto, state: state}]++
-}
-
-func hasStates(p conntrack.Proto) bool {
-	return p == conntrack.ProtoTCP || p == conntrack.ProtoSCTP || p == conntrack.ProtoDCCP
-}
-
-// appendClasses appends the flow counts of the last fold, sorted by
-// family, protocol and state names.
-func (a *accounting) appendClasses(dst []classCount) []classCount {
-	start := len(dst)
-	add := func(c flowClass, n int32) {
-		f := conntrack.Flow{Family: c.family, Proto: c.proto, State: c.state}
-		dst = append(dst, classCount{family: c.family.String(), proto: c.proto.String(), state: f.StateName(), n: int(n)})
-	}
-	for fi, fam := range []conntrack.Family{conntrack.IPv4, conntrack.IPv6} {
-		for p := range 256 {
-			for st, n := range a.classes.common[fi][p] {
-				if n > 0 {
-					add(flowClass{family: fam, proto: conntrack.Proto(p), state: uint8(st)}, n)
-				}
-			}
+	var busy []*host
+	for _, h := range a.hosts {
+		if h.flows > 0 {
+			busy = append(busy, h)
 		}
 	}
-	for c, n := range a.classes.rare {
-		add(c, n)
-	}
-	slices.SortFunc(dst[start:], func(x, y classCount) int {
-		return cmp.Or(cmp.Compare(x.family, y.family), cmp.Compare(x.proto, y.proto), cmp.Compare(x.state, y.state))
+	slices.SortFunc(busy, func(x, y *host) int {
+		return cmp.Or(
+			cmp.Compare(y.rxRate+y.txRate, x.rxRate+x.txRate),
+			cmp.Compare(y.flows, x.flows),
+			x.addr.Compare(y.addr))
 	})
-	return dst
+	top := make([]Host, 0, min(n, len(busy)))
+	for _, h := range busy[:min(n, len(busy))] {
+		top = append(top, h.sample())
+	}
+	return top
+}
+
+func (h *host) sample() Host {
+	return Host{Addr: h.addr, Label: h.label, RxBytes: h.rxBytes, TxBytes: h.txBytes, RxPackets: h.rxPkts,
+		TxPackets: h.txPkts, Flows: h.flows, RxBytesPerS: h.rxRate, TxBytesPerS: h.txRate}
 }
