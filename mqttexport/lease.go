@@ -71,14 +71,24 @@ func parseWatch(body []byte) (w watchRequest, ok bool, err error) {
 		Limit    *int            `json:"limit"`
 		Sort     *string         `json:"sort"`
 	}
+	bad := func(format string, args ...any) (watchRequest, bool, error) {
+		return watchRequest{}, true, fmt.Errorf("%w: watch request: %s", errMalformed, fmt.Sprintf(format, args...))
+	}
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return w, false, nil // parseRequest says why
+		// A key of the wrong type: a watch request if "watch" is there
+		// (else parseRequest would answer it as a poll), else
+		// parseRequest says why.
+		var keys map[string]json.RawMessage
+		if json.Unmarshal(body, &keys) != nil {
+			return w, false, nil
+		}
+		if _, isWatch := keys["watch"]; !isWatch {
+			return w, false, nil
+		}
+		return bad("%v", err)
 	}
 	if raw.Watch == nil {
 		return w, false, nil
-	}
-	bad := func(format string, args ...any) (watchRequest, bool, error) {
-		return watchRequest{}, true, fmt.Errorf("%w: watch request: %s", errMalformed, fmt.Sprintf(format, args...))
 	}
 	if *raw.Watch < 0 {
 		return bad("negative watch")
@@ -156,6 +166,12 @@ type leases struct {
 // (-t): a stream faster than the table changes would repeat itself.
 func newLeases(refresh time.Duration) *leases {
 	return &leases{floor: max(minLiveInterval, refresh), viewers: map[string]viewerLease{}}
+}
+
+// setRefresh follows the table's refresh interval, which is known once
+// the table made a snapshot.
+func (l *leases) setRefresh(refresh time.Duration) {
+	l.floor = max(minLiveInterval, refresh)
 }
 
 // apply takes a watch request received at now: it starts, renews or (with

@@ -195,6 +195,9 @@ func TestParseWatch(t *testing.T) {
 		{body: `{"id":"v","watch":10,"interval":0}`, ok: true, err: "interval must be positive"},
 		{body: `{"id":"v","watch":10,"limit":-3}`, ok: true, err: "negative limit"},
 		{body: `{"id":"v","watch":10,"sort":"name"}`, ok: true, err: "unknown sort key"},
+		{body: `{"id":"v","watch":"ten"}`, ok: true, err: "watch request"},
+		{body: `{"id":"v","watch":10,"limit":"all"}`, ok: true, err: "watch request"},
+		{body: `{"id":"v","limit":"all"}`},
 	} {
 		w, ok, err := parseWatch([]byte(tc.body))
 		if ok != tc.ok || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
