@@ -32,7 +32,7 @@ const statusQoS = 1
 
 // topics are the full topic names of one node.
 type topics struct {
-	status, snapshot, ended, state, request, broadcast string
+	status, snapshot, ended, state, request, broadcast, live string
 }
 
 func newTopics(prefix, node string, gz bool) topics {
@@ -44,6 +44,7 @@ func newTopics(prefix, node string, gz bool) topics {
 		state:     base + "/state",
 		request:   base + "/request",
 		broadcast: prefix + "/broadcast/request",
+		live:      liveTopic(prefix, node, gz),
 	}
 	if gz {
 		t.snapshot += "/gz"
@@ -65,7 +66,8 @@ type Exporter struct {
 	// Ended records dropped (also in dropped), and those of them dropped
 	// for the queue bound.
 	endedLost, endedFull atomic.Uint64
-	// Requests received, rejected (oversized, malformed, retained) and
+	// Requests received, rejected (oversized, malformed, retained, or a
+	// watch lease refused for the viewer bound) and
 	// coalesced by the rate limit; rejected and coalesced are also in
 	// dropped.
 	requests, rejected, coalesced atomic.Uint64
@@ -174,9 +176,9 @@ func New(cfg Config) (*Exporter, error) {
 
 // Stats returns the exporter's counters. It is safe for concurrent use.
 // Published counts messages the broker acknowledged (each part of a split
-// snapshot counts); Dropped counts snapshots replaced before they could be
-// sent, ended records beyond the queue bound, and rejected or coalesced
-// requests; Errors counts failed connects, lost connections and failed
+// snapshot counts); Dropped counts snapshots and live documents replaced
+// before they could be sent, ended records beyond the queue bound, and
+// rejected (or refused watch) or coalesced requests; Errors counts failed connects, lost connections and failed
 // publishes.
 func (e *Exporter) Stats() report.ExporterHealth {
 	c := e.connected.Load()
@@ -540,7 +542,13 @@ func (e *Exporter) schedule(ctx context.Context) {
 		lastBadNote time.Time
 		loggedFull  uint64
 		lastFull    time.Time
+		live        = newLeases(0)
+		liveNewest  time.Time // Time of the newest snapshot queued as a live document
+		liveT       = time.NewTimer(time.Hour)
+		liveC       <-chan time.Time
 	)
+	liveT.Stop()
+	defer liveT.Stop()
 	pendingT.Stop()
 	defer pendingT.Stop()
 	newerT.Stop()
@@ -572,6 +580,49 @@ func (e *Exporter) schedule(ctx context.Context) {
 		newest = snap.Time
 		queueSnapshot(snap)
 		return true
+	}
+
+	// planLive queues a live document when the leases say one is due,
+	// and sets the timer for the next look. A table snapshot goes out
+	// live once at most: without a newer one, it looks again shortly.
+	planLive := func() {
+		now := time.Now()
+		p, publish, next := live.due(now)
+		if publish {
+			if snap := e.s.Latest(); snap != nil && snap.Time.After(liveNewest) {
+				liveNewest = snap.Time
+				e.out.put(&job{kind: jobLive, snap: snap, live: p})
+				live.sent(now)
+			} else {
+				next = now.Add(min(max(live.floor/20, 10*time.Millisecond), 100*time.Millisecond))
+			}
+		}
+		if next.IsZero() {
+			liveT.Stop()
+			liveC = nil
+			return
+		}
+		liveT.Reset(time.Until(next))
+		liveC = liveT.C
+	}
+	// watch takes a watch request: no poll answer, whatever it says.
+	watch := func(in inbound, w watchRequest, err error) {
+		if err == nil {
+			if snap := e.s.Latest(); snap != nil {
+				live.setRefresh(snap.Interval)
+			}
+			err = live.apply(time.Now(), w)
+		}
+		if err != nil {
+			e.rejected.Add(1)
+			e.dropped.Add(1)
+			if time.Since(lastBadNote) > 10*time.Second {
+				lastBadNote = time.Now()
+				e.log.Debug("mqtt watch request ignored", "topic", in.topic, "err", err)
+			}
+			return
+		}
+		planLive()
 	}
 
 	reply := func(r request) {
@@ -644,7 +695,14 @@ func (e *Exporter) schedule(ctx context.Context) {
 				loggedFull, lastFull = full, time.Now()
 			}
 
+		case <-liveC:
+			planLive()
+
 		case in := <-e.reqs:
+			if w, isWatch, err := parseWatch(in.body); isWatch {
+				watch(in, w, err)
+				continue
+			}
 			r, err := parseRequest(in.body)
 			if err != nil {
 				e.rejected.Add(1)
@@ -803,7 +861,8 @@ func (e *Exporter) retryLater(pub context.Context, j *job, failed error) {
 		e.lose(j, fmt.Sprintf("publish failed %d times", j.tries), failed)
 		return
 	}
-	// A snapshot or reply replaced by a newer one, or failed thrice.
+	// A snapshot, reply or live document replaced by a newer one, or
+	// failed thrice.
 	e.dropped.Add(1)
 	e.log.Warn("mqtt publish failed, dropped", "err", failed)
 }
@@ -817,8 +876,11 @@ func (e *Exporter) lose(j *job, why string, err error) {
 	}
 	e.dropped.Add(1)
 	what := "snapshot"
-	if j.kind == jobDiscovery {
+	switch j.kind {
+	case jobDiscovery:
 		what = "Home Assistant discovery"
+	case jobLive:
+		what = "live document"
 	}
 	e.log.Warn("mqtt: "+what+" dropped: "+why, "err", err)
 }
@@ -986,8 +1048,8 @@ func (e *Exporter) encodingFailed(j *job, err error) {
 // messages plans the messages of a job.
 func (e *Exporter) messages(j *job) (outgoing, error) {
 	switch j.kind {
-	case jobSnapshot, jobReply:
-		d := e.document(j.snap, j.req)
+	case jobSnapshot, jobReply, jobLive:
+		d := e.document(j)
 		p, err := e.enc.plan(d)
 		if err != nil {
 			return outgoing{}, err
@@ -1000,13 +1062,17 @@ func (e *Exporter) messages(j *job) (outgoing, error) {
 		if j.kind == jobSnapshot {
 			n++ // the retained state, last
 		}
+		topic := e.t.snapshot
+		if j.kind == jobLive {
+			topic = e.t.live // never the snapshot topic: periodic subscribers see no change
+		}
 		return outgoing{n: n, make: func(i int) (message, error) {
 			if i == len(p.groups) {
 				b, err := json.Marshal(stateOf(&d.Document, j.traffic))
 				return message{topic: e.t.state, payload: b, retained: true, qos: e.s.QoS}, err
 			}
 			b, err := e.enc.part(d, &p, i)
-			return message{topic: e.t.snapshot, payload: b, qos: e.s.QoS}, err
+			return message{topic: topic, payload: b, qos: e.s.QoS}, err
 		}}, nil
 	case jobEnded:
 		bodies, ranges, oversize, err := e.enc.records(report.BuildEnded(j.ended, e.s.Names))
@@ -1062,16 +1128,20 @@ func (e *Exporter) discoveryMessages() []message {
 }
 
 // document prepares the snapshot document of a periodic snapshot (the
-// zero request) or of a reply.
-func (e *Exporter) document(snap *conntrack.Snapshot, r request) *report.Prepared {
-	limit := e.s.Limit
+// zero request), of a reply, or of a live document (the leases' limit and
+// order, no request_id).
+func (e *Exporter) document(j *job) *report.Prepared {
+	r, limit, sort := j.req, e.s.Limit, report.SortRate
 	if r.Limit > 0 {
 		limit = r.Limit
 	}
-	d := report.Prepare(filterFlows(snap, r.Filter, e.s.Names), report.Options{
+	if j.kind == jobLive {
+		limit, sort = j.live.limit, j.live.sort
+	}
+	d := report.Prepare(filterFlows(j.snap, r.Filter, e.s.Names), report.Options{
 		Host:  e.s.Host,
 		Netns: e.s.Netns,
-		Sort:  report.SortRate,
+		Sort:  sort,
 		Limit: limit,
 		Names: e.s.Names,
 	})

@@ -14,6 +14,7 @@ const (
 	jobReply                    // a snapshot answering a request
 	jobEnded                    // a batch of ended flows
 	jobDiscovery                // the Home Assistant discovery config
+	jobLive                     // a live document for the viewers holding a watch lease
 )
 
 // job is work for the sender, kept lazy: documents are built only when a
@@ -26,7 +27,9 @@ type job struct {
 	// traffic is, for a snapshot, what the local hosts did: the state's
 	// totals and top hosts.
 	traffic *hostTraffic
-	tries   int
+	// live is, for a live document, what the watch leases ask for.
+	live  livePlan
+	tries int
 }
 
 // lossCounters counts what the exporter could not deliver. Every loss is
@@ -51,8 +54,9 @@ func (l lossCounters) queueFull(n int) {
 }
 
 // outbox is the bounded queue between the scheduler and the sender. A
-// newer snapshot or reply replaces an unsent one; ended batches queue up
-// to maxEnded records, the oldest dropped first. Every loss is counted.
+// newer snapshot, reply or live document replaces an unsent one; ended
+// batches queue up to maxEnded records, the oldest dropped first. Every
+// loss is counted.
 // The discovery config waits in a slot of its own: asking for it again
 // before it went out changes nothing.
 type outbox struct {
@@ -60,6 +64,7 @@ type outbox struct {
 	discovery *job
 	snapshot  *job
 	reply     *job
+	live      *job
 	ended     []*job
 	nEnded    int // records in ended
 	maxEnded  int
@@ -88,6 +93,11 @@ func (o *outbox) put(j *job) {
 			o.lost.dropped.Add(1)
 		}
 		o.reply = j
+	case jobLive:
+		if o.live != nil {
+			o.lost.dropped.Add(1)
+		}
+		o.live = j
 	case jobEnded:
 		o.ended = append(o.ended, j)
 		o.nEnded += len(j.ended)
@@ -122,6 +132,11 @@ func (o *outbox) requeue(j *job) bool {
 			return false
 		}
 		o.reply = j
+	case jobLive:
+		if o.live != nil {
+			return false
+		}
+		o.live = j
 	case jobEnded:
 		o.ended = append([]*job{j}, o.ended...)
 		o.nEnded += len(j.ended)
@@ -151,8 +166,9 @@ func (o *outbox) trimEnded() {
 // next takes the most urgent job: the discovery config (a few small
 // messages, and what makes the state readable), the oldest ended batch
 // (records must not wait behind snapshots, which are replaced when they
-// wait), then a reply, then the snapshot. It returns nil when the outbox
-// is empty.
+// wait), then a reply, then the snapshot, then a live document (the
+// periodic subscribers keep their schedule whoever watches). It returns
+// nil when the outbox is empty.
 func (o *outbox) next() *job {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -166,6 +182,8 @@ func (o *outbox) next() *job {
 		j, o.reply = o.reply, nil
 	case o.snapshot != nil:
 		j, o.snapshot = o.snapshot, nil
+	case o.live != nil:
+		j, o.live = o.live, nil
 	}
 	return j
 }
@@ -199,6 +217,9 @@ func (o *outbox) size() (jobs, endedRecords int) {
 		jobs++
 	}
 	if o.reply != nil {
+		jobs++
+	}
+	if o.live != nil {
 		jobs++
 	}
 	return jobs + len(o.ended), o.nEnded

@@ -203,18 +203,21 @@ func TestOutbox(t *testing.T) {
 	mk := func(n int) []conntrack.Ended { return make([]conntrack.Ended, n) }
 	o.put(&job{kind: jobEnded, ended: mk(6)})
 	o.put(&job{kind: jobEnded, ended: mk(6)}) // 12 > 10: the 2 oldest go
-	if jobs, recs := o.size(); jobs != 4 || recs != 10 || dropped.Load() != 3 || endedLost.Load() != 2 {
-		t.Fatalf("size %d jobs %d records, dropped %d (%d records); want 4, 10, 3 (2)", jobs, recs, dropped.Load(), endedLost.Load())
+	o.put(&job{kind: jobLive, snap: s1})
+	o.put(&job{kind: jobLive, snap: s2}) // replaces the older live document
+	if jobs, recs := o.size(); jobs != 5 || recs != 10 || dropped.Load() != 4 || endedLost.Load() != 2 {
+		t.Fatalf("size %d jobs %d records, dropped %d (%d records); want 5, 10, 4 (2)", jobs, recs, dropped.Load(), endedLost.Load())
 	}
 	var order []jobKind
 	for j := o.next(); j != nil; j = o.next() {
 		order = append(order, j.kind)
-		if j.kind == jobSnapshot && j.snap != s2 {
-			t.Error("the older snapshot was kept")
+		if (j.kind == jobSnapshot || j.kind == jobLive) && j.snap != s2 {
+			t.Errorf("the older %v was kept", j.kind)
 		}
 	}
-	// Ended records never wait behind a snapshot.
-	if diff := cmp.Diff([]jobKind{jobEnded, jobEnded, jobReply, jobSnapshot}, order); diff != "" {
+	// Ended records never wait behind a snapshot or a live document; the
+	// periodic snapshot does not wait behind a live document.
+	if diff := cmp.Diff([]jobKind{jobEnded, jobEnded, jobReply, jobSnapshot, jobLive}, order); diff != "" {
 		t.Errorf("order (-want +got):\n%s", diff)
 	}
 	// A failed job goes back unless a newer one arrived meanwhile.
@@ -222,6 +225,10 @@ func TestOutbox(t *testing.T) {
 	o.put(&job{kind: jobSnapshot, snap: s2})
 	if o.requeue(old) {
 		t.Error("requeue replaced a newer snapshot")
+	}
+	o.put(&job{kind: jobLive, snap: s2})
+	if o.requeue(&job{kind: jobLive, snap: s1}) {
+		t.Error("requeue replaced a newer live document")
 	}
 }
 
@@ -288,11 +295,12 @@ func TestPasswordFromEnv(t *testing.T) {
 func TestTopics(t *testing.T) {
 	got := newTopics("fleet", "r1", false)
 	want := topics{status: "fleet/r1/status", snapshot: "fleet/r1/snapshot", ended: "fleet/r1/ended",
-		state: "fleet/r1/state", request: "fleet/r1/request", broadcast: "fleet/broadcast/request"}
+		state: "fleet/r1/state", request: "fleet/r1/request", broadcast: "fleet/broadcast/request",
+		live: "fleet/r1/live"}
 	if diff := cmp.Diff(want, got, cmp.AllowUnexported(topics{})); diff != "" {
 		t.Errorf("topics (-want +got):\n%s", diff)
 	}
-	if gz := newTopics("fleet", "r1", true); gz.snapshot != "fleet/r1/snapshot/gz" || gz.ended != "fleet/r1/ended/gz" {
+	if gz := newTopics("fleet", "r1", true); gz.snapshot != "fleet/r1/snapshot/gz" || gz.ended != "fleet/r1/ended/gz" || gz.live != "fleet/r1/live/gz" {
 		t.Errorf("gzip topics: %+v", gz)
 	}
 }
