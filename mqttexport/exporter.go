@@ -178,8 +178,8 @@ func New(cfg Config) (*Exporter, error) {
 // Published counts messages the broker acknowledged (each part of a split
 // snapshot counts); Dropped counts snapshots and live documents replaced
 // before they could be sent, ended records beyond the queue bound, and
-// rejected (or refused watch) or coalesced requests; Errors counts failed connects, lost connections and failed
-// publishes.
+// rejected (or refused watch) or coalesced requests; Errors counts failed
+// connects, lost connections and failed publishes.
 func (e *Exporter) Stats() report.ExporterHealth {
 	c := e.connected.Load()
 	return report.ExporterHealth{
@@ -589,11 +589,17 @@ func (e *Exporter) schedule(ctx context.Context) {
 		now := time.Now()
 		p, publish, next := live.due(now)
 		if publish {
-			if snap := e.s.Latest(); snap != nil && snap.Time.After(liveNewest) {
+			snap := e.s.Latest()
+			switch {
+			case !e.connected.Load():
+				// Skipped, not queued: a document per interval replaced
+				// while the broker is away would only count as dropped.
+				live.sent(now)
+			case snap != nil && snap.Time.After(liveNewest):
 				liveNewest = snap.Time
 				e.out.put(&job{kind: jobLive, snap: snap, live: p})
 				live.sent(now)
-			} else {
+			default:
 				next = now.Add(min(max(live.floor/20, 10*time.Millisecond), 100*time.Millisecond))
 			}
 		}

@@ -225,3 +225,32 @@ func TestLiveOncePerTableSnapshot(t *testing.T) {
 		t.Errorf("%d table snapshots published live in 4 s; want about 4", len(seen))
 	}
 }
+
+// TestLiveSkippedWhileDisconnected: while the broker is away, live
+// documents are not queued (to be replaced and counted as dropped one per
+// interval); the stream resumes on reconnect.
+func TestLiveSkippedWhileDisconnected(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	p := startProxy(t, b)
+	h := newHarness(t, b, func(c *Config) { c.URL = p.url() })
+	snap := testSnapshot(5)
+	snap.Interval = 100 * time.Millisecond
+	h.snap.Store(snap)
+	s := subscribe(t, b, nil, h.t.state, h.t.live)
+	h.run(t)
+	s.next(t, patience, onTopic(h.t.state))
+	s.publish(t, h.t.request, false, watchBody("v", 60, 0.5))
+	s.next(t, patience, onTopic(h.t.live))
+
+	p.setRefuse(true)
+	p.cut()
+	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+	s.collect(3*time.Second, nil) // six intervals of the lease
+	if st := h.e.Stats(); st.Dropped != 0 {
+		t.Errorf("%s after 3 s disconnected; want nothing dropped", statsLine(st))
+	}
+	p.setRefuse(false)
+	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	s.next(t, patience, onTopic(h.t.live))
+}
