@@ -77,10 +77,17 @@ func measureIPFIX(bin string, n, rate, runs int, window time.Duration) error {
 	}
 	slices.Sort(off)
 	slices.Sort(on)
-	mOff, mOn := quantile(off, 0.5), quantile(on, 0.5)
-	fmt.Printf("IPFIX: flowtop's CPU, median of %d runs: %.1f%% without --ipfix, %.1f%% with (%.2f x), %.1f points for %d records/s\n",
-		runs, mOff, mOn, mOn/mOff, mOn-mOff, rate)
+	mOff, mOn := middle(off), middle(on)
+	fmt.Printf("IPFIX: flowtop's CPU over %d runs each: %.1f%% (%.1f-%.1f) without --ipfix, %.1f%% (%.1f-%.1f) with: %.2f x, %+.1f points for %d records/s\n",
+		runs, mOff, off[0], off[len(off)-1], mOn, on[0], on[len(on)-1], mOn/mOff, mOn-mOff, rate)
 	return nil
+}
+
+// middle is the median of sorted values (the mean of the middle two for
+// an even count).
+func middle(sorted []float64) float64 {
+	n := len(sorted)
+	return (sorted[(n-1)/2] + sorted[n/2]) / 2
 }
 
 func printIPFIXRun(i int, r *ipfixRun) {
