@@ -15,8 +15,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/flowtop/flowtop/conntrack/kernel"
-	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -32,6 +30,7 @@ import (
 	tconntrack "github.com/ti-mo/conntrack"
 
 	"github.com/flowtop/flowtop/conntrack/ctgen"
+	"github.com/flowtop/flowtop/conntrack/kernel"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,6 +42,13 @@ func main() {
 	bin := flag.String("flowtop", "", "flowtop binary (default: build ./cmd/flowtop)")
 	raiseMax := flag.Bool("raise-max", false, "raise the host's net.netfilter.nf_conntrack_max (a global limit) for tables bigger than it, restoring it at the end")
 	hold := flag.Int("hold", 0, "only build a namespace holding this many flows, print its name and keep it until interrupted (for profiling by hand)")
+	var m modes
+	flag.BoolVar(&m.ipfix, "ipfix", false, "measure the IPFIX exporter instead: -churn flows ending per second on each -flows table, every record counted at a collector, flowtop's CPU with --ipfix and without")
+	flag.IntVar(&m.churn, "churn", 5000, "with -ipfix: flows deleted (and as many created) per second")
+	flag.BoolVar(&m.metrics, "metrics", false, "measure /metrics scrapes instead: -scrapes scrapes of flowtop --no-ui --metrics-listen on each -flows table, next to conntrack -L")
+	flag.IntVar(&m.scrapes, "scrapes", 20, "with -metrics: scrapes per variant")
+	flag.BoolVar(&m.daemonRSS, "daemon-rss", false, "measure the lean router daemon (-tags headless,nethttpomithttp2) instead: RSS and CPU of --no-ui --mqtt on each -flows table, with GOMEMLIMIT=16MiB and without")
+	flag.IntVar(&m.daemonSecs, "daemon-seconds", 60, "with -daemon-rss: how long each daemon runs before its RSS is read")
 	flag.Parse()
 	restore := func() {}
 	if *raiseMax {
@@ -57,9 +63,12 @@ func main() {
 		}
 	}
 	var err error
-	if *hold > 0 {
+	switch {
+	case *hold > 0:
 		err = holdTable(*hold)
-	} else {
+	case m.any():
+		err = m.run(*flowsFlag, *runs, *cpuSecs, *bin)
+	default:
 		err = run(*flowsFlag, *runs, *burst, *cpuSecs, *bin)
 	}
 	restore()
@@ -115,17 +124,11 @@ func run(flowsList string, runs, burst, cpuSecs int, bin string) error {
 		return fmt.Errorf("needs GNU time at %s (apt-get install -y time) to measure peak RSS", gnuTime)
 	}
 	if bin == "" {
-		dir, err := os.MkdirTemp("", "flowtop-bench")
-		if err != nil {
+		var remove func()
+		if bin, remove, err = buildFlowtop(""); err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		bin = filepath.Join(dir, "flowtop")
-		build := exec.Command("go", "build", "-o", bin, "./cmd/flowtop")
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // as the README builds it
-		if out, err := build.CombinedOutput(); err != nil {
-			return fmt.Errorf("build flowtop: %v: %s", err, out)
-		}
+		defer remove()
 	}
 	fmt.Printf("machine: %d cores, kernel %s\n\n", nproc(), kernelRelease())
 	fmt.Printf("%-9s %-22s %10s %10s %8s %8s\n", "flows", "reader", "time", "peak RSS", "x time", "x RSS")
@@ -142,6 +145,23 @@ func run(flowsList string, runs, burst, cpuSecs int, bin string) error {
 		return measureBurst(bin, burst)
 	}
 	return nil
+}
+
+// buildFlowtop builds ./cmd/flowtop static, as the README does, with the
+// given build tags; remove deletes it.
+func buildFlowtop(tags string) (bin string, remove func(), err error) {
+	dir, err := os.MkdirTemp("", "flowtop-bench")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "flowtop")
+	build := exec.Command("go", "build", "-tags", tags, "-o", bin, "./cmd/flowtop")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("build flowtop: %v: %.300s", err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
 }
 
 // ns is a throw-away network namespace.
@@ -184,10 +204,8 @@ func (n *ns) fill(first, count int, timeout time.Duration) (time.Duration, error
 	defer c.Close()
 	start := time.Now()
 	for i := first; i < first+count; i++ {
-		// 198.18.0.0/15 is the benchmarking range; no packet is ever sent.
-		src := netip.AddrFrom4([4]byte{198, 18, byte(i >> 16), byte(i >> 8)})
-		dst := netip.AddrFrom4([4]byte{198, 19, byte(i), 1})
-		fl := tconntrack.NewFlow(17, 0, src, dst, uint16(1024+i%60000), 53, uint32(timeout/time.Second), 0)
+		src, dst, sport, dport := benchFlow(i)
+		fl := tconntrack.NewFlow(17, 0, src, dst, sport, dport, uint32(timeout/time.Second), 0)
 		if err := c.Create(fl); err != nil {
 			return 0, fmt.Errorf("create flow %d: %w", i, err)
 		}
@@ -386,19 +404,7 @@ func steadyScreen(bin string, x *ns, d time.Duration) (float64, float64, error) 
 }
 
 // peakRSS is VmHWM of a running process, in MB.
-func peakRSS(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for l := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return float64(kb) / 1024
-		}
-	}
-	return 0
-}
+func peakRSS(pid int) float64 { return mb(procStatus(pid, "VmHWM")) }
 
 // rawDump reads the whole table without decoding it, with flowtop's own
 // receive loop: the cost of the kernel and the socket alone.
