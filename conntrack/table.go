@@ -126,6 +126,9 @@ type Table struct {
 	// the first is due, after vanishGrace (a field, for tests).
 	vanishing   vanishList
 	vanishTimer *time.Timer
+	// vanishedOut holds vanished records waiting for room in the
+	// subscribers' buffers (flushVanished).
+	vanishedOut []Ended
 	vanishGrace time.Duration
 
 	// hot are the busiest flows as of the last full refresh, watched the
@@ -443,13 +446,70 @@ func (t *Table) reportVanished(all bool) {
 	now := time.Now()
 	next := t.vanishing.expire(now, all, func(w *vanishing) {
 		t.health.Vanished++
-		if subs {
-			t.sendEnded(&Ended{Flow: *w.flow, Stop: w.stop, Reason: EndVanished})
+		if !subs {
+			return
+		}
+		rec := Ended{Flow: *w.flow, Stop: w.stop, Reason: EndVanished}
+		if len(t.vanishedOut) < maxVanishedBacklog {
+			t.vanishedOut = append(t.vanishedOut, rec)
+		} else {
+			t.sendEnded(&rec) // counted as dropped where there is no room
 		}
 	})
+	if t.flushVanished(all) {
+		if retry := now.Add(vanishRetry); next.IsZero() || next.After(retry) {
+			next = retry
+		}
+	}
 	if !next.IsZero() {
 		t.vanishTimer.Reset(max(next.Sub(now), 0))
 	}
+}
+
+// maxVanishedBacklog bounds the vanished records waiting in the table for
+// room in the subscribers' buffers; vanishRetry is how soon it tries again.
+const (
+	maxVanishedBacklog = 1 << 18
+	vanishRetry        = 20 * time.Millisecond
+)
+
+// flushVanished hands the waiting vanished records to the subscribers
+// while every one of them has room, and reports whether some still wait.
+// Vanished flows come in bursts (the first dumps after a start find the
+// flows made before it gone without a DESTROY, as does a resync after an
+// overrun): tens of thousands at once would overflow any subscriber's
+// buffer, so they wait here, in order, instead of being dropped. DESTROY
+// records still go straight out. With all (the table stops), what does not
+// fit is dropped and counted. Only the owner goroutine sends, so a buffer
+// with room takes the record.
+func (t *Table) flushVanished(all bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sent := 0
+	for ; sent < len(t.vanishedOut); sent++ {
+		if !all && !t.roomLocked() {
+			break
+		}
+		t.sendEndedLocked(&t.vanishedOut[sent])
+	}
+	n := copy(t.vanishedOut, t.vanishedOut[sent:])
+	clear(t.vanishedOut[n:])
+	t.vanishedOut = t.vanishedOut[:n]
+	if n == 0 && cap(t.vanishedOut) > 1024 {
+		t.vanishedOut = nil // a burst's backlog is not kept
+	}
+	return n > 0
+}
+
+// roomLocked reports whether every ended-flow subscriber can take a record
+// now. The caller holds t.mu.
+func (t *Table) roomLocked() bool {
+	for _, sub := range t.endedSubs {
+		if len(sub.ch) == cap(sub.ch) {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *Table) hasEndedSubs() bool {
@@ -462,6 +522,11 @@ func (t *Table) hasEndedSubs() bool {
 func (t *Table) sendEnded(rec *Ended) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.sendEndedLocked(rec)
+}
+
+// sendEndedLocked is sendEnded with t.mu held.
+func (t *Table) sendEndedLocked(rec *Ended) {
 	for _, sub := range t.endedSubs {
 		select {
 		case sub.ch <- *rec:

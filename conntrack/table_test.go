@@ -7,11 +7,13 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/flowtop/flowtop/conntrack/nstest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"golang.org/x/sys/unix"
@@ -558,6 +560,47 @@ func TestTableVanishedFlowEnds(t *testing.T) {
 	case e := <-ended:
 		t.Errorf("a second ended record: flow %d, %v", e.ID, e.Reason)
 	default:
+	}
+}
+
+// TestTableVanishedBurstWaits: a burst of vanished flows (the first dumps
+// after a start find the flows made before it gone without a DESTROY)
+// waits in the table for room in a subscriber's buffer instead of being
+// dropped: a reader slower than the burst still gets every record.
+func TestTableVanishedBurstWaits(t *testing.T) {
+	const n = 200
+	var flows []Flow
+	for i := range n {
+		flows = append(flows, withID(udp4, uint32(i+1)))
+		flows[i].Orig.SrcPort = uint16(10000 + i)
+	}
+	k := newFakeKernel(flows...)
+	tbl := newFakeTable(t, k, TableConfig{Interval: time.Hour, Filter: allFilter()})
+	tbl.vanishGrace = 10 * time.Millisecond
+	ended, dropped := tbl.SubscribeEndedCounted(8)
+	sub := runTable(t, tbl)
+	waitSnap(t, sub, "the initial dump", func(*Snapshot) bool { return true })
+
+	k.change(func(k *fakeKernel) { clear(k.flows) }) // all ended, no DESTROY
+	k.resync(t, sub, tbl)
+	got := map[uint32]bool{}
+	deadline := time.After(nstest.Patience)
+	for len(got) < n {
+		select {
+		case e := <-ended:
+			if e.Reason != EndVanished || got[e.ID] {
+				t.Fatalf("record of flow %d, %v: want each flow once, vanished", e.ID, e.Reason)
+			}
+			got[e.ID] = true
+			if len(got)%8 == 0 {
+				runtime.Gosched() // a reader slower than the table
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d vanished records, %d dropped", len(got), n, dropped())
+		}
+	}
+	if d := dropped(); d != 0 {
+		t.Errorf("%d records dropped, want none", d)
 	}
 }
 
