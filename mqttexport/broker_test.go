@@ -274,7 +274,7 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 // clientTLS is the TLS config of a test subscriber.
 func (p *testPKI) clientTLS(t testing.TB) *tls.Config {
 	t.Helper()
-	cfg, err := tlsConfig(p.caFile, p.clientCert, p.clientKey)
+	cfg, err := TLSConfig(p.caFile, p.clientCert, p.clientKey)
 	if err != nil {
 		t.Fatal(err)
 	}

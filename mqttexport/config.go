@@ -164,7 +164,7 @@ func (c Config) validate() (*settings, error) {
 		}
 	}
 	if sch.tls {
-		s.tls, err = tlsConfig(c.CA, c.Cert, c.Key)
+		s.tls, err = TLSConfig(c.CA, c.Cert, c.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -218,7 +218,10 @@ func (c Config) validate() (*settings, error) {
 	return s, nil
 }
 
-func tlsConfig(ca, cert, key string) (*tls.Config, error) {
+// TLSConfig is the TLS configuration of a broker connection: the PEM CA
+// file that verifies the broker (the system's CAs when empty) and a client
+// certificate and key (none when empty). The remote view shares it.
+func TLSConfig(ca, cert, key string) (*tls.Config, error) {
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca != "" {
 		pem, err := os.ReadFile(ca)

@@ -3,7 +3,6 @@ package remote
 import (
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -152,7 +151,7 @@ func (c Config) validate() (*settings, error) {
 		return nil, fmt.Errorf("remote: TLS files given but broker URL %q is not ssl:// or wss://", c.URL)
 	}
 	if sch.tls {
-		if s.tls, err = tlsConfig(c.CA, c.Cert, c.Key); err != nil {
+		if s.tls, err = mqttexport.TLSConfig(c.CA, c.Cert, c.Key); err != nil {
 			return nil, err
 		}
 	}
@@ -207,27 +206,4 @@ func (c Config) validate() (*settings, error) {
 		s.Logger = slog.New(slog.DiscardHandler)
 	}
 	return s, nil
-}
-
-func tlsConfig(ca, cert, key string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if ca != "" {
-		pem, err := os.ReadFile(ca)
-		if err != nil {
-			return nil, fmt.Errorf("remote: CA file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("remote: CA file %s: no PEM certificate in it", ca)
-		}
-		cfg.RootCAs = pool
-	}
-	if cert != "" {
-		pair, err := tls.LoadX509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("remote: client certificate %s / key %s: %w", cert, key, err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	return cfg, nil
 }
