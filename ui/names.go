@@ -152,8 +152,11 @@ func (p *namesPass) get(f *conntrack.Flow) *enrich.Names {
 	}
 	if j >= 0 {
 		o := old.flows[j]
-		if o != f && (!o.SameConnection(f) || o.Reply != f.Reply || o.Family != f.Family) {
-			j = -1 // the ID is another flow's now
+		// A new record under the ID may be another connection's (the ID
+		// is a hash) or, with another reply tuple, another entry of it:
+		// either may have other names.
+		if o != f && (o.Key() != f.Key() || o.Reply != f.Reply || o.Family != f.Family) {
+			j = -1
 		}
 	}
 	if j >= 0 {
