@@ -108,9 +108,7 @@ func snapTime(s *conntrack.Snapshot, now func() time.Time) time.Time {
 // wantsNames reports whether a build for p needs the names of every flow:
 // for the / filter, the Processes tab or a sort by a name.
 func wantsNames(p *params) bool {
-	sc := p.sort[p.tab]
-	return len(p.terms) > 0 || p.tab == tabProcesses || p.tab == tabFlows && needsNames(sc.col, p.numeric) ||
-		p.tab != tabFlows && groupNeedsNames(sc.col)
+	return len(p.terms) > 0 || p.tab == tabProcesses || p.sort[p.tab].col.needsNames(p.numeric)
 }
 
 // buildRows filters, aggregates and sorts the flows of snap for p. It runs
@@ -151,7 +149,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	)
 	switch p.tab {
 	case tabFlows:
-		rows.init(len(snap.Flows), sc, isNumericKey(sc.col), scratch)
+		rows.init(len(snap.Flows), sc, sc.col.numeric(), scratch)
 	case tabHosts, tabRemote:
 		hosts.init(len(snap.Flows), scratch)
 	}
@@ -185,8 +183,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		v.dstRate += float64(f.ReplyRate.Bytes)
 		switch p.tab {
 		case tabFlows:
-			k := flowKey(sc.col, f, n, &o)
-			rows.pushAt(uint32(i), &k)
+			rows.pushRow(uint32(i), sc.col, row{f: f, n: n, o: &o})
 		case tabProcesses:
 			g := byPID.get(n.Process.PID, f)
 			if g.rep == f {
@@ -229,13 +226,20 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	// representative), which is the order ties keep: stable across
 	// refreshes while that flow lives and keeps its place.
 	var gs sorter
-	gs.init(len(v.groups), sc, isNumericKey(sc.col), scratch)
+	gs.init(len(v.groups), sc, sc.col.numeric(), scratch)
+	groupNames := sc.col.needsNames(p.numeric)
 	for i, g := range v.groups {
 		if i%staleEvery == staleEvery-1 && stale() {
 			return false
 		}
-		k := groupKey(sc.col, g, nm.names, &o)
-		gs.push(&k)
+		r := row{g: g, n: &noNames, o: &o}
+		if groupNames {
+			r.n = g.names
+			if r.n == nil {
+				r.n = lookupGroupNames(g, nm.names)
+			}
+		}
+		gs.pushRow(gs.n, sc.col, r)
 	}
 	if stale() {
 		return false
@@ -412,17 +416,6 @@ func (g *group) add(f *conntrack.Flow, up, down conntrack.Counter, upRate, downR
 	}
 	g.upRate += upRate
 	g.downRate += downRate
-}
-
-// isNumericKey reports whether c sorts by number only, which takes the
-// fast path of sorter.
-func isNumericKey(c colID) bool {
-	switch c {
-	case cPID, cAge, cBytesSrc, cRateSrc, cBytesDst, cRateDst, cRate, cFlows,
-		cBytesUp, cRateUp, cBytesDown, cRateDown:
-		return true
-	}
-	return false
 }
 
 // sorter orders rows by a sort key, ties by their sequence number: a
@@ -654,16 +647,34 @@ func orderedBits(f float64) uint64 {
 // push adds a row numbered in the order rows are pushed.
 func (s *sorter) push(k *sortKey) { s.pushAt(s.n, k) }
 
+// pushRow adds row seq, r, sorted by column c.
+func (s *sorter) pushRow(seq uint32, c *column, r row) {
+	if s.numeric {
+		s.pushNumAt(seq, c.num(r))
+		return
+	}
+	k := c.sortKey(r)
+	s.pushAt(seq, &k)
+}
+
+// pushNumAt adds row seq of a numeric sort, whose key is num.
+func (s *sorter) pushNumAt(seq uint32, num float64) {
+	s.n++
+	o := orderedBits(num)
+	if s.desc {
+		o = ^o
+	}
+	s.nums = append(s.nums, makeNumRow(o, seq))
+}
+
 // pushAt adds row seq; rows come in increasing seq, below init's n.
 func (s *sorter) pushAt(seq uint32, k *sortKey) {
+	if s.numeric {
+		s.pushNumAt(seq, k.num)
+		return
+	}
 	s.n++
 	switch {
-	case s.numeric:
-		o := orderedBits(k.num)
-		if s.desc {
-			o = ^o
-		}
-		s.nums = append(s.nums, makeNumRow(o, seq))
 	case k.str == addrMarker && k.num == 0:
 		b := k.addr.As16()
 		hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
@@ -739,118 +750,13 @@ func (s *sorter) positions() []int32 {
 	return out
 }
 
-// groupNames returns the names of a group's representative flow.
-func groupNames(g *group, names enrich.Namer) enrich.Names {
+// lookupGroupNames looks up the names of a group's representative flow.
+func lookupGroupNames(g *group, names enrich.Namer) *enrich.Names {
 	if g.rep == nil {
-		return enrich.Names{}
+		return &noNames
 	}
-	return names.Names(g.rep)
-}
-
-// sideName and sideGeo pick the name and GeoIP of one end of a flow.
-func sideName(n *enrich.Names, s side) string {
-	switch s {
-	case sideSrc:
-		return n.SrcName
-	case sideDst:
-		return n.DstName
-	}
-	return ""
-}
-
-func groupCell(c colID, g *group, n *enrich.Names, o *fmtOpts) string {
-	switch c {
-	case cProcess:
-		if !g.proc.Known() {
-			return "-"
-		}
-		return g.proc.Name
-	case cPID:
-		return pidText(g.proc.PID)
-	case cUser:
-		return g.proc.User
-	case cFlows:
-		return fmtCount(uint64(g.flows))
-	case cHost:
-		return addrString(g.addr())
-	case cName:
-		return sideName(n, g.side)
-	case cGeo, cCountry, cAS:
-		gi := n.DstGeo
-		if g.side == sideSrc {
-			gi = n.SrcGeo
-		} else if g.side == sideReply {
-			return ""
-		}
-		switch c {
-		case cGeo:
-			return gi.Country
-		case cCountry:
-			return gi.CountryName
-		}
-		if gi.ASN == 0 {
-			return ""
-		}
-		if gi.ASOrg == "" {
-			return "AS" + strconv.FormatUint(uint64(gi.ASN), 10)
-		}
-		return "AS" + strconv.FormatUint(uint64(gi.ASN), 10) + " " + gi.ASOrg
-	case cBytesSrc, cBytesUp:
-		return counted(g.counted, fmtBytes(g.up))
-	case cBytesDst, cBytesDown:
-		return counted(g.counted, fmtBytes(g.down))
-	case cRateSrc, cRateUp:
-		return fmtRate(g.upRate, o.bits)
-	case cRateDst, cRateDown:
-		return fmtRate(g.downRate, o.bits)
-	case cRate:
-		return fmtRate(g.rate(), o.bits)
-	}
-	return ""
-}
-
-// groupNeedsNames reports whether sorting groups by c needs their names.
-func groupNeedsNames(c colID) bool {
-	switch c {
-	case cName, cGeo, cCountry, cAS:
-		return true
-	}
-	return false
-}
-
-func groupKey(c colID, g *group, names enrich.Namer, o *fmtOpts) sortKey {
-	switch c {
-	case cProcess:
-		return sortKey{str: g.proc.Name}
-	case cPID:
-		return sortKey{num: float64(g.proc.PID)}
-	case cUser:
-		return sortKey{str: g.proc.User}
-	case cFlows:
-		return sortKey{num: float64(g.flows)}
-	case cHost:
-		return addrKey(g.addr(), "", true)
-	case cName, cGeo, cCountry, cAS:
-		var n enrich.Names
-		if g.names != nil {
-			n = *g.names
-		} else {
-			n = groupNames(g, names)
-		}
-		if c == cName {
-			return addrKey(g.addr(), sideName(&n, g.side), false)
-		}
-		return sortKey{str: strings.ToLower(groupCell(c, g, &n, o))}
-	case cBytesSrc, cBytesUp:
-		return sortKey{num: float64(g.up)}
-	case cBytesDst, cBytesDown:
-		return sortKey{num: float64(g.down)}
-	case cRateSrc, cRateUp:
-		return sortKey{num: g.upRate}
-	case cRateDst, cRateDown:
-		return sortKey{num: g.downRate}
-	}
-	return sortKey{num: g.rate()}
+	n := names.Names(g.rep)
+	return &n
 }
 
 // matcher tests flows against the / filter. Its buffer is reused so

@@ -208,10 +208,10 @@ func (a *App) onRune(r rune) {
 
 // sortable lists the columns < and > step through on the current tab:
 // those of the tab, SOURCE only when shown.
-func (a *App) sortable() []colID {
-	var cs []colID
-	for _, c := range tabColumns[a.p.tab] {
-		if c != cSource || a.showSrc {
+func (a *App) sortable() []*column {
+	var cs []*column
+	for _, c := range tabs[a.p.tab].columns {
+		if !c.withS || a.showSrc {
 			cs = append(cs, c)
 		}
 	}
@@ -230,17 +230,17 @@ func (a *App) shiftSort(d int) {
 		}
 	}
 	i = (i + d + len(cs)) % len(cs)
-	a.publish(func(p *params) { p.sort[p.tab] = sortSpec{col: cs[i], desc: cols[cs[i]].numeric} })
+	a.publish(func(p *params) { p.sort[p.tab] = sortSpec{col: cs[i], desc: cs[i].numeric()} })
 }
 
 // sortBy sorts by c, or reverses the order when c is already the sort
 // column (a click on a column title).
-func (a *App) sortBy(c colID) {
+func (a *App) sortBy(c *column) {
 	a.publish(func(p *params) {
 		if p.sort[p.tab].col == c {
 			p.sort[p.tab].desc = !p.sort[p.tab].desc
 		} else {
-			p.sort[p.tab] = sortSpec{col: c, desc: cols[c].numeric}
+			p.sort[p.tab] = sortSpec{col: c, desc: c.numeric()}
 		}
 	})
 }

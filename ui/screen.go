@@ -162,7 +162,7 @@ func (a *App) headerLines(width int) []string {
 		l2.WriteString(sep + "active only")
 	}
 	sc := a.p.sort[a.p.tab]
-	l2.WriteString(sep + "sort " + cols[sc.col].title + sortMark(sc.desc))
+	l2.WriteString(sep + "sort " + sc.col.title + sortMark(sc.desc))
 	if a.p.bits {
 		l2.WriteString(sep + "bit/s")
 	}
@@ -240,9 +240,9 @@ func (a *App) tabLine(int) []string {
 	var b strings.Builder
 	for t := range numTabs {
 		if t == a.p.tab {
-			b.WriteString("[::r] " + tabNames[t] + " [::-]")
+			b.WriteString("[::r] " + tabs[t].name + " [::-]")
 		} else {
-			b.WriteString(" " + tabNames[t] + " ")
+			b.WriteString(" " + tabs[t].name + " ")
 		}
 		b.WriteString(" ")
 	}
@@ -254,7 +254,7 @@ func (a *App) tabLine(int) []string {
 func (a *App) clickTab(x, _ int) {
 	pos := 0
 	for t := range numTabs {
-		w := len(tabNames[t]) + 2
+		w := len(tabs[t].name) + 2
 		if x >= pos && x < pos+w {
 			a.setTab(t)
 			return

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 	"github.com/rivo/uniseg"
@@ -36,7 +37,7 @@ type flowTable struct {
 	headerY int
 	// The layout of the last draw, for the mouse: the columns on screen,
 	// their left edges and widths, and the data row on the first line.
-	shown []colID
+	shown []*column
 	colX  []int
 	colW  []int
 	first int
@@ -63,10 +64,10 @@ func (t *flowTable) InputHandler() func(*tcell.EventKey, func(tview.Primitive)) 
 
 // columns returns the candidate columns of tab: SOURCE only when shown,
 // and without the hoff leftmost ones scrolled away with h / l.
-func (a *App) columns(tab tabID) []colID {
-	var cs []colID
-	for _, c := range tabColumns[tab] {
-		if c == cSource && !a.showSrc {
+func (a *App) columns(tab tabID) []*column {
+	var cs []*column
+	for _, c := range tabs[tab].columns {
+		if c.withS && !a.showSrc {
 			continue
 		}
 		cs = append(cs, c)
@@ -106,22 +107,22 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 
 	// The text of every candidate cell on screen.
 	texts := make([][]string, last-off)
-	for r := range texts {
-		row := make([]string, len(cands))
+	names := make([]enrich.Names, last-off)
+	for i := range texts {
+		r := row{n: &names[i], o: &o}
 		if tab == tabFlows {
-			f := v.flow(off + r)
-			nm := a.names.Names(f)
-			for i, c := range cands {
-				row[i] = flowCell(c, f, &nm, &o)
-			}
+			r.f = v.flow(off + i)
+			names[i] = a.names.Names(r.f)
 		} else {
-			g := v.groups[off+r]
-			nm := groupNames(g, a.names)
-			for i, c := range cands {
-				row[i] = groupCell(c, g, &nm, &o)
+			r.g = v.groups[off+i]
+			if r.g.rep != nil {
+				names[i] = a.names.Names(r.g.rep)
 			}
 		}
-		texts[r] = row
+		texts[i] = make([]string, len(cands))
+		for j, c := range cands {
+			texts[i][j] = c.cell(r)
+		}
 	}
 
 	// Natural widths, capped ones, and which columns fit.
@@ -129,16 +130,16 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 	nat := make([]int, len(cands))
 	capped := make([]int, len(cands))
 	for i, c := range cands {
-		titles[i] = cols[c].title
+		titles[i] = c.title
 		if c == sc.col {
 			titles[i] += sortMark(sc.desc)
 		}
-		w := max(textWidth(titles[i]), minWidth(c, o.bits))
+		w := max(textWidth(titles[i]), c.narrowest(o.bits))
 		for _, row := range texts {
 			w = max(w, textWidth(row[i]))
 		}
 		nat[i], capped[i] = w, w
-		if m := cols[c].max; m > 0 && w > m {
+		if m := c.max; m > 0 && w > m {
 			capped[i] = max(m, textWidth(titles[i]))
 		}
 	}
@@ -179,7 +180,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 					style, sep = selectedStyle, selectedStyle
 				}
 			}
-			putCell(screen, cx, ly, w, text, cols[cands[i]].right, style)
+			putCell(screen, cx, ly, w, text, cands[i].numeric(), style)
 			end = t.colX[j] + w + 1
 			if end <= width {
 				screen.SetContent(cx+w, ly, ' ', nil, sep)
@@ -290,7 +291,7 @@ func sortMark(desc bool) string {
 // first (the sort column always counts as the highest after the first),
 // and returns the width of each, 0 for a dropped column. Space left over
 // goes to columns whose text was capped.
-func layoutColumns(cands []colID, capped, nat []int, width int, sortCol colID) []int {
+func layoutColumns(cands []*column, capped, nat []int, width int, sortCol *column) []int {
 	order := make([]int, len(cands))
 	for i := range order {
 		order[i] = i
@@ -299,7 +300,7 @@ func layoutColumns(cands []colID, capped, nat []int, width int, sortCol colID) [
 		if cands[i] == sortCol {
 			return 99 // after DESTINATION/ADDRESS, before the rest
 		}
-		return cols[cands[i]].prio
+		return cands[i].prio
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return prio(b) - prio(a) })
 	keep := make([]int, len(cands))
@@ -364,14 +365,14 @@ func (t *flowTable) MouseHandler() func(action tview.MouseAction, event *tcell.E
 
 // columnAt returns the column drawn at screen column x (a column owns the
 // space after it).
-func (t *flowTable) columnAt(x int) (colID, bool) {
+func (t *flowTable) columnAt(x int) (*column, bool) {
 	bx, _, _, _ := t.GetInnerRect()
 	for j, c := range t.shown {
 		if x-bx >= t.colX[j] && x-bx <= t.colX[j]+t.colW[j] {
 			return c, true
 		}
 	}
-	return 0, false
+	return nil, false
 }
 
 // watchRows tells a Watcher source which flows are on screen, when that
