@@ -92,7 +92,7 @@ func (a *App) buildLayout() {
 		AddItem(a.body, 0, 1, true).
 		AddItem(a.bottom, 1, 0, false)
 
-	a.help = tview.NewTextView().SetDynamicColors(true).SetText(helpText)
+	a.help = tview.NewTextView().SetDynamicColors(true).SetText(helpScreen)
 	a.help.SetBorder(true).SetTitle(" flowtop keys (Esc closes) ")
 	helpCol := tview.NewFlex().SetDirection(tview.FlexRow).
 		AddItem(nil, 0, 1, false).
@@ -291,27 +291,10 @@ func (a *App) statusLine(width int) []string {
 	return []string{left + strings.Repeat(" ", pad) + right}
 }
 
+// helpScreen is the text of the help: the table's keys and the mouse.
+var helpScreen = helpText(append(tableKeys[:len(tableKeys):len(tableKeys)], mouseHelp)...)
+
 var (
 	helpWidth  = 74
-	helpHeight = strings.Count(helpText, "\n") + 3 // lines and border
+	helpHeight = strings.Count(helpScreen, "\n") + 3 // lines and border
 )
-
-var helpText = strings.Trim(`
-[::b]q[::-] Ctrl-C       quit             [::b]?[::-]                  this help
-[::b]↑ k u  ↓ j d[::-]   move             [::b]PgUp PgDn[::-]          page up, down
-[::b]g Home  G End[::-]  first row (stays on top as the order changes), last row
-[::b]← h  → l[::-]       scroll columns   [::b]TAB  Shift-TAB[::-]     next, previous tab
-[::b]Enter[::-]          details of the flow (Esc closes); on the other
-               tabs, the flows of the row
-[::b]< >  r[::-]         sort by the column left, right; reverse the order
-[::b]/[::-]              filter: address, name, port, service, process,
-               country, state; every word must match, =word
-               a whole field; Enter keeps it, Esc clears it
-[::b]p  space[::-]       pause the view (data is still collected)
-[::b]a[::-]              only active flows   [::b]s[::-]  source column
-[::b]n[::-]              names or numbers    [::b]b[::-]  bytes/s or bit/s
-[::b]T U D I S[::-]      TCP, UDP, DCCP, ICMP, SCTP on or off
-[::b]x  Delete[::-]      delete the selected conntrack entry (asks first)
-[::b]mouse[::-]          click selects, double click opens, the wheel
-               scrolls, a click on a column title sorts by it
-`, "\n")
