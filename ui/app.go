@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,13 @@ type Config struct {
 	// was off for 12 older flows" or "no GeoIP database"; may be nil. It
 	// is called once per tick off the UI goroutine.
 	Warnings func() []string
+
+	// For the package's tests: the clock (nil: time.Now), the zone times
+	// are shown in (nil: time.Local), and a function called on the UI
+	// goroutine after each new view is on screen.
+	now       func() time.Time
+	loc       *time.Location
+	afterSwap func(*view)
 }
 
 // mode is what has the keyboard.
@@ -127,7 +135,10 @@ type App struct {
 	offset   int // first data row shown
 	hoff     int // columns scrolled off to the left (h, l)
 	showSrc  bool
-	pageRows int // data rows that fit, as of the last draw
+	// tableRows is how many data rows the table has room for, once
+	// tableSized (laid out).
+	tableRows  int
+	tableSized bool
 	// watched is what the Watcher was last told is on screen.
 	watched struct {
 		v          *view
@@ -144,9 +155,6 @@ type App struct {
 	msg           string
 	msgErr        bool
 	msgAt         time.Time
-	// events counts the keys and mouse clicks handled, so tests know when
-	// an injected event has been seen.
-	events int
 
 	pub      atomic.Pointer[params]
 	kick     chan struct{}
@@ -159,10 +167,6 @@ type App struct {
 
 	// openScreen: Run opens the terminal (New was given no screen).
 	openScreen bool
-
-	// afterSwap, when set, is called on the UI goroutine after a new
-	// view is on screen (tests and benchmarks).
-	afterSwap func(*view)
 }
 
 // msgTTL is how long a status message stays.
@@ -193,11 +197,14 @@ func New(cfg Config, screen tcell.Screen) *App {
 		cfg:      cfg,
 		names:    cfg.Names,
 		app:      tview.NewApplication(),
-		now:      time.Now,
-		loc:      time.Local,
+		now:      cfg.now,
+		loc:      cmp.Or(cfg.loc, time.Local),
 		showSrc:  cfg.ShowSrc,
 		kick:     make(chan struct{}, 1),
 		loopDone: make(chan struct{}),
+	}
+	if a.now == nil {
+		a.now = time.Now
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.p = &params{gen: 1, sort: defaultSort(), bits: cfg.Bits, numeric: cfg.Numeric}
@@ -210,17 +217,7 @@ func New(cfg Config, screen tcell.Screen) *App {
 		a.openScreen = true
 	}
 	a.app.EnableMouse(true)
-	a.app.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {
-		a.events++
-		return a.onKey(ev)
-	})
-	a.app.SetMouseCapture(func(ev *tcell.EventMouse, action tview.MouseAction) (*tcell.EventMouse, tview.MouseAction) {
-		switch action {
-		case tview.MouseLeftUp, tview.MouseScrollUp, tview.MouseScrollDown:
-			a.events++
-		}
-		return ev, action
-	})
+	a.app.SetInputCapture(a.onKey)
 	return a
 }
 
@@ -405,8 +402,9 @@ func (a *App) swap(v *view) {
 	if pf := a.pendingFilter; pf != nil && v.snap != nil && sameProtos(&v.snap.Filter, pf) {
 		a.pendingFilter = nil
 	}
-	if a.afterSwap != nil {
-		a.afterSwap(v)
+	a.settleView()
+	if a.cfg.afterSwap != nil {
+		a.cfg.afterSwap(v)
 	}
 }
 

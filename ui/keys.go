@@ -14,6 +14,7 @@ import (
 // (the filter input, the detail view, the help, the dialog) should get
 // it.
 func (a *App) onKey(ev *tcell.EventKey) *tcell.EventKey {
+	defer a.settleView()
 	if ev.Key() == tcell.KeyCtrlC {
 		a.Stop()
 		return nil
@@ -140,24 +141,12 @@ func toggleBits(a *App)    { a.publish(func(p *params) { p.bits = !p.bits }) }
 func toggleNumeric(a *App) { a.publish(func(p *params) { p.numeric = !p.numeric }) }
 
 // page is how far PgUp and PgDn move: a screenful, less a row.
-func (a *App) page() int { return max(1, a.pageRows-1) }
-
-// sortable lists the columns < and > step through on the current tab:
-// those of the tab, SOURCE only when shown.
-func (a *App) sortable() []*column {
-	var cs []*column
-	for _, c := range tabs[a.p.tab].columns {
-		if !c.withS || a.showSrc {
-			cs = append(cs, c)
-		}
-	}
-	return cs
-}
+func (a *App) page() int { return max(1, a.tableRows-1) }
 
 // shiftSort moves the sort column left or right; a new column starts in
 // its natural order (numbers descending, text ascending).
 func (a *App) shiftSort(d int) {
-	cs := a.sortable()
+	cs := a.shownColumns(a.p.tab)
 	cur := a.p.sort[a.p.tab].col
 	i := 0
 	for j, c := range cs {

@@ -257,6 +257,7 @@ func (a *App) clickTab(x, _ int) {
 		w := len(tabs[t].name) + 2
 		if x >= pos && x < pos+w {
 			a.setTab(t)
+			a.settleView()
 			return
 		}
 		pos += w + 1

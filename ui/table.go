@@ -62,61 +62,97 @@ func newFlowTable(a *App) *flowTable {
 // InputHandler returns nil: the App handles every key.
 func (t *flowTable) InputHandler() func(*tcell.EventKey, func(tview.Primitive)) { return nil }
 
-// columns returns the candidate columns of tab: SOURCE only when shown,
-// and without the hoff leftmost ones scrolled away with h / l.
-func (a *App) columns(tab tabID) []*column {
+// shownColumns returns the columns of tab the screen shows: SOURCE only
+// with -s / s.
+func (a *App) shownColumns(tab tabID) []*column {
 	var cs []*column
 	for _, c := range tabs[tab].columns {
-		if c.withS && !a.showSrc {
-			continue
+		if !c.withS || a.showSrc {
+			cs = append(cs, c)
 		}
-		cs = append(cs, c)
 	}
-	a.hoff = max(0, min(a.hoff, len(cs)-1))
-	return cs[a.hoff:]
+	return cs
 }
 
-// Draw lays the table out for the rows that fit and draws it. Every cell
-// of the box is written (the box is not cleared first).
+// SetRect places the table; a new height changes how many rows fit, and
+// so what is on screen (settleView).
+func (t *flowTable) SetRect(x, y, width, height int) {
+	t.Box.SetRect(x, y, width, height)
+	_, _, _, h := t.GetInnerRect()
+	rows := max(0, h-1) // below the titles
+	if a := t.a; !a.tableSized || rows != a.tableRows {
+		a.tableSized, a.tableRows = true, rows
+		a.settleView()
+	}
+}
+
+// settleView keeps what the table shows consistent after anything that
+// may have changed it (a new view, a key, a click, a new size), so that
+// Draw only paints: the selected row scrolled into the rows that fit, the
+// horizontal scroll within the columns, and a Watcher source told which
+// flows are on screen.
+func (a *App) settleView() {
+	if !a.tableSized {
+		return // not laid out yet: SetRect settles it
+	}
+	v := a.view
+	n, fit := v.rowCount(), a.tableRows
+	off := a.offset
+	if sel := a.selected(); sel >= 0 {
+		off = min(off, sel)
+		if sel >= off+fit {
+			off = sel - fit + 1
+		}
+	}
+	a.offset = max(0, min(off, n-fit))
+	a.hoff = max(0, min(a.hoff, len(a.shownColumns(v.p.tab))-1))
+	if page, _ := a.body.GetFrontPage(); page == "table" {
+		a.watchRows(v, a.offset, min(n, a.offset+fit))
+	}
+}
+
+// Draw lays the columns out for the rows on screen and paints the table.
+// Every cell of the box is written (the box is not cleared first).
 func (t *flowTable) Draw(screen tcell.Screen) {
 	a := t.a
 	v := a.view
 	x, y, width, height := t.GetInnerRect()
-	t.headerY = y
-	dataH := max(0, height-1)
-	a.pageRows = max(1, dataH)
-	n := v.rowCount()
-	sel := a.selected()
 	off := a.offset
-	if sel >= 0 {
-		off = min(off, sel)
-		if sel >= off+dataH {
-			off = sel - dataH + 1
-		}
-	}
-	off = max(0, min(off, n-dataH))
-	a.offset = off
-	last := min(n, off+dataH)
-	a.watchRows(v, off, last)
-	t.first = off
-
-	tab := v.p.tab
-	cands := a.columns(tab)
+	last := max(off, min(v.rowCount(), off+height-1))
+	t.headerY, t.first = y, off
+	cs := a.shownColumns(v.p.tab)
+	cands := cs[min(a.hoff, len(cs)-1):]
 	o := fmtOpts{now: snapTime(v.snap, a.now), bits: a.p.bits, numeric: a.p.numeric}
-	sc := v.p.sort[tab]
+	texts := cellTexts(v, cands, off, last, a.names, &o)
+	titles, keep := layoutTable(cands, texts, v.p.sort[v.p.tab], width, o.bits)
+	idx := t.place(cands, keep, width)
+	t.paint(screen, cands, idx, titles, texts, off, a.selected())
+	if v.rowCount() == 0 && height > 1 {
+		msg := "no flows"
+		switch {
+		case v.snap == nil:
+			msg = "waiting for the first snapshot…"
+		case len(v.p.terms) > 0 || v.p.active:
+			msg = "no flows match the filter"
+		}
+		tview.Print(screen, msg, x, y+1, width, tview.AlignCenter, tcell.ColorDefault)
+	}
+}
 
-	// The text of every candidate cell on screen.
+// cellTexts returns the text of every cell of cands in rows off to last
+// of v.
+func cellTexts(v *view, cands []*column, off, last int, namer enrich.Namer, o *fmtOpts) [][]string {
 	texts := make([][]string, last-off)
 	names := make([]enrich.Names, last-off)
 	for i := range texts {
-		r := row{n: &names[i], o: &o}
-		if tab == tabFlows {
+		r := row{n: &names[i], o: o}
+		if v.p.tab == tabFlows {
 			r.f = v.flow(off + i)
-			names[i] = a.names.Names(r.f)
+			names[i] = namer.Names(r.f)
 		} else {
 			r.g = v.groups[off+i]
 			if r.g.rep != nil {
-				names[i] = a.names.Names(r.g.rep)
+				names[i] = namer.Names(r.g.rep)
 			}
 		}
 		texts[i] = make([]string, len(cands))
@@ -124,9 +160,14 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 			texts[i][j] = c.cell(r)
 		}
 	}
+	return texts
+}
 
-	// Natural widths, capped ones, and which columns fit.
-	titles := make([]string, len(cands))
+// layoutTable returns the titles of cands, the sort column's marked, and
+// the width of each column in width (0: dropped): every column as wide as
+// its widest text, names capped, the least important dropped first.
+func layoutTable(cands []*column, texts [][]string, sc sortSpec, width int, bits bool) (titles []string, keep []int) {
+	titles = make([]string, len(cands))
 	nat := make([]int, len(cands))
 	capped := make([]int, len(cands))
 	for i, c := range cands {
@@ -134,7 +175,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 		if c == sc.col {
 			titles[i] += sortMark(sc.desc)
 		}
-		w := max(textWidth(titles[i]), c.narrowest(o.bits))
+		w := max(textWidth(titles[i]), c.narrowest(bits))
 		for _, row := range texts {
 			w = max(w, textWidth(row[i]))
 		}
@@ -143,9 +184,13 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 			capped[i] = max(m, textWidth(titles[i]))
 		}
 	}
-	keep := layoutColumns(cands, capped, nat, width, sc.col)
+	return titles, layoutColumns(cands, capped, nat, width, sc.col)
+}
 
-	var idx []int // of the candidates drawn
+// place records where the kept columns go, for painting and the mouse,
+// and returns their indexes in cands.
+func (t *flowTable) place(cands []*column, keep []int, width int) []int {
+	var idx []int
 	t.shown, t.colX, t.colW = t.shown[:0], t.colX[:0], t.colW[:0]
 	for i, c := range cands {
 		cx := 0
@@ -160,13 +205,19 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 		t.colX = append(t.colX, cx)
 		t.colW = append(t.colW, min(keep[i], width-cx))
 	}
+	return idx
+}
 
+// paint writes the titles and the rows (texts of rows from off; row sel
+// selected) into the placed columns idx of cands, and blanks the rest of
+// the box.
+func (t *flowTable) paint(screen tcell.Screen, cands []*column, idx []int, titles []string, texts [][]string, off, sel int) {
+	x, y, width, height := t.GetInnerRect()
 	blank := tcell.StyleDefault.Background(t.GetBackgroundColor())
 	plain := cellStyle()
 	for line := range height {
 		ly := y + line
-		r := off + line - 1 // the data row on this line
-		if line > 0 && r >= last {
+		if line > len(texts) {
 			fill(screen, x, ly, width, blank)
 			continue
 		}
@@ -176,7 +227,7 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 			text, style, sep := titles[i], headerStyle, blank
 			if line > 0 {
 				text, style = texts[line-1][i], plain
-				if r == sel {
+				if off+line-1 == sel {
 					style, sep = selectedStyle, selectedStyle
 				}
 			}
@@ -189,17 +240,6 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 		if end < width {
 			fill(screen, x+end, ly, width-end, blank)
 		}
-	}
-
-	if n == 0 && height > 1 {
-		msg := "no flows"
-		switch {
-		case v.snap == nil:
-			msg = "waiting for the first snapshot…"
-		case len(v.p.terms) > 0 || v.p.active:
-			msg = "no flows match the filter"
-		}
-		tview.Print(screen, msg, x, y+1, width, tview.AlignCenter, tcell.ColorDefault)
 	}
 }
 
@@ -359,6 +399,7 @@ func (t *flowTable) MouseHandler() func(action tview.MouseAction, event *tcell.E
 		default:
 			return false, nil
 		}
+		a.settleView()
 		return true, nil
 	})
 }
