@@ -20,17 +20,18 @@ func esc(s string) string {
 	return tview.Escape(s)
 }
 
-// flowTable draws the rows of the view. Before each draw it lays the
-// columns out for the rows on screen: every column as wide as its widest
-// visible cell (numbers never cut), and the lowest-priority columns dropped
-// when the terminal is too narrow. Keys and the mouse are the App's.
+// flowTable draws the rows of the view. Each draw lays the columns out
+// for the rows on screen: every column as wide as its widest visible cell
+// (numbers never cut), and the lowest-priority columns dropped when the
+// terminal is too narrow. Which rows those are the App decides
+// (settleView); keys are the App's.
 //
-// It draws the cells itself rather than through tview.Table, which on every
-// draw made a cell object per visible cell and ran every character through
-// Unicode's grapheme, word and line-break rules: most of a draw, and a draw
-// follows every key. The look is tview.Table's: one space between columns,
-// white on the box's background, yellow bold titles, the selected row in
-// reverse up to the space after its last column, a cut cell ending in "…".
+// It draws the cells itself, not through tview.Table, so that a draw (one
+// follows every key) makes no object per cell and runs no character
+// through Unicode's word and line-break rules. The look is tview.Table's:
+// one space between columns, white on the box's background, yellow bold
+// titles, the selected row in reverse up to the space after its last
+// column, a cut cell ending in "…".
 type flowTable struct {
 	*tview.Box
 	a       *App
