@@ -344,14 +344,9 @@ func (a *App) refresher() {
 				}
 				v.buildTime = time.Since(start)
 				if !stale() {
-					// The view on screen afterwards (swap may keep the old
-					// one) holds its groups: the next build must not reuse
-					// them.
-					var onScreen int
-					if !a.deliverFunc(func() { a.swap(v); onScreen = a.view.groupMem }) {
+					if !a.deliverFunc(func() { a.swap(v) }) {
 						return
 					}
-					scratch.groups.shown = onScreen - 1
 					lastGen, lastSnap = p.gen, snap
 				}
 			}

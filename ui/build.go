@@ -69,9 +69,8 @@ func (g *group) rate() float64 { return g.upRate + g.downRate }
 type view struct {
 	p    *params
 	snap *conntrack.Snapshot // nil before the first snapshot
-	// rows of the Flows tab: positions in snap.Flows, in display order.
-	// Four bytes a row and no pointers, where the flows' own pointers
-	// were eight for the collector to scan.
+	// rows of the Flows tab: positions in snap.Flows, in display order:
+	// four bytes a row, and no pointers for the collector to scan.
 	rows   []int32
 	groups []*group // other tabs
 	// shown counts the flows that pass the screen's filters; total the
@@ -82,9 +81,6 @@ type view struct {
 	status           string
 	warnings         []string
 	buildTime        time.Duration
-	// groupMem is 1 + the groupPool set holding this view's groups, 0 for
-	// none: the pool does not reuse it while the view is on screen.
-	groupMem int
 }
 
 func (v *view) rowCount() int {
@@ -252,8 +248,6 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	gs.release()
 	if scratch != nil && hosts.table != nil {
 		scratch.hostTable, scratch.hostKeys = hosts.table, hosts.keys
-		scratch.groups.finish(hosts.chunk)
-		v.groupMem = scratch.groups.building + 1
 	}
 	v.groups = sorted
 	return true
@@ -265,12 +259,11 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 // snapshot, and the groups come in chunks, so a build makes a few
 // allocations and no map of 100k entries.
 type hostSet struct {
-	keys  []hostKey // of all[i]
-	all   []*group
-	chunk []group
-	pool  *groupPool // where chunks come from
-	table []int32    // 1 + an index in all, 0 for an empty slot
-	shift uint       // 64 - log2(len(table))
+	keys   []hostKey // of all[i]
+	all    []*group
+	chunks groupChunks
+	table  []int32 // 1 + an index in all, 0 for an empty slot
+	shift  uint    // 64 - log2(len(table))
 }
 
 // hostKey is an address as 16 bytes (of the unmapped address), in
@@ -302,49 +295,6 @@ func (s *hostSet) init(n int, scratch *buildScratch) {
 	s.shift = uint(64 - bits.TrailingZeros(uint(size)))
 	s.keys = reuse(scratch.hostKeys, n)
 	s.all = make([]*group, 0, n)
-	s.pool = &scratch.groups
-	s.pool.begin()
-}
-
-// groupPool holds the group chunks of the Hosts and Remote tabs for reuse:
-// two sets, one for the view on screen (its groups must stay as they are)
-// and one for the build under way. 100k flows to 100k hosts are 6 MB of
-// groups per build.
-type groupPool struct {
-	sets     [2][][]group
-	shown    int // the set of the view on screen, -1 for none
-	building int // the set the build under way takes chunks from
-	next     int // the next chunk of that set
-}
-
-// begin starts a build: it takes the set the screen does not show.
-func (p *groupPool) begin() {
-	p.building = 0
-	if p.shown == 0 {
-		p.building = 1
-	}
-	p.next = 0
-}
-
-// chunk returns an empty chunk of groupChunk groups.
-func (p *groupPool) chunk() []group {
-	set := &p.sets[p.building]
-	if p.next == len(*set) {
-		*set = append(*set, make([]group, 0, groupChunk))
-	}
-	c := (*set)[p.next][:0]
-	p.next++
-	return c // every group appended is written whole: no need to clear
-}
-
-// finish ends a build whose last chunk is last: the groups after it,
-// left from an older build, are cleared or let go, so that no flow of
-// that build stays reachable through them.
-func (p *groupPool) finish(last []group) {
-	clear(last[len(last):cap(last)])
-	set := &p.sets[p.building]
-	clear((*set)[p.next:])
-	*set = (*set)[:p.next]
 }
 
 // get returns the group of addr, new ones with f as representative and sd
@@ -358,11 +308,7 @@ func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) *group {
 	for i := k.hash(s.shift); ; i = (i + 1) & mask {
 		j := s.table[i]
 		if j == 0 {
-			if len(s.chunk) == cap(s.chunk) {
-				s.chunk = s.pool.chunk()
-			}
-			s.chunk = append(s.chunk, group{rep: f, side: sd})
-			g := &s.chunk[len(s.chunk)-1]
+			g := s.chunks.add(group{rep: f, side: sd})
 			s.keys = append(s.keys, k)
 			s.all = append(s.all, g)
 			s.table[i] = int32(len(s.all))
@@ -378,12 +324,25 @@ func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) *group {
 // chunks, so a tick makes a few allocations, not one per key, and a
 // growing set never copies its groups.
 type groupSet[K comparable] struct {
-	idx   map[K]*group
-	chunk []group
-	all   []*group
+	idx    map[K]*group
+	chunks groupChunks
+	all    []*group
 }
 
+// groupChunks makes groups in chunks of groupChunk: a few allocations a
+// build instead of one a group, and a group never moves.
+type groupChunks struct{ chunk []group }
+
 const groupChunk = 1024
+
+// add returns a new group, a copy of g.
+func (c *groupChunks) add(g group) *group {
+	if len(c.chunk) == cap(c.chunk) {
+		c.chunk = make([]group, 0, groupChunk)
+	}
+	c.chunk = append(c.chunk, g)
+	return &c.chunk[len(c.chunk)-1]
+}
 
 // get returns the group of key, new ones with f as representative: the
 // group's first flow in the snapshot, so names come from the same flow on
@@ -394,11 +353,7 @@ func (s *groupSet[K]) get(key K, f *conntrack.Flow) *group {
 	}
 	g := s.idx[key]
 	if g == nil {
-		if len(s.chunk) == cap(s.chunk) {
-			s.chunk = make([]group, 0, groupChunk)
-		}
-		s.chunk = append(s.chunk, group{rep: f})
-		g = &s.chunk[len(s.chunk)-1]
+		g = s.chunks.add(group{rep: f})
 		s.idx[key] = g
 		s.all = append(s.all, g)
 	}
@@ -437,9 +392,10 @@ type sorter struct {
 }
 
 // numRow is a row of a numeric sort: the top 40 bits of its key (as
-// orderedBits) and, in the low seqBits, the row's sequence number. Eight
-// bytes a row instead of sixteen: a million rows are 16 MB less, and the
-// radix sort moves half the bytes. Keys equal in their top 40 bits (a
+// orderedBits) and, in the low seqBits, the row's sequence number: eight
+// bytes a row, half of a key and a sequence number apart, for the memory
+// of a million rows and the bytes the radix sort moves. Keys equal in
+// their top 40 bits (a
 // relative difference under 4e-9, never visible in a column) are ties,
 // which keep the order rows were added in.
 type numRow uint64
@@ -465,15 +421,14 @@ type keyedRow struct {
 }
 
 // buildScratch is memory a build takes over from the last one (the
-// refresher keeps one): the sorter's rows and order, the host index of
-// the Hosts and Remote tabs. For 100k flows that was 4 to 7 MB of garbage
-// per tick, which made the collector run about once per build at
-// flowtop's GOGC. Nothing in it is part of a view.
+// refresher keeps one): the sorter's rows, the host index of the Hosts and
+// Remote tabs. Kept, they are not megabytes of garbage a tick at 100k
+// flows, which at flowtop's low GOGC would make the collector run about
+// once a build. Nothing in it is part of a view.
 type buildScratch struct {
 	nums      []numRow
 	hostTable []int32
 	hostKeys  []hostKey
-	groups    groupPool // these do belong to a view: see groupPool
 }
 
 // init readies s for at most n rows, numbered below n.
@@ -512,9 +467,9 @@ func reuse[T any](b []T, n int) []T {
 // numbers. A row's sequence number is its low bits and no two rows share
 // one, so sorting the whole words is that stable sort, and it can be done
 // in place: an MSD radix sort that moves rows between its 256 buckets by
-// swapping (American flag sort). The LSD radix sort it replaced was as
-// fast but needed a buffer as big as the rows, 0.8 MB of the screen's
-// peak at 100k flows; slices.Sort needed no buffer but twice the time.
+// swapping (American flag sort), which needs no buffer beside the rows (a
+// buffer would add to the screen's peak memory) and takes about half the
+// time of slices.Sort (BenchmarkSortNums).
 func sortNums(rows []numRow) { flagSort(rows, 56) }
 
 // flagSort sorts rows that agree in the bits above shift+8 by the byte at
