@@ -133,26 +133,36 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	}
 	v.total = len(snap.Flows)
 	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric}
-	sc := p.sort[p.tab]
-	wantNames := wantsNames(p)
-
-	var (
-		rows  sorter
-		byPID groupSet[int]
-		hosts hostSet
-		infos []procs.Info // of the Processes tab's groups, in chunks
-		m     matcher
-	)
-	switch p.tab {
-	case tabFlows:
-		rows.init(len(snap.Flows), sc, sc.col.numeric(), scratch)
-	case tabHosts, tabRemote:
-		hosts.init(len(snap.Flows), scratch)
+	rs := newRowSet(p, &o, len(snap.Flows), scratch)
+	if !gather(v, snap, p, nm, rs, stale) || stale() {
+		return false
 	}
+	if p.tab == tabFlows {
+		v.rows = rs.flows.positions()
+		return true
+	}
+	v.groups = rs.byPID.list()
+	if p.tab != tabProcesses {
+		v.groups = rs.hosts.all
+	}
+	if !sortGroups(v, p, nm.names, &o, scratch, stale) {
+		return false
+	}
+	if scratch != nil && rs.hosts.table != nil {
+		scratch.hostTable, scratch.hostKeys = rs.hosts.table, rs.hosts.keys
+	}
+	return true
+}
+
+// gather puts the flows of snap that pass p's filters in rs, and counts
+// them and their rates in v. It reports false when stale said to give up.
+func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *rowSet, stale func() bool) bool {
+	wantNames := wantsNames(p)
+	var m matcher
 	// work counts rows, and lookups as lookupWork rows, for the looks at
 	// stale.
 	work, check := 0, staleEvery
-	for i := range snap.Flows {
+	for i, f := range snap.Flows {
 		if work >= check {
 			if stale() {
 				return false
@@ -160,16 +170,14 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 			check = work + staleEvery
 		}
 		work++
-		f := snap.Flows[i]
-		idle := p.active && f.TotalRate() == 0
+		if p.active && f.TotalRate() == 0 {
+			continue
+		}
 		n := &noNames
-		if wantNames && !idle {
+		if wantNames {
 			before := nm.lookups
 			n = nm.get(f)
 			work += (nm.lookups - before) * lookupWork
-		}
-		if idle {
-			continue
 		}
 		if len(p.terms) > 0 && !m.match(f, n, p.terms) {
 			continue
@@ -177,62 +185,88 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		v.shown++
 		v.srcRate += float64(f.OrigRate.Bytes)
 		v.dstRate += float64(f.ReplyRate.Bytes)
-		switch p.tab {
-		case tabFlows:
-			rows.pushRow(uint32(i), sc.col, row{f: f, n: n, o: &o})
-		case tabProcesses:
-			g := byPID.get(n.Process.PID, f)
-			if g.rep == f {
-				g.names = n
-				if len(infos) == cap(infos) {
-					infos = make([]procs.Info, 0, groupChunk)
-				}
-				infos = append(infos, n.Process)
-				g.proc = &infos[len(infos)-1]
-			}
-			g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
-		case tabHosts, tabRemote:
-			local, ls := localEnd(f)
-			up, down, upR, downR := upDown(f, ls)
-			addr, s := local, ls
-			if p.tab == tabRemote {
-				addr, s = remoteEnd(f, ls)
-			}
-			g := hosts.get(addr, f, s)
-			if g.rep == f && wantNames {
-				g.names = n
-			}
-			g.add(f, up, down, upR, downR)
-		}
+		rs.add(uint32(i), f, n)
 	}
+	return true
+}
 
-	if stale() {
-		return false
-	}
+// rowSet holds the rows of one tab while a build gathers them: the Flows
+// tab's in a sorter, the others' as groups.
+type rowSet struct {
+	tab tabID
+	col *column // the sort column
+	o   *fmtOpts
+	// keepNames: the groups of the Hosts and Remote tabs keep the names
+	// of their representative flow (the build looked them up).
+	keepNames bool
+	flows     sorter
+	byPID     groupSet[int]
+	infos     []procs.Info // of the Processes tab's groups, in chunks
+	hosts     hostSet
+}
+
+// newRowSet readies a rowSet for the n flows of a build for p.
+func newRowSet(p *params, o *fmtOpts, n int, scratch *buildScratch) *rowSet {
+	sc := p.sort[p.tab]
+	rs := &rowSet{tab: p.tab, col: sc.col, o: o, keepNames: wantsNames(p)}
 	switch p.tab {
 	case tabFlows:
-		v.rows = rows.positions()
-		return true
-	case tabProcesses:
-		v.groups = byPID.list()
-	default:
-		v.groups = hosts.all
+		rs.flows.init(n, sc, sc.col.numeric(), scratch)
+	case tabHosts, tabRemote:
+		rs.hosts.init(n, scratch)
 	}
-	// Groups were made in the snapshot order of their first flow (their
-	// representative), which is the order ties keep: stable across
-	// refreshes while that flow lives and keeps its place.
+	return rs
+}
+
+// add adds flow f, the seq-th of the snapshot, whose names are n.
+func (rs *rowSet) add(seq uint32, f *conntrack.Flow, n *enrich.Names) {
+	switch rs.tab {
+	case tabFlows:
+		rs.flows.pushRow(seq, rs.col, row{f: f, n: n, o: rs.o})
+	case tabProcesses:
+		g := rs.byPID.get(n.Process.PID, f)
+		if g.rep == f {
+			g.names = n
+			if len(rs.infos) == cap(rs.infos) {
+				rs.infos = make([]procs.Info, 0, groupChunk)
+			}
+			rs.infos = append(rs.infos, n.Process)
+			g.proc = &rs.infos[len(rs.infos)-1]
+		}
+		g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
+	default:
+		local, ls := localEnd(f)
+		up, down, upR, downR := upDown(f, ls)
+		addr, s := local, ls
+		if rs.tab == tabRemote {
+			addr, s = remoteEnd(f, ls)
+		}
+		g := rs.hosts.get(addr, f, s)
+		if g.rep == f && rs.keepNames {
+			g.names = n
+		}
+		g.add(f, up, down, upR, downR)
+	}
+}
+
+// sortGroups puts v's groups in the order of p's sort column. Groups come
+// in the snapshot order of their first flow (their representative), the
+// order ties keep: stable across refreshes while that flow lives and
+// keeps its place. It reports false when stale said to give up.
+func sortGroups(v *view, p *params, names enrich.Namer, o *fmtOpts, scratch *buildScratch, stale func() bool) bool {
+	sc := p.sort[p.tab]
 	var gs sorter
 	gs.init(len(v.groups), sc, sc.col.numeric(), scratch)
-	groupNames := sc.col.needsNames(p.numeric)
+	needNames := sc.col.needsNames(p.numeric)
 	for i, g := range v.groups {
 		if i%staleEvery == staleEvery-1 && stale() {
 			return false
 		}
-		r := row{g: g, n: &noNames, o: &o}
-		if groupNames {
+		r := row{g: g, n: &noNames, o: o}
+		if needNames {
 			r.n = g.names
 			if r.n == nil {
-				r.n = lookupGroupNames(g, nm.names)
+				r.n = lookupGroupNames(g, names)
 			}
 		}
 		gs.pushRow(gs.n, sc.col, r)
@@ -246,9 +280,6 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		sorted = append(sorted, v.groups[seq])
 	}
 	gs.release()
-	if scratch != nil && hosts.table != nil {
-		scratch.hostTable, scratch.hostKeys = hosts.table, hosts.keys
-	}
 	v.groups = sorted
 	return true
 }
