@@ -286,16 +286,9 @@ func (a *App) refresher() {
 	defer a.wg.Done()
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
-	var (
-		prev     *conntrack.Snapshot
-		evRate   float64
-		lastGen  uint64
-		lastSnap *conntrack.Snapshot
-		ticked   = true
-		memo     = newNameMemo(a.names)
-		scratch  buildScratch // a build's own memory, reused by the next
-	)
-	freshBudget, refreshBudget := tickBudgets(a.cfg.Interval)
+	r := &refreshState{memo: newNameMemo(a.names)}
+	r.freshBudget, r.refreshBudget = tickBudgets(a.cfg.Interval)
+	ticked := true
 	for {
 		// Params are published before the kick, so a kick that comes
 		// after this drain announces params newer than those loaded
@@ -309,46 +302,13 @@ func (a *App) refresher() {
 		if !p.paused {
 			snap = a.cfg.Source.Latest()
 		}
-		if p.gen != lastGen || snap != lastSnap || ticked && !p.paused {
-			if snap != nil && snap != prev && !p.paused {
-				if prev != nil && snap.Time.After(prev.Time) && snap.Health.Events >= prev.Health.Events {
-					evRate = float64(snap.Health.Events-prev.Health.Events) / snap.Time.Sub(prev.Time).Seconds()
-				}
-				prev = snap
-			}
+		if p.gen != r.lastGen || snap != r.lastSnap || ticked && !p.paused {
 			stale := func() bool { return a.pub.Load().gen != p.gen }
-			start := time.Now()
-			v := &view{p: p, eventsPerS: evRate}
-			// A build that needs every flow's names takes them from the
-			// memo and looks up only what it lacks: a key's build for a
-			// few milliseconds, a tick's for a share of the interval (and
-			// names that aged). Builds that need none leave the lookups
-			// alone: on the Flows tab the screen names its rows as drawn.
-			var nm *namesPass
-			switch {
-			case !wantsNames(p):
-				memo.unused()
-				nm = &namesPass{names: a.names} // asked nothing
-			case ticked && !p.paused && p.gen == lastGen:
-				nm = memo.pass(freshBudget, refreshBudget)
-			default:
-				nm = memo.pass(keyBudget, 0)
-			}
-			if buildRowsUnless(v, snap, p, nm, &scratch, snapTime(snap, a.now), stale) {
-				nm.done()
-				if a.cfg.Status != nil {
-					v.status = a.cfg.Status()
+			if v := a.buildView(r, p, snap, ticked, stale); v != nil && !stale() {
+				if !a.deliverFunc(func() { a.swap(v) }) {
+					return
 				}
-				if a.cfg.Warnings != nil {
-					v.warnings = a.cfg.Warnings()
-				}
-				v.buildTime = time.Since(start)
-				if !stale() {
-					if !a.deliverFunc(func() { a.swap(v) }) {
-						return
-					}
-					lastGen, lastSnap = p.gen, snap
-				}
+				r.lastGen, r.lastSnap = p.gen, snap
 			}
 			if stale() {
 				// Superseded: build for the new params at once.
@@ -368,6 +328,60 @@ func (a *App) refresher() {
 		case <-a.kick:
 		}
 	}
+}
+
+// refreshState is what the refresher keeps from one build to the next.
+type refreshState struct {
+	prev   *conntrack.Snapshot // the last snapshot built unpaused
+	evRate float64             // events per second between the last two
+	// lastGen and lastSnap are what the view on screen was built from.
+	lastGen                    uint64
+	lastSnap                   *conntrack.Snapshot
+	memo                       *nameMemo
+	freshBudget, refreshBudget time.Duration // of a tick's build (tickBudgets)
+	scratch                    buildScratch  // a build's own memory, reused by the next
+}
+
+// buildView builds the view of snap for p, nil when stale said to give
+// up. ticked: the build is a tick's, not a key's.
+func (a *App) buildView(r *refreshState, p *params, snap *conntrack.Snapshot, ticked bool, stale func() bool) *view {
+	if snap != nil && snap != r.prev && !p.paused {
+		if prev := r.prev; prev != nil && snap.Time.After(prev.Time) && snap.Health.Events >= prev.Health.Events {
+			r.evRate = float64(snap.Health.Events-prev.Health.Events) / snap.Time.Sub(prev.Time).Seconds()
+		}
+		r.prev = snap
+	}
+	start := time.Now()
+	v := &view{p: p, eventsPerS: r.evRate}
+	nm := r.namesPass(p, ticked, a.names)
+	if !buildRowsUnless(v, snap, p, nm, &r.scratch, snapTime(snap, a.now), stale) {
+		return nil
+	}
+	nm.done()
+	if a.cfg.Status != nil {
+		v.status = a.cfg.Status()
+	}
+	if a.cfg.Warnings != nil {
+		v.warnings = a.cfg.Warnings()
+	}
+	v.buildTime = time.Since(start)
+	return v
+}
+
+// namesPass is how a build for p gets names. One that needs every flow's
+// names takes them from the memo and looks up only what it lacks: a key's
+// build for a few milliseconds, a tick's for a share of the interval (and
+// names that aged). Builds that need none leave the lookups alone: on the
+// Flows tab the screen names its rows as drawn.
+func (r *refreshState) namesPass(p *params, ticked bool, names enrich.Namer) *namesPass {
+	switch {
+	case !wantsNames(p):
+		r.memo.unused()
+		return &namesPass{names: names} // asked nothing
+	case ticked && !p.paused && p.gen == r.lastGen:
+		return r.memo.pass(r.freshBudget, r.refreshBudget)
+	}
+	return r.memo.pass(keyBudget, 0)
 }
 
 // publish makes the changed params current and wakes the refresher.
