@@ -38,10 +38,10 @@ var modeKeys = [...]struct {
 // tableKeys are the keys of the table, in the order of the help, which
 // is made from them.
 var tableKeys = keymap{
-	{keys: "q Ctrl-C", help: "quit", beside: &helpColumns{17, 19}, acts: []act{
+	{keys: "q Ctrl-C", help: "quit", beside: besideWide, acts: []act{
 		on((*App).Stop, "q", tcell.KeyCtrlC)}},
 	{keys: "?", help: "this help", acts: []act{on((*App).openHelp, "?")}},
-	{keys: "↑ k u  ↓ j d", help: "move", beside: &helpColumns{17, 19}, acts: []act{
+	{keys: "↑ k u  ↓ j d", help: "move", beside: besideWide, acts: []act{
 		on(up, "ku", tcell.KeyUp),
 		on(down, "jd", tcell.KeyDown)}},
 	{keys: "PgUp PgDn", help: "page up, down", acts: []act{
@@ -50,7 +50,7 @@ var tableKeys = keymap{
 	{keys: "g Home  G End", help: "first row (stays on top as the order changes), last row", acts: []act{
 		on(top, "g", tcell.KeyHome),
 		on(bottom, "G", tcell.KeyEnd)}},
-	{keys: "← h  → l", help: "scroll columns", beside: &helpColumns{17, 19}, acts: []act{
+	{keys: "← h  → l", help: "scroll columns", beside: besideWide, acts: []act{
 		on(func(a *App) { a.hoff = max(0, a.hoff-1) }, "h", tcell.KeyLeft),
 		on(func(a *App) { a.hoff++ }, "l", tcell.KeyRight)}},
 	{keys: "TAB  Shift-TAB", help: "next, previous tab", acts: []act{
@@ -70,10 +70,10 @@ var tableKeys = keymap{
 			}
 		}, "", tcell.KeyEscape)}},
 	{keys: "p  space", help: "pause the view (data is still collected)", acts: []act{on((*App).togglePause, "p ")}},
-	{keys: "a", help: "only active flows", beside: &helpColumns{20, 3}, acts: []act{
+	{keys: "a", help: "only active flows", beside: besideNarrow, acts: []act{
 		on(func(a *App) { a.publish(func(p *params) { p.active = !p.active }) }, "a")}},
 	{keys: "s", help: "source column", acts: []act{on(func(a *App) { a.showSrc = !a.showSrc }, "s")}},
-	{keys: "n", help: "names or numbers", beside: &helpColumns{20, 3}, acts: []act{on(toggleNumeric, "n")}},
+	{keys: "n", help: "names or numbers", beside: besideNarrow, acts: []act{on(toggleNumeric, "n")}},
 	{keys: "b", help: "bytes/s or bit/s", acts: []act{on(toggleBits, "b")}},
 	{keys: "T U D I S", help: "TCP, UDP, DCCP, ICMP, SCTP on or off", acts: []act{
 		on(func(a *App) { a.toggleProtos(conntrack.ProtoTCP) }, "T"),
@@ -84,6 +84,14 @@ var tableKeys = keymap{
 	{keys: "x  Delete", help: "delete the selected conntrack entry (asks first)", acts: []act{
 		on(func(a *App) { a.askDelete(a.selectedFlow()) }, "x", tcell.KeyDelete)}},
 }
+
+// The help's two layouts of a line with two bindings: the second's keys
+// in the column of "?" and "PgUp PgDn", or for a single-letter key close
+// beside the first's text.
+var (
+	besideWide   = &helpColumns{text: 17, keys: 19}
+	besideNarrow = &helpColumns{text: 20, keys: 3}
+)
 
 // mouseHelp ends the help: the mouse is the table's (flowTable's
 // MouseHandler), not a keymap's.
