@@ -200,6 +200,8 @@ type Flow struct {
 // as its hash table tells entries apart: original tuple, protocol, zone
 // and, for ICMP, id, type and code. The ID alone is no key: it is a 32-bit
 // hash, and among 50,000 flows two share one about once in four tables.
+// It is f.Key() == g.Key() (TestKeyAgreesWithSameConnection holds them
+// equal) without copying two keys: the table's hot paths compare in place.
 func (f *Flow) SameConnection(g *Flow) bool {
 	return f.Orig == g.Orig && f.Proto == g.Proto && f.Zone == g.Zone && f.ICMP == g.ICMP
 }

@@ -113,13 +113,16 @@ type Finder struct {
 	resolved, unowned, retries, queries, errors, evicted, dropped atomic.Uint64
 }
 
-// flowKey identifies a flow across lookups; the tuples guard against the
-// kernel reusing a conntrack ID for another connection.
+// flowKey identifies a flow across lookups: its connection as
+// conntrack.Key defines it, in one kernel entry (the ID: the same tuples
+// seen again later are a new connection, perhaps of another process),
+// with what the socket lookup reads besides the key (the family and the
+// reply tuple, which an entry keeps for its life).
 type flowKey struct {
-	id          uint32
-	family      conntrack.Family
-	proto       conntrack.Proto
-	orig, reply conntrack.Tuple
+	conn   conntrack.Key
+	id     uint32
+	family conntrack.Family
+	reply  conntrack.Tuple
 }
 
 type entryState uint8
@@ -263,7 +266,7 @@ func (f *Finder) Owner(fl *conntrack.Flow) Info {
 }
 
 func keyOf(fl *conntrack.Flow) flowKey {
-	return flowKey{id: fl.ID, family: fl.Family, proto: fl.Proto, orig: fl.Orig, reply: fl.Reply}
+	return flowKey{conn: fl.Key(), id: fl.ID, family: fl.Family, reply: fl.Reply}
 }
 
 // askLocked is Owner's bookkeeping: it returns k's entry, made and queued
@@ -511,7 +514,7 @@ func (f *Finder) resolve(l sockLooker, k flowKey, ps *pendingSock) (Info, indexR
 // a flow the host routes for others. An unreadable address list counts as
 // local, so that lookups go on.
 func (f *Finder) forwarded(k flowKey) bool {
-	for _, a := range [2]netip.Addr{k.orig.Src.IP(), k.reply.Src.IP()} {
+	for _, a := range [2]netip.Addr{k.conn.Orig.Src.IP(), k.reply.Src.IP()} {
 		if local, err := f.addrs.isLocal(a); err != nil || local {
 			return false
 		}
@@ -532,11 +535,11 @@ func (f *Finder) findSocket(l sockLooker, k flowKey) (sockInfo, bool) {
 	if k.family == conntrack.IPv6 {
 		fam = unix.AF_INET6
 	}
-	proto := uint8(k.proto)
+	proto := uint8(k.conn.Proto)
 	views := [2]sockQuery{
 		{Family: fam, Proto: proto,
-			Local:  netip.AddrPortFrom(k.orig.Src.IP(), k.orig.SrcPort),
-			Remote: netip.AddrPortFrom(k.orig.Dst.IP(), k.orig.DstPort)},
+			Local:  netip.AddrPortFrom(k.conn.Orig.Src.IP(), k.conn.Orig.SrcPort),
+			Remote: netip.AddrPortFrom(k.conn.Orig.Dst.IP(), k.conn.Orig.DstPort)},
 		{Family: fam, Proto: proto,
 			Local:  netip.AddrPortFrom(k.reply.Src.IP(), k.reply.SrcPort),
 			Remote: netip.AddrPortFrom(k.reply.Dst.IP(), k.reply.DstPort)},
@@ -559,7 +562,7 @@ func (f *Finder) findSocket(l sockLooker, k flowKey) (sockInfo, bool) {
 	for _, i := range [2]int{1, 0} {
 		q := views[i]
 		s, ok := wild[i], haveWild[i]
-		if !ok && needWild[i] && k.proto == conntrack.ProtoTCP {
+		if !ok && needWild[i] && k.conn.Proto == conntrack.ProtoTCP {
 			wq := q
 			wq.Remote = netip.AddrPortFrom(netip.IPv6Unspecified(), 0)
 			if fam == unix.AF_INET {

@@ -251,7 +251,7 @@ func TestOwnerIdleEntriesDropped(t *testing.T) {
 	clk.add(idleTTL)
 	f.Owner(flow(2, conntrack.ProtoUDP, "192.0.2.1:1001", "192.0.2.2:53"))
 	f.mu.Lock()
-	_, kept := f.cache[flowKey{id: 1, family: old.Family, proto: old.Proto, orig: old.Orig, reply: old.Reply}]
+	_, kept := f.cache[keyOf(old)]
 	f.mu.Unlock()
 	if kept {
 		t.Error("flow not asked about for idleTTL still cached")

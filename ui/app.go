@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,13 @@ type Config struct {
 	// was off for 12 older flows" or "no GeoIP database"; may be nil. It
 	// is called once per tick off the UI goroutine.
 	Warnings func() []string
+
+	// For the package's tests: the clock (nil: time.Now), the zone times
+	// are shown in (nil: time.Local), and a function called on the UI
+	// goroutine after each new view is on screen.
+	now       func() time.Time
+	loc       *time.Location
+	afterSwap func(*view)
 }
 
 // mode is what has the keyboard.
@@ -127,7 +135,10 @@ type App struct {
 	offset   int // first data row shown
 	hoff     int // columns scrolled off to the left (h, l)
 	showSrc  bool
-	pageRows int // data rows that fit, as of the last draw
+	// tableRows is how many data rows the table has room for, once
+	// tableSized (laid out).
+	tableRows  int
+	tableSized bool
 	// watched is what the Watcher was last told is on screen.
 	watched struct {
 		v          *view
@@ -144,9 +155,6 @@ type App struct {
 	msg           string
 	msgErr        bool
 	msgAt         time.Time
-	// events counts the keys and mouse clicks handled, so tests know when
-	// an injected event has been seen.
-	events int
 
 	pub      atomic.Pointer[params]
 	kick     chan struct{}
@@ -159,10 +167,6 @@ type App struct {
 
 	// openScreen: Run opens the terminal (New was given no screen).
 	openScreen bool
-
-	// afterSwap, when set, is called on the UI goroutine after a new
-	// view is on screen (tests and benchmarks).
-	afterSwap func(*view)
 }
 
 // msgTTL is how long a status message stays.
@@ -193,11 +197,14 @@ func New(cfg Config, screen tcell.Screen) *App {
 		cfg:      cfg,
 		names:    cfg.Names,
 		app:      tview.NewApplication(),
-		now:      time.Now,
-		loc:      time.Local,
+		now:      cfg.now,
+		loc:      cmp.Or(cfg.loc, time.Local),
 		showSrc:  cfg.ShowSrc,
 		kick:     make(chan struct{}, 1),
 		loopDone: make(chan struct{}),
+	}
+	if a.now == nil {
+		a.now = time.Now
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.p = &params{gen: 1, sort: defaultSort(), bits: cfg.Bits, numeric: cfg.Numeric}
@@ -210,17 +217,7 @@ func New(cfg Config, screen tcell.Screen) *App {
 		a.openScreen = true
 	}
 	a.app.EnableMouse(true)
-	a.app.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {
-		a.events++
-		return a.onKey(ev)
-	})
-	a.app.SetMouseCapture(func(ev *tcell.EventMouse, action tview.MouseAction) (*tcell.EventMouse, tview.MouseAction) {
-		switch action {
-		case tview.MouseLeftUp, tview.MouseScrollUp, tview.MouseScrollDown:
-			a.events++
-		}
-		return ev, action
-	})
+	a.app.SetInputCapture(a.onKey)
 	return a
 }
 
@@ -289,16 +286,9 @@ func (a *App) refresher() {
 	defer a.wg.Done()
 	tick := time.NewTicker(a.cfg.Interval)
 	defer tick.Stop()
-	var (
-		prev     *conntrack.Snapshot
-		evRate   float64
-		lastGen  uint64
-		lastSnap *conntrack.Snapshot
-		ticked   = true
-		memo     = newNameMemo(a.names)
-		scratch  buildScratch // a build's own memory, reused by the next
-	)
-	freshBudget, refreshBudget := tickBudgets(a.cfg.Interval)
+	r := &refreshState{memo: newNameMemo(a.names)}
+	r.freshBudget, r.refreshBudget = tickBudgets(a.cfg.Interval)
+	ticked := true
 	for {
 		// Params are published before the kick, so a kick that comes
 		// after this drain announces params newer than those loaded
@@ -312,51 +302,13 @@ func (a *App) refresher() {
 		if !p.paused {
 			snap = a.cfg.Source.Latest()
 		}
-		if p.gen != lastGen || snap != lastSnap || ticked && !p.paused {
-			if snap != nil && snap != prev && !p.paused {
-				if prev != nil && snap.Time.After(prev.Time) && snap.Health.Events >= prev.Health.Events {
-					evRate = float64(snap.Health.Events-prev.Health.Events) / snap.Time.Sub(prev.Time).Seconds()
-				}
-				prev = snap
-			}
+		if p.gen != r.lastGen || snap != r.lastSnap || ticked && !p.paused {
 			stale := func() bool { return a.pub.Load().gen != p.gen }
-			start := time.Now()
-			v := &view{p: p, eventsPerS: evRate}
-			// A build that needs every flow's names takes them from the
-			// memo and looks up only what it lacks: a key's build for a
-			// few milliseconds, a tick's for a share of the interval (and
-			// names that aged). Builds that need none leave the lookups
-			// alone: on the Flows tab the screen names its rows as drawn.
-			var nm *namesPass
-			switch {
-			case !wantsNames(p):
-				memo.unused()
-				nm = &namesPass{names: a.names} // asked nothing
-			case ticked && !p.paused && p.gen == lastGen:
-				nm = memo.pass(freshBudget, refreshBudget)
-			default:
-				nm = memo.pass(keyBudget, 0)
-			}
-			if buildRowsUnless(v, snap, p, nm, &scratch, snapTime(snap, a.now), stale) {
-				nm.done()
-				if a.cfg.Status != nil {
-					v.status = a.cfg.Status()
+			if v := a.buildView(r, p, snap, ticked, stale); v != nil && !stale() {
+				if !a.deliverFunc(func() { a.swap(v) }) {
+					return
 				}
-				if a.cfg.Warnings != nil {
-					v.warnings = a.cfg.Warnings()
-				}
-				v.buildTime = time.Since(start)
-				if !stale() {
-					// The view on screen afterwards (swap may keep the old
-					// one) holds its groups: the next build must not reuse
-					// them.
-					var onScreen int
-					if !a.deliverFunc(func() { a.swap(v); onScreen = a.view.groupMem }) {
-						return
-					}
-					scratch.groups.shown = onScreen - 1
-					lastGen, lastSnap = p.gen, snap
-				}
+				r.lastGen, r.lastSnap = p.gen, snap
 			}
 			if stale() {
 				// Superseded: build for the new params at once.
@@ -376,6 +328,60 @@ func (a *App) refresher() {
 		case <-a.kick:
 		}
 	}
+}
+
+// refreshState is what the refresher keeps from one build to the next.
+type refreshState struct {
+	prev   *conntrack.Snapshot // the last snapshot built unpaused
+	evRate float64             // events per second between the last two
+	// lastGen and lastSnap are what the view on screen was built from.
+	lastGen                    uint64
+	lastSnap                   *conntrack.Snapshot
+	memo                       *nameMemo
+	freshBudget, refreshBudget time.Duration // of a tick's build (tickBudgets)
+	scratch                    buildScratch  // a build's own memory, reused by the next
+}
+
+// buildView builds the view of snap for p, nil when stale said to give
+// up. ticked: the build is a tick's, not a key's.
+func (a *App) buildView(r *refreshState, p *params, snap *conntrack.Snapshot, ticked bool, stale func() bool) *view {
+	if snap != nil && snap != r.prev && !p.paused {
+		if prev := r.prev; prev != nil && snap.Time.After(prev.Time) && snap.Health.Events >= prev.Health.Events {
+			r.evRate = float64(snap.Health.Events-prev.Health.Events) / snap.Time.Sub(prev.Time).Seconds()
+		}
+		r.prev = snap
+	}
+	start := time.Now()
+	v := &view{p: p, eventsPerS: r.evRate}
+	nm := r.namesPass(p, ticked, a.names)
+	if !buildRowsUnless(v, snap, p, nm, &r.scratch, snapTime(snap, a.now), stale) {
+		return nil
+	}
+	nm.done()
+	if a.cfg.Status != nil {
+		v.status = a.cfg.Status()
+	}
+	if a.cfg.Warnings != nil {
+		v.warnings = a.cfg.Warnings()
+	}
+	v.buildTime = time.Since(start)
+	return v
+}
+
+// namesPass is how a build for p gets names. One that needs every flow's
+// names takes them from the memo and looks up only what it lacks: a key's
+// build for a few milliseconds, a tick's for a share of the interval (and
+// names that aged). Builds that need none leave the lookups alone: on the
+// Flows tab the screen names its rows as drawn.
+func (r *refreshState) namesPass(p *params, ticked bool, names enrich.Namer) *namesPass {
+	switch {
+	case !wantsNames(p):
+		r.memo.unused()
+		return &namesPass{names: names} // asked nothing
+	case ticked && !p.paused && p.gen == r.lastGen:
+		return r.memo.pass(r.freshBudget, r.refreshBudget)
+	}
+	return r.memo.pass(keyBudget, 0)
 }
 
 // publish makes the changed params current and wakes the refresher.
@@ -405,8 +411,9 @@ func (a *App) swap(v *view) {
 	if pf := a.pendingFilter; pf != nil && v.snap != nil && sameProtos(&v.snap.Filter, pf) {
 		a.pendingFilter = nil
 	}
-	if a.afterSwap != nil {
-		a.afterSwap(v)
+	a.settleView()
+	if a.cfg.afterSwap != nil {
+		a.cfg.afterSwap(v)
 	}
 }
 

@@ -65,9 +65,8 @@ func BenchmarkDraw(b *testing.B) {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			src := newStaticSource(n)
 			screen := tcell.NewSimulationScreen("UTF-8")
-			a := New(Config{Source: src, Names: benchNamer{}, Version: "bench"}, screen)
+			a := New(Config{Source: src, Names: benchNamer{}, Version: "bench", now: func() time.Time { return t0 }}, screen)
 			screen.SetSize(200, 60)
-			a.now = func() time.Time { return t0 }
 			v := &view{p: a.p}
 			buildRows(v, src.Latest(), a.p, a.names, t0)
 			a.view = v
@@ -412,12 +411,20 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 		b.Run(c.name, func(b *testing.B) {
 			src, interval, names, end := setup(b)
 			screen := tcell.NewSimulationScreen("UTF-8")
-			a := New(Config{Source: src, Names: names, Interval: interval}, screen)
+			// For the breakdown of the worst press: when the view went on
+			// screen and how long its build took.
+			var swapAt, buildTook atomic.Int64
+			afterSwap := func(v *view) {
+				swapAt.Store(time.Now().UnixNano())
+				buildTook.Store(int64(v.buildTime))
+			}
+			a := New(Config{Source: src, Names: names, Interval: interval, afterSwap: afterSwap}, screen)
+			events := countEvents(a)
 			screen.SetSize(200, 60)
 			var target atomic.Uint64 // the view generation (or event count) awaited
 			drawn := make(chan struct{}, 1)
 			a.app.SetAfterDrawFunc(func(tcell.Screen) {
-				got := uint64(a.events)
+				got := uint64(*events)
 				if c.rebuild {
 					got = a.view.p.gen
 				}
@@ -452,13 +459,6 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 				worst time.Duration
 				took  []time.Duration // of every press
 			)
-			// For the breakdown of the worst press: when the view went on
-			// screen and how long its build took.
-			var swapAt, buildTook atomic.Int64
-			a.afterSwap = func(v *view) {
-				swapAt.Store(time.Now().UnixNano())
-				buildTook.Store(int64(v.buildTime))
-			}
 			var worstBuild, worstDraw time.Duration
 			b.ResetTimer()
 			for b.Loop() {
@@ -467,7 +467,7 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 					if c.rebuild {
 						ch <- a.p.gen + 1
 					} else {
-						ch <- uint64(a.events) + 1
+						ch <- uint64(*events) + 1
 					}
 				})
 				target.Store(<-ch)

@@ -69,9 +69,8 @@ func (g *group) rate() float64 { return g.upRate + g.downRate }
 type view struct {
 	p    *params
 	snap *conntrack.Snapshot // nil before the first snapshot
-	// rows of the Flows tab: positions in snap.Flows, in display order.
-	// Four bytes a row and no pointers, where the flows' own pointers
-	// were eight for the collector to scan.
+	// rows of the Flows tab: positions in snap.Flows, in display order:
+	// four bytes a row, and no pointers for the collector to scan.
 	rows   []int32
 	groups []*group // other tabs
 	// shown counts the flows that pass the screen's filters; total the
@@ -82,9 +81,6 @@ type view struct {
 	status           string
 	warnings         []string
 	buildTime        time.Duration
-	// groupMem is 1 + the groupPool set holding this view's groups, 0 for
-	// none: the pool does not reuse it while the view is on screen.
-	groupMem int
 }
 
 func (v *view) rowCount() int {
@@ -108,9 +104,7 @@ func snapTime(s *conntrack.Snapshot, now func() time.Time) time.Time {
 // wantsNames reports whether a build for p needs the names of every flow:
 // for the / filter, the Processes tab or a sort by a name.
 func wantsNames(p *params) bool {
-	sc := p.sort[p.tab]
-	return len(p.terms) > 0 || p.tab == tabProcesses || p.tab == tabFlows && needsNames(sc.col, p.numeric) ||
-		p.tab != tabFlows && groupNeedsNames(sc.col)
+	return len(p.terms) > 0 || p.tab == tabProcesses || p.sort[p.tab].col.needsNames(p.numeric)
 }
 
 // buildRows filters, aggregates and sorts the flows of snap for p. It runs
@@ -139,26 +133,36 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 	}
 	v.total = len(snap.Flows)
 	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric}
-	sc := p.sort[p.tab]
-	wantNames := wantsNames(p)
-
-	var (
-		rows  sorter
-		byPID groupSet[int]
-		hosts hostSet
-		infos []procs.Info // of the Processes tab's groups, in chunks
-		m     matcher
-	)
-	switch p.tab {
-	case tabFlows:
-		rows.init(len(snap.Flows), sc, isNumericKey(sc.col), scratch)
-	case tabHosts, tabRemote:
-		hosts.init(len(snap.Flows), scratch)
+	rs := newRowSet(p, &o, len(snap.Flows), scratch)
+	if !gather(v, snap, p, nm, rs, stale) || stale() {
+		return false
 	}
+	if p.tab == tabFlows {
+		v.rows = rs.flows.positions()
+		return true
+	}
+	v.groups = rs.byPID.list()
+	if p.tab != tabProcesses {
+		v.groups = rs.hosts.all
+	}
+	if !sortGroups(v, p, nm.names, &o, scratch, stale) {
+		return false
+	}
+	if scratch != nil && rs.hosts.table != nil {
+		scratch.hostTable, scratch.hostKeys = rs.hosts.table, rs.hosts.keys
+	}
+	return true
+}
+
+// gather puts the flows of snap that pass p's filters in rs, and counts
+// them and their rates in v. It reports false when stale said to give up.
+func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *rowSet, stale func() bool) bool {
+	wantNames := wantsNames(p)
+	var m matcher
 	// work counts rows, and lookups as lookupWork rows, for the looks at
 	// stale.
 	work, check := 0, staleEvery
-	for i := range snap.Flows {
+	for i, f := range snap.Flows {
 		if work >= check {
 			if stale() {
 				return false
@@ -166,16 +170,14 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 			check = work + staleEvery
 		}
 		work++
-		f := snap.Flows[i]
-		idle := p.active && f.TotalRate() == 0
+		if p.active && f.TotalRate() == 0 {
+			continue
+		}
 		n := &noNames
-		if wantNames && !idle {
+		if wantNames {
 			before := nm.lookups
 			n = nm.get(f)
 			work += (nm.lookups - before) * lookupWork
-		}
-		if idle {
-			continue
 		}
 		if len(p.terms) > 0 && !m.match(f, n, p.terms) {
 			continue
@@ -183,59 +185,91 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		v.shown++
 		v.srcRate += float64(f.OrigRate.Bytes)
 		v.dstRate += float64(f.ReplyRate.Bytes)
-		switch p.tab {
-		case tabFlows:
-			k := flowKey(sc.col, f, n, &o)
-			rows.pushAt(uint32(i), &k)
-		case tabProcesses:
-			g := byPID.get(n.Process.PID, f)
-			if g.rep == f {
-				g.names = n
-				if len(infos) == cap(infos) {
-					infos = make([]procs.Info, 0, groupChunk)
-				}
-				infos = append(infos, n.Process)
-				g.proc = &infos[len(infos)-1]
-			}
-			g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
-		case tabHosts, tabRemote:
-			local, ls := localEnd(f)
-			up, down, upR, downR := upDown(f, ls)
-			addr, s := local, ls
-			if p.tab == tabRemote {
-				addr, s = remoteEnd(f, ls)
-			}
-			g := hosts.get(addr, f, s)
-			if g.rep == f && wantNames {
-				g.names = n
-			}
-			g.add(f, up, down, upR, downR)
-		}
+		rs.add(uint32(i), f, n)
 	}
+	return true
+}
 
-	if stale() {
-		return false
-	}
+// rowSet holds the rows of one tab while a build gathers them: the Flows
+// tab's in a sorter, the others' as groups.
+type rowSet struct {
+	tab tabID
+	col *column // the sort column
+	o   *fmtOpts
+	// keepNames: the groups of the Hosts and Remote tabs keep the names
+	// of their representative flow (the build looked them up).
+	keepNames bool
+	flows     sorter
+	byPID     groupSet[int]
+	infos     []procs.Info // of the Processes tab's groups, in chunks
+	hosts     hostSet
+}
+
+// newRowSet readies a rowSet for the n flows of a build for p.
+func newRowSet(p *params, o *fmtOpts, n int, scratch *buildScratch) *rowSet {
+	sc := p.sort[p.tab]
+	rs := &rowSet{tab: p.tab, col: sc.col, o: o, keepNames: wantsNames(p)}
 	switch p.tab {
 	case tabFlows:
-		v.rows = rows.positions()
-		return true
-	case tabProcesses:
-		v.groups = byPID.list()
-	default:
-		v.groups = hosts.all
+		rs.flows.init(n, sc, sc.col.numeric(), scratch)
+	case tabHosts, tabRemote:
+		rs.hosts.init(n, scratch)
 	}
-	// Groups were made in the snapshot order of their first flow (their
-	// representative), which is the order ties keep: stable across
-	// refreshes while that flow lives and keeps its place.
+	return rs
+}
+
+// add adds flow f, the seq-th of the snapshot, whose names are n.
+func (rs *rowSet) add(seq uint32, f *conntrack.Flow, n *enrich.Names) {
+	switch rs.tab {
+	case tabFlows:
+		rs.flows.pushRow(seq, rs.col, row{f: f, n: n, o: rs.o})
+	case tabProcesses:
+		g := rs.byPID.get(n.Process.PID, f)
+		if g.rep == f {
+			g.names = n
+			if len(rs.infos) == cap(rs.infos) {
+				rs.infos = make([]procs.Info, 0, groupChunk)
+			}
+			rs.infos = append(rs.infos, n.Process)
+			g.proc = &rs.infos[len(rs.infos)-1]
+		}
+		g.add(f, f.OrigCount, f.ReplyCount, float64(f.OrigRate.Bytes), float64(f.ReplyRate.Bytes))
+	default:
+		local, ls := localEnd(f)
+		up, down, upR, downR := upDown(f, ls)
+		addr, s := local, ls
+		if rs.tab == tabRemote {
+			addr, s = remoteEnd(f, ls)
+		}
+		g := rs.hosts.get(addr, f, s)
+		if g.rep == f && rs.keepNames {
+			g.names = n
+		}
+		g.add(f, up, down, upR, downR)
+	}
+}
+
+// sortGroups puts v's groups in the order of p's sort column. Groups come
+// in the snapshot order of their first flow (their representative), the
+// order ties keep: stable across refreshes while that flow lives and
+// keeps its place. It reports false when stale said to give up.
+func sortGroups(v *view, p *params, names enrich.Namer, o *fmtOpts, scratch *buildScratch, stale func() bool) bool {
+	sc := p.sort[p.tab]
 	var gs sorter
-	gs.init(len(v.groups), sc, isNumericKey(sc.col), scratch)
+	gs.init(len(v.groups), sc, sc.col.numeric(), scratch)
+	needNames := sc.col.needsNames(p.numeric)
 	for i, g := range v.groups {
 		if i%staleEvery == staleEvery-1 && stale() {
 			return false
 		}
-		k := groupKey(sc.col, g, nm.names, &o)
-		gs.push(&k)
+		r := row{g: g, n: &noNames, o: o}
+		if needNames {
+			r.n = g.names
+			if r.n == nil {
+				r.n = lookupGroupNames(g, names)
+			}
+		}
+		gs.pushRow(gs.n, sc.col, r)
 	}
 	if stale() {
 		return false
@@ -246,11 +280,6 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		sorted = append(sorted, v.groups[seq])
 	}
 	gs.release()
-	if scratch != nil && hosts.table != nil {
-		scratch.hostTable, scratch.hostKeys = hosts.table, hosts.keys
-		scratch.groups.finish(hosts.chunk)
-		v.groupMem = scratch.groups.building + 1
-	}
 	v.groups = sorted
 	return true
 }
@@ -261,12 +290,11 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 // snapshot, and the groups come in chunks, so a build makes a few
 // allocations and no map of 100k entries.
 type hostSet struct {
-	keys  []hostKey // of all[i]
-	all   []*group
-	chunk []group
-	pool  *groupPool // where chunks come from
-	table []int32    // 1 + an index in all, 0 for an empty slot
-	shift uint       // 64 - log2(len(table))
+	keys   []hostKey // of all[i]
+	all    []*group
+	chunks groupChunks
+	table  []int32 // 1 + an index in all, 0 for an empty slot
+	shift  uint    // 64 - log2(len(table))
 }
 
 // hostKey is an address as 16 bytes (of the unmapped address), in
@@ -298,49 +326,6 @@ func (s *hostSet) init(n int, scratch *buildScratch) {
 	s.shift = uint(64 - bits.TrailingZeros(uint(size)))
 	s.keys = reuse(scratch.hostKeys, n)
 	s.all = make([]*group, 0, n)
-	s.pool = &scratch.groups
-	s.pool.begin()
-}
-
-// groupPool holds the group chunks of the Hosts and Remote tabs for reuse:
-// two sets, one for the view on screen (its groups must stay as they are)
-// and one for the build under way. 100k flows to 100k hosts are 6 MB of
-// groups per build.
-type groupPool struct {
-	sets     [2][][]group
-	shown    int // the set of the view on screen, -1 for none
-	building int // the set the build under way takes chunks from
-	next     int // the next chunk of that set
-}
-
-// begin starts a build: it takes the set the screen does not show.
-func (p *groupPool) begin() {
-	p.building = 0
-	if p.shown == 0 {
-		p.building = 1
-	}
-	p.next = 0
-}
-
-// chunk returns an empty chunk of groupChunk groups.
-func (p *groupPool) chunk() []group {
-	set := &p.sets[p.building]
-	if p.next == len(*set) {
-		*set = append(*set, make([]group, 0, groupChunk))
-	}
-	c := (*set)[p.next][:0]
-	p.next++
-	return c // every group appended is written whole: no need to clear
-}
-
-// finish ends a build whose last chunk is last: the groups after it,
-// left from an older build, are cleared or let go, so that no flow of
-// that build stays reachable through them.
-func (p *groupPool) finish(last []group) {
-	clear(last[len(last):cap(last)])
-	set := &p.sets[p.building]
-	clear((*set)[p.next:])
-	*set = (*set)[:p.next]
 }
 
 // get returns the group of addr, new ones with f as representative and sd
@@ -354,11 +339,7 @@ func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) *group {
 	for i := k.hash(s.shift); ; i = (i + 1) & mask {
 		j := s.table[i]
 		if j == 0 {
-			if len(s.chunk) == cap(s.chunk) {
-				s.chunk = s.pool.chunk()
-			}
-			s.chunk = append(s.chunk, group{rep: f, side: sd})
-			g := &s.chunk[len(s.chunk)-1]
+			g := s.chunks.add(group{rep: f, side: sd})
 			s.keys = append(s.keys, k)
 			s.all = append(s.all, g)
 			s.table[i] = int32(len(s.all))
@@ -374,12 +355,25 @@ func (s *hostSet) get(addr netip.Addr, f *conntrack.Flow, sd side) *group {
 // chunks, so a tick makes a few allocations, not one per key, and a
 // growing set never copies its groups.
 type groupSet[K comparable] struct {
-	idx   map[K]*group
-	chunk []group
-	all   []*group
+	idx    map[K]*group
+	chunks groupChunks
+	all    []*group
 }
 
+// groupChunks makes groups in chunks of groupChunk: a few allocations a
+// build instead of one a group, and a group never moves.
+type groupChunks struct{ chunk []group }
+
 const groupChunk = 1024
+
+// add returns a new group, a copy of g.
+func (c *groupChunks) add(g group) *group {
+	if len(c.chunk) == cap(c.chunk) {
+		c.chunk = make([]group, 0, groupChunk)
+	}
+	c.chunk = append(c.chunk, g)
+	return &c.chunk[len(c.chunk)-1]
+}
 
 // get returns the group of key, new ones with f as representative: the
 // group's first flow in the snapshot, so names come from the same flow on
@@ -390,11 +384,7 @@ func (s *groupSet[K]) get(key K, f *conntrack.Flow) *group {
 	}
 	g := s.idx[key]
 	if g == nil {
-		if len(s.chunk) == cap(s.chunk) {
-			s.chunk = make([]group, 0, groupChunk)
-		}
-		s.chunk = append(s.chunk, group{rep: f})
-		g = &s.chunk[len(s.chunk)-1]
+		g = s.chunks.add(group{rep: f})
 		s.idx[key] = g
 		s.all = append(s.all, g)
 	}
@@ -412,17 +402,6 @@ func (g *group) add(f *conntrack.Flow, up, down conntrack.Counter, upRate, downR
 	}
 	g.upRate += upRate
 	g.downRate += downRate
-}
-
-// isNumericKey reports whether c sorts by number only, which takes the
-// fast path of sorter.
-func isNumericKey(c colID) bool {
-	switch c {
-	case cPID, cAge, cBytesSrc, cRateSrc, cBytesDst, cRateDst, cRate, cFlows,
-		cBytesUp, cRateUp, cBytesDown, cRateDown:
-		return true
-	}
-	return false
 }
 
 // sorter orders rows by a sort key, ties by their sequence number: a
@@ -444,9 +423,10 @@ type sorter struct {
 }
 
 // numRow is a row of a numeric sort: the top 40 bits of its key (as
-// orderedBits) and, in the low seqBits, the row's sequence number. Eight
-// bytes a row instead of sixteen: a million rows are 16 MB less, and the
-// radix sort moves half the bytes. Keys equal in their top 40 bits (a
+// orderedBits) and, in the low seqBits, the row's sequence number: eight
+// bytes a row, half of a key and a sequence number apart, for the memory
+// of a million rows and the bytes the radix sort moves. Keys equal in
+// their top 40 bits (a
 // relative difference under 4e-9, never visible in a column) are ties,
 // which keep the order rows were added in.
 type numRow uint64
@@ -472,15 +452,14 @@ type keyedRow struct {
 }
 
 // buildScratch is memory a build takes over from the last one (the
-// refresher keeps one): the sorter's rows and order, the host index of
-// the Hosts and Remote tabs. For 100k flows that was 4 to 7 MB of garbage
-// per tick, which made the collector run about once per build at
-// flowtop's GOGC. Nothing in it is part of a view.
+// refresher keeps one): the sorter's rows, the host index of the Hosts and
+// Remote tabs. Kept, they are not megabytes of garbage a tick at 100k
+// flows, which at flowtop's low GOGC would make the collector run about
+// once a build. Nothing in it is part of a view.
 type buildScratch struct {
 	nums      []numRow
 	hostTable []int32
 	hostKeys  []hostKey
-	groups    groupPool // these do belong to a view: see groupPool
 }
 
 // init readies s for at most n rows, numbered below n.
@@ -519,9 +498,9 @@ func reuse[T any](b []T, n int) []T {
 // numbers. A row's sequence number is its low bits and no two rows share
 // one, so sorting the whole words is that stable sort, and it can be done
 // in place: an MSD radix sort that moves rows between its 256 buckets by
-// swapping (American flag sort). The LSD radix sort it replaced was as
-// fast but needed a buffer as big as the rows, 0.8 MB of the screen's
-// peak at 100k flows; slices.Sort needed no buffer but twice the time.
+// swapping (American flag sort), which needs no buffer beside the rows (a
+// buffer would add to the screen's peak memory) and takes about half the
+// time of slices.Sort (BenchmarkSortNums).
 func sortNums(rows []numRow) { flagSort(rows, 56) }
 
 // flagSort sorts rows that agree in the bits above shift+8 by the byte at
@@ -654,16 +633,34 @@ func orderedBits(f float64) uint64 {
 // push adds a row numbered in the order rows are pushed.
 func (s *sorter) push(k *sortKey) { s.pushAt(s.n, k) }
 
+// pushRow adds row seq, r, sorted by column c.
+func (s *sorter) pushRow(seq uint32, c *column, r row) {
+	if s.numeric {
+		s.pushNumAt(seq, c.num(r))
+		return
+	}
+	k := c.sortKey(r)
+	s.pushAt(seq, &k)
+}
+
+// pushNumAt adds row seq of a numeric sort, whose key is num.
+func (s *sorter) pushNumAt(seq uint32, num float64) {
+	s.n++
+	o := orderedBits(num)
+	if s.desc {
+		o = ^o
+	}
+	s.nums = append(s.nums, makeNumRow(o, seq))
+}
+
 // pushAt adds row seq; rows come in increasing seq, below init's n.
 func (s *sorter) pushAt(seq uint32, k *sortKey) {
+	if s.numeric {
+		s.pushNumAt(seq, k.num)
+		return
+	}
 	s.n++
 	switch {
-	case s.numeric:
-		o := orderedBits(k.num)
-		if s.desc {
-			o = ^o
-		}
-		s.nums = append(s.nums, makeNumRow(o, seq))
 	case k.str == addrMarker && k.num == 0:
 		b := k.addr.As16()
 		hi, lo := binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
@@ -739,118 +736,13 @@ func (s *sorter) positions() []int32 {
 	return out
 }
 
-// groupNames returns the names of a group's representative flow.
-func groupNames(g *group, names enrich.Namer) enrich.Names {
+// lookupGroupNames looks up the names of a group's representative flow.
+func lookupGroupNames(g *group, names enrich.Namer) *enrich.Names {
 	if g.rep == nil {
-		return enrich.Names{}
+		return &noNames
 	}
-	return names.Names(g.rep)
-}
-
-// sideName and sideGeo pick the name and GeoIP of one end of a flow.
-func sideName(n *enrich.Names, s side) string {
-	switch s {
-	case sideSrc:
-		return n.SrcName
-	case sideDst:
-		return n.DstName
-	}
-	return ""
-}
-
-func groupCell(c colID, g *group, n *enrich.Names, o *fmtOpts) string {
-	switch c {
-	case cProcess:
-		if !g.proc.Known() {
-			return "-"
-		}
-		return g.proc.Name
-	case cPID:
-		return pidText(g.proc.PID)
-	case cUser:
-		return g.proc.User
-	case cFlows:
-		return fmtCount(uint64(g.flows))
-	case cHost:
-		return addrString(g.addr())
-	case cName:
-		return sideName(n, g.side)
-	case cGeo, cCountry, cAS:
-		gi := n.DstGeo
-		if g.side == sideSrc {
-			gi = n.SrcGeo
-		} else if g.side == sideReply {
-			return ""
-		}
-		switch c {
-		case cGeo:
-			return gi.Country
-		case cCountry:
-			return gi.CountryName
-		}
-		if gi.ASN == 0 {
-			return ""
-		}
-		if gi.ASOrg == "" {
-			return "AS" + strconv.FormatUint(uint64(gi.ASN), 10)
-		}
-		return "AS" + strconv.FormatUint(uint64(gi.ASN), 10) + " " + gi.ASOrg
-	case cBytesSrc, cBytesUp:
-		return counted(g.counted, fmtBytes(g.up))
-	case cBytesDst, cBytesDown:
-		return counted(g.counted, fmtBytes(g.down))
-	case cRateSrc, cRateUp:
-		return fmtRate(g.upRate, o.bits)
-	case cRateDst, cRateDown:
-		return fmtRate(g.downRate, o.bits)
-	case cRate:
-		return fmtRate(g.rate(), o.bits)
-	}
-	return ""
-}
-
-// groupNeedsNames reports whether sorting groups by c needs their names.
-func groupNeedsNames(c colID) bool {
-	switch c {
-	case cName, cGeo, cCountry, cAS:
-		return true
-	}
-	return false
-}
-
-func groupKey(c colID, g *group, names enrich.Namer, o *fmtOpts) sortKey {
-	switch c {
-	case cProcess:
-		return sortKey{str: g.proc.Name}
-	case cPID:
-		return sortKey{num: float64(g.proc.PID)}
-	case cUser:
-		return sortKey{str: g.proc.User}
-	case cFlows:
-		return sortKey{num: float64(g.flows)}
-	case cHost:
-		return addrKey(g.addr(), "", true)
-	case cName, cGeo, cCountry, cAS:
-		var n enrich.Names
-		if g.names != nil {
-			n = *g.names
-		} else {
-			n = groupNames(g, names)
-		}
-		if c == cName {
-			return addrKey(g.addr(), sideName(&n, g.side), false)
-		}
-		return sortKey{str: strings.ToLower(groupCell(c, g, &n, o))}
-	case cBytesSrc, cBytesUp:
-		return sortKey{num: float64(g.up)}
-	case cBytesDst, cBytesDown:
-		return sortKey{num: float64(g.down)}
-	case cRateSrc, cRateUp:
-		return sortKey{num: g.upRate}
-	case cRateDst, cRateDown:
-		return sortKey{num: g.downRate}
-	}
-	return sortKey{num: g.rate()}
+	n := names.Names(g.rep)
+	return &n
 }
 
 // matcher tests flows against the / filter. Its buffer is reused so

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/flowtop/flowtop/conntrack"
@@ -17,11 +18,12 @@ import (
 func (a *App) refreshDetail() {
 	if s := a.view.snap; s != nil {
 		// The snapshot is in no order, and IDs can collide: find the flow
-		// by ID and tuple. A linear scan of 100k flows takes ~0.1 ms, once
-		// per tick.
+		// by ID and key, in a linear scan (~0.1 ms for 100k flows, once
+		// per tick).
+		id, key := a.detailFlow.ID, a.detailFlow.Key()
 		a.detailGone = true
 		for _, f := range s.Flows {
-			if f.ID == a.detailFlow.ID && f.SameConnection(&a.detailFlow) {
+			if f.ID == id && f.Key() == key {
 				a.detailFlow, a.detailGone = *f, false
 				break
 			}
@@ -41,15 +43,9 @@ func flowSummary(f *conntrack.Flow) string {
 
 // detailText is the detail view of f: everything flowtop knows about it.
 func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
-	v := a.view
-	now := snapTime(v.snap, a.now)
-	bits := a.p.bits
+	now := snapTime(a.view.snap, a.now)
 	hp := f.Proto.HasPorts()
-	var b strings.Builder
-	line := func(label, text string) {
-		fmt.Fprintf(&b, "[::b]%-12s[::-] %s\n", label, text)
-	}
-
+	var d detailDoc
 	head := "[::b]Flow " + strconv.FormatUint(uint64(f.ID), 10) + "[::-]  " + f.Proto.String() + "  " + f.Family.String()
 	if st := f.StateName(); st != "" {
 		head += "  " + st
@@ -57,41 +53,65 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 	if a.detailGone {
 		head += "  [red::b](ended)[-::-]"
 	}
-	b.WriteString(head + "\n\n")
+	d.WriteString(head + "\n\n")
 
-	line("Original", esc(endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp)+" → "+endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp))+icmpText(f))
-	line("Reply", esc(endpoint(f.Reply.Src.IP(), f.Reply.SrcPort, hp)+" → "+endpoint(f.Reply.Dst.IP(), f.Reply.DstPort, hp)))
-	line("NAT", esc(natText(f)))
-	b.WriteString("\n")
-	if p := n.Process; p.Known() {
-		user := p.User
-		if user == "" {
-			user = "?"
-		}
-		line("Process", esc(p.Name)+"  [::b]PID[::-] "+strconv.Itoa(p.PID)+"  [::b]user[::-] "+esc(user))
-		if p.Cmdline != "" {
-			line("Command", esc(p.Cmdline))
-		}
-	} else {
-		line("Process", "- (none found: forwarded, or not a local socket)")
+	d.line("Original", esc(endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp)+" → "+endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp))+icmpText(f))
+	d.line("Reply", esc(endpoint(f.Reply.Src.IP(), f.Reply.SrcPort, hp)+" → "+endpoint(f.Reply.Dst.IP(), f.Reply.DstPort, hp)))
+	d.line("NAT", esc(natText(f)))
+	d.WriteString("\n")
+	d.process(n)
+	d.end("Source", endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp), n.SrcName, n.SrcService, &n.SrcGeo)
+	d.end("Destination", endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp), n.DstName, n.Service, &n.DstGeo)
+	d.WriteString("\n")
+	d.counters(f, a.p.bits)
+	d.WriteString("\n")
+	d.state(f, now, a.loc)
+	return d.String()
+}
+
+// detailDoc is the text of the detail view being written.
+type detailDoc struct{ strings.Builder }
+
+// line writes a labelled line.
+func (d *detailDoc) line(label, text string) {
+	fmt.Fprintf(d, "[::b]%-12s[::-] %s\n", label, text)
+}
+
+// process writes the process owning the flow's socket, if any.
+func (d *detailDoc) process(n *enrich.Names) {
+	p := n.Process
+	if !p.Known() {
+		d.line("Process", "- (none found: forwarded, or not a local socket)")
+		return
 	}
-	end := func(label string, addr string, name string, svc string, g *geo.Info) {
-		text := esc(addr)
-		if name != "" {
-			text += "  " + esc(name)
-		}
-		if svc != "" {
-			text += "  [::b]service[::-] " + esc(svc)
-		}
-		line(label, text)
-		if gt := geoText(g); gt != "" {
-			line("", esc(gt))
-		}
+	user := p.User
+	if user == "" {
+		user = "?"
 	}
-	end("Source", endpoint(f.Orig.Src.IP(), f.Orig.SrcPort, hp), n.SrcName, n.SrcService, &n.SrcGeo)
-	end("Destination", endpoint(f.Orig.Dst.IP(), f.Orig.DstPort, hp), n.DstName, n.Service, &n.DstGeo)
-	b.WriteString("\n")
-	// The counters, as wide as their widest value.
+	d.line("Process", esc(p.Name)+"  [::b]PID[::-] "+strconv.Itoa(p.PID)+"  [::b]user[::-] "+esc(user))
+	if p.Cmdline != "" {
+		d.line("Command", esc(p.Cmdline))
+	}
+}
+
+// end writes one end of the flow: address, name, service and GeoIP.
+func (d *detailDoc) end(label, addr, name, svc string, g *geo.Info) {
+	text := esc(addr)
+	if name != "" {
+		text += "  " + esc(name)
+	}
+	if svc != "" {
+		text += "  [::b]service[::-] " + esc(svc)
+	}
+	d.line(label, text)
+	if gt := geoText(g); gt != "" {
+		d.line("", esc(gt))
+	}
+}
+
+// counters writes the counters and rates of both directions, each column
+// as wide as its widest value.
+func (d *detailDoc) counters(f *conntrack.Flow, bits bool) {
 	rows := [][]string{{"", "bytes", "packets", "rate", "avg 2s", "avg 10s", "avg 40s", "pkt/s"}}
 	dir := func(name string, c conntrack.Counter, r conntrack.Rate) {
 		bytes, pkts := "-", "-"
@@ -111,44 +131,46 @@ func (a *App) detailText(f *conntrack.Flow, n *enrich.Names) string {
 	}
 	for ri, r := range rows {
 		if ri == 0 {
-			b.WriteString("[::b]")
+			d.WriteString("[::b]")
 		}
 		for i, c := range r {
 			pad := strings.Repeat(" ", widths[i]-utf8.RuneCountInString(c))
 			if i == 0 {
-				b.WriteString(c + pad)
+				d.WriteString(c + pad)
 			} else {
-				b.WriteString("  " + pad + c)
+				d.WriteString("  " + pad + c)
 			}
 		}
 		if ri == 0 {
-			b.WriteString("[::-]")
+			d.WriteString("[::-]")
 		}
-		b.WriteString("\n")
+		d.WriteString("\n")
 	}
 	if !f.HasCounters {
-		b.WriteString("(no counters: accounting was off when the flow began)\n")
+		d.WriteString("(no counters: accounting was off when the flow began)\n")
 	}
-	b.WriteString("\n")
+}
+
+// state writes the kernel's state of the entry: status bits, mark, zone,
+// labels, timeout and start (in loc).
+func (d *detailDoc) state(f *conntrack.Flow, now time.Time, loc *time.Location) {
 	status := strings.Join(f.Status.Names(), " ")
 	if status == "" {
 		status = "-"
 	}
-	line("Status", status)
+	d.line("Status", status)
 	labels := "-"
 	if l := f.Labels.Get(); l != (conntrack.Labels{}) {
 		labels = hex.EncodeToString(l[:])
 	}
-	line("Mark", fmt.Sprintf("0x%08x  [::b]Zone[::-] %d  [::b]Labels[::-] %s", f.Mark, f.Zone, labels))
-	line("Timeout", strconv.FormatUint(uint64(f.TimeLeft(now).Seconds()), 10)+"s")
+	d.line("Mark", fmt.Sprintf("0x%08x  [::b]Zone[::-] %d  [::b]Labels[::-] %s", f.Mark, f.Zone, labels))
+	d.line("Timeout", strconv.FormatUint(uint64(f.TimeLeft(now).Seconds()), 10)+"s")
 	if f.Start.IsZero() {
-		line("Start", "unknown (timestamps were off when it began)")
-	} else {
-		age, _ := f.Age(now)
-		line("Start", f.Start.Time().In(a.loc).Format("2006-01-02 15:04:05 MST")+"  (age "+fmtAge(age)+")")
+		d.line("Start", "unknown (timestamps were off when it began)")
+		return
 	}
-
-	return b.String()
+	age, _ := f.Age(now)
+	d.line("Start", f.Start.Time().In(loc).Format("2006-01-02 15:04:05 MST")+"  (age "+fmtAge(age)+")")
 }
 
 func icmpText(f *conntrack.Flow) string {

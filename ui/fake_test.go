@@ -13,6 +13,7 @@ import (
 
 	"github.com/gdamore/tcell/v2"
 	"github.com/google/go-cmp/cmp"
+	"github.com/rivo/tview"
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
@@ -250,7 +251,28 @@ type harness struct {
 	screen tcell.SimulationScreen
 	src    *fakeSource
 	names  *fakeNamer
+	events *int // keys and clicks the app has seen (countEvents)
 	done   chan error
+}
+
+// countEvents counts the keys and the mouse clicks and wheel turns a
+// sees, so that a test knows when an injected event has been handled. It
+// must be called before Run; the count belongs to the UI goroutine.
+func countEvents(a *App) *int {
+	n := new(int)
+	keys := a.app.GetInputCapture()
+	a.app.SetInputCapture(func(ev *tcell.EventKey) *tcell.EventKey {
+		*n++
+		return keys(ev)
+	})
+	a.app.SetMouseCapture(func(ev *tcell.EventMouse, action tview.MouseAction) (*tcell.EventMouse, tview.MouseAction) {
+		switch action {
+		case tview.MouseLeftUp, tview.MouseScrollUp, tview.MouseScrollDown:
+			*n++
+		}
+		return ev, action
+	})
+	return n
 }
 
 type harnessOpt func(*Config)
@@ -268,12 +290,12 @@ func newHarness(t testing.TB, w, h int, opts ...harnessOpt) *harness {
 	if cfg.Source != Source(src) {
 		src = nil
 	}
+	cfg.now = func() time.Time { return t0.Add(time.Second) }
+	cfg.loc = time.UTC
 	screen := tcell.NewSimulationScreen("UTF-8")
 	a := New(cfg, screen)
 	screen.SetSize(w, h)
-	a.now = func() time.Time { return t0.Add(time.Second) }
-	a.loc = time.UTC
-	hs := &harness{t: t, a: a, screen: screen, src: src, names: names, done: make(chan error, 1)}
+	hs := &harness{t: t, a: a, screen: screen, src: src, names: names, events: countEvents(a), done: make(chan error, 1)}
 	go func() { hs.done <- a.Run() }()
 	t.Cleanup(func() {
 		a.Stop()
@@ -349,12 +371,12 @@ func (h *harness) text() string {
 func (h *harness) inject(n int, inject func()) {
 	h.t.Helper()
 	var before int
-	h.ui(func() { before = h.a.events })
+	h.ui(func() { before = *h.events })
 	inject()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var seen int
-		h.ui(func() { seen = h.a.events })
+		h.ui(func() { seen = *h.events })
 		if seen >= before+n {
 			break
 		}

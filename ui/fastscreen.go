@@ -9,9 +9,9 @@ import (
 // asciiScreen is a tcell.Screen whose SetContent does not allocate for a
 // plain ASCII character. tview fills every box's background and prints
 // every character through SetContent, which tcell turns into a string per
-// cell: some 60,000 small allocations per draw of a 200x60 terminal, a
-// garbage collection every few draws at flowtop's GOGC. The strings of the
-// 128 ASCII characters are made once here.
+// cell: tens of thousands of small allocations per draw of a big terminal,
+// a garbage collection every few draws at flowtop's low GOGC. The strings
+// of the 128 ASCII characters are made once here.
 type asciiScreen struct {
 	tcell.Screen
 	// ready: Init already ran (tview's SetScreen calls Init again and

@@ -8,220 +8,153 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 )
 
-// onKey handles every key before tview does (the app's input capture). It
-// returns the event only when a focused widget (the filter input, the
-// detail view, the dialog) should get it.
+// onKey handles every key before tview does (the app's input capture):
+// Ctrl-C quits in any mode, even while typing a filter; other keys go to
+// the keymap of the mode. It returns the event only when a focused widget
+// (the filter input, the detail view, the help, the dialog) should get
+// it.
 func (a *App) onKey(ev *tcell.EventKey) *tcell.EventKey {
+	defer a.settleView()
 	if ev.Key() == tcell.KeyCtrlC {
 		a.Stop()
 		return nil
 	}
-	switch a.mode {
-	case modeHelp:
-		switch ev.Key() {
-		case tcell.KeyEscape, tcell.KeyEnter:
-			a.closeHelp()
-			return nil
-		case tcell.KeyRune:
-			switch ev.Rune() {
-			case '?', 'q':
-				a.closeHelp()
-				return nil
-			case 'j':
-				return tcell.NewEventKey(tcell.KeyDown, 0, tcell.ModNone)
-			case 'k':
-				return tcell.NewEventKey(tcell.KeyUp, 0, tcell.ModNone)
+	m := modeKeys[a.mode]
+	return m.keys.handle(a, ev, m.unbound)
+}
+
+// modeKeys is each mode's keymap and what becomes of the keys it lacks.
+var modeKeys = [...]struct {
+	keys    keymap
+	unbound unboundKeys
+}{
+	modeTable:   {tableKeys, swallow},
+	modeFilter:  {filterKeys, pass},            // typed into the filter
+	modeDetail:  {detailKeys, passAllButRunes}, // the text scrolls
+	modeHelp:    {helpKeys, pass},              // the text scrolls
+	modeConfirm: {confirmKeys, pass},           // Tab, arrows and Enter work the buttons
+}
+
+// tableKeys are the keys of the table, in the order of the help, which
+// is made from them.
+var tableKeys = keymap{
+	{keys: "q Ctrl-C", help: "quit", beside: besideWide, acts: []act{
+		on((*App).Stop, "q", tcell.KeyCtrlC)}},
+	{keys: "?", help: "this help", acts: []act{on((*App).openHelp, "?")}},
+	{keys: "↑ k u  ↓ j d", help: "move", beside: besideWide, acts: []act{
+		on(up, "ku", tcell.KeyUp),
+		on(down, "jd", tcell.KeyDown)}},
+	{keys: "PgUp PgDn", help: "page up, down", acts: []act{
+		on(pageUp, "", tcell.KeyPgUp).alias(tcell.KeyCtrlB),
+		on(pageDown, "", tcell.KeyPgDn).alias(tcell.KeyCtrlF)}},
+	{keys: "g Home  G End", help: "first row (stays on top as the order changes), last row", acts: []act{
+		on(top, "g", tcell.KeyHome),
+		on(bottom, "G", tcell.KeyEnd)}},
+	{keys: "← h  → l", help: "scroll columns", beside: besideWide, acts: []act{
+		on(func(a *App) { a.hoff = max(0, a.hoff-1) }, "h", tcell.KeyLeft),
+		on(func(a *App) { a.hoff++ }, "l", tcell.KeyRight)}},
+	{keys: "TAB  Shift-TAB", help: "next, previous tab", acts: []act{
+		on(func(a *App) { a.setTab((a.p.tab + 1) % numTabs) }, "", tcell.KeyTab),
+		on(func(a *App) { a.setTab((a.p.tab + numTabs - 1) % numTabs) }, "", tcell.KeyBacktab)}},
+	{keys: "Enter", help: "details of the flow (Esc closes); on the other\ntabs, the flows of the row", acts: []act{
+		on((*App).enter, "", tcell.KeyEnter)}},
+	{keys: "< >  r", help: "sort by the column left, right; reverse the order", acts: []act{
+		on(func(a *App) { a.shiftSort(-1) }, "<"),
+		on(func(a *App) { a.shiftSort(1) }, ">"),
+		on(func(a *App) { a.publish(func(p *params) { p.sort[p.tab].desc = !p.sort[p.tab].desc }) }, "r")}},
+	{keys: "/", help: "filter: address, name, port, service, process,\ncountry, state; every word must match, =word\na whole field; Enter keeps it, Esc clears it", acts: []act{
+		on((*App).openFilter, "/"),
+		on(func(a *App) {
+			if a.filter.GetText() != "" {
+				a.filter.SetText("") // calls onQuery
 			}
-		}
-		return ev // the help text scrolls
-	case modeConfirm:
-		switch ev.Key() {
-		case tcell.KeyEscape:
-			a.endConfirm(false)
-			return nil
-		case tcell.KeyRune:
-			switch ev.Rune() {
-			case 'y', 'Y':
-				a.endConfirm(true)
-				return nil
-			case 'n', 'N', 'q':
-				a.endConfirm(false)
-				return nil
-			}
-		}
-		return ev // Tab, arrows and Enter work the buttons
-	case modeFilter:
-		switch ev.Key() {
-		case tcell.KeyEnter:
-			a.closeFilter(false)
-			return nil
-		case tcell.KeyEscape:
-			a.closeFilter(true)
-			return nil
-		case tcell.KeyUp, tcell.KeyDown, tcell.KeyPgUp, tcell.KeyPgDn:
-			a.navigate(ev) // move while typing
-			return nil
-		}
-		return ev
-	case modeDetail:
-		switch ev.Key() {
-		case tcell.KeyEscape:
-			a.closeDetail()
-			return nil
-		case tcell.KeyDelete:
+		}, "", tcell.KeyEscape)}},
+	{keys: "p  space", help: "pause the view (data is still collected)", acts: []act{on((*App).togglePause, "p ")}},
+	{keys: "a", help: "only active flows", beside: besideNarrow, acts: []act{
+		on(func(a *App) { a.publish(func(p *params) { p.active = !p.active }) }, "a")}},
+	{keys: "s", help: "source column", acts: []act{on(func(a *App) { a.showSrc = !a.showSrc }, "s")}},
+	{keys: "n", help: "names or numbers", beside: besideNarrow, acts: []act{on(toggleNumeric, "n")}},
+	{keys: "b", help: "bytes/s or bit/s", acts: []act{on(toggleBits, "b")}},
+	{keys: "T U D I S", help: "TCP, UDP, DCCP, ICMP, SCTP on or off", acts: []act{
+		on(func(a *App) { a.toggleProtos(conntrack.ProtoTCP) }, "T"),
+		on(func(a *App) { a.toggleProtos(conntrack.ProtoUDP, conntrack.ProtoUDPLite) }, "U"),
+		on(func(a *App) { a.toggleProtos(conntrack.ProtoDCCP) }, "D"),
+		on(func(a *App) { a.toggleProtos(conntrack.ProtoICMP, conntrack.ProtoICMPv6) }, "I"),
+		on(func(a *App) { a.toggleProtos(conntrack.ProtoSCTP) }, "S")}},
+	{keys: "x  Delete", help: "delete the selected conntrack entry (asks first)", acts: []act{
+		on(func(a *App) { a.askDelete(a.selectedFlow()) }, "x", tcell.KeyDelete)}},
+}
+
+// The help's two layouts of a line with two bindings: the second's keys
+// in the column of "?" and "PgUp PgDn", or for a single-letter key close
+// beside the first's text.
+var (
+	besideWide   = &helpColumns{text: 17, keys: 19}
+	besideNarrow = &helpColumns{text: 20, keys: 3}
+)
+
+// mouseHelp ends the help: the mouse is the table's (flowTable's
+// MouseHandler), not a keymap's.
+var mouseHelp = binding{keys: "mouse", help: "click selects, double click opens, the wheel\nscrolls, a click on a column title sorts by it"}
+
+// filterKeys are the keys of the / filter input; the others type.
+var filterKeys = keymap{{acts: []act{
+	on(func(a *App) { a.closeFilter(false) }, "", tcell.KeyEnter),
+	on(func(a *App) { a.closeFilter(true) }, "", tcell.KeyEscape),
+	on(up, "", tcell.KeyUp), // move while typing
+	on(down, "", tcell.KeyDown),
+	on(pageUp, "", tcell.KeyPgUp),
+	on(pageDown, "", tcell.KeyPgDn),
+}}}
+
+// detailKeys are the keys of the detail view.
+var detailKeys = keymap{{acts: []act{
+	on((*App).closeDetail, "", tcell.KeyEscape),
+	on(func(a *App) { a.askDelete(&a.detailFlow) }, "", tcell.KeyDelete),
+	on(func(a *App) {
+		if !a.detailGone {
 			a.askDelete(&a.detailFlow)
-			return nil
-		case tcell.KeyRune:
-			switch ev.Rune() {
-			case 'q':
-				a.Stop()
-			case 'x':
-				if !a.detailGone {
-					a.askDelete(&a.detailFlow)
-				}
-			case '?':
-				a.openHelp()
-			case 'p', ' ':
-				a.togglePause()
-			case 'b':
-				a.publish(func(p *params) { p.bits = !p.bits })
-				a.refreshDetail()
-			case 'n':
-				a.publish(func(p *params) { p.numeric = !p.numeric })
-				a.refreshDetail()
-			case 'j':
-				return tcell.NewEventKey(tcell.KeyDown, 0, tcell.ModNone)
-			case 'k':
-				return tcell.NewEventKey(tcell.KeyUp, 0, tcell.ModNone)
-			default:
-				return nil
-			}
-			return nil
 		}
-		return ev // the detail text scrolls
-	}
+	}, "x"),
+	on((*App).Stop, "q"),
+	on((*App).openHelp, "?"),
+	on((*App).togglePause, "p "),
+	on(func(a *App) { toggleBits(a); a.refreshDetail() }, "b"),
+	on(func(a *App) { toggleNumeric(a); a.refreshDetail() }, "n"),
+	as(tcell.KeyDown, "j"),
+	as(tcell.KeyUp, "k"),
+}}}
 
-	if a.navigate(ev) {
-		return nil
-	}
-	switch ev.Key() {
-	case tcell.KeyTab:
-		a.setTab((a.p.tab + 1) % numTabs)
-	case tcell.KeyBacktab:
-		a.setTab((a.p.tab + numTabs - 1) % numTabs)
-	case tcell.KeyEnter:
-		a.enter()
-	case tcell.KeyDelete:
-		a.askDelete(a.selectedFlow())
-	case tcell.KeyEscape:
-		if a.filter.GetText() != "" {
-			a.filter.SetText("") // calls onQuery
-		}
-	case tcell.KeyRune:
-		a.onRune(ev.Rune())
-	}
-	return nil
-}
+// helpKeys are the keys of the help screen.
+var helpKeys = keymap{{acts: []act{
+	on((*App).closeHelp, "?q", tcell.KeyEscape, tcell.KeyEnter),
+	as(tcell.KeyDown, "j"),
+	as(tcell.KeyUp, "k"),
+}}}
 
-// navigate handles the keys that move the selection; it reports whether ev
-// was one.
-func (a *App) navigate(ev *tcell.EventKey) bool {
-	page := max(1, a.pageRows-1)
-	switch ev.Key() {
-	case tcell.KeyUp:
-		a.move(-1)
-	case tcell.KeyDown:
-		a.move(1)
-	case tcell.KeyPgUp, tcell.KeyCtrlB:
-		a.move(-page)
-	case tcell.KeyPgDn, tcell.KeyCtrlF:
-		a.move(page)
-	case tcell.KeyHome:
-		a.moveTo(0)
-	case tcell.KeyEnd:
-		a.moveTo(a.view.rowCount() - 1)
-	case tcell.KeyLeft:
-		a.hoff = max(0, a.hoff-1)
-	case tcell.KeyRight:
-		a.hoff++ // clamped when drawn
-	case tcell.KeyRune:
-		switch ev.Rune() {
-		case 'k', 'u':
-			a.move(-1)
-		case 'j', 'd':
-			a.move(1)
-		case 'g':
-			a.moveTo(0)
-		case 'G':
-			a.moveTo(a.view.rowCount() - 1)
-		case 'h':
-			a.hoff = max(0, a.hoff-1)
-		case 'l':
-			a.hoff++
-		default:
-			return false
-		}
-	default:
-		return false
-	}
-	return true
-}
+// confirmKeys are the keys of the delete confirmation.
+var confirmKeys = keymap{{acts: []act{
+	on(func(a *App) { a.endConfirm(true) }, "yY"),
+	on(func(a *App) { a.endConfirm(false) }, "nNq", tcell.KeyEscape),
+}}}
 
-func (a *App) onRune(r rune) {
-	switch r {
-	case 'q':
-		a.Stop()
-	case '?':
-		a.openHelp()
-	case '/':
-		a.openFilter()
-	case 'p', ' ':
-		a.togglePause()
-	case 'b':
-		a.publish(func(p *params) { p.bits = !p.bits })
-	case 'n':
-		a.publish(func(p *params) { p.numeric = !p.numeric })
-	case 'a':
-		a.publish(func(p *params) { p.active = !p.active })
-	case 's':
-		a.showSrc = !a.showSrc
-	case '<':
-		a.shiftSort(-1)
-	case '>':
-		a.shiftSort(1)
-	case 'r':
-		a.publish(func(p *params) { p.sort[p.tab].desc = !p.sort[p.tab].desc })
-	case 'x':
-		a.askDelete(a.selectedFlow())
-	case 'T':
-		a.toggleProtos(conntrack.ProtoTCP)
-	case 'U':
-		a.toggleProtos(conntrack.ProtoUDP, conntrack.ProtoUDPLite)
-	case 'D':
-		a.toggleProtos(conntrack.ProtoDCCP)
-	case 'I':
-		a.toggleProtos(conntrack.ProtoICMP, conntrack.ProtoICMPv6)
-	case 'S':
-		a.toggleProtos(conntrack.ProtoSCTP)
-	}
-}
+// The actions of several keymaps.
+func up(a *App)            { a.move(-1) }
+func down(a *App)          { a.move(1) }
+func pageUp(a *App)        { a.move(-a.page()) }
+func pageDown(a *App)      { a.move(a.page()) }
+func top(a *App)           { a.moveTo(0) }
+func bottom(a *App)        { a.moveTo(a.view.rowCount() - 1) }
+func toggleBits(a *App)    { a.publish(func(p *params) { p.bits = !p.bits }) }
+func toggleNumeric(a *App) { a.publish(func(p *params) { p.numeric = !p.numeric }) }
 
-// sortable lists the columns < and > step through on the current tab:
-// those of the tab, SOURCE only when shown.
-func (a *App) sortable() []colID {
-	var cs []colID
-	for _, c := range tabColumns[a.p.tab] {
-		if c != cSource || a.showSrc {
-			cs = append(cs, c)
-		}
-	}
-	return cs
-}
+// page is how far PgUp and PgDn move: a screenful, less a row.
+func (a *App) page() int { return max(1, a.tableRows-1) }
 
 // shiftSort moves the sort column left or right; a new column starts in
 // its natural order (numbers descending, text ascending).
 func (a *App) shiftSort(d int) {
-	cs := a.sortable()
+	cs := a.shownColumns(a.p.tab)
 	cur := a.p.sort[a.p.tab].col
 	i := 0
 	for j, c := range cs {
@@ -230,17 +163,17 @@ func (a *App) shiftSort(d int) {
 		}
 	}
 	i = (i + d + len(cs)) % len(cs)
-	a.publish(func(p *params) { p.sort[p.tab] = sortSpec{col: cs[i], desc: cols[cs[i]].numeric} })
+	a.publish(func(p *params) { p.sort[p.tab] = sortSpec{col: cs[i], desc: cs[i].numeric()} })
 }
 
 // sortBy sorts by c, or reverses the order when c is already the sort
 // column (a click on a column title).
-func (a *App) sortBy(c colID) {
+func (a *App) sortBy(c *column) {
 	a.publish(func(p *params) {
 		if p.sort[p.tab].col == c {
 			p.sort[p.tab].desc = !p.sort[p.tab].desc
 		} else {
-			p.sort[p.tab] = sortSpec{col: c, desc: cols[c].numeric}
+			p.sort[p.tab] = sortSpec{col: c, desc: c.numeric()}
 		}
 	})
 }

@@ -62,10 +62,10 @@ const (
 // tickBudgets returns what a tick's build may spend on new flows and on
 // refreshing old names with the screen refreshing every interval: at most
 // half the interval on new flows (a full memo of 100k flows is made within
-// a couple of seconds of starting), a fortieth on old ones. Old names
-// rarely change (a reverse DNS answer that came late): a tenth kept a
-// 100k-flow screen with a / filter at 30 % of a core, refreshing names.
-// The rows on screen are named afresh whenever they are drawn anyway.
+// a couple of seconds of starting), a fortieth on old ones: old names
+// rarely change (a reverse DNS answer that came late), and refreshing
+// them is most of the CPU of a screen with a / filter. The rows on screen
+// are named afresh whenever they are drawn anyway.
 func tickBudgets(interval time.Duration) (fresh, refresh time.Duration) {
 	return min(max(interval/2, 10*time.Millisecond), 500*time.Millisecond),
 		min(max(interval/40, time.Millisecond), 25*time.Millisecond)
@@ -152,8 +152,11 @@ func (p *namesPass) get(f *conntrack.Flow) *enrich.Names {
 	}
 	if j >= 0 {
 		o := old.flows[j]
-		if o != f && (!o.SameConnection(f) || o.Reply != f.Reply || o.Family != f.Family) {
-			j = -1 // the ID is another flow's now
+		// A new record under the ID may be another connection's (the ID
+		// is a hash) or, with another reply tuple, another entry of it:
+		// either may have other names.
+		if o != f && (o.Key() != f.Key() || o.Reply != f.Reply || o.Family != f.Family) {
+			j = -1
 		}
 	}
 	if j >= 0 {
@@ -194,8 +197,8 @@ func (p *namesPass) lookup(f *conntrack.Flow) *enrich.Names {
 	}
 	n := m.names.Names(f)
 	// Many flows have the same names (every flow to one host and port,
-	// all of a process's): they share one copy. 100k flows' names are
-	// 26 MB when each has its own.
+	// all of a process's): they share one copy, where a copy each would
+	// be tens of MB at 100k flows.
 	if shared, ok := m.intern[n]; ok {
 		return shared
 	}

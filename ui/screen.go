@@ -92,7 +92,7 @@ func (a *App) buildLayout() {
 		AddItem(a.body, 0, 1, true).
 		AddItem(a.bottom, 1, 0, false)
 
-	a.help = tview.NewTextView().SetDynamicColors(true).SetText(helpText)
+	a.help = tview.NewTextView().SetDynamicColors(true).SetText(helpScreen)
 	a.help.SetBorder(true).SetTitle(" flowtop keys (Esc closes) ")
 	helpCol := tview.NewFlex().SetDirection(tview.FlexRow).
 		AddItem(nil, 0, 1, false).
@@ -128,74 +128,93 @@ const maxWarnLines = 4
 // headerLines is the header: what is shown, how fast, how healthy, and
 // warnings, wrapped to width.
 func (a *App) headerLines(width int) []string {
-	v := a.view
-	var l1 strings.Builder
-	l1.WriteString("[::b]flowtop")
-	if a.cfg.Version != "" {
-		l1.WriteString(" " + esc(a.cfg.Version))
-	}
-	l1.WriteString("[::-]" + sep + "netns ")
-	if a.cfg.Netns == "" {
-		l1.WriteString("own")
-	} else {
-		l1.WriteString(esc(a.cfg.Netns))
-	}
-	l1.WriteString(sep + "flows " + fmtCount(uint64(v.shown)) + "/" + fmtCount(uint64(v.total)))
-	if s := v.snap; s != nil && s.TableFlows != v.total {
-		l1.WriteString(" (table " + fmtCount(uint64(s.TableFlows)) + ")")
-	}
-	l1.WriteString(sep + "src " + fmtRate(v.srcRate, a.p.bits) + sep + "dst " + fmtRate(v.dstRate, a.p.bits))
-	if a.p.paused {
-		l1.WriteString(sep + "[black:yellow:b] PAUSED [-:-:-]")
-	}
+	lines := []string{a.titleLine(), a.filterLine(), a.healthLine()}
+	return append(lines, warningLines(a.warnings(), width)...)
+}
 
-	var l2 strings.Builder
+// titleLine is the header's first line: what is shown, and how fast.
+func (a *App) titleLine() string {
+	v := a.view
+	var b strings.Builder
+	b.WriteString("[::b]flowtop")
+	if a.cfg.Version != "" {
+		b.WriteString(" " + esc(a.cfg.Version))
+	}
+	b.WriteString("[::-]" + sep + "netns ")
+	if a.cfg.Netns == "" {
+		b.WriteString("own")
+	} else {
+		b.WriteString(esc(a.cfg.Netns))
+	}
+	b.WriteString(sep + "flows " + fmtCount(uint64(v.shown)) + "/" + fmtCount(uint64(v.total)))
+	if s := v.snap; s != nil && s.TableFlows != v.total {
+		b.WriteString(" (table " + fmtCount(uint64(s.TableFlows)) + ")")
+	}
+	b.WriteString(sep + "src " + fmtRate(v.srcRate, a.p.bits) + sep + "dst " + fmtRate(v.dstRate, a.p.bits))
+	if a.p.paused {
+		b.WriteString(sep + "[black:yellow:b] PAUSED [-:-:-]")
+	}
+	return b.String()
+}
+
+// filterLine is the header's second line: the filters, sort and toggles.
+func (a *App) filterLine() string {
+	var b strings.Builder
 	f := a.currentFilter()
-	l2.WriteString("filter " + f.String()) // the JSON document's "filter" too
+	b.WriteString("filter " + f.String()) // the JSON document's "filter" too
 	if a.pendingFilter != nil {
-		l2.WriteString(" (applying)")
+		b.WriteString(" (applying)")
 	}
 	if q := a.filter.GetText(); q != "" {
-		l2.WriteString(sep + "[yellow]/" + esc(q) + "[-]")
+		b.WriteString(sep + "[yellow]/" + esc(q) + "[-]")
 	}
 	if a.p.active {
-		l2.WriteString(sep + "active only")
+		b.WriteString(sep + "active only")
 	}
 	sc := a.p.sort[a.p.tab]
-	l2.WriteString(sep + "sort " + cols[sc.col].title + sortMark(sc.desc))
+	b.WriteString(sep + "sort " + sc.col.title + sortMark(sc.desc))
 	if a.p.bits {
-		l2.WriteString(sep + "bit/s")
+		b.WriteString(sep + "bit/s")
 	}
 	if a.p.numeric {
-		l2.WriteString(sep + "numeric")
+		b.WriteString(sep + "numeric")
 	}
+	return b.String()
+}
 
-	var l3 strings.Builder
-	l3.WriteString("events " + strconv.FormatFloat(v.eventsPerS, 'f', 0, 64) + "/s")
-	if s := v.snap; s != nil {
-		h := &s.Health
-		if h.Overruns > 0 {
-			l3.WriteString(sep + "[red::b]overruns " + fmtCount(h.Overruns) + "[-::-]")
-		} else {
-			l3.WriteString(sep + "overruns 0")
-		}
-		l3.WriteString(sep + "resyncs " + fmtCount(h.Resyncs))
-		l3.WriteString(sep + "refresh " + fmtDuration(h.Refresh))
-		if h.RefreshEvery > 0 {
-			l3.WriteString(" every " + fmtDuration(h.RefreshEvery))
-		}
-		if h.HotFlows > 0 {
-			// A huge table: the busiest and on-screen flows are read every
-			// tick in between.
-			l3.WriteString(" (" + fmtCount(uint64(h.HotFlows)) + " busiest every tick)")
-		}
-		if h.KernelFlows >= 0 {
-			l3.WriteString(sep + "kernel " + fmtCount(uint64(h.KernelFlows)))
-		}
+// healthLine is the header's third line: events and the table's health.
+func (a *App) healthLine() string {
+	v := a.view
+	var b strings.Builder
+	b.WriteString("events " + strconv.FormatFloat(v.eventsPerS, 'f', 0, 64) + "/s")
+	s := v.snap
+	if s == nil {
+		return b.String()
 	}
+	h := &s.Health
+	if h.Overruns > 0 {
+		b.WriteString(sep + "[red::b]overruns " + fmtCount(h.Overruns) + "[-::-]")
+	} else {
+		b.WriteString(sep + "overruns 0")
+	}
+	b.WriteString(sep + "resyncs " + fmtCount(h.Resyncs))
+	b.WriteString(sep + "refresh " + fmtDuration(h.Refresh))
+	if h.RefreshEvery > 0 {
+		b.WriteString(" every " + fmtDuration(h.RefreshEvery))
+	}
+	if h.HotFlows > 0 {
+		// A huge table: the busiest and on-screen flows are read every
+		// tick in between.
+		b.WriteString(" (" + fmtCount(uint64(h.HotFlows)) + " busiest every tick)")
+	}
+	if h.KernelFlows >= 0 {
+		b.WriteString(sep + "kernel " + fmtCount(uint64(h.KernelFlows)))
+	}
+	return b.String()
+}
 
-	lines := []string{l1.String(), l2.String(), l3.String()}
-	ws := a.warnings()
+// warningLines wraps warnings to width, at most maxWarnLines lines.
+func warningLines(ws []string, width int) []string {
 	var wl []string
 	for _, w := range ws {
 		for i, l := range tview.WordWrap(esc(w), max(10, width-2)) {
@@ -210,7 +229,7 @@ func (a *App) headerLines(width int) []string {
 	if len(wl) > maxWarnLines {
 		wl = append(wl[:maxWarnLines-1], "[yellow::b]! … more warnings[-::-]")
 	}
-	return append(lines, wl...)
+	return wl
 }
 
 // warnings are the Config's and those the screen sees itself.
@@ -240,9 +259,9 @@ func (a *App) tabLine(int) []string {
 	var b strings.Builder
 	for t := range numTabs {
 		if t == a.p.tab {
-			b.WriteString("[::r] " + tabNames[t] + " [::-]")
+			b.WriteString("[::r] " + tabs[t].name + " [::-]")
 		} else {
-			b.WriteString(" " + tabNames[t] + " ")
+			b.WriteString(" " + tabs[t].name + " ")
 		}
 		b.WriteString(" ")
 	}
@@ -254,9 +273,10 @@ func (a *App) tabLine(int) []string {
 func (a *App) clickTab(x, _ int) {
 	pos := 0
 	for t := range numTabs {
-		w := len(tabNames[t]) + 2
+		w := len(tabs[t].name) + 2
 		if x >= pos && x < pos+w {
 			a.setTab(t)
+			a.settleView()
 			return
 		}
 		pos += w + 1
@@ -291,27 +311,10 @@ func (a *App) statusLine(width int) []string {
 	return []string{left + strings.Repeat(" ", pad) + right}
 }
 
+// helpScreen is the text of the help: the table's keys and the mouse.
+var helpScreen = helpText(append(tableKeys[:len(tableKeys):len(tableKeys)], mouseHelp)...)
+
 var (
 	helpWidth  = 74
-	helpHeight = strings.Count(helpText, "\n") + 3 // lines and border
+	helpHeight = strings.Count(helpScreen, "\n") + 3 // lines and border
 )
-
-var helpText = strings.Trim(`
-[::b]q[::-] Ctrl-C       quit             [::b]?[::-]                  this help
-[::b]↑ k u  ↓ j d[::-]   move             [::b]PgUp PgDn[::-]          page up, down
-[::b]g Home  G End[::-]  first row (stays on top as the order changes), last row
-[::b]← h  → l[::-]       scroll columns   [::b]TAB  Shift-TAB[::-]     next, previous tab
-[::b]Enter[::-]          details of the flow (Esc closes); on the other
-               tabs, the flows of the row
-[::b]< >  r[::-]         sort by the column left, right; reverse the order
-[::b]/[::-]              filter: address, name, port, service, process,
-               country, state; every word must match, =word
-               a whole field; Enter keeps it, Esc clears it
-[::b]p  space[::-]       pause the view (data is still collected)
-[::b]a[::-]              only active flows   [::b]s[::-]  source column
-[::b]n[::-]              names or numbers    [::b]b[::-]  bytes/s or bit/s
-[::b]T U D I S[::-]      TCP, UDP, DCCP, ICMP, SCTP on or off
-[::b]x  Delete[::-]      delete the selected conntrack entry (asks first)
-[::b]mouse[::-]          click selects, double click opens, the wheel
-               scrolls, a click on a column title sorts by it
-`, "\n")

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
 	"github.com/gdamore/tcell/v2"
 	"github.com/rivo/tview"
 	"github.com/rivo/uniseg"
@@ -19,24 +20,25 @@ func esc(s string) string {
 	return tview.Escape(s)
 }
 
-// flowTable draws the rows of the view. Before each draw it lays the
-// columns out for the rows on screen: every column as wide as its widest
-// visible cell (numbers never cut), and the lowest-priority columns dropped
-// when the terminal is too narrow. Keys and the mouse are the App's.
+// flowTable draws the rows of the view. Each draw lays the columns out
+// for the rows on screen: every column as wide as its widest visible cell
+// (numbers never cut), and the lowest-priority columns dropped when the
+// terminal is too narrow. Which rows those are the App decides
+// (settleView); keys are the App's.
 //
-// It draws the cells itself rather than through tview.Table, which on every
-// draw made a cell object per visible cell and ran every character through
-// Unicode's grapheme, word and line-break rules: most of a draw, and a draw
-// follows every key. The look is tview.Table's: one space between columns,
-// white on the box's background, yellow bold titles, the selected row in
-// reverse up to the space after its last column, a cut cell ending in "…".
+// It draws the cells itself, not through tview.Table, so that a draw (one
+// follows every key) makes no object per cell and runs no character
+// through Unicode's word and line-break rules. The look is tview.Table's:
+// one space between columns, white on the box's background, yellow bold
+// titles, the selected row in reverse up to the space after its last
+// column, a cut cell ending in "…".
 type flowTable struct {
 	*tview.Box
 	a       *App
 	headerY int
 	// The layout of the last draw, for the mouse: the columns on screen,
 	// their left edges and widths, and the data row on the first line.
-	shown []colID
+	shown []*column
 	colX  []int
 	colW  []int
 	first int
@@ -61,90 +63,135 @@ func newFlowTable(a *App) *flowTable {
 // InputHandler returns nil: the App handles every key.
 func (t *flowTable) InputHandler() func(*tcell.EventKey, func(tview.Primitive)) { return nil }
 
-// columns returns the candidate columns of tab: SOURCE only when shown,
-// and without the hoff leftmost ones scrolled away with h / l.
-func (a *App) columns(tab tabID) []colID {
-	var cs []colID
-	for _, c := range tabColumns[tab] {
-		if c == cSource && !a.showSrc {
-			continue
+// shownColumns returns the columns of tab the screen shows: SOURCE only
+// with -s / s.
+func (a *App) shownColumns(tab tabID) []*column {
+	var cs []*column
+	for _, c := range tabs[tab].columns {
+		if !c.withS || a.showSrc {
+			cs = append(cs, c)
 		}
-		cs = append(cs, c)
 	}
-	a.hoff = max(0, min(a.hoff, len(cs)-1))
-	return cs[a.hoff:]
+	return cs
 }
 
-// Draw lays the table out for the rows that fit and draws it. Every cell
-// of the box is written (the box is not cleared first).
+// SetRect places the table; a new height changes how many rows fit, and
+// so what is on screen (settleView).
+func (t *flowTable) SetRect(x, y, width, height int) {
+	t.Box.SetRect(x, y, width, height)
+	_, _, _, h := t.GetInnerRect()
+	rows := max(0, h-1) // below the titles
+	if a := t.a; !a.tableSized || rows != a.tableRows {
+		a.tableSized, a.tableRows = true, rows
+		a.settleView()
+	}
+}
+
+// settleView keeps what the table shows consistent after anything that
+// may have changed it (a new view, a key, a click, a new size), so that
+// Draw only paints: the selected row scrolled into the rows that fit, the
+// horizontal scroll within the columns, and a Watcher source told which
+// flows are on screen.
+func (a *App) settleView() {
+	if !a.tableSized {
+		return // not laid out yet: SetRect settles it
+	}
+	v := a.view
+	n, fit := v.rowCount(), a.tableRows
+	off := a.offset
+	if sel := a.selected(); sel >= 0 {
+		off = min(off, sel)
+		if sel >= off+fit {
+			off = sel - fit + 1
+		}
+	}
+	a.offset = max(0, min(off, n-fit))
+	a.hoff = max(0, min(a.hoff, len(a.shownColumns(v.p.tab))-1))
+	if page, _ := a.body.GetFrontPage(); page == "table" {
+		a.watchRows(v, a.offset, min(n, a.offset+fit))
+	}
+}
+
+// Draw lays the columns out for the rows on screen and paints the table.
+// Every cell of the box is written (the box is not cleared first).
 func (t *flowTable) Draw(screen tcell.Screen) {
 	a := t.a
 	v := a.view
 	x, y, width, height := t.GetInnerRect()
-	t.headerY = y
-	dataH := max(0, height-1)
-	a.pageRows = max(1, dataH)
-	n := v.rowCount()
-	sel := a.selected()
 	off := a.offset
-	if sel >= 0 {
-		off = min(off, sel)
-		if sel >= off+dataH {
-			off = sel - dataH + 1
-		}
-	}
-	off = max(0, min(off, n-dataH))
-	a.offset = off
-	last := min(n, off+dataH)
-	a.watchRows(v, off, last)
-	t.first = off
-
-	tab := v.p.tab
-	cands := a.columns(tab)
+	last := max(off, min(v.rowCount(), off+height-1))
+	t.headerY, t.first = y, off
+	cs := a.shownColumns(v.p.tab)
+	cands := cs[min(a.hoff, len(cs)-1):]
 	o := fmtOpts{now: snapTime(v.snap, a.now), bits: a.p.bits, numeric: a.p.numeric}
-	sc := v.p.sort[tab]
+	texts := cellTexts(v, cands, off, last, a.names, &o)
+	titles, keep := layoutTable(cands, texts, v.p.sort[v.p.tab], width, o.bits)
+	idx := t.place(cands, keep, width)
+	t.paint(screen, cands, idx, titles, texts, off, a.selected())
+	if v.rowCount() == 0 && height > 1 {
+		msg := "no flows"
+		switch {
+		case v.snap == nil:
+			msg = "waiting for the first snapshot…"
+		case len(v.p.terms) > 0 || v.p.active:
+			msg = "no flows match the filter"
+		}
+		tview.Print(screen, msg, x, y+1, width, tview.AlignCenter, tcell.ColorDefault)
+	}
+}
 
-	// The text of every candidate cell on screen.
+// cellTexts returns the text of every cell of cands in rows off to last
+// of v.
+func cellTexts(v *view, cands []*column, off, last int, namer enrich.Namer, o *fmtOpts) [][]string {
 	texts := make([][]string, last-off)
-	for r := range texts {
-		row := make([]string, len(cands))
-		if tab == tabFlows {
-			f := v.flow(off + r)
-			nm := a.names.Names(f)
-			for i, c := range cands {
-				row[i] = flowCell(c, f, &nm, &o)
-			}
+	names := make([]enrich.Names, last-off)
+	for i := range texts {
+		r := row{n: &names[i], o: o}
+		if v.p.tab == tabFlows {
+			r.f = v.flow(off + i)
+			names[i] = namer.Names(r.f)
 		} else {
-			g := v.groups[off+r]
-			nm := groupNames(g, a.names)
-			for i, c := range cands {
-				row[i] = groupCell(c, g, &nm, &o)
+			r.g = v.groups[off+i]
+			if r.g.rep != nil {
+				names[i] = namer.Names(r.g.rep)
 			}
 		}
-		texts[r] = row
+		texts[i] = make([]string, len(cands))
+		for j, c := range cands {
+			texts[i][j] = c.cell(r)
+		}
 	}
+	return texts
+}
 
-	// Natural widths, capped ones, and which columns fit.
-	titles := make([]string, len(cands))
+// layoutTable returns the titles of cands, the sort column's marked, and
+// the width of each column in width (0: dropped): every column as wide as
+// its widest text, names capped, the least important dropped first.
+func layoutTable(cands []*column, texts [][]string, sc sortSpec, width int, bits bool) (titles []string, keep []int) {
+	titles = make([]string, len(cands))
 	nat := make([]int, len(cands))
 	capped := make([]int, len(cands))
 	for i, c := range cands {
-		titles[i] = cols[c].title
+		titles[i] = c.title
 		if c == sc.col {
 			titles[i] += sortMark(sc.desc)
 		}
-		w := max(textWidth(titles[i]), minWidth(c, o.bits))
+		w := max(textWidth(titles[i]), c.narrowest(bits))
 		for _, row := range texts {
 			w = max(w, textWidth(row[i]))
 		}
 		nat[i], capped[i] = w, w
-		if m := cols[c].max; m > 0 && w > m {
+		if m := c.max; m > 0 && w > m {
 			capped[i] = max(m, textWidth(titles[i]))
 		}
 	}
-	keep := layoutColumns(cands, capped, nat, width, sc.col)
+	return titles, layoutColumns(cands, capped, nat, width, sc.col)
+}
 
-	var idx []int // of the candidates drawn
+// place records where the kept columns go, for painting and the mouse,
+// and returns their indexes in cands.
+func (t *flowTable) place(cands []*column, keep []int, width int) []int {
+	var idx []int
 	t.shown, t.colX, t.colW = t.shown[:0], t.colX[:0], t.colW[:0]
 	for i, c := range cands {
 		cx := 0
@@ -159,13 +206,19 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 		t.colX = append(t.colX, cx)
 		t.colW = append(t.colW, min(keep[i], width-cx))
 	}
+	return idx
+}
 
+// paint writes the titles and the rows (texts of rows from off; row sel
+// selected) into the placed columns idx of cands, and blanks the rest of
+// the box.
+func (t *flowTable) paint(screen tcell.Screen, cands []*column, idx []int, titles []string, texts [][]string, off, sel int) {
+	x, y, width, height := t.GetInnerRect()
 	blank := tcell.StyleDefault.Background(t.GetBackgroundColor())
 	plain := cellStyle()
 	for line := range height {
 		ly := y + line
-		r := off + line - 1 // the data row on this line
-		if line > 0 && r >= last {
+		if line > len(texts) {
 			fill(screen, x, ly, width, blank)
 			continue
 		}
@@ -175,11 +228,11 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 			text, style, sep := titles[i], headerStyle, blank
 			if line > 0 {
 				text, style = texts[line-1][i], plain
-				if r == sel {
+				if off+line-1 == sel {
 					style, sep = selectedStyle, selectedStyle
 				}
 			}
-			putCell(screen, cx, ly, w, text, cols[cands[i]].right, style)
+			putCell(screen, cx, ly, w, text, cands[i].numeric(), style)
 			end = t.colX[j] + w + 1
 			if end <= width {
 				screen.SetContent(cx+w, ly, ' ', nil, sep)
@@ -188,17 +241,6 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 		if end < width {
 			fill(screen, x+end, ly, width-end, blank)
 		}
-	}
-
-	if n == 0 && height > 1 {
-		msg := "no flows"
-		switch {
-		case v.snap == nil:
-			msg = "waiting for the first snapshot…"
-		case len(v.p.terms) > 0 || v.p.active:
-			msg = "no flows match the filter"
-		}
-		tview.Print(screen, msg, x, y+1, width, tview.AlignCenter, tcell.ColorDefault)
 	}
 }
 
@@ -290,7 +332,7 @@ func sortMark(desc bool) string {
 // first (the sort column always counts as the highest after the first),
 // and returns the width of each, 0 for a dropped column. Space left over
 // goes to columns whose text was capped.
-func layoutColumns(cands []colID, capped, nat []int, width int, sortCol colID) []int {
+func layoutColumns(cands []*column, capped, nat []int, width int, sortCol *column) []int {
 	order := make([]int, len(cands))
 	for i := range order {
 		order[i] = i
@@ -299,7 +341,7 @@ func layoutColumns(cands []colID, capped, nat []int, width int, sortCol colID) [
 		if cands[i] == sortCol {
 			return 99 // after DESTINATION/ADDRESS, before the rest
 		}
-		return cols[cands[i]].prio
+		return cands[i].prio
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return prio(b) - prio(a) })
 	keep := make([]int, len(cands))
@@ -358,20 +400,21 @@ func (t *flowTable) MouseHandler() func(action tview.MouseAction, event *tcell.E
 		default:
 			return false, nil
 		}
+		a.settleView()
 		return true, nil
 	})
 }
 
 // columnAt returns the column drawn at screen column x (a column owns the
 // space after it).
-func (t *flowTable) columnAt(x int) (colID, bool) {
+func (t *flowTable) columnAt(x int) (*column, bool) {
 	bx, _, _, _ := t.GetInnerRect()
 	for j, c := range t.shown {
 		if x-bx >= t.colX[j] && x-bx <= t.colX[j]+t.colW[j] {
 			return c, true
 		}
 	}
-	return 0, false
+	return nil, false
 }
 
 // watchRows tells a Watcher source which flows are on screen, when that
