@@ -7,8 +7,6 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
@@ -23,8 +21,8 @@ type params struct {
 	gen     uint64 // bumped on every change; a view built from an older one is stale
 	tab     tabID
 	sort    [numTabs]sortSpec
-	terms   []string // the / filter, lower-cased words that must all match
-	active  bool     // a: only flows with a non-zero rate
+	terms   enrich.Query // the / filter: words that must all match
+	active  bool         // a: only flows with a non-zero rate
 	numeric bool
 	bits    bool
 	paused  bool
@@ -158,7 +156,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 // them and their rates in v. It reports false when stale said to give up.
 func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *rowSet, stale func() bool) bool {
 	wantNames := wantsNames(p)
-	var m matcher
+	var m enrich.Matcher
 	// work counts rows, and lookups as lookupWork rows, for the looks at
 	// stale.
 	work, check := 0, staleEvery
@@ -179,7 +177,7 @@ func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *row
 			n = nm.get(f)
 			work += (nm.lookups - before) * lookupWork
 		}
-		if len(p.terms) > 0 && !m.match(f, n, p.terms) {
+		if len(p.terms) > 0 && !m.Match(f, n, p.terms) {
 			continue
 		}
 		v.shown++
@@ -743,131 +741,4 @@ func lookupGroupNames(g *group, names enrich.Namer) *enrich.Names {
 	}
 	n := names.Names(g.rep)
 	return &n
-}
-
-// matcher tests flows against the / filter. Its buffer is reused so
-// matching allocates nothing.
-type matcher struct{ buf []byte }
-
-// match reports whether every term occurs (case-insensitively) in one of
-// the flow's fields: addresses of both tuples, ports, protocol, state,
-// service, names, process, user, country and AS.
-func (m *matcher) match(f *conntrack.Flow, n *enrich.Names, terms []string) bool {
-	for _, t := range terms {
-		if !m.matchTerm(f, n, t) {
-			return false
-		}
-	}
-	return true
-}
-
-func (m *matcher) matchTerm(f *conntrack.Flow, n *enrich.Names, t string) bool {
-	exact := len(t) > 1 && t[0] == '='
-	if exact {
-		t = t[1:]
-	}
-	test := func(s []byte) bool {
-		if exact {
-			return len(s) == len(t) && containsFold(s, t)
-		}
-		return containsFold(s, t)
-	}
-	for _, s := range [...]string{
-		f.Proto.String(), f.StateName(), n.Service, n.SrcService, n.SrcName, n.DstName,
-		n.Process.Name, n.Process.User, n.SrcGeo.Country, n.SrcGeo.CountryName,
-		n.DstGeo.Country, n.DstGeo.CountryName, n.SrcGeo.City, n.DstGeo.City,
-		n.SrcGeo.ASOrg, n.DstGeo.ASOrg,
-	} {
-		if exact && len(s) == len(t) && containsFold(s, t) || !exact && containsFold(s, t) {
-			return true
-		}
-	}
-	if !addrText(t) {
-		return numeric(t) && m.matchNumbers(f, n, t)
-	}
-	for i, a := range [...]netip.Addr{f.Orig.Src.IP(), f.Orig.Dst.IP(), f.Reply.Src.IP(), f.Reply.Dst.IP()} {
-		// Without NAT the reply tuple holds the same two addresses.
-		if i == 2 && a == f.Orig.Dst.IP() || i == 3 && a == f.Orig.Src.IP() {
-			continue
-		}
-		if a.IsValid() {
-			m.buf = a.Unmap().AppendTo(m.buf[:0])
-			if test(m.buf) {
-				return true
-			}
-		}
-	}
-	return numeric(t) && m.matchNumbers(f, n, t)
-}
-
-// addrText reports whether t may occur in an address's text: hex digits,
-// dots and colons only (and not empty). Other terms need not format the
-// addresses.
-func addrText(t string) bool {
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || c == '.' || c == ':') {
-			return false
-		}
-	}
-	return t != ""
-}
-
-// numeric reports whether t is digits only: a port or PID may be it.
-func numeric(t string) bool {
-	for i := 0; i < len(t); i++ {
-		if t[i] < '0' || t[i] > '9' {
-			return false
-		}
-	}
-	return t != ""
-}
-
-// matchNumbers reports whether t is one of the ports or the PID of f:
-// numbers match whole, "22" finds port 22, not 2222.
-func (m *matcher) matchNumbers(f *conntrack.Flow, n *enrich.Names, t string) bool {
-	if f.Proto.HasPorts() {
-		for _, p := range [...]uint16{f.Orig.SrcPort, f.Orig.DstPort, f.Reply.SrcPort, f.Reply.DstPort} {
-			m.buf = strconv.AppendUint(m.buf[:0], uint64(p), 10)
-			if string(m.buf) == t {
-				return true
-			}
-		}
-	}
-	if pid := n.Process.PID; pid != 0 {
-		m.buf = strconv.AppendUint(m.buf[:0], uint64(pid), 10)
-		if string(m.buf) == t {
-			return true
-		}
-	}
-	return false
-}
-
-// containsFold reports whether s contains t, ignoring ASCII case; t is
-// lower case.
-func containsFold[S ~string | ~[]byte](s S, t string) bool {
-	if len(t) == 0 {
-		return true
-	}
-	for i := 0; i+len(t) <= len(s); i++ {
-		j := 0
-		for ; j < len(t); j++ {
-			c := s[i+j]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != t[j] {
-				break
-			}
-		}
-		if j == len(t) {
-			return true
-		}
-	}
-	return false
-}
-
-// parseQuery splits a / filter into lower-cased words.
-func parseQuery(q string) []string {
-	return strings.Fields(strings.ToLower(q))
 }

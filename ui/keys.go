@@ -6,6 +6,7 @@ import (
 	"github.com/gdamore/tcell/v2"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/enrich"
 )
 
 // onKey handles every key before tview does (the app's input capture):
@@ -228,7 +229,7 @@ func (a *App) drill(q string) {
 }
 
 func (a *App) onQuery(text string) {
-	terms := parseQuery(text)
+	terms := enrich.ParseQuery(text)
 	a.publish(func(p *params) { p.terms = terms })
 }
 

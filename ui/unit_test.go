@@ -149,12 +149,12 @@ func TestLayoutColumns(t *testing.T) {
 func TestMatcher(t *testing.T) {
 	fs := testFlows()
 	names := testNamer()
-	var m matcher
+	var m enrich.Matcher
 	match := func(q string) []uint32 {
 		var ids []uint32
 		for i := range fs {
 			n := names.Names(&fs[i])
-			if m.match(&fs[i], &n, parseQuery(q)) {
+			if m.Match(&fs[i], &n, enrich.ParseQuery(q)) {
 				ids = append(ids, fs[i].ID)
 			}
 		}
