@@ -336,14 +336,28 @@ func (e *Exporter) scan() {
 	}
 }
 
-// enqueue hands r to every collector's sender, dropping it where the
-// queue is full.
+// enqueue hands r to every collector's sender. A full queue is waited on
+// for at most enqueueWait: a burst (the flows a first dump finds gone, tens
+// of thousands at once) outruns a sender for a moment, and waiting makes it
+// wait in the table, which holds such records, instead of being lost; a
+// collector that is down (TCP) costs no more than that per record, and the
+// record is dropped and counted.
 func (e *Exporter) enqueue(r record) {
 	for _, s := range e.senders {
 		select {
 		case s.q <- r:
+			continue
 		default:
+		}
+		wait := time.NewTimer(enqueueWait)
+		select {
+		case s.q <- r:
+		case <-wait.C:
 			e.dropped.Add(1)
 		}
+		wait.Stop()
 	}
 }
+
+// enqueueWait is how long a record waits for room in a sender's queue.
+const enqueueWait = 100 * time.Millisecond
