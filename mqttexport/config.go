@@ -112,63 +112,82 @@ var schemes = map[string]struct {
 	"ws": {false, "80"}, "wss": {true, "443"},
 }
 
-func (c Config) validate() (*settings, error) {
-	s := &settings{Config: c}
-	if c.Latest == nil {
-		return nil, errors.New("mqtt: no snapshot source (Config.Latest is nil)")
-	}
-	u, err := url.Parse(c.URL)
+// Broker is a broker connection as --mqtt and --remote name it, checked
+// and read from its files: the URL without credentials and with its
+// default port, the login, and TLS (nil for tcp:// and ws://).
+type Broker struct {
+	URL, User, Password string
+	TLS                 *tls.Config
+}
+
+// ParseBroker checks a broker URL (tcp://, ssl://, ws://, wss:// and their
+// aliases; never with a password in it) and reads the password file (or
+// PasswordEnv) and the TLS files. what names the caller at the start of
+// its one-line errors ("mqtt", "remote").
+func ParseBroker(what, rawURL, user, passwordFile, ca, cert, key string) (Broker, error) {
+	b := Broker{User: user}
+	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt: broker URL %q: %w", c.URL, err)
+		return b, fmt.Errorf("%s: broker URL %q: %w", what, rawURL, err)
 	}
 	sch, ok := schemes[strings.ToLower(u.Scheme)]
 	if !ok {
-		return nil, fmt.Errorf("mqtt: broker URL %q: scheme %q not supported (want tcp://, ssl://, ws:// or wss://)", c.URL, u.Scheme)
+		return b, fmt.Errorf("%s: broker URL %q: scheme %q not supported (want tcp://, ssl://, ws:// or wss://)", what, rawURL, u.Scheme)
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("mqtt: broker URL %q has no host", c.URL)
+		return b, fmt.Errorf("%s: broker URL %q has no host", what, rawURL)
 	}
 	if _, hasPass := u.User.Password(); hasPass {
-		return nil, fmt.Errorf("mqtt: broker URL carries a password: use --mqtt-password-file or %s instead", PasswordEnv)
+		return b, fmt.Errorf("%s: broker URL carries a password: use --mqtt-password-file or %s instead", what, PasswordEnv)
 	}
-	if u.User != nil && s.User == "" {
-		s.User = u.User.Username()
+	if u.User != nil && b.User == "" {
+		b.User = u.User.Username()
 	}
 	u.User = nil
 	if u.Port() == "" {
 		u.Host = net.JoinHostPort(u.Hostname(), sch.port)
 	}
-	s.broker = u.String()
+	b.URL = u.String()
 
 	switch {
-	case c.PasswordFile != "":
-		b, err := os.ReadFile(c.PasswordFile)
+	case passwordFile != "":
+		raw, err := os.ReadFile(passwordFile)
 		if err != nil {
-			return nil, fmt.Errorf("mqtt: password file: %w", err)
+			return b, fmt.Errorf("%s: password file: %w", what, err)
 		}
-		s.password, _, _ = strings.Cut(string(b), "\n")
-		s.password = strings.TrimRight(s.password, "\r")
-		if s.User == "" {
-			return nil, fmt.Errorf("mqtt: password file %s given without a user name", c.PasswordFile)
+		b.Password, _, _ = strings.Cut(string(raw), "\n")
+		b.Password = strings.TrimRight(b.Password, "\r")
+		if b.User == "" {
+			return b, fmt.Errorf("%s: password file %s given without a user name", what, passwordFile)
 		}
-	case s.User != "":
-		s.password = os.Getenv(PasswordEnv)
+	case b.User != "":
+		b.Password = os.Getenv(PasswordEnv)
 	}
 
-	if (c.Cert == "") != (c.Key == "") {
-		return nil, errors.New("mqtt: a client certificate needs both --mqtt-cert and --mqtt-key")
+	if (cert == "") != (key == "") {
+		return b, fmt.Errorf("%s: a client certificate needs both --mqtt-cert and --mqtt-key", what)
 	}
-	if c.CA != "" || c.Cert != "" {
-		if !sch.tls {
-			return nil, fmt.Errorf("mqtt: TLS files given but broker URL %q is not ssl:// or wss://", c.URL)
-		}
+	if (ca != "" || cert != "") && !sch.tls {
+		return b, fmt.Errorf("%s: TLS files given but broker URL %q is not ssl:// or wss://", what, rawURL)
 	}
 	if sch.tls {
-		s.tls, err = TLSConfig(c.CA, c.Cert, c.Key)
-		if err != nil {
-			return nil, err
+		if b.TLS, err = TLSConfig(ca, cert, key); err != nil {
+			return b, err
 		}
 	}
+	return b, nil
+}
+
+func (c Config) validate() (*settings, error) {
+	s := &settings{Config: c}
+	if c.Latest == nil {
+		return nil, errors.New("mqtt: no snapshot source (Config.Latest is nil)")
+	}
+	b, err := ParseBroker("mqtt", c.URL, c.User, c.PasswordFile, c.CA, c.Cert, c.Key)
+	if err != nil {
+		return nil, err
+	}
+	s.broker, s.User, s.password, s.tls = b.URL, b.User, b.Password, b.TLS
 
 	host, _ := os.Hostname()
 	if host == "" {

@@ -4,11 +4,8 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -91,70 +88,15 @@ type settings struct {
 	tls      *tls.Config
 }
 
-// schemes mirrors mqttexport's: its checking of a Config is not exported
-// (and wants a snapshot source), so the URL, password and TLS rules are
-// repeated here and must follow it.
-var schemes = map[string]struct {
-	tls  bool
-	port string
-}{
-	"tcp": {false, "1883"}, "mqtt": {false, "1883"},
-	"ssl": {true, "8883"}, "tls": {true, "8883"}, "mqtts": {true, "8883"},
-	"ws": {false, "80"}, "wss": {true, "443"},
-}
-
 // validate checks c and reads the files it names. Errors are one line and
 // name the value or file at fault.
 func (c Config) validate() (*settings, error) {
 	s := &settings{Config: c}
-	u, err := url.Parse(c.URL)
+	b, err := mqttexport.ParseBroker("remote", c.URL, c.User, c.PasswordFile, c.CA, c.Cert, c.Key)
 	if err != nil {
-		return nil, fmt.Errorf("remote: broker URL %q: %w", c.URL, err)
+		return nil, err
 	}
-	sch, ok := schemes[strings.ToLower(u.Scheme)]
-	if !ok {
-		return nil, fmt.Errorf("remote: broker URL %q: scheme %q not supported (want tcp://, ssl://, ws:// or wss://)", c.URL, u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("remote: broker URL %q has no host", c.URL)
-	}
-	if _, hasPass := u.User.Password(); hasPass {
-		return nil, fmt.Errorf("remote: broker URL carries a password: use --mqtt-password-file or %s instead", mqttexport.PasswordEnv)
-	}
-	if u.User != nil && s.User == "" {
-		s.User = u.User.Username()
-	}
-	u.User = nil
-	if u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), sch.port)
-	}
-	s.broker = u.String()
-
-	switch {
-	case c.PasswordFile != "":
-		b, err := os.ReadFile(c.PasswordFile)
-		if err != nil {
-			return nil, fmt.Errorf("remote: password file: %w", err)
-		}
-		s.password, _, _ = strings.Cut(string(b), "\n")
-		s.password = strings.TrimRight(s.password, "\r")
-		if s.User == "" {
-			return nil, fmt.Errorf("remote: password file %s given without a user name", c.PasswordFile)
-		}
-	case s.User != "":
-		s.password = os.Getenv(mqttexport.PasswordEnv)
-	}
-	if (c.Cert == "") != (c.Key == "") {
-		return nil, errors.New("remote: a client certificate needs both --mqtt-cert and --mqtt-key")
-	}
-	if (c.CA != "" || c.Cert != "") && !sch.tls {
-		return nil, fmt.Errorf("remote: TLS files given but broker URL %q is not ssl:// or wss://", c.URL)
-	}
-	if sch.tls {
-		if s.tls, err = mqttexport.TLSConfig(c.CA, c.Cert, c.Key); err != nil {
-			return nil, err
-		}
-	}
+	s.broker, s.User, s.password, s.tls = b.URL, b.User, b.Password, b.TLS
 
 	if s.ClientID == "" {
 		host, _ := os.Hostname()
