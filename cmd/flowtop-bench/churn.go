@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mdlayher/netlink"
+
+	"github.com/flowtop/flowtop/conntrack/ctgen"
 	"golang.org/x/sys/unix"
 )
 
@@ -106,36 +107,6 @@ func dialCT(x *ns, groups ...uint32) (*netlink.Conn, error) {
 	return c, nil
 }
 
-// sendBatched sends requests a thousand per sendmsg, only the last one
-// asking for an ACK, and waits for it: the kernel handles one sendmsg's
-// messages in order and reports a failure as an error reply.
-func sendBatched(c *netlink.Conn, msgs []netlink.Message) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	msgs[len(msgs)-1].Header.Flags |= netlink.Acknowledge
-	var last netlink.Message
-	for batch := range slices.Chunk(msgs, 1000) {
-		sent, err := c.SendMessages(batch)
-		if err != nil {
-			return fmt.Errorf("send ctnetlink requests: %w", err)
-		}
-		last = sent[len(sent)-1]
-	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for {
-		replies, err := c.Receive()
-		if err != nil {
-			return fmt.Errorf("ctnetlink: %w", err)
-		}
-		for _, r := range replies {
-			if r.Header.Sequence == last.Header.Sequence {
-				return nil
-			}
-		}
-	}
-}
-
 // requests returns the requests for bench flows first..first+n-1.
 func requests(first, n int, timeout time.Duration) ([]netlink.Message, error) {
 	msgs := make([]netlink.Message, 0, n)
@@ -182,7 +153,7 @@ func (t *churnTable) create(n int) error {
 	if err != nil {
 		return err
 	}
-	if err := sendBatched(t.c, msgs); err != nil {
+	if err := ctgen.SendBatchedOn(t.c, msgs); err != nil {
 		return fmt.Errorf("create flows %d-%d: %w", t.hi, t.hi+n-1, err)
 	}
 	t.hi += n
@@ -195,7 +166,7 @@ func (t *churnTable) replace(n int) error {
 	if err != nil {
 		return err
 	}
-	if err := sendBatched(t.c, dels); err != nil {
+	if err := ctgen.SendBatchedOn(t.c, dels); err != nil {
 		return fmt.Errorf("delete flows %d-%d: %w", t.lo, t.lo+n-1, err)
 	}
 	t.lo += n

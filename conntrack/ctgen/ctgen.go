@@ -53,6 +53,15 @@ func SendBatched(nsFd int, msgs []netlink.Message) error {
 		return err
 	}
 	defer c.Close()
+	return SendBatchedOn(c, msgs)
+}
+
+// SendBatchedOn is SendBatched on a connection the caller keeps (one that
+// sends requests over and over, as flowtop-bench's churn does).
+func SendBatchedOn(c *netlink.Conn, msgs []netlink.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	msgs[len(msgs)-1].Header.Flags |= netlink.Acknowledge
 	var last netlink.Message
 	for batch := range slices.Chunk(msgs, 1000) {
@@ -62,7 +71,8 @@ func SendBatched(nsFd int, msgs []netlink.Message) error {
 		}
 		last = sent[len(sent)-1]
 	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	// A busy machine is slow to answer a thousand requests at once.
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		replies, err := c.Receive()
 		if err != nil {
