@@ -1,4 +1,4 @@
-//go:build !crashhook
+//go:build !crashhook && linux
 
 package main
 

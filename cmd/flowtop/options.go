@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/flowtop/flowtop/conntrack/kernel"
 	"io"
 	"io/fs"
 	"net/netip"
@@ -128,7 +127,7 @@ func (o *options) flagSet() *pflag.FlagSet {
 	fs.StringVar(&o.configDir, "config-dir", "", "directory searched first for tcp.conf, udp.conf, geoip.conf")
 	fs.StringVar(&o.geoipDir, "geoip-dir", "", "directory searched first for GeoIP .mmdb databases")
 	fs.StringVar(&o.geoipLicenseFile, "geoip-license-file", "", "file holding the MaxMind licence key for -u")
-	fs.StringVar(&o.stateDir, "state-dir", kernel.DefaultStateDir, "where the sysctl values to restore are recorded")
+	fs.StringVar(&o.stateDir, "state-dir", defaultStateDir, "where the sysctl values to restore are recorded")
 	fs.BoolVar(&o.keepAccounting, "keep-accounting", false, "leave nf_conntrack_acct and nf_conntrack_timestamp on at exit (for repeated --once)")
 	fs.StringVar(&o.write, "write", "", "write the JSON snapshot to FILE (atomically) every --write-interval")
 	fs.DurationVar(&o.writeInterval, "write-interval", 10*time.Second, "period of --write")

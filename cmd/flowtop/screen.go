@@ -1,4 +1,4 @@
-//go:build !headless
+//go:build !headless && linux
 
 package main
 
@@ -9,10 +9,6 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/ui"
 )
-
-// haveScreen is false in the lean router build (-tags headless), which
-// leaves out the screen and its terminal libraries.
-const haveScreen = true
 
 // screen is the default: the tview screen until q or a signal.
 func (s *session) screen(ctx context.Context) error {

@@ -1,4 +1,4 @@
-//go:build headless
+//go:build headless && linux
 
 package main
 
@@ -6,11 +6,6 @@ import (
 	"context"
 	"errors"
 )
-
-// haveScreen is false in this build: the router daemon (-tags headless)
-// leaves out the screen and its terminal libraries (tview, tcell), a fifth
-// of the binary. run refuses the screen mode before opening anything.
-const haveScreen = false
 
 func (*session) screen(context.Context) error {
 	return errors.New("this build has no screen")
