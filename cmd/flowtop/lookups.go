@@ -4,62 +4,28 @@ package main
 
 import (
 	"context"
-	"errors"
-	"github.com/flowtop/flowtop/conntrack/kernel"
 	"log/slog"
 	"time"
 
+	"github.com/flowtop/flowtop/conntrack/kernel"
+
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
-	"github.com/flowtop/flowtop/geo"
 	"github.com/flowtop/flowtop/procs"
-	"github.com/flowtop/flowtop/rdns"
 	"github.com/flowtop/flowtop/report"
-	"github.com/flowtop/flowtop/services"
 )
-
-// wantsDNS reports whether reverse DNS can show anything: not with -n,
-// and not in --once -t 0, which writes its document right after the dump.
-// Names are asked for as the document is made and an answer comes later,
-// so there it would only send queries (100k flows: thousands) whose
-// answers nobody reads.
-func (o *options) wantsDNS() bool {
-	return !o.noDNS && !o.singleDump()
-}
 
 // lookups are the enrichment sources flowtop runs: the names of flows, and
 // the reverse DNS cache and process finder whose work health reports.
 type lookups struct {
-	names   *enrich.Lookups
-	dns     *rdns.Cache   // nil with -n
-	owners  *procs.Finder // nil when it could not start
-	closers []func()
+	nameSources
+	owners *procs.Finder // nil when it could not start
 }
 
 // openLookups starts the enrichment sources the options ask for. A source
 // that cannot start is logged and left out; flowtop runs without it.
 func openLookups(o *options, log *slog.Logger) *lookups {
-	l := &lookups{names: &enrich.Lookups{}}
-	l.names.Services = services.Load(o.configDir, func(msg string) { log.Warn(msg) })
-	if o.wantsDNS() {
-		l.dns = rdns.New(rdns.Config{})
-		l.names.DNS = l.dns
-		l.closers = append(l.closers, l.dns.Close)
-	}
-	if !o.noGeoIP {
-		db, errs := geo.Open(geo.DefaultDirs(o.geoipDir))
-		for _, err := range errs {
-			if errors.Is(err, geo.ErrNoDatabase) {
-				log.Info(err.Error())
-			} else {
-				log.Error(err.Error())
-			}
-		}
-		if db.Available() {
-			l.names.Geo = db
-		}
-		l.closers = append(l.closers, func() { db.Close() })
-	}
+	l := &lookups{nameSources: openNameSources(o, log)}
 	if f, err := procs.New(procs.Config{NetNS: kernel.NetnsPath(o.netns)}); err != nil {
 		log.Warn("no process names", "err", err)
 	} else {
@@ -68,13 +34,6 @@ func openLookups(o *options, log *slog.Logger) *lookups {
 		l.closers = append(l.closers, func() { f.Close() })
 	}
 	return l
-}
-
-// close stops the sources.
-func (l *lookups) close() {
-	for _, c := range l.closers {
-		c()
-	}
 }
 
 // addHealth adds the work of the reverse DNS cache and of the process

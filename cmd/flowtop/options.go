@@ -44,7 +44,8 @@ type options struct {
 	write               string
 	writeInterval       time.Duration
 
-	mqtt mqttOptions
+	mqtt   mqttOptions
+	remote string // --remote: the broker to read other machines' flows from
 
 	metrics metricsOptions
 	ipfix   ipfixOptions
@@ -146,6 +147,7 @@ func (o *options) flagSet() *pflag.FlagSet {
 	fs.BoolVar(&o.mqtt.gzip, "mqtt-gzip", false, "gzip MQTT snapshot payloads")
 	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery of the node's sensors")
 	fs.StringVar(&o.mqtt.haPrefix, "mqtt-homeassistant-prefix", mqttexport.DefaultHomeAssistantPrefix, "Home Assistant's MQTT discovery prefix (with --mqtt-homeassistant)")
+	fs.StringVar(&o.remote, "remote", "", "show the flows other machines publish to this MQTT broker instead of the local kernel's (--mqtt-node NAME, or + for all)")
 	addMetricsFlags(fs, &o.metrics)
 	addIPFIXFlags(fs, &o.ipfix)
 	return fs
@@ -182,6 +184,9 @@ func (o *options) derive() error {
 	}
 	if o.filter, err = o.tableFilter(); err != nil {
 		return err
+	}
+	if o.given["remote"] {
+		return o.checkRemote()
 	}
 	if o.mqtt.qos < 0 || o.mqtt.qos > 2 {
 		return fmt.Errorf("--mqtt-qos %d: want 0, 1 or 2", o.mqtt.qos)
@@ -368,27 +373,30 @@ var mqttSchemes = map[string]bool{"tcp": true, "mqtt": true, "ssl": true, "tls":
 
 // checkMQTTURL checks the broker URL of --mqtt before anything starts, so
 // that a bad one is a usage error.
-func checkMQTTURL(s string) error {
+func checkMQTTURL(s string) error { return checkBrokerURL("--mqtt", s) }
+
+// checkBrokerURL checks the broker URL of flag (--mqtt, --remote).
+func checkBrokerURL(flag, s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // without the URL, which may hold a password
 		}
-		return fmt.Errorf("--mqtt: %v (want a URL like tcp://broker:1883)", err)
+		return fmt.Errorf("%s: %v (want a URL like tcp://broker:1883)", flag, err)
 	}
 	if _, ok := u.User.Password(); ok {
-		return fmt.Errorf("--mqtt: the URL carries a password: use --mqtt-password-file or %s instead", mqttexport.PasswordEnv)
+		return fmt.Errorf("%s: the URL carries a password: use --mqtt-password-file or %s instead", flag, mqttexport.PasswordEnv)
 	}
 	if !mqttSchemes[strings.ToLower(u.Scheme)] {
-		return fmt.Errorf("--mqtt %q: want a tcp://, ssl://, ws:// or wss:// URL", s)
+		return fmt.Errorf("%s %q: want a tcp://, ssl://, ws:// or wss:// URL", flag, s)
 	}
 	if u.Hostname() == "" {
-		return fmt.Errorf("--mqtt %q: no broker host", s)
+		return fmt.Errorf("%s %q: no broker host", flag, s)
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("--mqtt %q: port %s: want 1 to 65535", s, p)
+			return fmt.Errorf("%s %q: port %s: want 1 to 65535", flag, s, p)
 		}
 	}
 	return nil

@@ -312,3 +312,48 @@ func TestWantsDNS(t *testing.T) {
 		}
 	}
 }
+
+// TestParseOptionsRemote: --remote takes the broker options and the
+// screen's own, and refuses, with one line naming it, every option that
+// means the local kernel or an export.
+func TestParseOptionsRemote(t *testing.T) {
+	o, err := parseOptions([]string{"--remote", "tcp://broker:1883", "--mqtt-node", "+", "--mqtt-topic", "fleet",
+		"--mqtt-user", "viewer", "-t", "2", "--limit", "50", "--sort", "bytes", "-n", "-b"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := o.remoteConfig(nil)
+	if cfg.URL != "tcp://broker:1883" || cfg.Topic != "fleet" || cfg.User != "viewer" || cfg.Interval != 2*time.Second ||
+		cfg.Limit != 50 || cfg.Sort != report.SortBytes || o.mqtt.node != "+" {
+		t.Errorf("remote config %+v, node %q", cfg, o.mqtt.node)
+	}
+	if o, err := parseOptions([]string{"--remote", "tcp://b", "--once"}, io.Discard); err != nil || o.interval != 2 {
+		t.Errorf("--remote --once without -t: err %v, interval %g; want the node list to wait 2 s", err, o.interval)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--remote", ""}, `--remote "": want a broker URL`},
+		{[]string{"--remote", "http://b"}, `--remote "http://b": want a tcp://`},
+		{[]string{"--remote", "tcp://u:pw@b"}, "--remote: the URL carries a password"},
+		{[]string{"--remote", "tcp://b", "-T"}, "--tcp makes no sense with --remote"},
+		{[]string{"--remote", "tcp://b", "--mqtt", "tcp://c"}, "--mqtt makes no sense with --remote"},
+		{[]string{"--remote", "tcp://b", "--netns", "x"}, "--netns makes no sense with --remote"},
+		{[]string{"--remote", "tcp://b", "--no-ui"}, "--no-ui makes no sense with --remote"},
+		{[]string{"--remote", "tcp://b", "--mqtt-node", ""}, `--mqtt-node "": want a node name`},
+		{[]string{"--remote", "tcp://b", "--mqtt-node", "+", "--once"}, "--mqtt-node + with --once"},
+	} {
+		_, err := parseOptions(tc.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: error %v, want one line with %q", tc.args, err, tc.want)
+		}
+	}
+	// Every flag the remote view accepts is one of flowtop's.
+	fs := (&options{}).flagSet()
+	for name := range remoteFlags {
+		if fs.Lookup(name) == nil {
+			t.Errorf("remoteFlags names %q, which is no flag", name)
+		}
+	}
+}

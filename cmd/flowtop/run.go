@@ -33,9 +33,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	if o.update {
+	switch {
+	case o.update:
 		err = runUpdate(ctx, o, stdout)
-	} else {
+	case o.remote != "" || o.given["remote"]:
+		err = runRemote(ctx, o, stdout, stderr)
+	default:
 		err = runFlowtop(ctx, o, stdout, stderr)
 	}
 	if err != nil {

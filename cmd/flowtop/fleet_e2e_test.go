@@ -1,0 +1,209 @@
+package main
+
+// End-to-end tests of the fleet view (--remote): routers are flowtop
+// daemons watching namespaces with real traffic and publishing to a real
+// mosquitto; the viewer reads that broker. The brokers, the daemons' own
+// sockets and the viewer live in a "hub" namespace of the test's, so
+// nothing listens on the host's loopback.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowtop/flowtop/conntrack/nstest"
+	"github.com/flowtop/flowtop/remote"
+)
+
+// hub is the namespace of the brokers and the viewer.
+type hub struct {
+	t  *testing.T
+	ns *nstest.NS
+}
+
+func newHub(t *testing.T) *hub {
+	nstest.Require(t, "mosquitto")
+	return &hub{t: t, ns: nstest.New(t, "hub")}
+}
+
+// broker starts a mosquitto on 127.0.0.1:port inside the hub, with the
+// extra configuration lines (a bridge), and returns its URL once it
+// accepts connections.
+func (h *hub) broker(port int, extra ...string) string {
+	t := h.t
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "mosquitto.conf")
+	lines := append([]string{fmt.Sprintf("listener %d 127.0.0.1", port), "allow_anonymous true"}, extra...)
+	if err := os.WriteFile(conf, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := h.ns.Command(mosquittoPath(t), "-c", conf)
+	var out nstest.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start mosquitto: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("mosquitto :%d:\n%s", port, nstest.Truncate(out.String()))
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	nstest.WaitFor(t, nstest.Patience, "mosquitto listening on "+addr, func() (bool, string) {
+		err := h.ns.Do(func() error {
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		return err == nil, fmt.Sprint(err)
+	})
+	return "tcp://" + addr
+}
+
+func mosquittoPath(t *testing.T) string {
+	for _, p := range []string{"/usr/sbin/mosquitto", "/usr/bin/mosquitto"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	p, err := exec.LookPath("mosquitto")
+	if err != nil {
+		t.Fatal("mosquitto not found")
+	}
+	return p
+}
+
+// router runs a flowtop daemon in the hub that watches ns and publishes
+// as node to broker. It is killed when the test ends.
+func (h *hub) router(ns *nstest.NS, node, broker string, args ...string) *exec.Cmd {
+	t := h.t
+	t.Helper()
+	all := append([]string{"-n", "--netns", ns.Path(), "--state-dir", t.TempDir(), "--no-ui", "-46TUI",
+		"-t", "0.5", "--mqtt", broker, "--mqtt-node", node, "--mqtt-client-id", "router-" + node}, args...)
+	cmd := h.ns.Command(flowtopBinary(t), all...)
+	var stderr nstest.SyncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start the %s daemon: %v", node, err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-done
+		if t.Failed() {
+			t.Logf("daemon %s stderr:\n%s", node, nstest.Truncate(stderr.String()))
+		}
+	})
+	return cmd
+}
+
+// viewer runs flowtop in the hub with args (--remote ...) and returns
+// its stdout, stderr and exit status.
+func (h *hub) viewer(timeout time.Duration, args ...string) (stdout []byte, stderr string, code int) {
+	t := h.t
+	t.Helper()
+	cmd := h.ns.Command(flowtopBinary(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(timeout, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	err := cmd.Wait()
+	code = cmd.ProcessState.ExitCode()
+	if code < 0 {
+		t.Fatalf("flowtop %s: %v (timed out after %v?)\nstderr: %s", strings.Join(args, " "), err, timeout, nstest.Truncate(errb.String()))
+	}
+	return out.Bytes(), errb.String(), code
+}
+
+// nodesOnce is flowtop --remote URL --once: the nodes document.
+func (h *hub) nodesOnce(broker string) remote.NodesDocument {
+	t := h.t
+	t.Helper()
+	out, stderr, code := h.viewer(30*time.Second, "--remote", broker, "--once", "-t", "1")
+	if code != 0 {
+		t.Fatalf("flowtop --remote %s --once: exit %d: %s", broker, code, nstest.Truncate(stderr))
+	}
+	var d remote.NodesDocument
+	if err := json.Unmarshal(out, &d); err != nil {
+		t.Fatalf("the nodes document: %v: %s", err, nstest.Truncate(string(out)))
+	}
+	return d
+}
+
+func nodeEntry(d remote.NodesDocument, name string) (remote.NodeEntry, bool) {
+	for _, n := range d.Nodes {
+		if n.Node == name {
+			return n, true
+		}
+	}
+	return remote.NodeEntry{}, false
+}
+
+// twoRouters starts two namespace pairs with traffic and a daemon on
+// each, publishing as r1 and r2 to broker.
+func twoRouters(t *testing.T, h *hub, broker string, args ...string) (r1, r2 *exec.Cmd) {
+	a1, b1 := nstest.Pair(t)
+	a2, b2 := nstest.Pair(t)
+	startTraffic(t, a1, b1)
+	startTraffic(t, a2, b2)
+	return h.router(a1, "r1", broker, args...), h.router(a2, "r2", broker, args...)
+}
+
+// TestFleetOnce: --remote URL --once lists both routers with their flows;
+// --mqtt-node NAME --once prints that router's document, with its real
+// flows; a node that does not answer is exit 1 with one line.
+func TestFleetOnce(t *testing.T) {
+	h := newHub(t)
+	broker := h.broker(1883)
+	twoRouters(t, h, broker)
+
+	var d remote.NodesDocument
+	nstest.WaitFor(t, 30*time.Second, "both routers online with flows in the nodes document", func() (bool, string) {
+		d = h.nodesOnce(broker)
+		r1, ok1 := nodeEntry(d, "r1")
+		r2, ok2 := nodeEntry(d, "r2")
+		return ok1 && ok2 && r1.Status == "online" && r2.Status == "online" && r1.Flows > 0 && r2.Flows > 0,
+			nstest.Dump(d.Nodes)
+	})
+	if d.Version != remote.NodesVersion || d.Broker != broker || d.Topic != "flowtop" {
+		t.Errorf("nodes document header: version %d broker %q topic %q", d.Version, d.Broker, d.Topic)
+	}
+
+	out, stderr, code := h.viewer(30*time.Second, "--remote", broker, "--mqtt-node", "r1", "--once")
+	if code != 0 {
+		t.Fatalf("--mqtt-node r1 --once: exit %d: %s", code, nstest.Truncate(stderr))
+	}
+	doc := decodeDoc(t, out)
+	var tcp4 bool
+	for _, f := range doc.Flows {
+		tcp4 = tcp4 || f.Proto == "tcp" && f.Dst == nstest.AddrB4
+	}
+	if !tcp4 || doc.Totals.Flows == 0 {
+		t.Errorf("r1's document has %d flows (TCP to %s: %v), want its real traffic: %s", doc.Totals.Flows, nstest.AddrB4, tcp4, nstest.Truncate(string(out)))
+	}
+
+	start := time.Now()
+	_, stderr, code = h.viewer(30*time.Second, "--remote", broker, "--mqtt-node", "nosuch", "--once")
+	took := time.Since(start)
+	if code != 1 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 || !strings.Contains(stderr, "nosuch did not answer within 5s") {
+		t.Errorf("a node that does not answer: exit %d, stderr %q; want 1 and one line saying it did not answer within 5s", code, stderr)
+	}
+	if took > 20*time.Second {
+		t.Errorf("a node that does not answer took %v to give up, want about 5 s", took)
+	}
+}

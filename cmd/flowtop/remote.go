@@ -1,0 +1,120 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/flowtop/flowtop/remote"
+	"github.com/flowtop/flowtop/report"
+)
+
+// The remote view (--remote URL) reads what routers publish to a broker:
+// it needs no privilege and no kernel, and runs on any system.
+
+// allNodes is --mqtt-node's value for every node in one table.
+const allNodes = "+"
+
+// remoteFlags are the flags that mean something to the remote view: the
+// broker's login, TLS and topic, the node, the screen's own settings and
+// the laptop's name lookups. Any other (a table filter, an export, the
+// kernel's options) is a usage error with --remote, not silently ignored.
+var remoteFlags = map[string]bool{
+	"remote": true, "mqtt-user": true, "mqtt-password-file": true, "mqtt-ca": true, "mqtt-cert": true,
+	"mqtt-key": true, "mqtt-client-id": true, "mqtt-topic": true, "mqtt-node": true, "mqtt-qos": true,
+	"interval": true, "once": true, "sort": true, "limit": true, "no-dns": true, "no-geoip": true,
+	"show-src": true, "bits": true, "config-dir": true, "geoip-dir": true, "version": true, "help": true,
+}
+
+// checkRemote checks the options of --remote; its errors are usage
+// errors.
+func (o *options) checkRemote() error {
+	if o.given["remote"] && o.remote == "" {
+		return errors.New(`--remote "": want a broker URL`)
+	}
+	for _, name := range slices.Sorted(maps.Keys(o.given)) {
+		if !remoteFlags[name] {
+			return fmt.Errorf("--%s makes no sense with --remote, which shows what the routers publish (filter and export on the router)", name)
+		}
+	}
+	if err := checkBrokerURL("--remote", o.remote); err != nil {
+		return err
+	}
+	node := o.mqtt.node
+	if o.given["mqtt-node"] && node == "" {
+		return errors.New(`--mqtt-node "": want a node name, or + for every node`)
+	}
+	if o.once && node == allNodes {
+		return errors.New("--mqtt-node + with --once: name one node, or leave --mqtt-node out for the list of nodes")
+	}
+	if o.once && !o.given["interval"] {
+		// The node list waits one interval for documents: at 1 s most
+		// routers, publishing every minute, would show only their status.
+		o.interval = 2
+	}
+	return nil
+}
+
+// remoteConfig is the broker side of the remote view: the --mqtt-* login,
+// TLS and topic options, the screen's interval, sort and --limit.
+func (o *options) remoteConfig(log *slog.Logger) remote.Config {
+	cfg := remote.Config{
+		URL: o.remote, User: o.mqtt.user, PasswordFile: o.mqtt.passwordFile,
+		CA: o.mqtt.ca, Cert: o.mqtt.cert, Key: o.mqtt.key,
+		ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, QoS: byte(o.mqtt.qos),
+		Logger:   log,
+		Interval: o.intervalDuration(),
+		Limit:    o.limit,
+		Sort:     o.sortKey,
+	}
+	if !o.given["sort"] {
+		cfg.Sort = report.SortRate // what the screen opens sorted by
+	}
+	return cfg
+}
+
+// runRemote runs the remote view: the screen, or with --once one JSON
+// document (a node's, or the list of nodes).
+func runRemote(ctx context.Context, o *options, stdout, stderr io.Writer) error {
+	log, warns := newLogger(o, stderr)
+	cfg := o.remoteConfig(log)
+	if o.once {
+		return remoteOnce(ctx, o, cfg, stdout)
+	}
+	names := openNameSources(o, log)
+	defer names.close()
+	c, err := remote.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return remoteScreen(ctx, o, c, names.names, warns)
+}
+
+// remoteOnce prints the document of --mqtt-node, asked for with a
+// request, or without a node the nodes seen within one interval.
+func remoteOnce(ctx context.Context, o *options, cfg remote.Config, stdout io.Writer) error {
+	if o.mqtt.node != "" {
+		doc, err := remote.FetchOnce(ctx, cfg, o.mqtt.node, remote.DefaultOnceTimeout)
+		if err != nil {
+			return err
+		}
+		_, err = stdout.Write(doc)
+		return err
+	}
+	nodes, err := remote.FetchNodes(ctx, cfg, o.intervalDuration())
+	if err != nil {
+		return err
+	}
+	doc, err := remote.Nodes(nodes, o.remote, cfg.Topic, time.Now()).JSON()
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(doc)
+	return err
+}
