@@ -207,3 +207,35 @@ func TestFleetOnce(t *testing.T) {
 		t.Errorf("a node that does not answer took %v to give up, want about 5 s", took)
 	}
 }
+
+// bridge is the configuration of a mosquitto that bridges the flowtop
+// topics both ways with the broker at url.
+func bridge(url string) []string {
+	return []string{"connection upstream", "address " + strings.TrimPrefix(url, "tcp://"),
+		"topic flowtop/# both 1", "cleansession true", "restart_timeout 1"}
+}
+
+// TestFleetOnceBridged: a daemon publishes to broker A, B bridges A, the
+// viewer reads B: the node is listed, and a request goes through both
+// brokers to the router and its answer back.
+func TestFleetOnceBridged(t *testing.T) {
+	h := newHub(t)
+	a := h.broker(1883)
+	b := h.broker(1884, bridge(a)...)
+	a1, b1 := nstest.Pair(t)
+	startTraffic(t, a1, b1)
+	h.router(a1, "r1", a)
+
+	nstest.WaitFor(t, 30*time.Second, "r1 online with flows on the bridged broker", func() (bool, string) {
+		d := h.nodesOnce(b)
+		r1, ok := nodeEntry(d, "r1")
+		return ok && r1.Status == "online" && r1.Flows > 0, nstest.Dump(d.Nodes)
+	})
+	out, stderr, code := h.viewer(30*time.Second, "--remote", b, "--mqtt-node", "r1", "--once")
+	if code != 0 {
+		t.Fatalf("--mqtt-node r1 --once through the bridge: exit %d: %s", code, nstest.Truncate(stderr))
+	}
+	if doc := decodeDoc(t, out); doc.Totals.Flows == 0 {
+		t.Errorf("r1's document through the bridge has no flows: %s", nstest.Truncate(string(out)))
+	}
+}
