@@ -18,7 +18,9 @@ type broker struct {
 	mosquitto       *proc
 	sub             *exec.Cmd
 	messages, bytes atomic.Uint64
-	subDone         chan struct{}
+	// live counts what went to the watch stream (<prefix>/<node>/live).
+	liveMessages, liveBytes atomic.Uint64
+	subDone                 chan struct{}
 	done            func()
 }
 
@@ -48,8 +50,8 @@ func startBroker() (*broker, error) {
 		return nil, err
 	}
 	b := &broker{url: "tcp://" + addr, mosquitto: m, subDone: make(chan struct{})}
-	// One line per message: its payload's length.
-	b.sub = exec.Command("mosquitto_sub", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "flowtop/#", "-F", "%l")
+	// One line per message: its topic and its payload's length.
+	b.sub = exec.Command("mosquitto_sub", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-t", "flowtop/#", "-F", "%t %l")
 	out, err := b.sub.StdoutPipe()
 	if err == nil {
 		err = b.sub.Start()
@@ -62,9 +64,14 @@ func startBroker() (*broker, error) {
 		defer close(b.subDone)
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
-			n, _ := strconv.Atoi(strings.TrimSpace(sc.Text()))
+			topic, size, _ := strings.Cut(sc.Text(), " ")
+			n, _ := strconv.Atoi(strings.TrimSpace(size))
 			b.messages.Add(1)
 			b.bytes.Add(uint64(n))
+			if strings.HasSuffix(topic, "/live") || strings.HasSuffix(topic, "/live/gz") {
+				b.liveMessages.Add(1)
+				b.liveBytes.Add(uint64(n))
+			}
 		}
 	}()
 	b.done = atInterrupt(func() {

@@ -47,6 +47,7 @@ func main() {
 	flag.IntVar(&m.churn, "churn", 5000, "with -ipfix: flows deleted (and as many created) per second")
 	flag.BoolVar(&m.metrics, "metrics", false, "measure /metrics scrapes instead: -scrapes scrapes of flowtop --no-ui --metrics-listen on each -flows table, next to conntrack -L")
 	flag.IntVar(&m.scrapes, "scrapes", 20, "with -metrics: scrapes per variant")
+	flag.BoolVar(&m.watch, "watch", false, "measure a watched router instead: flowtop --no-ui --mqtt on each -flows table, -cpu-seconds unwatched then watched by a viewer at 1 s (gzip off and on): its CPU and the bytes it sends to the broker")
 	flag.BoolVar(&m.daemonRSS, "daemon-rss", false, "measure the lean router daemon (-tags headless,nethttpomithttp2) instead: RSS and CPU of --no-ui --mqtt on each -flows table, with GOMEMLIMIT=16MiB and without")
 	flag.IntVar(&m.daemonSecs, "daemon-seconds", 60, "with -daemon-rss: how long each daemon runs before its RSS is read")
 	flag.Parse()

@@ -18,12 +18,12 @@ import (
 // modes are the measurements of flowtop's exporters and of the router
 // daemon, each on its own table and against a reference of the same run.
 type modes struct {
-	ipfix, metrics, daemonRSS bool
+	ipfix, metrics, daemonRSS, watch bool
 	churn, scrapes            int
 	daemonSecs                int
 }
 
-func (m *modes) any() bool { return m.ipfix || m.metrics || m.daemonRSS }
+func (m *modes) any() bool { return m.ipfix || m.metrics || m.daemonRSS || m.watch }
 
 func (m *modes) run(flowsList string, runs, cpuSecs int, bin string) error {
 	if os.Geteuid() != 0 {
@@ -46,7 +46,7 @@ func (m *modes) run(flowsList string, runs, cpuSecs int, bin string) error {
 	defer stop()
 	fmt.Printf("machine: %d cores, kernel %s\n", nproc(), kernelRelease())
 	full, lean := bin, bin
-	if bin == "" && (m.ipfix || m.metrics) {
+	if bin == "" && (m.ipfix || m.metrics || m.watch) {
 		var remove func()
 		if full, remove, err = buildFlowtop(""); err != nil {
 			return err
@@ -68,6 +68,11 @@ func (m *modes) run(flowsList string, runs, cpuSecs int, bin string) error {
 		}
 		if m.metrics {
 			if err := measureMetrics(full, n, m.scrapes); err != nil {
+				return err
+			}
+		}
+		if m.watch {
+			if err := measureWatch(full, n, time.Duration(cpuSecs)*time.Second); err != nil {
 				return err
 			}
 		}
