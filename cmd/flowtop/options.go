@@ -290,6 +290,13 @@ func (o *options) checkOutputs() error {
 		if err := checkMQTTURL(o.mqtt.url); err != nil {
 			return err
 		}
+		for _, f := range []struct{ name, value string }{
+			{"mqtt-topic", o.mqtt.topic}, {"mqtt-homeassistant-prefix", o.mqtt.haPrefix},
+		} {
+			if strings.ContainsAny(f.value, "+#") {
+				return fmt.Errorf("--%s %q: an MQTT wildcard (+ or #) cannot be part of a topic", f.name, f.value)
+			}
+		}
 	}
 	if o.write != "" {
 		if err := checkWritable(o.write); err != nil {

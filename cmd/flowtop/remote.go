@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flowtop/flowtop/remote"
@@ -44,6 +45,9 @@ func (o *options) checkRemote() error {
 	}
 	if err := checkBrokerURL("--remote", o.remote); err != nil {
 		return err
+	}
+	if strings.ContainsAny(o.mqtt.topic, "+#") {
+		return fmt.Errorf("--mqtt-topic %q: an MQTT wildcard (+ or #) cannot be part of a topic", o.mqtt.topic)
 	}
 	node := o.mqtt.node
 	if o.given["mqtt-node"] && node == "" {
