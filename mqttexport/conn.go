@@ -44,6 +44,7 @@ type limitedConn struct {
 	r          *bufio.Reader
 	maxPayload int
 	stats      *inboundStats
+	onCut      func(payload int) // told the real size of each payload cut; may be nil
 
 	head       [5]byte // fixed header of the current packet as passed on
 	headLen    int     // bytes of head not yet returned
@@ -131,6 +132,9 @@ func (c *limitedConn) nextPacket() error {
 	c.setHead(b0, vh+keep)
 	c.pass, c.skip = vh+keep, payload-keep
 	c.stats.cut.Add(1)
+	if c.onCut != nil {
+		c.onCut(payload)
+	}
 	return nil
 }
 

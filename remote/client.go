@@ -13,6 +13,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/flowtop/flowtop/mqttexport"
 )
 
 // Client follows every node under a topic prefix. Make one with Open;
@@ -42,6 +43,10 @@ type Client struct {
 	wantMu    sync.Mutex
 	want      watchSet
 	watchKick chan struct{}
+
+	// cuts are the real sizes of the messages the connection cut at the
+	// cap, oldest first, for the handler's one-line refusal.
+	cuts cutSizes
 
 	// Tunables, changed by tests only.
 	minBackoff, maxBackoff time.Duration
@@ -176,6 +181,7 @@ func (c *Client) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 		// The handler never blocks, so paho's pings are not held up.
 		SetOrderMatters(true).
 		SetDefaultPublishHandler(c.onMessage).
+		SetCustomOpenConnectionFn(mqttexport.CappedConnection(c.s.MaxMessage, c.cuts.push)).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
@@ -291,14 +297,15 @@ func (c *Client) event(ctx context.Context, ev connEvent) {
 // onMessage is paho's handler for every message. It runs on paho's
 // router goroutine and must not block: it measures the body, keeps it
 // when under the cap and queues it for the owner, or counts a drop.
-// Paho reads a whole PUBLISH into memory before calling it, so a message
-// over the cap has been held once by then; capping at the connection (as
-// mqttexport does for requests) must be shared with this package later.
+// The connection passes on at most MaxMessage+1 bytes of a body
+// (mqttexport.CappedConnection), so a message over the cap costs no more
+// memory than one at the cap; its real size comes from the connection.
 func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 	body := m.Payload() // paho makes a new slice per packet: no copy needed
 	in := inbound{topic: m.Topic(), size: len(body)}
 	if len(body) > c.s.MaxMessage {
 		in.over = true
+		in.size = c.cuts.pop(len(body))
 	} else {
 		if c.queued.Add(int64(len(body))) > inboxBytes {
 			c.queued.Add(-int64(len(body)))
@@ -479,4 +486,36 @@ func notify(ch chan struct{}) {
 	case ch <- struct{}{}:
 	default:
 	}
+}
+
+// cutSizes is a queue of the sizes of the messages cut at the cap, from
+// the connection's reader to paho's handler (in the same order). It keeps
+// the newest maxCuts: a size lost is only a less precise error message.
+type cutSizes struct {
+	mu    sync.Mutex
+	sizes []int
+}
+
+const maxCuts = 64
+
+func (q *cutSizes) push(size int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.sizes) == maxCuts {
+		q.sizes = q.sizes[1:]
+	}
+	q.sizes = append(q.sizes, size)
+}
+
+// pop returns the oldest size, or seen (what the handler got, one byte
+// over the cap) when none is queued.
+func (q *cutSizes) pop(seen int) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.sizes) == 0 {
+		return seen
+	}
+	size := q.sizes[0]
+	q.sizes = q.sizes[1:]
+	return size
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -337,5 +338,44 @@ func TestLiveAndForeign(t *testing.T) {
 	waitFor(t, c, "marker shown", func() bool { return c.Latest("marker") != nil })
 	if v := c.Latest("n1"); !v.Live || len(v.Snapshot.Flows) != 4 {
 		t.Errorf("n1: live %v, %d flows; want the live document (4 flows) still", v.Live, len(v.Snapshot.Flows))
+	}
+}
+
+// TestOversizedDocumentNotHeld: a 32 MB message from the broker is cut
+// at the connection: the viewer allocates a small part of it, refuses it
+// on its node with its real size, and keeps its connection.
+func TestOversizedDocumentNotHeld(t *testing.T) {
+	const size = 32 << 20
+	b := startBroker(t)
+	cfg := b.config()
+	cfg.MaxMessage = 64 << 10
+	c := openViewer(t, cfg)
+	p := newPub(t, b, nil)
+	good := encodeDoc(t, synthSnapshot(synthFlows(5)), report.Options{Host: "good"})
+	p.publish(t, "flowtop/before/snapshot", false, good)
+	waitFor(t, c, "a first document", func() bool { return c.Latest("before") != nil })
+
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	p.publish(t, "flowtop/huge/snapshot", false, bytes.Repeat([]byte{' '}, size))
+	// Publishing it allocated it here too (the test's own client): count
+	// from after that.
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	waitFor(t, c, "the huge document refused with its size", func() bool {
+		n, _ := nodeInfo(c, "huge")
+		return strings.Contains(n.Err, "message of 32 MiB over the 64 KiB limit")
+	})
+	p.publish(t, "flowtop/after/snapshot", false, good)
+	waitFor(t, c, "a document after it", func() bool { return c.Latest("after") != nil })
+	runtime.ReadMemStats(&after)
+	allocated := after.TotalAlloc - before.TotalAlloc
+	t.Logf("a %d MB document: %.1f MB allocated by the viewer while it passed", size>>20, float64(allocated)/(1<<20))
+	if allocated > 8<<20 {
+		t.Errorf("%.1f MB allocated while a %d MB document passed: it was buffered", float64(allocated)/(1<<20), size>>20)
+	}
+	if !c.Conn().Connected {
+		t.Error("the connection did not survive the huge document")
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -55,6 +56,9 @@ func FetchOnce(ctx context.Context, cfg Config, node string, timeout time.Durati
 			dropped.Store(true)
 		}
 	})
+	// A message over the cap is cut at the connection, as the Client's:
+	// only its first MaxMessage+1 bytes are held.
+	o.SetCustomOpenConnectionFn(mqttexport.CappedConnection(s.MaxMessage, nil))
 	// Its own client id: a viewer with the same id may be running.
 	o.SetClientID(s.ClientID + "-" + id)
 	mc := mqtt.NewClient(o)
