@@ -34,7 +34,12 @@ type Env struct {
 	// its buffer, so the exporter should always drain it.
 	Ended <-chan conntrack.Ended
 	// Names enriches flows (services, reverse DNS, GeoIP, processes).
-	Names  enrich.Namer
+	Names enrich.Namer
+	// Health, when set, completes the health of a document the exporter
+	// publishes with what the snapshot does not hold (every exporter's
+	// counters, the lookups' work), so that its documents carry the same
+	// health as flowtop's own (--once, --write). Safe for concurrent use.
+	Health func(*report.Health)
 	Logger *slog.Logger
 	// Host and Netns go into the documents.
 	Host, Netns string
@@ -44,6 +49,9 @@ type Env struct {
 type Spec struct {
 	// On tells whether the command line asks for the exporter.
 	On bool
+	// Flag, when set, is the flag that asks for it: it begins the
+	// constructor's error ("--mqtt: ...").
+	Flag string
 	// Ended is the buffer of its ended-flow subscription, 0 for none.
 	Ended int
 	// New makes the exporter; its error ends flowtop.
@@ -97,8 +105,8 @@ func Subscribe(t Table, specs []Spec) *Set {
 
 // Start makes the exporters in the order of their specs, then runs each
 // in a goroutine of its own until ctx ends or Stop. A constructor's error
-// is returned with nothing started. env.Latest and env.Ended are the
-// set's own; the rest is handed to every exporter.
+// is returned with nothing started, after the Flag of its spec. env.Latest
+// and env.Ended are the set's own; the rest is handed to every exporter.
 func (s *Set) Start(ctx context.Context, env Env) error {
 	if env.Logger == nil {
 		env.Logger = slog.New(slog.DiscardHandler)
@@ -110,6 +118,9 @@ func (s *Set) Start(ctx context.Context, env Env) error {
 		e.Ended = m.ended
 		exp, err := m.spec.New(e)
 		if err != nil {
+			if m.spec.Flag != "" {
+				err = fmt.Errorf("%s: %w", m.spec.Flag, err)
+			}
 			return err
 		}
 		m.exp = exp

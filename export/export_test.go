@@ -166,6 +166,31 @@ func TestSetStartError(t *testing.T) {
 	set.Stop() // returns: nothing runs
 }
 
+// A constructor's error begins with the flag of its spec; the rest of the
+// Env, the health hook included, reaches every exporter.
+func TestSetStartFlagAndEnv(t *testing.T) {
+	made := map[string]*fakeExporter{}
+	set := Subscribe(&fakeTable{}, []Spec{
+		{On: true, Flag: "--mqtt", New: func(Env) (Exporter, error) { return nil, errors.New("password file: no such file") }},
+	})
+	err := set.Start(context.Background(), Env{})
+	if err == nil || err.Error() != "--mqtt: password file: no such file" {
+		t.Errorf("Start: %v, want the error after --mqtt", err)
+	}
+
+	hooked := 0
+	set = Subscribe(&fakeTable{}, []Spec{spec(true, 0, made, "a")})
+	if err := set.Start(context.Background(), Env{Health: func(*report.Health) { hooked++ }}); err != nil {
+		t.Fatal(err)
+	}
+	defer set.Stop()
+	if h := made["a"].env.Health; h == nil {
+		t.Fatal("the exporter's Env has no health hook")
+	} else if h(&report.Health{}); hooked != 1 {
+		t.Errorf("the exporter's hook is not the one given to Start")
+	}
+}
+
 // The status line names each exporter with a connection, in the words the
 // screen showed for MQTT.
 func TestSetStatus(t *testing.T) {

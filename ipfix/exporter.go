@@ -23,8 +23,9 @@ type Exporter struct {
 	published, dropped, errs atomic.Uint64
 
 	// Owned by Run's goroutine: what was exported of each long or NATed
-	// flow, and of those that ended lately.
-	flows map[flowKey]exported
+	// flow, and of those that ended lately, by the flow's identity (the
+	// ID alone is a hash and collides).
+	flows map[conntrack.Key]exported
 	full  bool // the flows map reached maxFlows (logged once)
 
 	// Tunables, changed by tests only.
@@ -43,19 +44,6 @@ type Exporter struct {
 	endedQuiet, endedDrain time.Duration
 	flushTimeout           time.Duration
 	now                    func() time.Time
-}
-
-// flowKey tells connections apart as the kernel does (see
-// conntrack.Flow.SameConnection): the ID alone is a hash and collides.
-type flowKey struct {
-	orig  conntrack.Tuple
-	proto conntrack.Proto
-	zone  uint16
-	icmp  conntrack.ICMP
-}
-
-func keyOf(f *conntrack.Flow) flowKey {
-	return flowKey{orig: f.Orig, proto: f.Proto, zone: f.Zone, icmp: f.ICMP}
 }
 
 // exported is what the collectors were last sent of a flow.
@@ -81,7 +69,7 @@ func New(cfg Config) (*Exporter, error) {
 	e := &Exporter{
 		cfg:             cfg,
 		log:             cfg.Logger.With("exporter", "ipfix"),
-		flows:           map[flowKey]exported{},
+		flows:           map[conntrack.Key]exported{},
 		templateRefresh: TemplateRefresh,
 		queueLen:        4096,
 		maxFlows:        1 << 18,
@@ -227,7 +215,7 @@ func (e *Exporter) ended(fl *conntrack.Ended) {
 	if s := e.cfg.Latest(); s != nil && !s.Filter.Match(f, fl.Stop) {
 		return
 	}
-	k := keyOf(f)
+	k := f.Key()
 	st, had := e.flows[k]
 	if had && st.ended {
 		st, had = exported{}, false // another connection with the same key
@@ -282,7 +270,7 @@ func (e *Exporter) scan() {
 	now := unixMs(s.Time)
 	timeout := e.cfg.ActiveTimeout.Milliseconds()
 	for _, f := range s.Flows {
-		k := keyOf(f)
+		k := f.Key()
 		st, had := e.flows[k]
 		if had && st.ended {
 			if f.Start.IsZero() || stampMs(f.Start) <= st.at {

@@ -241,7 +241,7 @@ func TestScanForgetsVanishedFlows(t *testing.T) {
 	}
 	ft.publish(t0.Add(70*time.Second+e.forgetAfter+time.Second), allFilter(), counted(masq4, t0, 10, 10))
 	e.scan()
-	if _, ok := e.flows[keyOf(&masq4)]; len(e.flows) != 1 || !ok {
+	if _, ok := e.flows[masq4.Key()]; len(e.flows) != 1 || !ok {
 		t.Errorf("flows remembered %v, want only masq4's", e.flows)
 	}
 }

@@ -30,21 +30,21 @@ func TestBackoffResetsOnFlappingBroker(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 	p := startProxy(t, b)
-	h := newHarness(t, b, func(c *Config) { c.URL = p.url() })
+	h := newHarness(t, b, func(c *harnessConfig) { c.URL = p.url() })
 	h.e.minBackoff, h.e.maxBackoff = 200*time.Millisecond, time.Minute
 	h.run(t)
 
 	const drops = 4
 	for range drops {
-		waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+		waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 		up := time.Now()
 		waitFor(t, patience, "the connection up for longer than stableAfter", func() bool {
 			return time.Since(up) > h.e.stableAfter+200*time.Millisecond
 		})
 		p.cut()
-		waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+		waitFor(t, patience, "disconnected", func() bool { return !*h.e.Health().Connected })
 	}
-	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 	waits := retryWaits(t, h.logs.String())
 	t.Logf("waits after each drop: %v", waits)
 	if len(waits) != drops {
@@ -64,16 +64,16 @@ func TestReconnectSoonWhileEndedQueued(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 	p := startProxy(t, b)
-	h := newHarness(t, b, func(c *Config) { c.URL = p.url() })
+	h := newHarness(t, b, func(c *harnessConfig) { c.URL = p.url() })
 	h.e.minBackoff, h.e.maxBackoff = 2*time.Minute, 2*time.Minute
 	h.e.endedWait = 300 * time.Millisecond
 	ids := collectEnded(t, subscribe(t, b, nil, h.t.ended))
 	h.run(t)
-	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 
 	p.setRefuse(true)
 	p.cut()
-	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Health().Connected })
 	// Nothing queued: the exporter waits its two minutes, until records
 	// end.
 	attempts := p.accepts.Load()

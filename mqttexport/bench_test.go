@@ -62,16 +62,16 @@ func endedExpiry(b *testing.B, away bool) {
 	br := startBroker(b, brokerOptions{})
 	p := startProxy(b, br)
 	ch := make(chan conntrack.Ended, 16384)
-	h := newHarness(b, br, func(c *Config) { c.URL = p.url(); c.Interval = time.Second; c.Ended = ch })
+	h := newHarness(b, br, func(c *harnessConfig) { c.URL = p.url(); c.Interval = time.Second; c.Ended = ch })
 	h.e.publishTimeout = 20 * time.Second
 	h.snap.Store(testSnapshot(n))
 	ids := collectEnded(b, subscribe(b, br, nil, h.t.ended))
 	h.run(b)
-	waitFor(b, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(b, patience, "connected", func() bool { return *h.e.Health().Connected })
 	if away {
 		p.setRefuse(true)
 		p.cut()
-		waitFor(b, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+		waitFor(b, patience, "disconnected", func() bool { return !*h.e.Health().Connected })
 	}
 
 	runtime.GC()
@@ -108,7 +108,7 @@ func endedExpiry(b *testing.B, away bool) {
 		miss, _ := ids.missing(n)
 		if miss <= int(h.e.endedLost.Load())+chanDropped || time.Now().After(deadline) {
 			b.Logf("%d ended, %d delivered, %d dropped by the exporter, %d at the channel, after %v; %s",
-				n, n-miss, h.e.endedLost.Load(), chanDropped, time.Since(start).Round(time.Millisecond), statsLine(h.e.Stats()))
+				n, n-miss, h.e.endedLost.Load(), chanDropped, time.Since(start).Round(time.Millisecond), statsLine(h.e.Health()))
 			b.ReportMetric(float64(n-miss), "delivered")
 			b.ReportMetric(float64(h.e.endedLost.Load())+float64(chanDropped), "dropped")
 			break

@@ -13,8 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowtop/flowtop/conntrack"
-	"github.com/flowtop/flowtop/enrich"
+	"github.com/flowtop/flowtop/export"
 )
 
 // PasswordEnv is the environment variable read for the broker password
@@ -32,14 +31,20 @@ const (
 	// MaxRequest is the largest request body accepted; larger ones are
 	// rejected unread.
 	MaxRequest = 4 << 10
+	// EndedBuffer is the buffer of the exporter's ended-flow
+	// subscription (export.Spec.Ended): a burst the sender has not yet
+	// taken waits there, and what overflows it is counted as the
+	// exporter's ended_dropped.
+	EndedBuffer = 16384
 	// defaultMaxEnded is how many ended records wait for the broker at
 	// most: a table of 100k flows expiring at once fits (about 20 MB of
 	// heap, measured).
 	defaultMaxEnded = 100_000
 )
 
-// Config configures an Exporter. The zero value of a field means its
-// default.
+// Config is the exporter's own settings (the --mqtt-* flags); what it
+// reads of the table comes with the export.Env it is made with. The zero
+// value of a field means its default.
 type Config struct {
 	// URL is the broker: tcp://, ssl://, ws:// or wss:// (mqtt://, mqtts://
 	// and tls:// are accepted as aliases). The port defaults to 1883, 8883,
@@ -78,26 +83,16 @@ type Config struct {
 	LocalNets []netip.Prefix
 	// Version is flowtop's version, shown by Home Assistant.
 	Version string
-	// Host and Netns go into the documents.
-	Host, Netns string
-	// Latest returns the newest table snapshot, or nil before the first.
-	// It must not block.
-	Latest func() *conntrack.Snapshot
-	// Ended delivers flows that ended; nil means none. The exporter always
-	// drains it.
-	Ended <-chan conntrack.Ended
-	// Names enriches flows; may be nil.
-	Names enrich.Namer
-	// Logger defaults to discarding.
-	Logger *slog.Logger
 	// MaxPayload is the largest message body published; bigger snapshots
 	// are split into numbered parts. Default 256 KiB.
 	MaxPayload int
 }
 
-// settings is a validated Config with everything read from files.
+// settings is a validated Config with everything read from files, and
+// the table side it exports.
 type settings struct {
 	Config
+	export.Env
 	broker   string // URL with the default port filled in
 	password string
 	tls      *tls.Config
@@ -178,10 +173,10 @@ func ParseBroker(what, rawURL, user, passwordFile, ca, cert, key string) (Broker
 	return b, nil
 }
 
-func (c Config) validate() (*settings, error) {
-	s := &settings{Config: c}
-	if c.Latest == nil {
-		return nil, errors.New("mqtt: no snapshot source (Config.Latest is nil)")
+func (c Config) validate(env export.Env) (*settings, error) {
+	s := &settings{Config: c, Env: env}
+	if env.Latest == nil {
+		return nil, errors.New("mqtt: no snapshot source (Env.Latest is nil)")
 	}
 	b, err := ParseBroker("mqtt", c.URL, c.User, c.PasswordFile, c.CA, c.Cert, c.Key)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 )
 
 // readerConn is a net.Conn whose reads come from r.
@@ -154,7 +155,7 @@ func TestOversizedRequestNotHeld(t *testing.T) {
 	if got := h.e.inbound.discarded.Load(); got != rest || h.e.inbound.cut.Load() != 1 {
 		t.Errorf("discarded %d bytes of %d in %d packets, want all but the first %d in 1", got, size, h.e.inbound.cut.Load(), MaxRequest+1)
 	}
-	if !*h.e.Stats().Connected {
+	if !*h.e.Health().Connected {
 		t.Error("the connection did not survive the big request")
 	}
 }
@@ -196,7 +197,7 @@ func TestDialWebsocket(t *testing.T) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 
-	e, err := New(Config{URL: "ws://" + l.Addr().String() + "/mqtt", Latest: func() *conntrack.Snapshot { return nil }})
+	e, err := New(Config{URL: "ws://" + l.Addr().String() + "/mqtt"}, export.Env{Latest: func() *conntrack.Snapshot { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

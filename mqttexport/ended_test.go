@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -106,7 +107,7 @@ func TestEndedSurviveConnectionLoss(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 	p := startProxy(t, b)
-	h := newHarness(t, b, func(c *Config) { c.URL = p.url() })
+	h := newHarness(t, b, func(c *harnessConfig) { c.URL = p.url() })
 	h.e.endedEvery = 50 * time.Millisecond
 	ids := collectEnded(t, subscribe(t, b, nil, h.t.ended))
 	h.run(t)
@@ -114,7 +115,7 @@ func TestEndedSurviveConnectionLoss(t *testing.T) {
 	const rounds, per = 3, 100
 	next := 1
 	for round := range rounds {
-		waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+		waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 		// The network swallows what is sent: the batch awaits its
 		// acknowledgement when the connection breaks.
 		p.setHole(true)
@@ -125,14 +126,14 @@ func TestEndedSurviveConnectionLoss(t *testing.T) {
 		p.setRefuse(true)
 		p.cut()
 		p.setHole(false)
-		waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+		waitFor(t, patience, "disconnected", func() bool { return !*h.e.Health().Connected })
 		// Records end while the broker is away, too.
 		h.sendEnded(next, per)
 		next += per
 		attempts := p.accepts.Load()
 		waitFor(t, patience, "a refused reconnect", func() bool { return p.accepts.Load() > attempts })
 		p.setRefuse(false)
-		t.Logf("round %d: %s", round+1, statsLine(h.e.Stats()))
+		t.Logf("round %d: %s", round+1, statsLine(h.e.Health()))
 	}
 	ids.waitAll(t, h, next-1)
 }
@@ -162,8 +163,8 @@ func (c *slowAck) Publish(topic string, qos byte, retained bool, payload any) mq
 // snapshot is being published go out between its parts, not after it.
 func TestEndedBetweenSnapshotParts(t *testing.T) {
 	snap := testSnapshot(3000)
-	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n", MaxPayload: 16 << 10,
-		Latest: func() *conntrack.Snapshot { return snap }})
+	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n", MaxPayload: 16 << 10},
+		export.Env{Latest: func() *conntrack.Snapshot { return snap }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,13 +203,13 @@ func TestEndedBetweenSnapshotParts(t *testing.T) {
 func TestEndedNotStarvedBySnapshots(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Interval = 50 * time.Millisecond; c.MaxPayload = 16 << 10 })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = 50 * time.Millisecond; c.MaxPayload = 16 << 10 })
 	h.snap.Store(testSnapshot(5000))
 	h.e.maxEnded, h.e.out.maxEnded = 1000, 1000
 	h.e.endedEvery = 100 * time.Millisecond
 	ids := collectEnded(t, subscribe(t, b, nil, h.t.ended))
 	h.run(t)
-	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 
 	const n = 3000 // 500 a second
 	for i := 1; i <= n; i += 50 {
@@ -216,7 +217,7 @@ func TestEndedNotStarvedBySnapshots(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	ids.waitAll(t, h, n)
-	t.Logf("%s", statsLine(h.e.Stats()))
+	t.Logf("%s", statsLine(h.e.Health()))
 }
 
 // deadClient is a connection that dies with its first publish in flight:
@@ -284,7 +285,7 @@ func (c *liveClient) topics() []string {
 // under it waits for the next connection; it is not tried again on the
 // dead one (three times in a millisecond, then dropped).
 func TestEndedRetriedOnTheNextConnection(t *testing.T) {
-	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n", Latest: func() *conntrack.Snapshot { return nil }})
+	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n"}, export.Env{Latest: func() *conntrack.Snapshot { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

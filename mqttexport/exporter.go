@@ -16,6 +16,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/report"
 	"github.com/flowtop/flowtop/traffic"
 )
@@ -134,10 +135,13 @@ type check struct {
 }
 
 // New checks cfg and reads the files it names (password, CA, certificate,
-// key). Errors are one line and name the file or value at fault. Nothing
-// connects until Run.
-func New(cfg Config) (*Exporter, error) {
-	s, err := cfg.validate()
+// key). env is what the exporter reads of the table: Latest (required),
+// its own Ended subscription, the Names of flows, the Health hook that
+// completes its documents' health, the Logger, and the Host and Netns of
+// its documents. Errors are one line and name the file or value at
+// fault. Nothing connects until Run.
+func New(cfg Config, env export.Env) (*Exporter, error) {
+	s, err := cfg.validate(env)
 	if err != nil {
 		return nil, err
 	}
@@ -174,13 +178,26 @@ func New(cfg Config) (*Exporter, error) {
 	return e, nil
 }
 
-// Stats returns the exporter's counters. It is safe for concurrent use.
+// New makes the exporter of c on env: New as flowtop's exporter seam
+// calls it (export.Spec.New).
+func (c Config) New(env export.Env) (export.Exporter, error) {
+	e, err := New(c, env)
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Name is the exporter's key in health.exporters.
+func (e *Exporter) Name() string { return "mqtt" }
+
+// Health returns the exporter's counters. It is safe for concurrent use.
 // Published counts messages the broker acknowledged (each part of a split
 // snapshot counts); Dropped counts snapshots and live documents replaced
 // before they could be sent, ended records beyond the queue bound, and
 // rejected (or refused watch) or coalesced requests; Errors counts failed
 // connects, lost connections and failed publishes.
-func (e *Exporter) Stats() report.ExporterHealth {
+func (e *Exporter) Health() report.ExporterHealth {
 	c := e.connected.Load()
 	return report.ExporterHealth{
 		Published: e.published.Load(),
@@ -1152,8 +1169,24 @@ func (e *Exporter) document(j *job) *report.Prepared {
 		Names: e.s.Names,
 	})
 	d.RequestID = r.ID
-	d.Health.Exporters = map[string]report.ExporterHealth{"mqtt": e.Stats()}
+	e.addHealth(&d.Health)
 	return d
+}
+
+// addHealth completes a document's health with what the snapshot does
+// not hold, through the Env's hook: every exporter's counters and the
+// lookups' work, as flowtop's own documents (--once, --write) carry them.
+// Its own entry is there in any case.
+func (e *Exporter) addHealth(h *report.Health) {
+	if e.s.Env.Health != nil {
+		e.s.Env.Health(h)
+	}
+	if _, ok := h.Exporters[e.Name()]; !ok {
+		if h.Exporters == nil {
+			h.Exporters = map[string]report.ExporterHealth{}
+		}
+		h.Exporters[e.Name()] = e.Health()
+	}
 }
 
 // await waits for tok, at most d, and not past ctx. It is paho's

@@ -22,6 +22,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -111,26 +112,35 @@ func nodeName(t testing.TB) string {
 	return strings.NewReplacer("/", "_", "#", "_", "+", "_").Replace(t.Name())
 }
 
+// harnessConfig is what a harness makes its exporter with: the settings
+// and the table side, which a test may change in one place.
+type harnessConfig struct {
+	Config
+	export.Env
+}
+
 // newHarness makes an exporter for b with a snapshot of 5 flows, an hour
 // long interval (tests that want ticks set one) and fast reconnects.
-func newHarness(t testing.TB, b *broker, mod func(*Config)) *harness {
+func newHarness(t testing.TB, b *broker, mod func(*harnessConfig)) *harness {
 	t.Helper()
 	h := &harness{ended: make(chan conntrack.Ended, 1000), logs: &syncBuffer{}}
 	h.snap.Store(testSnapshot(5))
-	cfg := Config{
-		URL: b.url(), Node: nodeName(t), Host: "testhost", QoS: 1,
+	cfg := harnessConfig{Config: Config{
+		URL: b.url(), Node: nodeName(t), QoS: 1,
 		Interval: time.Hour,
-		Latest:   h.latest,
-		Ended:    h.ended,
-		Logger:   slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	}
+	}, Env: export.Env{
+		Host:   "testhost",
+		Latest: h.latest,
+		Ended:  h.ended,
+		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}}
 	if b.opt.pki != nil {
 		cfg.CA, cfg.Cert, cfg.Key = b.opt.pki.caFile, b.opt.pki.clientCert, b.opt.pki.clientKey
 	}
 	if mod != nil {
 		mod(&cfg)
 	}
-	e, err := New(cfg)
+	e, err := New(cfg.Config, cfg.Env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,11 +234,11 @@ func TestStatusOnlineOfflineNoLeak(t *testing.T) {
 	if string(m.payload) != statusOnline {
 		t.Fatalf("status = %q, want online", m.payload)
 	}
-	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 
 	h.stop(t)
 	s.next(t, patience, isPayload(h.t.status, statusOffline))
-	if st := h.e.Stats(); *st.Connected || st.Published < 2 {
+	if st := h.e.Health(); *st.Connected || st.Published < 2 {
 		t.Errorf("after stop: %s; want disconnected and >= 2 published", statsLine(st))
 	}
 	// The status stays retained for those who come later.
@@ -263,6 +273,7 @@ func TestHelperExporter(t *testing.T) {
 	}
 	e, err := New(Config{
 		URL: url, Node: os.Getenv(helperEnv + "_NODE"), QoS: 1, Interval: time.Hour,
+	}, export.Env{
 		Latest: func() *conntrack.Snapshot { return testSnapshot(3) },
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
@@ -303,7 +314,7 @@ func TestLastWillAfterKill(t *testing.T) {
 func TestPeriodicSnapshotsAndState(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Interval = 200 * time.Millisecond; c.Limit = 3 })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = 200 * time.Millisecond; c.Limit = 3 })
 	s := subscribe(t, b, nil, h.t.snapshot, h.t.state)
 	h.run(t)
 
@@ -359,7 +370,7 @@ func TestSnapshotsOncePerTableSnapshot(t *testing.T) {
 		return s
 	}
 	table.Store(snapshotAt(0))
-	h := newHarness(t, b, func(c *Config) { c.Interval = every; c.Latest = table.Load })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = every; c.Latest = table.Load })
 	s := subscribe(t, b, nil, h.t.snapshot)
 
 	start := time.Now()
@@ -420,7 +431,7 @@ func (portNamer) Names(f *conntrack.Flow) enrich.Names {
 func TestRequestReply(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Names = portNamer{} })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Names = portNamer{} })
 	s := subscribe(t, b, nil, h.t.snapshot)
 	h.run(t)
 	s.next(t, patience, onTopic(h.t.snapshot)) // the one at connect
@@ -446,7 +457,7 @@ func TestBroadcastPoll(t *testing.T) {
 	for _, node := range []string{"router-a", "router-b"} {
 		// Each router needs a client id of its own, or the broker keeps
 		// only the newest connection.
-		h := newHarness(t, b, func(c *Config) { c.Node, c.ClientID = node, "flowtop-"+node })
+		h := newHarness(t, b, func(c *harnessConfig) { c.Node, c.ClientID = node, "flowtop-"+node })
 		hs = append(hs, h)
 	}
 	s := subscribe(t, b, nil, "flowtop/+/snapshot", "flowtop/+/status")
@@ -491,7 +502,7 @@ func TestHostileRequests(t *testing.T) {
 		t.Errorf("plain poll: request_id %q, %d flows", d.RequestID, len(d.Flows))
 	}
 	h.poll(t, s, `{"id":"ok"}`, "ok")
-	if st := h.e.Stats(); st.Dropped < 5 || !*st.Connected {
+	if st := h.e.Health(); st.Dropped < 5 || !*st.Connected {
 		t.Errorf("%s: want >= 5 dropped, connected", statsLine(st))
 	}
 }
@@ -499,7 +510,7 @@ func TestHostileRequests(t *testing.T) {
 func TestRequestFlood(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Interval = 250 * time.Millisecond })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = 250 * time.Millisecond })
 	s := subscribe(t, b, nil, h.t.snapshot)
 	h.run(t)
 	s.next(t, patience, onTopic(h.t.snapshot))
@@ -559,14 +570,14 @@ func TestPasswordLogin(t *testing.T) {
 	os.WriteFile(bad, []byte("wrong\n"), 0o600)
 
 	s := subscribe(t, b, func(o *mqtt.ClientOptions) { o.SetUsername("reader").SetPassword("r") }, "flowtop/#")
-	ok := newHarness(t, b, func(c *Config) { c.User, c.PasswordFile = "router", good })
+	ok := newHarness(t, b, func(c *harnessConfig) { c.User, c.PasswordFile = "router", good })
 	ok.run(t)
 	s.next(t, patience, isPayload(ok.t.status, statusOnline))
 
-	wrong := newHarness(t, b, func(c *Config) { c.Node += "-wrong"; c.User, c.PasswordFile = "router", bad })
+	wrong := newHarness(t, b, func(c *harnessConfig) { c.Node += "-wrong"; c.User, c.PasswordFile = "router", bad })
 	wrong.run(t)
-	waitFor(t, patience, "3 failed logins", func() bool { return wrong.e.Stats().Errors >= 3 })
-	if *wrong.e.Stats().Connected {
+	waitFor(t, patience, "3 failed logins", func() bool { return wrong.e.Health().Errors >= 3 })
+	if *wrong.e.Health().Connected {
 		t.Error("connected with a wrong password")
 	}
 	logs := wrong.logs.String()
@@ -585,15 +596,15 @@ func TestTLS(t *testing.T) {
 	h.poll(t, s, `{"id":"tls"}`, "tls")
 
 	// Without a client certificate the broker refuses us; we keep trying.
-	noCert := newHarness(t, b, func(c *Config) { c.Node += "-nocert"; c.Cert, c.Key = "", "" })
+	noCert := newHarness(t, b, func(c *harnessConfig) { c.Node += "-nocert"; c.Cert, c.Key = "", "" })
 	noCert.run(t)
-	waitFor(t, patience, "failed TLS handshakes", func() bool { return noCert.e.Stats().Errors >= 2 })
+	waitFor(t, patience, "failed TLS handshakes", func() bool { return noCert.e.Health().Errors >= 2 })
 }
 
 func TestBrokerRestart(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Interval = 100 * time.Millisecond })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = 100 * time.Millisecond })
 	h.e.maxEnded, h.e.out.maxEnded = 50, 50
 	s := subscribe(t, b, nil, h.t.snapshot, h.t.status)
 	h.run(t)
@@ -620,10 +631,10 @@ func TestBrokerRestart(t *testing.T) {
 	t.Cleanup(func() { close(feed); fed.Wait() })
 
 	b.stop()
-	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Health().Connected })
 	waitFor(t, patience, "records beyond the bound dropped", func() bool { return h.e.endedFull.Load() > 0 })
 	jobs, ended := h.e.out.size()
-	st := h.e.Stats()
+	st := h.e.Health()
 	t.Logf("during the outage: %d jobs, %d ended records queued; %s", jobs, ended, statsLine(st))
 	if jobs > 10 || ended > 50 {
 		t.Errorf("outbox holds %d jobs, %d ended records: not bounded", jobs, ended)
@@ -641,7 +652,7 @@ func TestBrokerRestart(t *testing.T) {
 func TestGzip(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Gzip = true })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Gzip = true })
 	if h.t.snapshot != "flowtop/"+nodeName(t)+"/snapshot/gz" {
 		t.Fatalf("gzip snapshot topic = %s", h.t.snapshot)
 	}
@@ -671,7 +682,7 @@ func TestGzip(t *testing.T) {
 func TestSplitOversizedSnapshot(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.MaxPayload = 4096 })
+	h := newHarness(t, b, func(c *harnessConfig) { c.MaxPayload = 4096 })
 	h.snap.Store(testSnapshot(60))
 	s := subscribe(t, b, nil, h.t.snapshot)
 	h.run(t)
@@ -761,5 +772,58 @@ func TestEndedBatching(t *testing.T) {
 		if id != uint32(i+1) {
 			t.Fatalf("records out of order or missing: %v", ids)
 		}
+	}
+}
+
+// TestDocumentsHealthFromEnv: the Env's health hook completes the health
+// of every document the exporter publishes (a periodic snapshot, a reply,
+// a live document), as flowtop's own documents carry it: the lookups'
+// work and every exporter's counters, its own with the ended_dropped of
+// its subscription. A hook without this exporter's entry gets it added.
+func TestDocumentsHealthFromEnv(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t, brokerOptions{})
+	ended := uint64(5)
+	full := func(h *report.Health) {
+		h.RDNS = &report.RDNSHealth{Lookups: 7}
+		h.Procs = &report.ProcsHealth{Resolved: 3}
+		h.Exporters = map[string]report.ExporterHealth{
+			"file": {Published: 2},
+			"mqtt": {Published: 99, EndedDropped: &ended},
+		}
+	}
+	h := newHarness(t, b, func(c *harnessConfig) { c.Health = full })
+	s := subscribe(t, b, nil, h.t.snapshot, h.t.live)
+	h.run(t)
+
+	check := func(what string, d *report.Document) {
+		t.Helper()
+		got := d.Health
+		if got.RDNS == nil || got.RDNS.Lookups != 7 || got.Procs == nil || got.Procs.Resolved != 3 {
+			t.Errorf("%s: health.rdns %+v, procs %+v; want the hook's", what, got.RDNS, got.Procs)
+		}
+		mq := got.Exporters["mqtt"]
+		if got.Exporters["file"].Published != 2 || mq.EndedDropped == nil || *mq.EndedDropped != 5 || mq.Published != 99 {
+			t.Errorf("%s: health.exporters %+v; want the hook's file and mqtt entries", what, got.Exporters)
+		}
+		if got.Events != 0 || len(d.Flows) == 0 {
+			t.Errorf("%s: events %d, %d flows; want the snapshot's", what, got.Events, len(d.Flows))
+		}
+	}
+	check("snapshot", decodeDoc(t, s.next(t, patience, onTopic(h.t.snapshot))))
+	check("reply", h.poll(t, s, `{"id": "hk"}`, "hk"))
+	s.publish(t, h.t.request, false, watchBody("hk", 30, 1))
+	check("live document", decodeDoc(t, s.next(t, patience, onTopic(h.t.live))))
+
+	// A hook without this exporter's entry: its own counters are added.
+	b2 := startBroker(t, brokerOptions{})
+	h2 := newHarness(t, b2, func(c *harnessConfig) {
+		c.Health = func(h *report.Health) { h.Exporters = map[string]report.ExporterHealth{"file": {Published: 2}} }
+	})
+	s2 := subscribe(t, b2, nil, h2.t.snapshot)
+	h2.run(t)
+	d := decodeDoc(t, s2.next(t, patience, onTopic(h2.t.snapshot)))
+	if mq, ok := d.Health.Exporters["mqtt"]; !ok || mq.Connected == nil || !*mq.Connected || d.Health.Exporters["file"].Published != 2 {
+		t.Errorf("health.exporters %+v; want the hook's file entry and this exporter's, connected", d.Health.Exporters)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowtop/flowtop/conntrack/nstest"
 )
@@ -870,4 +872,86 @@ func TestE2EWriteFile(t *testing.T) {
 	if len(names) != 1 || names[0] != "flows.json" {
 		t.Errorf("after the exit the directory holds %v, want only flows.json (no temporary files)", names)
 	}
+}
+
+// TestE2EMQTTHealthAsOnce runs flowtop --no-ui with --mqtt and --write
+// after a --once of the same namespace: an MQTT snapshot's health has the
+// keys of the file's, every exporter's entry with its ended_dropped, and
+// the keys of the --once document's besides the exporters (which --once
+// runs none of): the MQTT documents carry flowtop's whole health.
+func TestE2EMQTTHealthAsOnce(t *testing.T) {
+	nstest.Require(t, "nft")
+	a, _ := nstest.Pair(t)
+	broker := startMosquitto(t)
+	sub := connectClient(t, broker, "flowtop/health/snapshot")
+
+	once := exec.Command(flowtopBin(t), "-n", "--once", "--netns", a.Path(), "-46TUI", "-t", "0.5", "--state-dir", t.TempDir())
+	var stderr bytes.Buffer
+	once.Stderr = &stderr
+	out, err := once.Output()
+	if err != nil {
+		t.Fatalf("flowtop --once: %v: %.300s", err, stderr.String())
+	}
+	onceKeys := healthKeys(t, "--once", out)
+
+	file := filepath.Join(t.TempDir(), "flows.json")
+	ft := startFlowtop(t, "--no-ui", "--netns", a.Path(), "-46TUI", "-t", "0.5",
+		"--mqtt", broker, "--mqtt-node", "health", "--mqtt-interval", "1s",
+		"--write", file, "--write-interval", "200ms", "--state-dir", t.TempDir())
+	m, _ := sub.wait(t, 0, 20*time.Second, "a snapshot", func(message) bool { return true })
+	mqttKeys := healthKeys(t, "the MQTT snapshot", m.payload)
+	var raw []byte
+	waitUntil(t, 20*time.Second, file+" written", func() bool {
+		if ft.exited() {
+			t.Fatalf("flowtop exited: %.300s", ft.stderr.String())
+		}
+		raw, err = os.ReadFile(file)
+		return err == nil
+	})
+	fileKeys := healthKeys(t, "--write", raw)
+
+	if diff := cmp.Diff(fileKeys, mqttKeys); diff != "" {
+		t.Errorf("health keys of the --write document (-) and of the MQTT snapshot (+):\n%.600s", diff)
+	}
+	for _, k := range []string{"exporters.mqtt.ended_dropped", "exporters.mqtt.connected", "exporters.file.published"} {
+		if !slices.Contains(mqttKeys, k) {
+			t.Errorf("the MQTT snapshot's health has no %s: %v", k, mqttKeys)
+		}
+	}
+	withoutExporters := slices.DeleteFunc(slices.Clone(mqttKeys), func(k string) bool { return strings.HasPrefix(k, "exporters.") })
+	if diff := cmp.Diff(onceKeys, withoutExporters); diff != "" {
+		t.Errorf("health keys of the --once document (-) and of the MQTT snapshot without exporters (+):\n%.600s", diff)
+	}
+}
+
+// healthKeys lists the paths of the keys under a document's health, with
+// the exporters by name ("exporters.mqtt.ended_dropped"), sorted; the keys
+// present only in some states (an error, a huge table's hot refresh) are
+// left out.
+func healthKeys(t *testing.T, what string, doc []byte) []string {
+	t.Helper()
+	var d struct {
+		Health map[string]any `json:"health"`
+	}
+	if err := json.Unmarshal(doc, &d); err != nil || d.Health == nil {
+		t.Fatalf("%s: no document with a health: %v: %.300s", what, err, doc)
+	}
+	var keys []string
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			switch k {
+			case "last_error", "hot_flows", "hot_refresh_ms":
+				continue
+			}
+			if sub, ok := v.(map[string]any); ok {
+				walk(prefix+k+".", sub)
+				continue
+			}
+			keys = append(keys, prefix+k)
+		}
+	}
+	walk("", d.Health)
+	slices.Sort(keys)
+	return keys
 }

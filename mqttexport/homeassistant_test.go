@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/traffic"
 )
 
@@ -94,8 +95,8 @@ func keysNamed(v any, name, path string) []string {
 	return out
 }
 
-func haHarness(t *testing.T, b *broker, mod func(*Config)) *harness {
-	return newHarness(t, b, func(c *Config) {
+func haHarness(t *testing.T, b *broker, mod func(*harnessConfig)) *harness {
+	return newHarness(t, b, func(c *harnessConfig) {
 		c.HomeAssistant = true
 		c.Node = "Router.Lan"
 		c.Version = "1.2.3"
@@ -210,7 +211,7 @@ func TestHomeAssistantMigration(t *testing.T) {
 		handover = append(handover, "clear "+topic)
 	}
 
-	h := haHarness(t, b, func(c *Config) { c.URL = p.url() })
+	h := haHarness(t, b, func(c *harnessConfig) { c.URL = p.url() })
 	h.run(t)
 	if diff := cmp.Diff(handover, seq(len(handover))); diff != "" {
 		t.Fatalf("first start (-want +got):\n%s", diff)
@@ -243,7 +244,7 @@ func TestHomeAssistantMigration(t *testing.T) {
 	if m := s.next(t, patience, isHA); m.topic != "homeassistant/zz-barrier" {
 		t.Errorf("unexpected %s %.100q after the second hand-over", m.topic, m.payload)
 	}
-	if st := h2.e.Stats(); st.Errors != 0 {
+	if st := h2.e.Health(); st.Errors != 0 {
 		t.Errorf("second start: %s", statsLine(st))
 	}
 }
@@ -296,7 +297,7 @@ func republished(t *testing.T, h *harness, s *subscriber, statusTopic, devTopic 
 func TestHomeAssistantPrefix(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := haHarness(t, b, func(c *Config) { c.HomeAssistantPrefix = "/site1/ha/" })
+	h := haHarness(t, b, func(c *harnessConfig) { c.HomeAssistantPrefix = "/site1/ha/" })
 	h.e.haEvery = 0
 	all := subscribe(t, b, nil, "#")
 	const topic = "site1/ha/device/flowtop_router_lan/config"
@@ -326,7 +327,7 @@ func TestHomeAssistantPrefix(t *testing.T) {
 	}
 
 	for _, bad := range []string{"ha/+", "#"} {
-		_, err := New(Config{URL: b.url(), Latest: h.latest, HomeAssistantPrefix: bad})
+		_, err := New(Config{URL: b.url(), HomeAssistantPrefix: bad}, export.Env{Latest: h.latest})
 		if err == nil || !strings.Contains(err.Error(), "wildcard") {
 			t.Errorf("prefix %q: err %v, want one about the wildcard", bad, err)
 		}
@@ -341,7 +342,7 @@ func TestHomeAssistantBirth(t *testing.T) {
 	b := startBroker(t, brokerOptions{})
 	const status = "homeassistant/status"
 	t.Run("payloads", func(t *testing.T) {
-		h := haHarness(t, b, func(c *Config) { c.ClientID = "birth-payloads" })
+		h := haHarness(t, b, func(c *harnessConfig) { c.ClientID = "birth-payloads" })
 		h.e.haEvery = 0
 		s := subscribe(t, b, nil, deviceTopic, h.t.snapshot)
 		h.run(t)
@@ -356,7 +357,7 @@ func TestHomeAssistantBirth(t *testing.T) {
 		h.stop(t)
 	})
 	t.Run("haEvery", func(t *testing.T) {
-		h := haHarness(t, b, func(c *Config) { c.ClientID = "birth-every" })
+		h := haHarness(t, b, func(c *harnessConfig) { c.ClientID = "birth-every" })
 		h.e.haEvery = time.Hour
 		s := subscribe(t, b, nil, deviceTopic, h.t.snapshot)
 		h.run(t)
@@ -386,7 +387,7 @@ func stateOn(t testing.TB, m received) state {
 func TestStateTotalsSurviveExpiry(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Interval = 100 * time.Millisecond })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = 100 * time.Millisecond })
 	x := *testSnapshot(1).Flows[0] // 192.168.1.10 to 203.0.113.1
 	withX := func(orig, reply uint64) *conntrack.Snapshot {
 		s := testSnapshot(0)
@@ -453,7 +454,7 @@ func TestStateTopHosts(t *testing.T) {
 	b := startBroker(t, brokerOptions{})
 	// Seven flows from 192.168.1.10 .. .16, the first the busiest; .16 is
 	// outside the local net.
-	h := newHarness(t, b, func(c *Config) {
+	h := newHarness(t, b, func(c *harnessConfig) {
 		c.Interval = 100 * time.Millisecond
 		c.LocalNets = []netip.Prefix{netip.MustParsePrefix("192.168.1.8/29")}
 	})
@@ -505,7 +506,7 @@ func (m haMessage) Retained() bool  { return m.retained }
 // retained "online" (what the broker kept, sent at every subscribe),
 // another payload, or a birth within haEvery of the last do not.
 func TestHomeAssistantStatusHandler(t *testing.T) {
-	e, err := New(Config{URL: "tcp://127.0.0.1:1", Latest: func() *conntrack.Snapshot { return nil }, HomeAssistant: true})
+	e, err := New(Config{URL: "tcp://127.0.0.1:1", HomeAssistant: true}, export.Env{Latest: func() *conntrack.Snapshot { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -541,7 +542,7 @@ func TestHomeAssistantStatusHandler(t *testing.T) {
 // first, the snapshot forgets the flow and the record counts all its
 // bytes once more.
 func TestSnapshotJobCountsWaitingRecords(t *testing.T) {
-	e, err := New(Config{URL: "tcp://127.0.0.1:1", Latest: func() *conntrack.Snapshot { return nil }})
+	e, err := New(Config{URL: "tcp://127.0.0.1:1"}, export.Env{Latest: func() *conntrack.Snapshot { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,7 @@ const liveTestPeriod = 8 * time.Second
 func liveHarness(t *testing.T, period time.Duration) (*harness, *subscriber) {
 	t.Helper()
 	b := startBroker(t, brokerOptions{})
-	h := newHarness(t, b, func(c *Config) { c.Interval = period })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = period })
 	snap := testSnapshot(5)
 	snap.Interval = 100 * time.Millisecond
 	h.snap.Store(snap)
@@ -123,7 +123,7 @@ func TestLiveLeaseExpires(t *testing.T) {
 	if n > 7 {
 		t.Errorf("%d live documents for a 2 s lease at 0.5 s", n)
 	}
-	if st := h.e.Stats(); st.Dropped != 0 {
+	if st := h.e.Health(); st.Dropped != 0 {
 		t.Errorf("%s: nothing should be dropped", statsLine(st))
 	}
 }
@@ -154,12 +154,12 @@ func TestLiveBadWatchRequests(t *testing.T) {
 		s.publish(t, h.t.request, false, body)
 	}
 	nstest.WaitFor(t, patience, "the bad watch requests rejected", func() (bool, string) {
-		return h.e.rejected.Load() == uint64(len(bad)), statsLine(h.e.Stats())
+		return h.e.rejected.Load() == uint64(len(bad)), statsLine(h.e.Health())
 	})
 	if got := s.collect(1500*time.Millisecond, nil); len(got) != 0 {
 		t.Errorf("%d messages (first on %s) answer bad watch requests", len(got), got[0].topic)
 	}
-	if st := h.e.Stats(); st.Dropped != uint64(len(bad)) {
+	if st := h.e.Health(); st.Dropped != uint64(len(bad)) {
 		t.Errorf("%s: want %d dropped", statsLine(st), len(bad))
 	}
 
@@ -169,10 +169,10 @@ func TestLiveBadWatchRequests(t *testing.T) {
 	}
 	want := uint64(len(bad) + 1)
 	nstest.WaitFor(t, patience, "one viewer refused", func() (bool, string) {
-		return h.e.rejected.Load() == want && h.e.requests.Load() == want+maxViewers, statsLine(h.e.Stats())
+		return h.e.rejected.Load() == want && h.e.requests.Load() == want+maxViewers, statsLine(h.e.Health())
 	})
 	s.next(t, patience, onTopic(h.t.live)) // the others are served
-	if st := h.e.Stats(); st.Dropped != want {
+	if st := h.e.Health(); st.Dropped != want {
 		t.Errorf("%s: want %d dropped", statsLine(st), want)
 	}
 }
@@ -190,7 +190,7 @@ func TestLiveOncePerTableSnapshot(t *testing.T) {
 		return s
 	}
 	table.Store(snapshotAt(0))
-	h := newHarness(t, b, func(c *Config) { c.Interval = time.Hour; c.Latest = table.Load })
+	h := newHarness(t, b, func(c *harnessConfig) { c.Interval = time.Hour; c.Latest = table.Load })
 	s := subscribe(t, b, nil, h.t.state, h.t.live)
 	h.run(t)
 	s.next(t, patience, onTopic(h.t.state)) // connected: the request is heard
@@ -233,7 +233,7 @@ func TestLiveSkippedWhileDisconnected(t *testing.T) {
 	t.Parallel()
 	b := startBroker(t, brokerOptions{})
 	p := startProxy(t, b)
-	h := newHarness(t, b, func(c *Config) { c.URL = p.url() })
+	h := newHarness(t, b, func(c *harnessConfig) { c.URL = p.url() })
 	snap := testSnapshot(5)
 	snap.Interval = 100 * time.Millisecond
 	h.snap.Store(snap)
@@ -245,12 +245,12 @@ func TestLiveSkippedWhileDisconnected(t *testing.T) {
 
 	p.setRefuse(true)
 	p.cut()
-	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
+	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Health().Connected })
 	s.collect(3*time.Second, nil) // six intervals of the lease
-	if st := h.e.Stats(); st.Dropped != 0 {
+	if st := h.e.Health(); st.Dropped != 0 {
 		t.Errorf("%s after 3 s disconnected; want nothing dropped", statsLine(st))
 	}
 	p.setRefuse(false)
-	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 	s.next(t, patience, onTopic(h.t.live))
 }

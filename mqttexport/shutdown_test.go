@@ -76,7 +76,7 @@ func TestEndedFlushedAtShutdown(t *testing.T) {
 	if !slices.Equal(got, ids(8)) {
 		t.Errorf("ended records before offline: %v, want %v", got, ids(8))
 	}
-	if st := h.e.Stats(); st.Dropped != 0 {
+	if st := h.e.Health(); st.Dropped != 0 {
 		t.Errorf("%s: want nothing dropped", statsLine(st))
 	}
 }
@@ -92,11 +92,11 @@ func TestEndedAtShutdownBrokerDown(t *testing.T) {
 	s.next(t, patience, isPayload(h.t.status, statusOnline))
 
 	b.stop()
-	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Stats().Connected })
-	before := h.e.Stats()
+	waitFor(t, patience, "disconnected", func() bool { return !*h.e.Health().Connected })
+	before := h.e.Health()
 	h.sendEnded(1, 7)
 	took := h.stopTimed(t)
-	after := h.e.Stats()
+	after := h.e.Health()
 	t.Logf("Run returned %v after cancel; %s", took, statsLine(after))
 	if took > 8*time.Second {
 		t.Errorf("Run returned %v after cancel, want about nothing (8s on a busy machine)", took)
@@ -118,7 +118,7 @@ func TestEndedAtShutdownBrokerHung(t *testing.T) {
 	s := subscribe(t, b, nil, h.t.status)
 	h.run(t)
 	s.next(t, patience, isPayload(h.t.status, statusOnline))
-	waitFor(t, patience, "connected", func() bool { return *h.e.Stats().Connected })
+	waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 
 	b.mu.Lock()
 	p := b.cmd.Process
@@ -127,10 +127,10 @@ func TestEndedAtShutdownBrokerHung(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Signal(syscall.SIGCONT) }) // before the broker's own cleanup
-	before := h.e.Stats()
+	before := h.e.Health()
 	h.sendEnded(1, 4)
 	took := h.stopTimed(t)
-	after := h.e.Stats()
+	after := h.e.Health()
 	t.Logf("Run returned %v after cancel; %s", took, statsLine(after))
 	if took > 10*time.Second {
 		t.Errorf("Run returned %v after cancel, want about 3s at most (10s on a busy machine)", took)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -260,10 +261,7 @@ func TestConfigValidate(t *testing.T) {
 		{Config{URL: "tcp://broker", Topic: "x/#"}, "wildcard"},
 		{Config{URL: "tcp://broker", QoS: 3}, "QoS 3"},
 	} {
-		if tc.cfg.Latest == nil {
-			tc.cfg.Latest = latest
-		}
-		_, err := New(tc.cfg)
+		_, err := New(tc.cfg, export.Env{Latest: latest})
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%+v: %v", tc.cfg.URL, err)
@@ -274,7 +272,7 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 
-	s, err := Config{URL: "ws://broker/mqtt", User: "u", PasswordFile: pw, Latest: latest}.validate()
+	s, err := Config{URL: "ws://broker/mqtt", User: "u", PasswordFile: pw}.validate(export.Env{Latest: latest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +284,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestPasswordFromEnv(t *testing.T) {
 	t.Setenv(PasswordEnv, "from-env")
-	s, err := Config{URL: "tcp://broker", User: "u", Latest: func() *conntrack.Snapshot { return nil }}.validate()
+	s, err := Config{URL: "tcp://broker", User: "u"}.validate(export.Env{Latest: func() *conntrack.Snapshot { return nil }})
 	if err != nil || s.password != "from-env" {
 		t.Errorf("password %q, %v; want from the environment", s.password, err)
 	}
@@ -350,9 +348,8 @@ func (t *ackToken) Error() error                     { return nil }
 func TestPublishPartsAsTheyGo(t *testing.T) {
 	snap := testSnapshot(3000)
 	var lookups atomic.Int64 // names are looked up as a part is made
-	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n", MaxPayload: 16 << 10,
-		Latest: func() *conntrack.Snapshot { return snap },
-		Names:  countingNamer{&lookups}})
+	e, err := New(Config{URL: "tcp://127.0.0.1:1", Node: "n", MaxPayload: 16 << 10},
+		export.Env{Latest: func() *conntrack.Snapshot { return snap }, Names: countingNamer{&lookups}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +380,7 @@ func TestPublishPartsAsTheyGo(t *testing.T) {
 	if c.most > inFlight || c.most > 8 {
 		t.Errorf("%d of %d messages awaited the broker at once, want at most %d", c.most, parts+1, inFlight)
 	}
-	if got := e.Stats().Published; got != uint64(parts+1) {
+	if got := e.Health().Published; got != uint64(parts+1) {
 		t.Errorf("Published = %d, want %d", got, parts+1)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
@@ -28,13 +29,13 @@ func startRouter(t *testing.T, b *broker, node string, n int, opt func(*mqttexpo
 	t.Helper()
 	snap := synthSnapshot(synthFlows(n))
 	cfg := mqttexport.Config{
-		URL: b.url(), ClientID: "router-" + node + fmt.Sprint(time.Now().UnixNano()), Node: node, Host: node,
-		QoS: 1, Interval: time.Hour, Latest: func() *conntrack.Snapshot { return snap }, Names: synthNamer{},
+		URL: b.url(), ClientID: "router-" + node + fmt.Sprint(time.Now().UnixNano()), Node: node,
+		QoS: 1, Interval: time.Hour,
 	}
 	if opt != nil {
 		opt(&cfg)
 	}
-	e, err := mqttexport.New(cfg)
+	e, err := mqttexport.New(cfg, export.Env{Host: node, Latest: func() *conntrack.Snapshot { return snap }, Names: synthNamer{}})
 	if err != nil {
 		t.Fatalf("exporter: %v", err)
 	}

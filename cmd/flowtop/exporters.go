@@ -3,8 +3,6 @@
 package main
 
 import (
-	"fmt"
-
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/ipfix"
@@ -18,38 +16,24 @@ import (
 func (s *session) exporterSpecs() []export.Spec {
 	o := s.o
 	return []export.Spec{
-		{On: o.mqtt.url != "", Ended: 16384, New: s.newMQTT},
+		{On: o.mqtt.url != "", Flag: "--mqtt", Ended: mqttexport.EndedBuffer, New: o.mqttConfig().New},
 		{On: s.metricsLn != nil, Ended: 4096, New: s.newMetrics},
 		{On: len(o.ipfix.urls) > 0, Ended: 4096, New: s.newIPFIX},
 		{On: o.write != "", New: s.newFile},
 	}
 }
 
-// newMQTT makes the --mqtt exporter.
-func (s *session) newMQTT(env export.Env) (export.Exporter, error) {
-	o := s.o
-	e, err := mqttexport.New(mqttexport.Config{
+// mqttConfig is the --mqtt exporter's settings, from its flags.
+func (o *options) mqttConfig() mqttexport.Config {
+	return mqttexport.Config{
 		URL: o.mqtt.url, User: o.mqtt.user, PasswordFile: o.mqtt.passwordFile,
 		CA: o.mqtt.ca, Cert: o.mqtt.cert, Key: o.mqtt.key,
 		ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, Node: o.mqtt.node,
 		QoS: byte(o.mqtt.qos), Interval: o.mqtt.interval, Gzip: o.mqtt.gzip,
 		Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
 		HomeAssistantPrefix: o.mqtt.haPrefix, LocalNets: o.metrics.nets, Version: version,
-		Host: env.Host, Netns: env.Netns,
-		Latest: env.Latest, Ended: env.Ended, Names: env.Names, Logger: env.Logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("--mqtt: %w", err)
 	}
-	return mqttExporter{e}, nil
 }
-
-// mqttExporter is the MQTT exporter behind the seam: mqttexport names its
-// counters Stats and has no Name.
-type mqttExporter struct{ *mqttexport.Exporter }
-
-func (mqttExporter) Name() string                    { return "mqtt" }
-func (e mqttExporter) Health() report.ExporterHealth { return e.Stats() }
 
 // newIPFIX makes the --ipfix exporter.
 func (s *session) newIPFIX(env export.Env) (export.Exporter, error) {
@@ -76,7 +60,15 @@ func (s *session) newFile(env export.Env) (export.Exporter, error) {
 // --batch, --write), with the health of the exporters and lookups.
 func (s *session) document(snap *conntrack.Snapshot) *report.Prepared {
 	d := report.Prepare(snap, s.docOpts)
-	d.Health.Exporters = s.exp.Health()
-	s.names.addHealth(&d.Health)
+	s.addHealth(&d.Health)
 	return d
+}
+
+// addHealth adds to a document's health what the snapshot does not hold:
+// every exporter's counters and the lookups' work. The exporters' own
+// documents (MQTT) get it through their Env, so that every document
+// flowtop makes carries the same health.
+func (s *session) addHealth(h *report.Health) {
+	h.Exporters = s.exp.Health()
+	s.names.addHealth(h)
 }

@@ -103,7 +103,7 @@ func (s *session) start(ctx context.Context) (*conntrack.Snapshot, error) {
 // startExporters makes and starts the exporters whose flags are given.
 func (s *session) startExporters() error {
 	return s.exp.Start(context.Background(), export.Env{
-		Names: s.names.names, Logger: s.log, Host: s.docOpts.Host, Netns: s.o.netns,
+		Names: s.names.names, Health: s.addHealth, Logger: s.log, Host: s.docOpts.Host, Netns: s.o.netns,
 	})
 }
 
