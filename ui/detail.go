@@ -16,6 +16,7 @@ import (
 // refreshDetail shows the newest state of the flow in the detail view; a
 // flow no longer in the snapshot keeps its last values, marked ended.
 func (a *App) refreshDetail() {
+	named := &a.detailFlow
 	if s := a.view.snap; s != nil {
 		// The snapshot is in no order, and IDs can collide: find the flow
 		// by ID and key, in a linear scan (~0.1 ms for 100k flows, once
@@ -25,11 +26,12 @@ func (a *App) refreshDetail() {
 		for _, f := range s.Flows {
 			if f.ID == id && f.Key() == key {
 				a.detailFlow, a.detailGone = *f, false
+				named = f // a router's names are those of its record
 				break
 			}
 		}
 	}
-	n := a.names.Names(&a.detailFlow)
+	n := a.view.namer(a.names).Names(named)
 	a.detail.SetText(a.detailText(&a.detailFlow, &n))
 }
 
