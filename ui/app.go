@@ -265,7 +265,7 @@ func (a *App) Run() error {
 		a.app.SetScreen(s)
 	}
 	if a.fleet != nil {
-		a.app.QueueUpdate(a.updateWatch)
+		a.updateWatch() // the UI loop has not started: this is its goroutine
 		a.wg.Add(1)
 		go a.followChanges(a.fleet.Changes())
 	}

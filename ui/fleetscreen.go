@@ -124,6 +124,9 @@ func (fd *fleetData) routerFlows() int {
 // fleetFilterText is the start of the filter line with a Fleet: the
 // router's filter, and the protocols hidden here.
 func (a *App) fleetFilterText() string {
+	if a.p.tab == tabNodes {
+		return "nodes by name, host or status: /"
+	}
 	s := "router filter "
 	if snap := a.view.snap; snap != nil {
 		s += snap.Filter.String()
@@ -162,12 +165,14 @@ func (a *App) fleetHealthLine() string {
 	if v.snap == nil {
 		return ""
 	}
-	s := a.healthLine()
+	// First: a narrow screen must not cut it off.
+	s := ""
+	if p := incompleteText(fd); p != "" {
+		s = "[red::b]" + esc(p) + "[-::-]" + sep
+	}
+	s += a.healthLine()
 	if fd.view != nil && fd.view.Live {
 		s += sep + "live"
-	}
-	if p := incompleteText(fd); p != "" {
-		s += sep + "[red::b]" + esc(p) + "[-::-]"
 	}
 	return s
 }
