@@ -515,3 +515,33 @@ func TestFleetBrokerTrouble(t *testing.T) {
 		t.Errorf("want one line for the broker, one for the node:\n%s", s)
 	}
 }
+
+// TestFleetHelp: the help with a Fleet has the fleet's keys in the place
+// of those they replace, every one of them bound; the local help has
+// none of them.
+func TestFleetHelp(t *testing.T) {
+	plain := strings.NewReplacer("[::b]", "", "[::-]", "").Replace(fleetHelpScreen)
+	for _, b := range fleetKeys {
+		if !strings.Contains(plain, b.keys) || !strings.Contains(plain, strings.SplitN(b.help, "\n", 2)[0]) {
+			t.Errorf("fleet help lacks %q", b.keys)
+		}
+		for _, c := range b.acts {
+			for _, r := range c.runes {
+				ev := tcell.NewEventKey(tcell.KeyRune, r, tcell.ModNone)
+				if got := fleetTableKeys.find(ev); got == nil || got.do == nil {
+					t.Errorf("%q is not bound with a Fleet", r)
+				}
+			}
+		}
+	}
+	if n := strings.Count(plain, "\nx  Delete"); n != 1 {
+		t.Errorf("x is in the fleet help %d times, want once (replaced)", n)
+	}
+	if strings.Contains(helpScreen, "every node") || strings.Contains(helpScreen, "router") {
+		t.Error("the local help names the fleet's keys")
+	}
+	h := fleetHarness(t, 80, 24, testFleet(t), "")
+	h.runes("?")
+	h.has("flowtop keys")
+	h.golden("fleet-help-80x24")
+}
