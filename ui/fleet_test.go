@@ -545,3 +545,36 @@ func TestFleetHelp(t *testing.T) {
 	h.has("flowtop keys")
 	h.golden("fleet-help-80x24")
 }
+
+// TestFleetRouterWarnings: the screen's own warnings about the kernel
+// (accounting, an idle conntrack) are not given about the laptop with a
+// Fleet; the router's health gives them, naming the node.
+func TestFleetRouterWarnings(t *testing.T) {
+	f := testFleet(t)
+	h := fleetHarness(t, 160, 30, f, "")
+	s := h.has("r1.lan")
+	for _, w := range []string{"accounting", "conntrack looks inactive"} {
+		if strings.Contains(s, w) {
+			t.Errorf("the Nodes tab warns %q:\n%s", w, s)
+		}
+	}
+	f.set(func(f *fakeFleet) {
+		snap := routerSnapshot(nil, t0)
+		snap.TableFlows, snap.Health.KernelFlows, snap.Health.Accounting = 0, 0, false
+		var b bytes.Buffer
+		if err := report.Prepare(snap, report.Options{Host: "idle.lan"}).Encode(&b); err != nil {
+			t.Fatal(err)
+		}
+		v, err := remote.ViewFromDocument("idle", b.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.views["idle"] = v
+		f.nodes = append([]remote.NodeInfo{infoOf(v, remote.StatusOnline)}, f.nodes...)
+	})
+	h.has("idle.lan")
+	h.key(tcell.KeyEnter) // idle, the first by name
+	h.has("! accounting (nf_conntrack_acct) is off on idle", "! conntrack looks inactive on idle")
+	h.key(tcell.KeyBacktab) // the Nodes tab again
+	h.hasNot("accounting (nf_conntrack_acct)")
+}
