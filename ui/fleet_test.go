@@ -578,3 +578,67 @@ func TestFleetRouterWarnings(t *testing.T) {
 	h.key(tcell.KeyBacktab) // the Nodes tab again
 	h.hasNot("accounting (nf_conntrack_acct)")
 }
+
+// TestNodesSortByEveryColumn: sorting the Nodes tab by any of its
+// columns orders the nodes by that column's key, both ways.
+func TestNodesSortByEveryColumn(t *testing.T) {
+	f := testFleet(t)
+	fd := &fleetData{nodes: f.Nodes()}
+	for _, c := range nodesTab.columns {
+		for _, desc := range []bool{false, true} {
+			p := &params{tab: tabNodes, sort: defaultSort(), nodeSort: sortSpec{col: c, desc: desc}}
+			v := &view{p: p, fd: fd}
+			buildNodes(v, fd, p, t0.Add(time.Second), time.Second, f.Latest)
+			if len(v.nodes) != len(fd.nodes) {
+				t.Fatalf("by %s: %d rows of %d nodes", c.title, len(v.nodes), len(fd.nodes))
+			}
+			o := fmtOpts{now: t0}
+			var prev *sortKey
+			for i := range v.nodes {
+				r := row{node: &v.nodes[i], o: &o}
+				_ = c.cell(r)
+				k := c.sortKey(r)
+				if prev != nil {
+					cmp := compareKeys(prev, &k)
+					if desc {
+						cmp = -cmp
+					}
+					if cmp > 0 {
+						t.Errorf("by %s (desc %v): row %d out of order: %+v after %+v", c.title, desc, i, k, *prev)
+					}
+				}
+				prev = &k
+			}
+		}
+	}
+}
+
+// TestFleetPause: p freezes a node's flows while documents keep coming;
+// sorting works on the frozen view; p again shows the newest.
+func TestFleetPause(t *testing.T) {
+	f := testFleet(t)
+	h := fleetHarness(t, 160, 30, f, "r1")
+	h.has("one.one.one.one")
+	h.runes("p")
+	h.has("PAUSED")
+	f.set(func(f *fakeFleet) {
+		names := routerNamer()
+		names.names[105] = enrich.Names{DstName: "echo.router.lan"}
+		var b bytes.Buffer
+		if err := report.Prepare(routerSnapshot(testFlows(), t0.Add(time.Second)), report.Options{Host: "r1.lan", Names: names}).Encode(&b); err != nil {
+			t.Fatal(err)
+		}
+		v, err := remote.ViewFromDocument("r1", b.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.views["r1"] = v
+	})
+	h.runes("r") // a build, of the frozen view
+	s := h.has("RATE▲")
+	if strings.Contains(s, "echo.router.lan") || !strings.Contains(s, "one.one.one.one") {
+		t.Fatalf("a paused screen showed a new document:\n%s", s)
+	}
+	h.runes("p")
+	h.has("echo.router.lan")
+}
