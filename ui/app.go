@@ -158,6 +158,7 @@ type App struct {
 	// tick while it lives; detailGone is set once it has ended.
 	detailFlow conntrack.Flow
 	detailGone bool
+	detailNode string // the flow's node, with every node in one table
 	// pendingFilter is the table filter asked for with T U D I S and not
 	// yet seen in a snapshot.
 	pendingFilter *conntrack.Filter
@@ -482,7 +483,11 @@ func (v *view) rowKey(i int) rowKey {
 	switch v.p.tab {
 	case tabFlows:
 		f := v.flow(i)
-		return rowKey{flow: f.Key(), flowID: f.ID}
+		k := rowKey{flow: f.Key(), flowID: f.ID}
+		if v.nodeOf != nil {
+			k.node = v.nodeOf(f) // two routers may have the same flow
+		}
+		return k
 	case tabProcesses:
 		return rowKey{pid: v.groups[i].proc.PID}
 	case tabNodes:
@@ -529,18 +534,23 @@ func (v *view) find(key rowKey, hint int) int {
 // new entry (a new ID) or, once, tells that it is gone.
 func (v *view) findFlow(key rowKey) int {
 	for i, at := range v.rows {
-		if f := v.snap.Flows[at]; f.ID == key.flowID && f.Key() == key.flow {
+		if f := v.snap.Flows[at]; f.ID == key.flowID && f.Key() == key.flow && v.onNode(f, key.node) {
 			return i
 		}
 	}
 	for i, at := range v.rows {
 		// The tuple first: comparing it in place is cheaper than
 		// building every flow's key.
-		if f := v.snap.Flows[at]; f.Orig == key.flow.Orig && f.Key() == key.flow {
+		if f := v.snap.Flows[at]; f.Orig == key.flow.Orig && f.Key() == key.flow && v.onNode(f, key.node) {
 			return i
 		}
 	}
 	return -1
+}
+
+// onNode reports whether f is on node, with every node in one table.
+func (v *view) onNode(f *conntrack.Flow, node string) bool {
+	return v.nodeOf == nil || v.nodeOf(f) == node
 }
 
 // restoreSelection puts the selection on the first row while it is pinned

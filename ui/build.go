@@ -192,6 +192,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *rowSet, stale func() bool) bool {
 	wantNames := wantsNames(p)
 	var m enrich.Matcher
+	nodeTerms := nodeQuery{nodeOf: v.nodeOf}
 	// work counts rows, and lookups as lookupWork rows, for the looks at
 	// stale.
 	work, check := 0, staleEvery
@@ -212,7 +213,7 @@ func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *row
 			n = nm.get(f)
 			work += (nm.lookups - before) * lookupWork
 		}
-		if len(p.terms) > 0 && !m.Match(f, n, p.terms) {
+		if len(p.terms) > 0 && !m.Match(f, n, nodeTerms.rest(f, p.terms)) {
 			continue
 		}
 		v.shown++

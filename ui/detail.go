@@ -24,7 +24,7 @@ func (a *App) refreshDetail() {
 		id, key := a.detailFlow.ID, a.detailFlow.Key()
 		a.detailGone = true
 		for _, f := range s.Flows {
-			if f.ID == id && f.Key() == key {
+			if f.ID == id && f.Key() == key && a.view.onNode(f, a.detailNode) {
 				a.detailFlow, a.detailGone = *f, false
 				named = f // a router's names are those of its record
 				break
@@ -32,7 +32,13 @@ func (a *App) refreshDetail() {
 		}
 	}
 	n := a.view.namer(a.names).Names(named)
-	a.detail.SetText(a.detailText(&a.detailFlow, &n))
+	text := a.detailText(&a.detailFlow, &n)
+	if nodeOf := a.view.nodeOf; nodeOf != nil && named != &a.detailFlow {
+		// After the head line: which router the flow is on.
+		at := strings.Index(text, "\n\n") + 2
+		text = text[:at] + "[::b]Node        [::-] " + esc(nodeOf(named)) + "\n" + text[at:]
+	}
+	a.detail.SetText(text)
 }
 
 // flowSummary is a one-line description of a flow: "tcp 10.0.0.5:51234 →

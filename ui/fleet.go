@@ -412,3 +412,35 @@ func (a *App) toggleShownProtos(ps ...conntrack.Proto) {
 		p.protos = &set
 	})
 }
+
+// nodeQuery lets the / filter match the node of a flow too, with every
+// node in one table: a word found in the node's name needs no other
+// field. The words left for each node are worked out once a build.
+type nodeQuery struct {
+	nodeOf func(*conntrack.Flow) string // nil: flows have no node
+	left   map[string]enrich.Query
+}
+
+// rest is what of q the flow's other fields must match.
+func (nq *nodeQuery) rest(f *conntrack.Flow, q enrich.Query) enrich.Query {
+	if nq.nodeOf == nil {
+		return q
+	}
+	node := nq.nodeOf(f)
+	if r, ok := nq.left[node]; ok {
+		return r
+	}
+	var r enrich.Query
+	lower := strings.ToLower(node)
+	for _, t := range q {
+		if exact := len(t) > 1 && t[0] == '='; exact && lower == t[1:] || !exact && strings.Contains(lower, t) {
+			continue
+		}
+		r = append(r, t)
+	}
+	if nq.left == nil {
+		nq.left = map[string]enrich.Query{}
+	}
+	nq.left[node] = r
+	return r
+}

@@ -642,3 +642,46 @@ func TestFleetPause(t *testing.T) {
 	h.runes("p")
 	h.has("echo.router.lan")
 }
+
+// TestFleetAllNodes: with every node in one table the / filter matches
+// a flow's node too, and the detail view names the node.
+func TestFleetAllNodes(t *testing.T) {
+	h := fleetHarness(t, 160, 30, testFleet(t), allNodes)
+	h.has("NODE", "r3")
+	h.runes("/r2")
+	h.key(tcell.KeyEnter)
+	s := h.hasNot("example.com")
+	if !strings.Contains(s, "dns.google") || regexp.MustCompile(`(?m)^r[13] `).MatchString(s) {
+		t.Fatalf("/r2 in the all-nodes table:\n%s", s)
+	}
+	h.runes("/ domain") // a word of the flow beside the node's
+	h.key(tcell.KeyEnter)
+	s = h.hasNot("http-alt")
+	if !strings.Contains(s, "dns.google") {
+		t.Fatalf("/r2 domain:\n%s", s)
+	}
+	h.key(tcell.KeyEnter)
+	s = h.has("Flow detail")
+	if l := line(s, "║Node "); !strings.Contains(l, "r2") {
+		t.Fatalf("the detail view does not name the node:\n%s", s)
+	}
+	// r1 has a flow of the same key (two routers, one address plan): the
+	// detail view and the selection keep to r2's.
+	h.key(tcell.KeyEscape)
+	h.ui(func() { h.a.filter.SetText("") })
+	s = h.has("r3")
+	if got := rowOrder(s, "r1   ", "r2   "); !slices.Equal(got, []string{"r1   ", "r2   "}) {
+		t.Fatalf("want r1's port forward first, r2's second:\n%s", s)
+	}
+	h.runes("j") // r2's port forward, the same flow as r1's
+	var key rowKey
+	h.ui(func() { key = h.a.view.rowKey(h.a.selected()) })
+	if key.node != "r2" {
+		t.Fatalf("selection on node %q, want r2's flow", key.node)
+	}
+	h.key(tcell.KeyEnter)
+	s = h.has("Flow detail", "198.51.100.7")
+	if l := line(s, "║Node "); !strings.Contains(l, "r2") {
+		t.Fatalf("the detail view does not name the node:\n%s", s)
+	}
+}

@@ -270,6 +270,10 @@ func (a *App) closeHelp() {
 
 func (a *App) openDetail(f *conntrack.Flow) {
 	a.detailFlow, a.detailGone = *f, false
+	a.detailNode = ""
+	if nodeOf := a.view.nodeOf; nodeOf != nil {
+		a.detailNode = nodeOf(f)
+	}
 	a.mode = modeDetail
 	a.body.SwitchToPage("detail")
 	a.refreshDetail()
