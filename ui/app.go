@@ -41,11 +41,16 @@ type Watcher interface {
 
 // Config sets up the screen.
 type Config struct {
-	// Source is required.
+	// Source is required, unless Fleet is set.
 	Source Source
+	// Fleet, when set, shows nodes read from a broker instead of Source (which must then be nil).
+	Fleet Fleet
+	// Node is the node shown at start with Fleet: "" opens the Nodes tab, "+" every node in one table (NODE column), else that node's Flows tab.
+	Node string
 	// Names gives service, host, GeoIP and process names; nil or
 	// enrich.None{} shows numbers only. Names must never block: names may
-	// appear on a later refresh.
+	// appear on a later refresh. With a Fleet they are the screen's own
+	// lookups, used where the router sent no name (never for processes).
 	Names   enrich.Namer
 	Version string
 	// Netns names the network namespace shown, "" for flowtop's own.
@@ -94,13 +99,14 @@ type selection struct {
 
 // rowKey is the identity of a row: the flow's kernel key on the Flows tab
 // (its ID alone can name two entries; flowID only speeds the search), the
-// PID on Processes, the address on Hosts and Remote. Only the fields of
-// its tab are set.
+// PID on Processes, the address on Hosts and Remote, the name on Nodes.
+// Only the fields of its tab are set.
 type rowKey struct {
 	flow   conntrack.Key
 	flowID uint32
 	pid    int
 	addr   netip.Addr
+	node   string
 }
 
 // App is the interactive screen. Build it with New, start it with Run;
@@ -108,7 +114,11 @@ type rowKey struct {
 type App struct {
 	cfg   Config
 	names enrich.Namer
-	app   *tview.Application
+	// fleet is cfg.Fleet: the screen shows nodes read from a broker.
+	fleet Fleet
+	// fleetGen counts the Fleet's changes (followChanges).
+	fleetGen atomic.Uint64
+	app      *tview.Application
 	// now is the clock (tests fix it); loc the zone times are shown in.
 	now func() time.Time
 	loc *time.Location
@@ -130,10 +140,10 @@ type App struct {
 	p        *params // newest params, also in pub
 	view     *view   // rows on screen
 	mode     mode
-	prevMode mode // where help and the dialog return to
-	sel      [numTabs]selection
-	offset   int // first data row shown
-	hoff     int // columns scrolled off to the left (h, l)
+	prevMode mode                   // where help and the dialog return to
+	sel      [numTabs + 1]selection // the flows' tabs and Nodes
+	offset   int                    // first data row shown
+	hoff     int                    // columns scrolled off to the left (h, l)
 	showSrc  bool
 	// tableRows is how many data rows the table has room for, once
 	// tableSized (laid out).
@@ -148,6 +158,7 @@ type App struct {
 	// tick while it lives; detailGone is set once it has ended.
 	detailFlow conntrack.Flow
 	detailGone bool
+	detailNode string // the flow's node, with every node in one table
 	// pendingFilter is the table filter asked for with T U D I S and not
 	// yet seen in a snapshot.
 	pendingFilter *conntrack.Filter
@@ -155,6 +166,10 @@ type App struct {
 	msg           string
 	msgErr        bool
 	msgAt         time.Time
+	// watching is the node the Fleet was last asked to watch
+	// (updateWatch), once watchSent.
+	watching  string
+	watchSent bool
 
 	pub      atomic.Pointer[params]
 	kick     chan struct{}
@@ -207,7 +222,17 @@ func New(cfg Config, screen tcell.Screen) *App {
 		a.now = time.Now
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
-	a.p = &params{gen: 1, sort: defaultSort(), bits: cfg.Bits, numeric: cfg.Numeric}
+	a.p = &params{gen: 1, sort: defaultSort(), nodeSort: defaultNodeSort(), bits: cfg.Bits, numeric: cfg.Numeric}
+	if cfg.Fleet != nil {
+		a.fleet = cfg.Fleet
+		a.p.node = cfg.Node
+		if cfg.Node == "" {
+			a.p.tab = tabNodes
+		}
+		all := conntrack.DefaultFilter()
+		all.AllProtos()
+		a.p.protos = &all.Protos
+	}
 	a.pub.Store(a.p)
 	a.view = &view{p: a.p}
 	a.buildLayout()
@@ -239,6 +264,11 @@ func (a *App) Run() error {
 			return err
 		}
 		a.app.SetScreen(s)
+	}
+	if a.fleet != nil {
+		a.updateWatch() // the UI loop has not started: this is its goroutine
+		a.wg.Add(1)
+		go a.followChanges(a.fleet.Changes())
 	}
 	a.wg.Add(1)
 	go a.refresher()
@@ -298,17 +328,19 @@ func (a *App) refresher() {
 		default:
 		}
 		p := a.pub.Load()
-		snap := p.frozen
+		fleetGen := a.fleetGen.Load() // before reading the Fleet: a later change builds again
+		snap, fd := p.frozen, p.frozenFleet
 		if !p.paused {
-			snap = a.cfg.Source.Latest()
+			snap, fd = a.latest(p)
 		}
-		if p.gen != r.lastGen || snap != r.lastSnap || ticked && !p.paused {
+		news := fleetGen != r.lastFleetGen && !p.paused
+		if p.gen != r.lastGen || snap != r.lastSnap || news || ticked && !p.paused {
 			stale := func() bool { return a.pub.Load().gen != p.gen }
-			if v := a.buildView(r, p, snap, ticked, stale); v != nil && !stale() {
+			if v := a.buildView(r, p, snap, fd, ticked, stale); v != nil && !stale() {
 				if !a.deliverFunc(func() { a.swap(v) }) {
 					return
 				}
-				r.lastGen, r.lastSnap = p.gen, snap
+				r.lastGen, r.lastSnap, r.lastFleetGen = p.gen, snap, fleetGen
 			}
 			if stale() {
 				// Superseded: build for the new params at once.
@@ -337,6 +369,8 @@ type refreshState struct {
 	// lastGen and lastSnap are what the view on screen was built from.
 	lastGen                    uint64
 	lastSnap                   *conntrack.Snapshot
+	lastFleetGen               uint64
+	prevNode                   string // the node of prev, with a Fleet
 	memo                       *nameMemo
 	freshBudget, refreshBudget time.Duration // of a tick's build (tickBudgets)
 	scratch                    buildScratch  // a build's own memory, reused by the next
@@ -344,7 +378,10 @@ type refreshState struct {
 
 // buildView builds the view of snap for p, nil when stale said to give
 // up. ticked: the build is a tick's, not a key's.
-func (a *App) buildView(r *refreshState, p *params, snap *conntrack.Snapshot, ticked bool, stale func() bool) *view {
+func (a *App) buildView(r *refreshState, p *params, snap *conntrack.Snapshot, fd *fleetData, ticked bool, stale func() bool) *view {
+	if fd != nil && fd.node != r.prevNode {
+		r.prev, r.prevNode, r.evRate = nil, fd.node, 0 // another node's events
+	}
 	if snap != nil && snap != r.prev && !p.paused {
 		if prev := r.prev; prev != nil && snap.Time.After(prev.Time) && snap.Health.Events >= prev.Health.Events {
 			r.evRate = float64(snap.Health.Events-prev.Health.Events) / snap.Time.Sub(prev.Time).Seconds()
@@ -352,12 +389,26 @@ func (a *App) buildView(r *refreshState, p *params, snap *conntrack.Snapshot, ti
 		r.prev = snap
 	}
 	start := time.Now()
-	v := &view{p: p, eventsPerS: r.evRate}
-	nm := r.namesPass(p, ticked, a.names)
-	if !buildRowsUnless(v, snap, p, nm, &r.scratch, snapTime(snap, a.now), stale) {
-		return nil
+	v := &view{p: p, eventsPerS: r.evRate, fd: fd}
+	names := a.names
+	if fd != nil {
+		v.names, v.nodeOf = fd.names, fd.nodeOf()
+		if v.names != nil {
+			names = v.names
+		}
+		r.memo.names, r.memo.byRecord = names, true
 	}
-	nm.done()
+	if p.tab == tabNodes {
+		v.snap = snap
+		r.memo.unused()
+		buildNodes(v, fd, p, a.now(), a.cfg.Interval, a.fleet.Latest)
+	} else {
+		nm := r.namesPass(p, ticked, names)
+		if !buildRowsUnless(v, snap, p, nm, &r.scratch, snapTime(snap, a.now), stale) {
+			return nil
+		}
+		nm.done()
+	}
 	if a.cfg.Status != nil {
 		v.status = a.cfg.Status()
 	}
@@ -382,6 +433,16 @@ func (r *refreshState) namesPass(p *params, ticked bool, names enrich.Namer) *na
 		return r.memo.pass(r.freshBudget, r.refreshBudget)
 	}
 	return r.memo.pass(keyBudget, 0)
+}
+
+// latest is what a build for p shows: the Source's newest snapshot, or
+// what the Fleet has of p's node.
+func (a *App) latest(p *params) (*conntrack.Snapshot, *fleetData) {
+	if a.fleet == nil {
+		return a.cfg.Source.Latest(), nil
+	}
+	fd := a.readFleet(p)
+	return fd.snap, fd
 }
 
 // publish makes the changed params current and wakes the refresher.
@@ -422,9 +483,15 @@ func (v *view) rowKey(i int) rowKey {
 	switch v.p.tab {
 	case tabFlows:
 		f := v.flow(i)
-		return rowKey{flow: f.Key(), flowID: f.ID}
+		k := rowKey{flow: f.Key(), flowID: f.ID}
+		if v.nodeOf != nil {
+			k.node = v.nodeOf(f) // two routers may have the same flow
+		}
+		return k
 	case tabProcesses:
 		return rowKey{pid: v.groups[i].proc.PID}
+	case tabNodes:
+		return rowKey{node: v.nodes[i].Name}
 	}
 	return rowKey{addr: v.groups[i].addr()}
 }
@@ -441,6 +508,12 @@ func (v *view) find(key rowKey, hint int) int {
 	case tabProcesses:
 		for i, g := range v.groups {
 			if g.proc.PID == key.pid {
+				return i
+			}
+		}
+	case tabNodes:
+		for i := range v.nodes {
+			if v.nodes[i].Name == key.node {
 				return i
 			}
 		}
@@ -461,18 +534,23 @@ func (v *view) find(key rowKey, hint int) int {
 // new entry (a new ID) or, once, tells that it is gone.
 func (v *view) findFlow(key rowKey) int {
 	for i, at := range v.rows {
-		if f := v.snap.Flows[at]; f.ID == key.flowID && f.Key() == key.flow {
+		if f := v.snap.Flows[at]; f.ID == key.flowID && f.Key() == key.flow && v.onNode(f, key.node) {
 			return i
 		}
 	}
 	for i, at := range v.rows {
 		// The tuple first: comparing it in place is cheaper than
 		// building every flow's key.
-		if f := v.snap.Flows[at]; f.Orig == key.flow.Orig && f.Key() == key.flow {
+		if f := v.snap.Flows[at]; f.Orig == key.flow.Orig && f.Key() == key.flow && v.onNode(f, key.node) {
 			return i
 		}
 	}
 	return -1
+}
+
+// onNode reports whether f is on node, with every node in one table.
+func (v *view) onNode(f *conntrack.Flow, node string) bool {
+	return v.nodeOf == nil || v.nodeOf(f) == node
 }
 
 // restoreSelection puts the selection on the first row while it is pinned
@@ -544,6 +622,10 @@ func (a *App) currentFilter() conntrack.Filter {
 	if s := a.view.snap; s != nil {
 		return s.Filter
 	}
+	if a.fleet != nil {
+		// The router's filter is not known before its first document.
+		return conntrack.Filter{IPv4: true, IPv6: true, Protos: *a.p.protos}
+	}
 	if s := a.cfg.Source.Latest(); s != nil {
 		return s.Filter
 	}
@@ -553,6 +635,10 @@ func (a *App) currentFilter() conntrack.Filter {
 // toggleProtos is T U D I S: flip the protocols in the table filter. U
 // also covers UDP-Lite and I both ICMPs, as in flowtop.
 func (a *App) toggleProtos(ps ...conntrack.Proto) {
+	if a.fleet != nil {
+		a.toggleShownProtos(ps...)
+		return
+	}
 	f := a.currentFilter()
 	on := !f.Protos.Has(ps[0])
 	for _, p := range ps {
@@ -574,6 +660,10 @@ func sameProtos(a, b *conntrack.Filter) bool {
 
 // askDelete asks to confirm deleting f (x / Delete).
 func (a *App) askDelete(f *conntrack.Flow) {
+	if a.fleet != nil {
+		a.setMsg(a.deleteRefusal(), false)
+		return
+	}
 	if f == nil {
 		a.setMsg("select a flow on the Flows tab to delete it", false)
 		return

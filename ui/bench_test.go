@@ -407,9 +407,18 @@ func BenchmarkJitter(b *testing.B) {
 // build (max-build-ms) and the time from its view's swap to the end of its
 // draw (max-draw-ms).
 func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enrich.Namer, func())) {
+	benchKeysOn(b, func(b *testing.B) (Config, func()) {
+		src, interval, names, end := setup(b)
+		return Config{Source: src, Names: names, Interval: interval}, end
+	})
+}
+
+// benchKeysOn is benchKeys for a screen of any Config (its afterSwap
+// is the benchmark's).
+func benchKeysOn(b *testing.B, setup func(*testing.B) (Config, func())) {
 	for _, c := range keyCases {
 		b.Run(c.name, func(b *testing.B) {
-			src, interval, names, end := setup(b)
+			cfg, end := setup(b)
 			screen := tcell.NewSimulationScreen("UTF-8")
 			// For the breakdown of the worst press: when the view went on
 			// screen and how long its build took.
@@ -418,7 +427,8 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 				swapAt.Store(time.Now().UnixNano())
 				buildTook.Store(int64(v.buildTime))
 			}
-			a := New(Config{Source: src, Names: names, Interval: interval, afterSwap: afterSwap}, screen)
+			cfg.afterSwap = afterSwap
+			a := New(cfg, screen)
 			events := countEvents(a)
 			screen.SetSize(200, 60)
 			var target atomic.Uint64 // the view generation (or event count) awaited
@@ -442,13 +452,13 @@ func benchKeys(b *testing.B, setup func(*testing.B) (Source, time.Duration, enri
 			// Wait for the first view.
 			for {
 				ok := make(chan bool, 1)
-				a.app.QueueUpdate(func() { ok <- a.view.snap != nil })
+				a.app.QueueUpdate(func() { ok <- a.view.snap != nil || a.view.fd != nil && a.view.rowCount() > 0 })
 				if <-ok {
 					break
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
-			if _, cheap := names.(benchNamer); !cheap {
+			if _, cheap := cfg.Names.(benchNamer); !cheap {
 				time.Sleep(namesWarmUp)
 			}
 			for _, r := range c.setup {

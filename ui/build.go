@@ -18,15 +18,32 @@ import (
 // immutable once published: the UI goroutine makes a new one on every
 // change and the builder reads whichever is newest.
 type params struct {
-	gen     uint64 // bumped on every change; a view built from an older one is stale
-	tab     tabID
-	sort    [numTabs]sortSpec
-	terms   enrich.Query // the / filter: words that must all match
-	active  bool         // a: only flows with a non-zero rate
-	numeric bool
-	bits    bool
-	paused  bool
-	frozen  *conntrack.Snapshot // the snapshot shown while paused
+	gen      uint64 // bumped on every change; a view built from an older one is stale
+	tab      tabID
+	sort     [numTabs]sortSpec
+	nodeSort sortSpec     // of the Nodes tab
+	terms    enrich.Query // the / filter: words that must all match
+	active   bool         // a: only flows with a non-zero rate
+	numeric  bool
+	bits     bool
+	paused   bool
+	frozen   *conntrack.Snapshot // the snapshot shown while paused
+
+	// With a Fleet: the node shown ("" none chosen, allNodes every one),
+	// what was read of the Fleet when paused, and the protocols the
+	// T U D I S keys leave shown (the router's filter is its own); nil
+	// protos without a Fleet.
+	node        string
+	frozenFleet *fleetData
+	protos      *conntrack.ProtoSet
+}
+
+// sortOf is the sort of tab t, to read or (in publish's change) to set.
+func (p *params) sortOf(t tabID) *sortSpec {
+	if t == tabNodes {
+		return &p.nodeSort
+	}
+	return &p.sort[t]
 }
 
 // group is one row of the Processes, Hosts or Remote tab: the sum of the
@@ -70,7 +87,13 @@ type view struct {
 	// rows of the Flows tab: positions in snap.Flows, in display order:
 	// four bytes a row, and no pointers for the collector to scan.
 	rows   []int32
-	groups []*group // other tabs
+	groups []*group  // other tabs
+	nodes  []nodeRow // Nodes tab
+	// With a Fleet: what the build read of it, the names of its flows
+	// (router first) and, for every node in one table, their nodes.
+	fd     *fleetData
+	names  enrich.Namer
+	nodeOf func(*conntrack.Flow) string
 	// shown counts the flows that pass the screen's filters; total the
 	// flows of the snapshot.
 	shown, total     int
@@ -82,10 +105,22 @@ type view struct {
 }
 
 func (v *view) rowCount() int {
-	if v.p.tab == tabFlows {
+	switch v.p.tab {
+	case tabFlows:
 		return len(v.rows)
+	case tabNodes:
+		return len(v.nodes)
 	}
 	return len(v.groups)
+}
+
+// namer is what names v's flows: the Config's, or with a Fleet the
+// router's first.
+func (v *view) namer(local enrich.Namer) enrich.Namer {
+	if v.names != nil {
+		return v.names
+	}
+	return local
 }
 
 // flow returns the flow of row i of the Flows tab.
@@ -102,7 +137,7 @@ func snapTime(s *conntrack.Snapshot, now func() time.Time) time.Time {
 // wantsNames reports whether a build for p needs the names of every flow:
 // for the / filter, the Processes tab or a sort by a name.
 func wantsNames(p *params) bool {
-	return len(p.terms) > 0 || p.tab == tabProcesses || p.sort[p.tab].col.needsNames(p.numeric)
+	return p.tab != tabNodes && (len(p.terms) > 0 || p.tab == tabProcesses || p.sort[p.tab].col.needsNames(p.numeric))
 }
 
 // buildRows filters, aggregates and sorts the flows of snap for p. It runs
@@ -130,7 +165,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 		stale = func() bool { return false }
 	}
 	v.total = len(snap.Flows)
-	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric}
+	o := fmtOpts{now: now, bits: p.bits, numeric: p.numeric, nodeOf: v.nodeOf}
 	rs := newRowSet(p, &o, len(snap.Flows), scratch)
 	if !gather(v, snap, p, nm, rs, stale) || stale() {
 		return false
@@ -157,6 +192,7 @@ func buildRowsUnless(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass
 func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *rowSet, stale func() bool) bool {
 	wantNames := wantsNames(p)
 	var m enrich.Matcher
+	nodeTerms := nodeQuery{nodeOf: v.nodeOf}
 	// work counts rows, and lookups as lookupWork rows, for the looks at
 	// stale.
 	work, check := 0, staleEvery
@@ -168,7 +204,7 @@ func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *row
 			check = work + staleEvery
 		}
 		work++
-		if p.active && f.TotalRate() == 0 {
+		if p.active && f.TotalRate() == 0 || p.protos != nil && !p.protos.Has(f.Proto) {
 			continue
 		}
 		n := &noNames
@@ -177,7 +213,7 @@ func gather(v *view, snap *conntrack.Snapshot, p *params, nm *namesPass, rs *row
 			n = nm.get(f)
 			work += (nm.lookups - before) * lookupWork
 		}
-		if len(p.terms) > 0 && !m.Match(f, n, p.terms) {
+		if len(p.terms) > 0 && !m.Match(f, n, nodeTerms.rest(f, p.terms)) {
 			continue
 		}
 		v.shown++

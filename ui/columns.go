@@ -20,7 +20,9 @@ const (
 	tabProcesses
 	tabHosts
 	tabRemote
-	numTabs
+	numTabs // of flows; tabs holds them
+	// tabNodes lists a Fleet's nodes (fleetTabs), with nodesTab's columns.
+	tabNodes = numTabs
 )
 
 // tab is one tab of the screen: its name in the tab bar and its columns,
@@ -45,6 +47,10 @@ type column struct {
 	minWidth func(bits bool) int
 	// withS: shown only with -s / the s key (the flows' SOURCE).
 	withS bool
+	// allNodes: shown only with every node of a Fleet in one table.
+	allNodes bool
+	// alert, when set, tells the cells to show in red (an offline node).
+	alert func(r row) bool
 	// cell is the text of the column in a row (not yet escaped).
 	cell func(r row) string
 	// num is the sort key of a column of numbers: right-aligned, sorted
@@ -72,16 +78,18 @@ const (
 // and keys take it by value: a pointer passed to a function value escapes,
 // which would cost an allocation per row.
 type row struct {
-	f *conntrack.Flow
-	g *group
-	n *enrich.Names
-	o *fmtOpts
+	f    *conntrack.Flow
+	g    *group
+	node *nodeRow // Nodes tab
+	n    *enrich.Names
+	o    *fmtOpts
 }
 
 // tabs are the tabs and their columns. SOURCE shows only with -s / the s
 // key; every tab starts sorted by its RATE (defaultSort).
 var tabs = [numTabs]tab{
 	tabFlows: {"Flows", []*column{
+		flowNode,
 		{title: "PROCESS", prio: 60, max: 16, sortNames: namesAlways,
 			cell: func(r row) string { return r.n.Process.Name }},
 		{title: "PID", prio: 20, sortNames: namesAlways,
@@ -151,6 +159,17 @@ var tabs = [numTabs]tab{
 		groupRate("RATE_DOWN", 78, groupDownRate),
 		groupTotalRate,
 	}},
+}
+
+// nodesTab is the Nodes tab, shown with a Fleet only.
+var nodesTab = tab{"Nodes", nodeColumns}
+
+// tabOf is tab t.
+func tabOf(t tabID) *tab {
+	if t == tabNodes {
+		return &nodesTab
+	}
+	return &tabs[t]
 }
 
 // The columns of several group tabs.
@@ -268,6 +287,10 @@ func defaultSort() [numTabs]sortSpec {
 	return s
 }
 
+// defaultNodeSort is the Nodes tab's starting order: by name, a list that
+// stays still as the nodes report.
+func defaultNodeSort() sortSpec { return sortSpec{col: nodesTab.column("NODE")} }
+
 // sortSpec is a tab's sort column and direction.
 type sortSpec struct {
 	col  *column
@@ -279,6 +302,8 @@ type fmtOpts struct {
 	now     time.Time // the snapshot's time, for ages
 	bits    bool
 	numeric bool
+	// nodeOf names a flow's node with every node in one table, else nil.
+	nodeOf func(*conntrack.Flow) string
 }
 
 // addrOrName prints name when names are on and one is known, else the

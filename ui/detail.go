@@ -16,6 +16,7 @@ import (
 // refreshDetail shows the newest state of the flow in the detail view; a
 // flow no longer in the snapshot keeps its last values, marked ended.
 func (a *App) refreshDetail() {
+	named := &a.detailFlow
 	if s := a.view.snap; s != nil {
 		// The snapshot is in no order, and IDs can collide: find the flow
 		// by ID and key, in a linear scan (~0.1 ms for 100k flows, once
@@ -23,14 +24,21 @@ func (a *App) refreshDetail() {
 		id, key := a.detailFlow.ID, a.detailFlow.Key()
 		a.detailGone = true
 		for _, f := range s.Flows {
-			if f.ID == id && f.Key() == key {
+			if f.ID == id && f.Key() == key && a.view.onNode(f, a.detailNode) {
 				a.detailFlow, a.detailGone = *f, false
+				named = f // a router's names are those of its record
 				break
 			}
 		}
 	}
-	n := a.names.Names(&a.detailFlow)
-	a.detail.SetText(a.detailText(&a.detailFlow, &n))
+	n := a.view.namer(a.names).Names(named)
+	text := a.detailText(&a.detailFlow, &n)
+	if nodeOf := a.view.nodeOf; nodeOf != nil && named != &a.detailFlow {
+		// After the head line: which router the flow is on.
+		at := strings.Index(text, "\n\n") + 2
+		text = text[:at] + "[::b]Node        [::-] " + esc(nodeOf(named)) + "\n" + text[at:]
+	}
+	a.detail.SetText(text)
 }
 
 // flowSummary is a one-line description of a flow: "tcp 10.0.0.5:51234 →

@@ -330,7 +330,7 @@ func (h *harness) settle() {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var ok bool
-		h.ui(func() { ok = h.a.view.p.gen == h.a.p.gen && h.a.view.snap != nil })
+		h.ui(func() { ok = h.a.view.p.gen == h.a.p.gen && (h.a.view.snap != nil || h.a.view.fd != nil) })
 		if ok {
 			break
 		}

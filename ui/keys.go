@@ -21,6 +21,9 @@ func (a *App) onKey(ev *tcell.EventKey) *tcell.EventKey {
 		return nil
 	}
 	m := modeKeys[a.mode]
+	if a.mode == modeTable && a.fleet != nil {
+		m.keys = fleetTableKeys
+	}
 	return m.keys.handle(a, ev, m.unbound)
 }
 
@@ -55,14 +58,14 @@ var tableKeys = keymap{
 		on(func(a *App) { a.hoff = max(0, a.hoff-1) }, "h", tcell.KeyLeft),
 		on(func(a *App) { a.hoff++ }, "l", tcell.KeyRight)}},
 	{keys: "TAB  Shift-TAB", help: "next, previous tab", acts: []act{
-		on(func(a *App) { a.setTab((a.p.tab + 1) % numTabs) }, "", tcell.KeyTab),
-		on(func(a *App) { a.setTab((a.p.tab + numTabs - 1) % numTabs) }, "", tcell.KeyBacktab)}},
+		on(func(a *App) { a.setTab(a.nextTab(1)) }, "", tcell.KeyTab),
+		on(func(a *App) { a.setTab(a.nextTab(-1)) }, "", tcell.KeyBacktab)}},
 	{keys: "Enter", help: "details of the flow (Esc closes); on the other\ntabs, the flows of the row", acts: []act{
 		on((*App).enter, "", tcell.KeyEnter)}},
 	{keys: "< >  r", help: "sort by the column left, right; reverse the order", acts: []act{
 		on(func(a *App) { a.shiftSort(-1) }, "<"),
 		on(func(a *App) { a.shiftSort(1) }, ">"),
-		on(func(a *App) { a.publish(func(p *params) { p.sort[p.tab].desc = !p.sort[p.tab].desc }) }, "r")}},
+		on(func(a *App) { a.publish(func(p *params) { p.sortOf(p.tab).desc = !p.sortOf(p.tab).desc }) }, "r")}},
 	{keys: "/", help: "filter: address, name, port, service, process,\ncountry, state; every word must match, =word\na whole field; Enter keeps it, Esc clears it", acts: []act{
 		on((*App).openFilter, "/"),
 		on(func(a *App) {
@@ -156,7 +159,7 @@ func (a *App) page() int { return max(1, a.tableRows-1) }
 // its natural order (numbers descending, text ascending).
 func (a *App) shiftSort(d int) {
 	cs := a.shownColumns(a.p.tab)
-	cur := a.p.sort[a.p.tab].col
+	cur := a.p.sortOf(a.p.tab).col
 	i := 0
 	for j, c := range cs {
 		if c == cur {
@@ -164,17 +167,17 @@ func (a *App) shiftSort(d int) {
 		}
 	}
 	i = (i + d + len(cs)) % len(cs)
-	a.publish(func(p *params) { p.sort[p.tab] = sortSpec{col: cs[i], desc: cs[i].numeric()} })
+	a.publish(func(p *params) { *p.sortOf(p.tab) = sortSpec{col: cs[i], desc: cs[i].numeric()} })
 }
 
 // sortBy sorts by c, or reverses the order when c is already the sort
 // column (a click on a column title).
 func (a *App) sortBy(c *column) {
 	a.publish(func(p *params) {
-		if p.sort[p.tab].col == c {
-			p.sort[p.tab].desc = !p.sort[p.tab].desc
+		if s := p.sortOf(p.tab); s.col == c {
+			s.desc = !s.desc
 		} else {
-			p.sort[p.tab] = sortSpec{col: c, desc: c.numeric()}
+			*s = sortSpec{col: c, desc: c.numeric()}
 		}
 	})
 }
@@ -190,12 +193,12 @@ func (a *App) setTab(t tabID) {
 // togglePause freezes or thaws the view. The refresher keeps the frozen
 // snapshot; the Source keeps collecting.
 func (a *App) togglePause() {
-	frozen := a.view.snap
+	frozen, frozenFleet := a.view.snap, a.view.fd
 	a.publish(func(p *params) {
 		p.paused = !p.paused
-		p.frozen = nil
+		p.frozen, p.frozenFleet = nil, nil
 		if p.paused {
-			p.frozen = frozen
+			p.frozen, p.frozenFleet = frozen, frozenFleet
 		}
 	})
 }
@@ -211,6 +214,8 @@ func (a *App) enter() {
 	switch v.p.tab {
 	case tabFlows:
 		a.openDetail(v.flow(i))
+	case tabNodes:
+		a.chooseNode(v.nodes[i].Name)
 	case tabProcesses:
 		if g := v.groups[i]; g.proc.Known() {
 			a.drill("=" + strconv.Itoa(g.proc.PID))
@@ -265,6 +270,10 @@ func (a *App) closeHelp() {
 
 func (a *App) openDetail(f *conntrack.Flow) {
 	a.detailFlow, a.detailGone = *f, false
+	a.detailNode = ""
+	if nodeOf := a.view.nodeOf; nodeOf != nil {
+		a.detailNode = nodeOf(f)
+	}
 	a.mode = modeDetail
 	a.body.SwitchToPage("detail")
 	a.refreshDetail()

@@ -34,6 +34,11 @@ type nameMemo struct {
 	intern map[enrich.Names]*enrich.Names
 	// idleSince is when builds stopped needing names (zero while they do).
 	idleSince time.Time
+	// byRecord keeps names for a flow's record only, not for a new record
+	// of the same connection: with a Fleet, names come with each document
+	// (names the router found since are in the new one), and names is
+	// the latest document's.
+	byRecord bool
 }
 
 // memoGen is the memo of one build: flows[i] had names[i], looked up at
@@ -155,7 +160,7 @@ func (p *namesPass) get(f *conntrack.Flow) *enrich.Names {
 		// A new record under the ID may be another connection's (the ID
 		// is a hash) or, with another reply tuple, another entry of it:
 		// either may have other names.
-		if o != f && (o.Key() != f.Key() || o.Reply != f.Reply || o.Family != f.Family) {
+		if o != f && (m.byRecord || o.Key() != f.Key() || o.Reply != f.Reply || o.Family != f.Family) {
 			j = -1
 		}
 	}

@@ -92,7 +92,12 @@ func (a *App) buildLayout() {
 		AddItem(a.body, 0, 1, true).
 		AddItem(a.bottom, 1, 0, false)
 
-	a.help = tview.NewTextView().SetDynamicColors(true).SetText(helpScreen)
+	help := helpScreen
+	if a.fleet != nil {
+		help = fleetHelpScreen
+	}
+	helpHeight := strings.Count(help, "\n") + 3 // lines and border
+	a.help = tview.NewTextView().SetDynamicColors(true).SetText(help)
 	a.help.SetBorder(true).SetTitle(" flowtop keys (Esc closes) ")
 	helpCol := tview.NewFlex().SetDirection(tview.FlexRow).
 		AddItem(nil, 0, 1, false).
@@ -128,6 +133,9 @@ const maxWarnLines = 4
 // headerLines is the header: what is shown, how fast, how healthy, and
 // warnings, wrapped to width.
 func (a *App) headerLines(width int) []string {
+	if a.fleet != nil {
+		return a.fleetHeaderLines(width)
+	}
 	lines := []string{a.titleLine(), a.filterLine(), a.healthLine()}
 	return append(lines, warningLines(a.warnings(), width)...)
 }
@@ -160,10 +168,14 @@ func (a *App) titleLine() string {
 // filterLine is the header's second line: the filters, sort and toggles.
 func (a *App) filterLine() string {
 	var b strings.Builder
-	f := a.currentFilter()
-	b.WriteString("filter " + f.String()) // the JSON document's "filter" too
-	if a.pendingFilter != nil {
-		b.WriteString(" (applying)")
+	if a.fleet != nil {
+		b.WriteString(a.fleetFilterText())
+	} else {
+		f := a.currentFilter()
+		b.WriteString("filter " + f.String()) // the JSON document's "filter" too
+		if a.pendingFilter != nil {
+			b.WriteString(" (applying)")
+		}
 	}
 	if q := a.filter.GetText(); q != "" {
 		b.WriteString(sep + "[yellow]/" + esc(q) + "[-]")
@@ -171,7 +183,7 @@ func (a *App) filterLine() string {
 	if a.p.active {
 		b.WriteString(sep + "active only")
 	}
-	sc := a.p.sort[a.p.tab]
+	sc := *a.p.sortOf(a.p.tab)
 	b.WriteString(sep + "sort " + sc.col.title + sortMark(sc.desc))
 	if a.p.bits {
 		b.WriteString(sep + "bit/s")
@@ -257,11 +269,11 @@ func (a *App) warnings() []string {
 // tabLine is the tab bar, the current tab highlighted.
 func (a *App) tabLine(int) []string {
 	var b strings.Builder
-	for t := range numTabs {
+	for _, t := range a.tabOrder() {
 		if t == a.p.tab {
-			b.WriteString("[::r] " + tabs[t].name + " [::-]")
+			b.WriteString("[::r] " + tabOf(t).name + " [::-]")
 		} else {
-			b.WriteString(" " + tabs[t].name + " ")
+			b.WriteString(" " + tabOf(t).name + " ")
 		}
 		b.WriteString(" ")
 	}
@@ -272,8 +284,8 @@ func (a *App) tabLine(int) []string {
 // clickTab switches to the tab under a click on the tab bar.
 func (a *App) clickTab(x, _ int) {
 	pos := 0
-	for t := range numTabs {
-		w := len(tabs[t].name) + 2
+	for _, t := range a.tabOrder() {
+		w := len(tabOf(t).name) + 2
 		if x >= pos && x < pos+w {
 			a.setTab(t)
 			a.settleView()
@@ -314,7 +326,4 @@ func (a *App) statusLine(width int) []string {
 // helpScreen is the text of the help: the table's keys and the mouse.
 var helpScreen = helpText(append(tableKeys[:len(tableKeys):len(tableKeys)], mouseHelp)...)
 
-var (
-	helpWidth  = 74
-	helpHeight = strings.Count(helpScreen, "\n") + 3 // lines and border
-)
+const helpWidth = 74

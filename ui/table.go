@@ -47,6 +47,7 @@ type flowTable struct {
 var (
 	headerStyle   = tcell.StyleDefault.Bold(true).Foreground(tcell.ColorYellow)
 	selectedStyle = tcell.StyleDefault.Reverse(true)
+	alertStyle    = tcell.StyleDefault.Bold(true).Foreground(tcell.ColorRed)
 )
 
 // cellStyle is the style of a data cell: tview's text and background
@@ -67,8 +68,8 @@ func (t *flowTable) InputHandler() func(*tcell.EventKey, func(tview.Primitive)) 
 // with -s / s.
 func (a *App) shownColumns(tab tabID) []*column {
 	var cs []*column
-	for _, c := range tabs[tab].columns {
-		if !c.withS || a.showSrc {
+	for _, c := range tabOf(tab).columns {
+		if (!c.withS || a.showSrc) && (!c.allNodes || a.p.node == allNodes) {
 			cs = append(cs, c)
 		}
 	}
@@ -123,17 +124,22 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 	t.headerY, t.first = y, off
 	cs := a.shownColumns(v.p.tab)
 	cands := cs[min(a.hoff, len(cs)-1):]
-	o := fmtOpts{now: snapTime(v.snap, a.now), bits: a.p.bits, numeric: a.p.numeric}
-	texts := cellTexts(v, cands, off, last, a.names, &o)
-	titles, keep := layoutTable(cands, texts, v.p.sort[v.p.tab], width, o.bits)
+	o := fmtOpts{now: snapTime(v.snap, a.now), bits: a.p.bits, numeric: a.p.numeric, nodeOf: v.nodeOf}
+	if v.p.tab == tabNodes {
+		o.now = a.now()
+	}
+	texts, alerts := cellTexts(v, cands, off, last, v.namer(a.names), &o)
+	titles, keep := layoutTable(cands, texts, *v.p.sortOf(v.p.tab), width, o.bits)
 	idx := t.place(cands, keep, width)
-	t.paint(screen, cands, idx, titles, texts, off, a.selected())
+	t.paint(screen, cands, idx, titles, texts, alerts, off, a.selected())
 	if v.rowCount() == 0 && height > 1 {
 		msg := "no flows"
 		switch {
+		case a.fleet != nil && emptyFleetMsg(v) != "":
+			msg = emptyFleetMsg(v)
 		case v.snap == nil:
 			msg = "waiting for the first snapshot…"
-		case len(v.p.terms) > 0 || v.p.active:
+		case len(v.p.terms) > 0 || v.p.active || v.p.protos != nil && hiddenProtos(v.p.protos) != "":
 			msg = "no flows match the filter"
 		}
 		tview.Print(screen, msg, x, y+1, width, tview.AlignCenter, tcell.ColorDefault)
@@ -141,16 +147,19 @@ func (t *flowTable) Draw(screen tcell.Screen) {
 }
 
 // cellTexts returns the text of every cell of cands in rows off to last
-// of v.
-func cellTexts(v *view, cands []*column, off, last int, namer enrich.Namer, o *fmtOpts) [][]string {
-	texts := make([][]string, last-off)
+// of v, and which are alerts (nil when no column has any).
+func cellTexts(v *view, cands []*column, off, last int, namer enrich.Namer, o *fmtOpts) (texts [][]string, alerts [][]bool) {
+	texts = make([][]string, last-off)
 	names := make([]enrich.Names, last-off)
 	for i := range texts {
 		r := row{n: &names[i], o: o}
-		if v.p.tab == tabFlows {
+		switch v.p.tab {
+		case tabFlows:
 			r.f = v.flow(off + i)
 			names[i] = namer.Names(r.f)
-		} else {
+		case tabNodes:
+			r.node = &v.nodes[off+i]
+		default:
 			r.g = v.groups[off+i]
 			if r.g.rep != nil {
 				names[i] = namer.Names(r.g.rep)
@@ -159,9 +168,18 @@ func cellTexts(v *view, cands []*column, off, last int, namer enrich.Namer, o *f
 		texts[i] = make([]string, len(cands))
 		for j, c := range cands {
 			texts[i][j] = c.cell(r)
+			if c.alert != nil && c.alert(r) {
+				if alerts == nil {
+					alerts = make([][]bool, len(texts))
+				}
+				if alerts[i] == nil {
+					alerts[i] = make([]bool, len(cands))
+				}
+				alerts[i][j] = true
+			}
 		}
 	}
-	return texts
+	return texts, alerts
 }
 
 // layoutTable returns the titles of cands, the sort column's marked, and
@@ -212,7 +230,7 @@ func (t *flowTable) place(cands []*column, keep []int, width int) []int {
 // paint writes the titles and the rows (texts of rows from off; row sel
 // selected) into the placed columns idx of cands, and blanks the rest of
 // the box.
-func (t *flowTable) paint(screen tcell.Screen, cands []*column, idx []int, titles []string, texts [][]string, off, sel int) {
+func (t *flowTable) paint(screen tcell.Screen, cands []*column, idx []int, titles []string, texts [][]string, alerts [][]bool, off, sel int) {
 	x, y, width, height := t.GetInnerRect()
 	blank := tcell.StyleDefault.Background(t.GetBackgroundColor())
 	plain := cellStyle()
@@ -228,6 +246,9 @@ func (t *flowTable) paint(screen tcell.Screen, cands []*column, idx []int, title
 			text, style, sep := titles[i], headerStyle, blank
 			if line > 0 {
 				text, style = texts[line-1][i], plain
+				if alerts != nil && alerts[line-1] != nil && alerts[line-1][i] {
+					style = alertStyle
+				}
 				if off+line-1 == sel {
 					style, sep = selectedStyle, selectedStyle
 				}
@@ -421,7 +442,7 @@ func (t *flowTable) columnAt(x int) (*column, bool) {
 // changed: between two full refreshes of a huge table it reads them one
 // by one, so that what the user looks at moves every interval.
 func (a *App) watchRows(v *view, off, last int) {
-	w, ok := a.cfg.Source.(Watcher)
+	w, ok := a.cfg.Source.(Watcher) // none with a Fleet
 	if !ok || v.p.tab != tabFlows {
 		return
 	}
