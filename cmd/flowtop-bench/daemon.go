@@ -21,7 +21,7 @@ type broker struct {
 	// live counts what went to the watch stream (<prefix>/<node>/live).
 	liveMessages, liveBytes atomic.Uint64
 	subDone                 chan struct{}
-	done            func()
+	done                    func()
 }
 
 func startBroker() (*broker, error) {

@@ -19,11 +19,13 @@ import (
 // daemon, each on its own table and against a reference of the same run.
 type modes struct {
 	ipfix, metrics, daemonRSS, watch bool
-	churn, scrapes            int
-	daemonSecs                int
+	churn, scrapes                   int
+	fleet, fleetFlows                int
+	fleetPeriod                      time.Duration
+	daemonSecs                       int
 }
 
-func (m *modes) any() bool { return m.ipfix || m.metrics || m.daemonRSS || m.watch }
+func (m *modes) any() bool { return m.ipfix || m.metrics || m.daemonRSS || m.watch || m.fleet > 0 }
 
 func (m *modes) run(flowsList string, runs, cpuSecs int, bin string) error {
 	if os.Geteuid() != 0 {
@@ -46,7 +48,7 @@ func (m *modes) run(flowsList string, runs, cpuSecs int, bin string) error {
 	defer stop()
 	fmt.Printf("machine: %d cores, kernel %s\n", nproc(), kernelRelease())
 	full, lean := bin, bin
-	if bin == "" && (m.ipfix || m.metrics || m.watch) {
+	if bin == "" && (m.ipfix || m.metrics || m.watch || m.fleet > 0) {
 		var remove func()
 		if full, remove, err = buildFlowtop(""); err != nil {
 			return err
@@ -59,6 +61,10 @@ func (m *modes) run(flowsList string, runs, cpuSecs int, bin string) error {
 			return err
 		}
 		defer remove()
+	}
+	if m.fleet > 0 {
+		// The viewer reads a broker: no table of its own.
+		return measureFleet(full, m.fleet, m.fleetFlows, m.fleetPeriod, 100, time.Duration(cpuSecs)*time.Second)
 	}
 	for _, n := range sizes {
 		if m.ipfix {

@@ -90,7 +90,10 @@ func (h *hub) router(ns *nstest.NS, node, broker string, args ...string) *exec.C
 	t := h.t
 	t.Helper()
 	all := append([]string{"-n", "--netns", ns.Path(), "--state-dir", t.TempDir(), "--no-ui", "-46TUI",
-		"-t", "0.5", "--mqtt", broker, "--mqtt-node", node, "--mqtt-client-id", "router-" + node}, args...)
+		"-t", "0.5", "--mqtt", broker, "--mqtt-node", node, "--mqtt-client-id", "router-" + node,
+		// Periodic documents every 2 s rather than a minute: the nodes
+		// list's flow counts come from them.
+		"--mqtt-interval", "2s"}, args...)
 	cmd := h.ns.Command(flowtopBinary(t), all...)
 	var stderr nstest.SyncBuffer
 	cmd.Stderr = &stderr
@@ -154,14 +157,34 @@ func nodeEntry(d remote.NodesDocument, name string) (remote.NodeEntry, bool) {
 	return remote.NodeEntry{}, false
 }
 
-// twoRouters starts two namespace pairs with traffic and a daemon on
-// each, publishing as r1 and r2 to broker.
-func twoRouters(t *testing.T, h *hub, broker string, args ...string) (r1, r2 *exec.Cmd) {
-	a1, b1 := nstest.Pair(t)
-	a2, b2 := nstest.Pair(t)
-	startTraffic(t, a1, b1)
-	startTraffic(t, a2, b2)
-	return h.router(a1, "r1", broker, args...), h.router(a2, "r2", broker, args...)
+// routers starts a namespace pair for each name, a daemon watching its A
+// side that publishes under that name to broker, and, once every daemon
+// is online (so byte accounting is on, and the flows are counted from
+// their first packet), traffic from A to B. It returns the daemons and
+// the A sides.
+func (h *hub) routers(broker string, names ...string) ([]*exec.Cmd, []*nstest.NS) {
+	t := h.t
+	t.Helper()
+	var cmds []*exec.Cmd
+	var as, bs []*nstest.NS
+	for _, name := range names {
+		a, b := nstest.Pair(t)
+		as, bs = append(as, a), append(bs, b)
+		cmds = append(cmds, h.router(a, name, broker))
+	}
+	nstest.WaitFor(t, 30*time.Second, "every router online", func() (bool, string) {
+		d := h.nodesOnce(broker)
+		for _, name := range names {
+			if n, ok := nodeEntry(d, name); !ok || n.Status != "online" {
+				return false, nstest.Dump(d.Nodes)
+			}
+		}
+		return true, ""
+	})
+	for i := range as {
+		startTraffic(t, as[i], bs[i])
+	}
+	return cmds, as
 }
 
 // TestFleetOnce: --remote URL --once lists both routers with their flows;
@@ -170,7 +193,7 @@ func twoRouters(t *testing.T, h *hub, broker string, args ...string) (r1, r2 *ex
 func TestFleetOnce(t *testing.T) {
 	h := newHub(t)
 	broker := h.broker(1883)
-	twoRouters(t, h, broker)
+	h.routers(broker, "r1", "r2")
 
 	var d remote.NodesDocument
 	nstest.WaitFor(t, 30*time.Second, "both routers online with flows in the nodes document", func() (bool, string) {
@@ -222,9 +245,7 @@ func TestFleetOnceBridged(t *testing.T) {
 	h := newHub(t)
 	a := h.broker(1883)
 	b := h.broker(1884, bridge(a)...)
-	a1, b1 := nstest.Pair(t)
-	startTraffic(t, a1, b1)
-	h.router(a1, "r1", a)
+	h.routers(a, "r1")
 
 	nstest.WaitFor(t, 30*time.Second, "r1 online with flows on the bridged broker", func() (bool, string) {
 		d := h.nodesOnce(b)

@@ -4,15 +4,25 @@ package main
 
 import (
 	"context"
-	"errors"
 
 	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/remote"
+	"github.com/flowtop/flowtop/ui"
 )
 
 // remoteScreen shows the broker's nodes until q or a signal. The laptop
 // names what the routers did not (names are its lookups); processes come
 // only from the routers.
 func remoteScreen(ctx context.Context, o *options, c *remote.Client, names enrich.Namer, warns *warnings) error {
-	return errors.New("the remote screen is not wired yet")
+	return ui.Run(ctx, ui.Config{
+		Fleet:    c,
+		Node:     o.mqtt.node,
+		Names:    names,
+		Version:  version,
+		Interval: o.intervalDuration(),
+		Bits:     o.bits,
+		ShowSrc:  o.showSrc,
+		Numeric:  o.noDNS,
+		Warnings: warns.list,
+	})
 }
