@@ -6,6 +6,7 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/ipfix"
+	"github.com/flowtop/flowtop/metrics"
 	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
@@ -17,7 +18,7 @@ func (s *session) exporterSpecs() []export.Spec {
 	o := s.o
 	return []export.Spec{
 		{On: o.mqtt.url != "", Flag: "--mqtt", Ended: mqttexport.EndedBuffer, New: o.mqttConfig().New},
-		{On: s.metricsLn != nil, Ended: 4096, New: s.newMetrics},
+		{On: s.metricsLn != nil, Flag: "--metrics-listen", Ended: metrics.EndedBuffer, New: s.metricsConfig().New},
 		{On: len(o.ipfix.urls) > 0, Flag: "--ipfix", Ended: ipfix.EndedBuffer, New: o.ipfix.config().New},
 		{On: o.write != "", New: s.newFile},
 	}
