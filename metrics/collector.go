@@ -79,7 +79,7 @@ type Collector struct {
 	classes    classCounter
 	countClass func(*conntrack.Flow) // classes.add, made once
 	reqs       chan chan *view
-	done       chan struct{} // closed when Run returns
+	done       chan struct{} // closed when the accounting stops
 
 	// Scrapes answered and failed, for the exporter's health.
 	scrapes, scrapeErrs atomic.Uint64
@@ -261,8 +261,8 @@ func (c *Collector) view() *view {
 	return v
 }
 
-// collect asks Run for a view of the counters, with the latest snapshot
-// folded in.
+// collect asks the accounting goroutine for a view of the counters, with
+// the latest snapshot folded in.
 func (c *Collector) collect(ctx context.Context) (*view, error) {
 	reply := make(chan *view, 1)
 	select {
