@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 )
 
 // BenchmarkEncode packs records into messages of the default size, as a
@@ -20,7 +21,7 @@ func BenchmarkEncode(b *testing.B) {
 		flowRecord(&icmp4, o, r, 1, 2, 3),
 	}
 	for _, format := range []Format{FormatIPFIX, FormatNF9} {
-		b.Run(format.String(), func(b *testing.B) {
+		b.Run(string(format), func(b *testing.B) {
 			enc := newEncoder(format, DefaultMTU-ipv4UDPHeaders, 0, boot)
 			bytes := 0
 			b.ReportAllocs()
@@ -43,7 +44,7 @@ func BenchmarkEncode(b *testing.B) {
 func BenchmarkEnded(b *testing.B) {
 	ft := newFakeTable()
 	ft.publish(t0, allFilter())
-	e, err := New(Config{URLs: []string{"udp://127.0.0.1:9"}, Latest: ft.Latest})
+	e, err := New(Config{URLs: []string{"udp://127.0.0.1:9"}}, export.Env{Latest: ft.Latest})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,13 +3,10 @@ package ipfix
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/flowtop/flowtop/conntrack"
 )
 
 // Defaults for the zero values of Config.
@@ -20,6 +17,10 @@ const (
 	// TemplateRefresh is how often templates are sent again over UDP, so
 	// that a collector that restarted learns them.
 	TemplateRefresh = 10 * time.Minute
+	// EndedBuffer is the buffer of the exporter's ended-flow subscription
+	// (export.Spec.Ended): what overflows it is counted as the exporter's
+	// ended_dropped.
+	EndedBuffer = 4096
 )
 
 // Bounds of --ipfix-mtu: every IPv4 path carries 576 bytes (a message of
@@ -30,13 +31,15 @@ const (
 	MaxMTU = 65535
 )
 
-// Config configures an Exporter. The zero value of a field means its
-// default.
+// Config is the exporter's own settings (the --ipfix-* flags); what it
+// reads of the table comes with the export.Env it is made with. The zero
+// value of a field means its default.
 type Config struct {
 	// URLs are the collectors, udp://host[:port] or tcp://host[:port]
 	// (port 4739 by default). Every collector gets every record.
 	URLs []string
-	// Format is IPFIX (the default) or NetFlow v9.
+	// Format is FormatIPFIX (the default) or FormatNF9, as --ipfix-format
+	// names it ("ipfix", "nf9"; any case): New reads it.
 	Format Format
 	// ActiveTimeout is how often a long connection is exported with the
 	// counters since its last record; default 60 s.
@@ -48,15 +51,6 @@ type Config struct {
 	NATEvents bool
 	// DomainID is the observation domain (IPFIX) or source ID (v9).
 	DomainID uint32
-	// Latest returns the newest table snapshot, or nil before the first.
-	// It must not block. Its flows are the ones exported every active
-	// timeout, and its filter also selects which ended flows are.
-	Latest func() *conntrack.Snapshot
-	// Ended delivers the flows the kernel destroyed. The exporter always
-	// drains it.
-	Ended <-chan conntrack.Ended
-	// Logger defaults to discarding.
-	Logger *slog.Logger
 }
 
 // collector is one parsed --ipfix URL.
@@ -67,24 +61,24 @@ type collector struct {
 }
 
 // Check reports the first bad value of c (a URL, the format, the MTU, the
-// active timeout), the error New would return, without needing Latest:
-// the command line checks its flags with it.
+// active timeout), the error New would return for it: the command line
+// checks its flags with it before anything starts.
 func (c Config) Check() error {
-	c.Latest = func() *conntrack.Snapshot { return nil }
 	_, _, err := c.validate()
 	return err
 }
 
+// validate returns c with its defaults filled in and its format read, and
+// its collectors.
 func (c Config) validate() (Config, []collector, error) {
 	if len(c.URLs) == 0 {
 		return c, nil, errors.New("ipfix: no collector URL")
 	}
-	if c.Latest == nil {
-		return c, nil, errors.New("ipfix: no snapshot source (Config.Latest is nil)")
+	f, err := ParseFormat(string(c.Format))
+	if err != nil {
+		return c, nil, fmt.Errorf("ipfix: %w", err)
 	}
-	if c.Format != FormatIPFIX && c.Format != FormatNF9 {
-		return c, nil, fmt.Errorf("ipfix: unknown format %d", c.Format)
-	}
+	c.Format = f
 	if c.NATEvents && c.Format != FormatIPFIX {
 		return c, nil, errors.New("ipfix: NAT events are sent in IPFIX only (RFC 8158), not NetFlow v9")
 	}
@@ -99,9 +93,6 @@ func (c Config) validate() (Config, []collector, error) {
 	}
 	if c.MTU < MinMTU || c.MTU > MaxMTU {
 		return c, nil, fmt.Errorf("ipfix: MTU %d: want %d to %d", c.MTU, MinMTU, MaxMTU)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	var cols []collector
 	for _, s := range c.URLs {

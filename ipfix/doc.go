@@ -14,8 +14,10 @@
 // with the element numbers as named constants rather than taken from a
 // general IPFIX library (see docs/ipfix.md for the size this saves).
 //
-// The exporter reads the table only through Config.Latest and
-// Config.Ended and never blocks either: ended flows are turned into
-// records at once and handed to each collector's sender through a bounded
-// queue; what does not fit is dropped and counted.
+// The Exporter is one of flowtop's exporters (package export): made by
+// Config.New from an export.Env, it reads the table only through the
+// Env's Latest and its own Ended subscription and never blocks either:
+// ended flows are turned into records at once and handed to each
+// collector's sender through a bounded queue; what does not fit is
+// dropped and counted.
 package ipfix

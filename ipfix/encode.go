@@ -9,21 +9,15 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 )
 
-// Format is the wire format: IPFIX (version 10) or NetFlow v9.
-type Format uint8
+// Format is the wire format, named as --ipfix-format names it: IPFIX
+// (version 10) or NetFlow v9.
+type Format string
 
 // Formats.
 const (
-	FormatIPFIX Format = iota
-	FormatNF9
+	FormatIPFIX Format = "ipfix"
+	FormatNF9   Format = "nf9"
 )
-
-func (f Format) String() string {
-	if f == FormatNF9 {
-		return "nf9"
-	}
-	return "ipfix"
-}
 
 // ParseFormat reads --ipfix-format: "ipfix" or "nf9".
 func ParseFormat(s string) (Format, error) {
@@ -33,7 +27,7 @@ func ParseFormat(s string) (Format, error) {
 	case "nf9":
 		return FormatNF9, nil
 	}
-	return 0, fmt.Errorf("format %q: want ipfix or nf9", s)
+	return "", fmt.Errorf("format %q: want ipfix or nf9", s)
 }
 
 // Message and set header lengths, and the set IDs of template sets.

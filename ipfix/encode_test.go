@@ -195,7 +195,7 @@ func TestMessagesFitAndCount(t *testing.T) {
 	}
 	for _, format := range []Format{FormatIPFIX, FormatNF9} {
 		for _, size := range []int{minMessage(format), DefaultMTU - ipv4UDPHeaders} {
-			t.Run(format.String()+"/"+strconv.Itoa(size), func(t *testing.T) {
+			t.Run(string(format)+"/"+strconv.Itoa(size), func(t *testing.T) {
 				enc := newEncoder(format, size, 0, boot)
 				c := newCollectorState()
 				var got, msgs, wantSeq int

@@ -9,13 +9,20 @@ import (
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/report"
 )
 
 // Exporter sends flow records to one or more collectors. Make one with
 // New and start it with Run.
 type Exporter struct {
-	cfg     Config
+	cfg Config
+	// latest is the table's newest snapshot (nil before the first): its
+	// flows are exported every active timeout, and its filter selects the
+	// ended flows exported too. endedCh is the exporter's own ended-flow
+	// subscription (nil for none), always drained.
+	latest  func() *conntrack.Snapshot
+	endedCh <-chan conntrack.Ended
 	log     *slog.Logger
 	senders []*sender
 	running atomic.Bool
@@ -60,15 +67,26 @@ type exported struct {
 	ended bool
 }
 
-// New checks cfg. Nothing is sent until Run.
-func New(cfg Config) (*Exporter, error) {
+// New checks cfg. env is what the exporter reads of the table: Latest
+// (required; it must not block) and its own Ended subscription, and its
+// Logger. Nothing is sent until Run.
+func New(cfg Config, env export.Env) (*Exporter, error) {
 	cfg, cols, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
+	if env.Latest == nil {
+		return nil, errors.New("ipfix: no snapshot source (Env.Latest is nil)")
+	}
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	e := &Exporter{
 		cfg:             cfg,
-		log:             cfg.Logger.With("exporter", "ipfix"),
+		latest:          env.Latest,
+		endedCh:         env.Ended,
+		log:             log.With("exporter", "ipfix"),
 		flows:           map[conntrack.Key]exported{},
 		templateRefresh: TemplateRefresh,
 		queueLen:        4096,
@@ -85,6 +103,16 @@ func New(cfg Config) (*Exporter, error) {
 	}
 	for _, c := range cols {
 		e.senders = append(e.senders, &sender{col: c, e: e})
+	}
+	return e, nil
+}
+
+// New makes the exporter of c on env: New as flowtop's exporter seam
+// calls it (export.Spec.New).
+func (c Config) New(env export.Env) (export.Exporter, error) {
+	e, err := New(c, env)
+	if err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -124,7 +152,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 		s.prepare()
 		wg.Go(func() { s.run(sendCtx) })
 	}
-	ended := e.cfg.Ended
+	ended := e.endedCh
 	tick := time.NewTicker(e.scanEvery())
 	defer tick.Stop()
 loop:
@@ -191,7 +219,7 @@ func (e *Exporter) drainEnded(ch <-chan conntrack.Ended) {
 
 // takeEnded handles the ended flows already waiting, without blocking.
 func (e *Exporter) takeEnded() {
-	ch := e.cfg.Ended
+	ch := e.endedCh
 	if ch == nil {
 		return
 	}
@@ -212,7 +240,7 @@ func (e *Exporter) takeEnded() {
 // record (all of them when it had none), and its NAT events.
 func (e *Exporter) ended(fl *conntrack.Ended) {
 	f := &fl.Flow
-	if s := e.cfg.Latest(); s != nil && !s.Filter.Match(f, fl.Stop) {
+	if s := e.latest(); s != nil && !s.Filter.Match(f, fl.Stop) {
 		return
 	}
 	k := f.Key()
@@ -260,7 +288,7 @@ func (e *Exporter) ended(fl *conntrack.Ended) {
 // an active timeout, sends the NAT create events of new NATed flows, and
 // forgets the flows that left the table.
 func (e *Exporter) scan() {
-	s := e.cfg.Latest()
+	s := e.latest()
 	if s == nil {
 		return
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 )
 
 // fakeTable stands in for conntrack.Table: a latest snapshot and an
@@ -33,15 +34,19 @@ func (ft *fakeTable) publish(at time.Time, filter conntrack.Filter, flows ...con
 
 func (ft *fakeTable) Latest() *conntrack.Snapshot { return ft.latest.Load() }
 
+// env is what an exporter reads of ft: its latest snapshot and its
+// ended-flow channel.
+func (ft *fakeTable) env() export.Env { return export.Env{Latest: ft.Latest, Ended: ft.ended} }
+
 // logicExporter is an exporter whose senders do not run: the records it
 // makes wait in the first sender's queue, for drain.
 func logicExporter(t *testing.T, ft *fakeTable, mod func(*Config)) *Exporter {
 	t.Helper()
-	cfg := Config{URLs: []string{"udp://127.0.0.1:9"}, Latest: ft.Latest, Ended: ft.ended}
+	cfg := Config{URLs: []string{"udp://127.0.0.1:9"}}
 	if mod != nil {
 		mod(&cfg)
 	}
-	e, err := New(cfg)
+	e, err := New(cfg, ft.env())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +314,7 @@ func TestNATEvents(t *testing.T) {
 // counted, never waited for.
 func TestQueueFullDrops(t *testing.T) {
 	ft := newFakeTable()
-	e, err := New(Config{URLs: []string{"udp://127.0.0.1:9"}, Latest: ft.Latest})
+	e, err := New(Config{URLs: []string{"udp://127.0.0.1:9"}}, export.Env{Latest: ft.Latest})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +329,7 @@ func TestQueueFullDrops(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	latest := func() *conntrack.Snapshot { return nil }
+	env := export.Env{Latest: func() *conntrack.Snapshot { return nil }}
 	for _, tc := range []struct {
 		cfg  Config
 		addr []string // host:port of each collector
@@ -344,8 +349,7 @@ func TestConfig(t *testing.T) {
 		{cfg: Config{URLs: []string{"udp://h"}, ActiveTimeout: time.Millisecond}, err: "active timeout 1ms"},
 		{cfg: Config{URLs: []string{"udp://h"}, Format: FormatNF9, NATEvents: true}, err: "IPFIX only"},
 	} {
-		tc.cfg.Latest = latest
-		e, err := New(tc.cfg)
+		e, err := New(tc.cfg, env)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%v: error %v, want one with %q", tc.cfg.URLs, err, tc.err)
@@ -367,10 +371,10 @@ func TestConfig(t *testing.T) {
 			t.Errorf("defaults: MTU %d, active timeout %v", e.cfg.MTU, e.cfg.ActiveTimeout)
 		}
 	}
-	if _, err := New(Config{URLs: []string{"udp://h"}}); err == nil {
+	if _, err := New(Config{URLs: []string{"udp://h"}}, export.Env{}); err == nil {
 		t.Error("no Latest: no error")
 	}
-	// Check, for the command line, needs no Latest.
+	// Check, for the command line, needs no Env.
 	if err := (Config{URLs: []string{"udp://h"}}).Check(); err != nil {
 		t.Errorf("Check of a good config: %v", err)
 	}

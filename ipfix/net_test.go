@@ -213,11 +213,11 @@ func endedFlows(first, n int) []conntrack.Ended {
 // before shutdown are still sent.
 func TestUDPExport(t *testing.T) {
 	for _, format := range []Format{FormatIPFIX, FormatNF9} {
-		t.Run(format.String(), func(t *testing.T) {
+		t.Run(string(format), func(t *testing.T) {
 			col := udpCollector(t)
 			ft := newFakeTable()
 			ft.publish(t0, allFilter())
-			e, err := New(Config{URLs: []string{"udp://" + col.addr}, Format: format, MTU: 600, Latest: ft.Latest, Ended: ft.ended})
+			e, err := New(Config{URLs: []string{"udp://" + col.addr}, Format: format, MTU: 600}, ft.env())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,7 +286,7 @@ func TestUDPTemplateRefresh(t *testing.T) {
 	col := udpCollector(t)
 	ft := newFakeTable()
 	ft.publish(t0, allFilter())
-	e, err := New(Config{URLs: []string{"udp://" + col.addr}, Latest: ft.Latest, Ended: ft.ended})
+	e, err := New(Config{URLs: []string{"udp://" + col.addr}}, ft.env())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,7 +325,7 @@ func TestTCPExport(t *testing.T) {
 	col := tcpCollector(t)
 	ft := newFakeTable()
 	ft.publish(t0, allFilter())
-	e, err := New(Config{URLs: []string{"tcp://" + col.addr}, Latest: ft.Latest, Ended: ft.ended})
+	e, err := New(Config{URLs: []string{"tcp://" + col.addr}}, ft.env())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/nstest"
+	"github.com/flowtop/flowtop/export"
 )
 
 // Integration tests against a real collector, nfdump's nfcapd, with real
@@ -97,8 +98,7 @@ func routerTable(t *testing.T, router *nstest.NS, cfg Config, tune func(*Exporte
 	})
 	tbl := conntrack.NewTable(conntrack.TableConfig{Kernel: src, Interval: 200 * time.Millisecond,
 		Filter: allFilter(), Accounting: guard.Enabled})
-	cfg.Latest, cfg.Ended = tbl.Latest, tbl.SubscribeEnded(4096)
-	e, err := New(cfg)
+	e, err := New(cfg, export.Env{Latest: tbl.Latest, Ended: tbl.SubscribeEnded(EndedBuffer)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,9 @@ package metrics
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"runtime"
 	"sync"
@@ -11,9 +13,15 @@ import (
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/report"
 	"github.com/flowtop/flowtop/traffic"
 )
+
+// EndedBuffer is the buffer of the collector's ended-flow subscription
+// (export.Spec.Ended): what overflows it is counted as the exporter's
+// ended_dropped (and the host counters miss those flows' last bytes).
+const EndedBuffer = 4096
 
 // KernelStats reads the kernel's conntrack statistics;
 // *kernel.StatsReader implements it.
@@ -21,20 +29,23 @@ type KernelStats interface {
 	Read() (conntrack.KernelStats, error)
 }
 
-// Config configures a Collector. Only Latest is required.
+// Config is the metrics exporter's own settings (the --metrics-* flags);
+// what it reads of the table, and the other exporters' health, come with
+// the export.Env it is made with. The zero value of a field means its
+// default.
 type Config struct {
-	// Latest returns the newest snapshot (nil before the first dump).
-	Latest func() *conntrack.Snapshot
-	// Ended is the collector's own ended-flow subscription; nil counts
-	// flows only while snapshots list them.
-	Ended <-chan conntrack.Ended
-	// EndedDrops counts ended-flow records the table dropped for slow
-	// subscribers; nil when unknown.
-	EndedDrops func() uint64
-	// Exporters returns the exporters' counters by name; nil for none.
-	Exporters func() map[string]report.ExporterHealth
-	// Kernel reads the kernel's conntrack statistics; nil for none.
-	Kernel KernelStats
+	// Listener is where Run serves /metrics: opened by the caller, so
+	// that a bad address fails before anything else starts (flowtop opens
+	// it before it touches the kernel). Run closes it. Without one, Run
+	// only collects, and the caller serves Handler.
+	Listener net.Listener
+	// Auth is what a scrape must send (none by default).
+	Auth Auth
+	// OpenKernel opens the reader of the kernel's conntrack statistics
+	// (flowtop: kernel.OpenStats in the table's namespace); nil for none.
+	// New opens it and logs why when it cannot (the metrics go on
+	// without them); Run closes it when it is an io.Closer.
+	OpenKernel func() (KernelStats, error)
 	// LocalNets are the networks whose hosts are counted; nil means
 	// traffic.DefaultLocalNets.
 	LocalNets []netip.Prefix
@@ -47,20 +58,28 @@ type Config struct {
 	// counters between scrapes (default 10 s), which bounds what is
 	// remembered of ended flows and what a lost DESTROY can cost.
 	FoldEvery time.Duration
-	Logger    *slog.Logger
 }
 
-// Collector gathers the metrics. Run must be running for scrapes to be
-// answered.
+// Collector is the metrics exporter: it gathers the metrics and serves
+// them. Run must be running for scrapes to be answered.
 type Collector struct {
-	cfg  Config
-	log  *slog.Logger
-	acct *traffic.Accounting
+	cfg Config
+	// latest is the table's newest snapshot (nil before the first).
+	// endedCh is the collector's own ended-flow subscription; without
+	// one, flows are counted only while snapshots list them.
+	latest  func() *conntrack.Snapshot
+	endedCh <-chan conntrack.Ended
+	// health fills a report.Health with every exporter's counters
+	// (Env.Health); nil for none.
+	health func(*report.Health)
+	kernel KernelStats // nil without kernel statistics
+	log    *slog.Logger
+	acct   *traffic.Accounting
 	// classes counts the flows of the last snapshot folded in acct.
 	classes    classCounter
 	countClass func(*conntrack.Flow) // classes.add, made once
 	reqs       chan chan *view
-	done       chan struct{} // closed when Run returns
+	done       chan struct{} // closed when the accounting stops
 
 	// Scrapes answered and failed, for the exporter's health.
 	scrapes, scrapeErrs atomic.Uint64
@@ -84,28 +103,61 @@ type view struct {
 // ErrStopped is returned by a scrape once the collector has stopped.
 var ErrStopped = errors.New("metrics collector stopped")
 
-// New makes a Collector.
-func New(cfg Config) *Collector {
+// New makes a Collector. env is what it reads of the table: Latest
+// (required; it must not block) and its own Ended subscription; its
+// Health hook, which gives every exporter's counters and their
+// subscriptions' losses; and its Logger. Nothing is served until Run.
+func New(cfg Config, env export.Env) (*Collector, error) {
+	if env.Latest == nil {
+		return nil, errors.New("metrics: no snapshot source (Env.Latest is nil)")
+	}
 	if cfg.GoVersion == "" {
 		cfg.GoVersion = runtime.Version()
 	}
 	if cfg.FoldEvery <= 0 {
 		cfg.FoldEvery = 10 * time.Second
 	}
-	log := cfg.Logger
+	log := env.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c := &Collector{
-		cfg:  cfg,
-		log:  log,
-		acct: traffic.New(cfg.LocalNets, cfg.MaxHosts),
-		reqs: make(chan chan *view),
-		done: make(chan struct{}),
+		cfg:     cfg,
+		latest:  env.Latest,
+		endedCh: env.Ended,
+		health:  env.Health,
+		log:     log,
+		acct:    traffic.New(cfg.LocalNets, cfg.MaxHosts),
+		reqs:    make(chan chan *view),
+		done:    make(chan struct{}),
 	}
 	c.countClass = c.classes.add
-	return c
+	if cfg.OpenKernel != nil {
+		k, err := cfg.OpenKernel()
+		if err != nil {
+			log.Warn("metrics: no kernel conntrack statistics", "err", err)
+		} else {
+			c.kernel = k
+		}
+	}
+	return c, nil
 }
+
+// New makes the exporter of c on env: New as flowtop's exporter seam
+// calls it (export.Spec.New).
+func (c Config) New(env export.Env) (export.Exporter, error) {
+	col, err := New(c, env)
+	if err != nil {
+		return nil, err
+	}
+	return col, nil
+}
+
+// Name is the exporter's key in health.exporters.
+func (c *Collector) Name() string { return "metrics" }
+
+// Health is Stats: what flowtop's exporter seam (package export) reads.
+func (c *Collector) Health() report.ExporterHealth { return c.Stats() }
 
 // Stats counts the scrapes of /metrics answered (Published) and those that
 // could not be (Errors: the collector stopped or the request was gone),
@@ -115,13 +167,40 @@ func (c *Collector) Stats() report.ExporterHealth {
 	return report.ExporterHealth{Published: c.scrapes.Load(), Errors: c.scrapeErrs.Load()}
 }
 
-// Run owns the accounting until ctx ends: it counts ended flows as they
-// come, folds the latest snapshot in for each scrape and every FoldEvery.
-func (c *Collector) Run(ctx context.Context) {
+// Run serves the metrics on Config.Listener until ctx ends or the server
+// fails, and owns the accounting meanwhile; without a Listener it only
+// collects, until ctx ends. It then closes the kernel statistics reader.
+// Run is called once.
+func (c *Collector) Run(ctx context.Context) error {
+	defer c.closeKernel()
+	if c.cfg.Listener == nil {
+		c.account(ctx)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var accounting sync.WaitGroup
+	defer accounting.Wait()
+	defer cancel()
+	accounting.Go(func() { c.account(ctx) })
+	c.log.Info("serving Prometheus metrics", "url", "http://"+c.cfg.Listener.Addr().String()+"/metrics")
+	return Serve(ctx, c.cfg.Listener, c.Handler(c.cfg.Auth), c.log)
+}
+
+// closeKernel closes the kernel statistics reader, if it has to be.
+func (c *Collector) closeKernel() {
+	if cl, ok := c.kernel.(io.Closer); ok {
+		cl.Close()
+	}
+}
+
+// account owns the accounting until ctx ends: it counts ended flows as
+// they come, folds the latest snapshot in for each scrape and every
+// FoldEvery.
+func (c *Collector) account(ctx context.Context) {
 	defer close(c.done)
 	tick := time.NewTicker(c.cfg.FoldEvery)
 	defer tick.Stop()
-	ended := c.cfg.Ended
+	ended := c.endedCh
 	c.fold()
 	for {
 		select {
@@ -147,13 +226,13 @@ func (c *Collector) Run(ctx context.Context) {
 // publishes the first snapshot without the flow, so every record of a
 // flow that the snapshot no longer lists is in the channel by now.
 func (c *Collector) fold() {
-	s := c.cfg.Latest()
+	s := c.latest()
 	if s == nil {
 		return
 	}
-	for drained := false; !drained && c.cfg.Ended != nil; {
+	for drained := false; !drained && c.endedCh != nil; {
 		select {
-		case e, ok := <-c.cfg.Ended:
+		case e, ok := <-c.endedCh:
 			if !ok {
 				drained = true
 				break
@@ -182,8 +261,8 @@ func (c *Collector) view() *view {
 	return v
 }
 
-// collect asks Run for a view of the counters, with the latest snapshot
-// folded in.
+// collect asks the accounting goroutine for a view of the counters, with
+// the latest snapshot folded in.
 func (c *Collector) collect(ctx context.Context) (*view, error) {
 	reply := make(chan *view, 1)
 	select {
@@ -206,10 +285,10 @@ func (c *Collector) collect(ctx context.Context) (*view, error) {
 // kernelStats reads the kernel's statistics; ok is false when there are
 // none to show.
 func (c *Collector) kernelStats() (s conntrack.KernelStats, ok bool) {
-	if c.cfg.Kernel == nil {
+	if c.kernel == nil {
 		return s, false
 	}
-	s, err := c.cfg.Kernel.Read()
+	s, err := c.kernel.Read()
 	msg := ""
 	if err != nil {
 		msg = err.Error()

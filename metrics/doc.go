@@ -12,9 +12,13 @@
 // lines, where prometheus/client_golang would add some 3 MB to a router's
 // binary.
 //
-// One goroutine (Collector.Run) owns the per-host counters (an
-// Accounting of package traffic, which the MQTT exporter uses too). It reads
-// ended-flow records as they come and folds the latest snapshot into the
-// counters when a scrape asks, and every FoldEvery otherwise; scrapes get
-// an immutable view of the result.
+// The Collector is one of flowtop's exporters (package export): made by
+// Config.New from an export.Env, it reads the table through the Env's
+// Latest and its own Ended subscription, and the exporters' counters
+// through the Env's Health hook; Run serves on a listener opened
+// beforehand. One goroutine of Run owns the per-host counters (an
+// Accounting of package traffic, which the MQTT exporter uses too). It
+// reads ended-flow records as they come and folds the latest snapshot
+// into the counters when a scrape asks, and every FoldEvery otherwise;
+// scrapes get an immutable view of the result.
 package metrics

@@ -68,24 +68,37 @@ func (c *Collector) Gather(ctx context.Context, dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst, err
 	}
-	var exporters map[string]report.ExporterHealth
-	if c.cfg.Exporters != nil {
-		exporters = c.cfg.Exporters()
+	var h report.Health
+	if c.health != nil {
+		c.health(&h)
 	}
 	kernel, kernelOK := c.kernelStats()
 	w := &expWriter{b: dst}
 	c.writeBuild(w)
 	writeSnapshot(w, v)
-	if c.cfg.EndedDrops != nil {
+	if drops, ok := endedDrops(h.Exporters); ok {
 		w.header(mEndedDropped, typeCounter, "Ended-flow records the table dropped because a consumer was slow (host counters miss their last bytes).")
-		w.uint(mEndedDropped, c.cfg.EndedDrops())
+		w.uint(mEndedDropped, drops)
 	}
-	writeExporters(w, exporters)
+	writeExporters(w, h.Exporters)
 	if kernelOK {
 		writeKernel(w, &kernel)
 	}
 	writeHosts(w, v)
 	return w.b, nil
+}
+
+// endedDrops sums the ended-flow records the table dropped over the
+// exporters' subscriptions, which are all the table's in flowtop; ok is
+// false when no exporter has one.
+func endedDrops(exporters map[string]report.ExporterHealth) (n uint64, ok bool) {
+	for _, e := range exporters {
+		if e.EndedDropped != nil {
+			n += *e.EndedDropped
+			ok = true
+		}
+	}
+	return n, ok
 }
 
 func (c *Collector) writeBuild(w *expWriter) {

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -58,6 +59,9 @@ type fakeKernel struct {
 
 func (k fakeKernel) Read() (conntrack.KernelStats, error) { return k.s, k.err }
 
+// open is k as Config.OpenKernel opens it.
+func (k fakeKernel) open() (KernelStats, error) { return k, nil }
+
 // fixture is a collector over snapshots the test sets, with fixed
 // exporters, kernel statistics and versions.
 type fixture struct {
@@ -65,17 +69,28 @@ type fixture struct {
 	c      *Collector
 }
 
-func newFixture(t testing.TB, cfg Config) *fixture {
+// setup is what a fixture's collector is made with; the fixture sets the
+// Env's Latest.
+type setup struct {
+	Config
+	export.Env
+}
+
+func newFixture(t testing.TB, su setup) *fixture {
 	t.Helper()
 	fx := &fixture{}
-	cfg.Latest = fx.latest.Load
-	if cfg.Version == "" {
-		cfg.Version, cfg.GoVersion = "1.2.3", "go1.26.0"
+	su.Latest = fx.latest.Load
+	if su.Version == "" {
+		su.Version, su.GoVersion = "1.2.3", "go1.26.0"
 	}
-	if cfg.FoldEvery == 0 {
-		cfg.FoldEvery = time.Hour // folds only when scraped
+	if su.FoldEvery == 0 {
+		su.FoldEvery = time.Hour // folds only when scraped
 	}
-	fx.c = New(cfg)
+	c, err := New(su.Config, su.Env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx.c = c
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { fx.c.Run(ctx); close(done) }()
@@ -122,18 +137,17 @@ func goldenSnapshot() *conntrack.Snapshot {
 	return s
 }
 
-func goldenConfig() Config {
-	connected := true
-	return Config{
-		Exporters: func() map[string]report.ExporterHealth {
-			return map[string]report.ExporterHealth{
-				"mqtt": {Published: 40, Dropped: 1, Errors: 3, Connected: &connected},
+func goldenConfig() setup {
+	connected, endedDropped := true, uint64(5)
+	return setup{
+		Env: export.Env{Health: func(h *report.Health) {
+			h.Exporters = map[string]report.ExporterHealth{
+				"mqtt": {Published: 40, Dropped: 1, Errors: 3, Connected: &connected, EndedDropped: &endedDropped},
 				"file": {Published: 6},
 			}
-		},
-		EndedDrops: func() uint64 { return 5 },
-		Kernel: fakeKernel{s: conntrack.KernelStats{CPUs: 2, Found: 1, Invalid: 17, Insert: 0, InsertFailed: 3,
-			Drop: 4, EarlyDrop: 5, Error: 6, SearchRestart: 7, Max: 262144}},
+		}},
+		Config: Config{OpenKernel: fakeKernel{s: conntrack.KernelStats{CPUs: 2, Found: 1, Invalid: 17, Insert: 0,
+			InsertFailed: 3, Drop: 4, EarlyDrop: 5, Error: 6, SearchRestart: 7, Max: 262144}}.open},
 	}
 }
 
@@ -161,7 +175,7 @@ func TestExpositionGolden(t *testing.T) {
 // TestExpositionWithoutExtras: no exporters, no kernel statistics (an
 // error reading them), no snapshot yet: the build and host metrics only.
 func TestExpositionWithoutExtras(t *testing.T) {
-	fx := newFixture(t, Config{Kernel: fakeKernel{err: os.ErrPermission}})
+	fx := newFixture(t, setup{Config: Config{OpenKernel: fakeKernel{err: os.ErrPermission}.open}})
 	got := fx.scrape(t, nil)
 	want := `# HELP flowtop_build_info flowtop's version and the Go version it was built with; always 1.
 # TYPE flowtop_build_info gauge
@@ -182,7 +196,7 @@ flowtop_host_overflow_flows_total 0
 // record's bytes show at the next scrape and stay after the flow is gone.
 func TestScrapeCountsEndedFlows(t *testing.T) {
 	ended := make(chan conntrack.Ended, 4)
-	fx := newFixture(t, Config{Ended: ended})
+	fx := newFixture(t, setup{Env: export.Env{Ended: ended}})
 	x := flow(1, "192.168.1.10", 40000, "203.0.113.5", 443)
 	fx.scrape(t, snap())
 	first := fx.scrape(t, snap(counted(x, 100, 1000)))
@@ -208,7 +222,7 @@ func TestScrapeCountsEndedFlows(t *testing.T) {
 // counted, as its snapshots never listed it.
 func TestEndedFollowsFilter(t *testing.T) {
 	ended := make(chan conntrack.Ended, 4)
-	fx := newFixture(t, Config{Ended: ended})
+	fx := newFixture(t, setup{Env: export.Env{Ended: ended}})
 	tcpOnly := snap()
 	tcpOnly.Filter = conntrack.DefaultFilter()
 	fx.scrape(t, tcpOnly)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -62,7 +63,7 @@ func startServer(t *testing.T, h http.Handler) string {
 }
 
 func TestAuth(t *testing.T) {
-	fx := newFixture(t, Config{})
+	fx := newFixture(t, setup{})
 	basic, err := BasicAuthFile(writeFile(t, "prom:s3cr:et\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +146,7 @@ func TestCheckAddr(t *testing.T) {
 }
 
 func TestHandlerPaths(t *testing.T) {
-	fx := newFixture(t, Config{})
+	fx := newFixture(t, setup{})
 	h := fx.c.Handler(Auth{})
 	if code, body, _ := get(t, h, "/", nil); code != 200 || !strings.Contains(body, "/metrics") {
 		t.Errorf("/: %d %q", code, body)
@@ -160,7 +161,7 @@ func TestHandlerPaths(t *testing.T) {
 }
 
 func TestGzip(t *testing.T) {
-	fx := newFixture(t, Config{})
+	fx := newFixture(t, setup{})
 	srv := startServer(t, fx.c.Handler(Auth{}))
 	req, _ := http.NewRequest("GET", "http://"+srv+"/metrics", nil)
 	// Set by hand, Go's client leaves the body compressed.
@@ -186,7 +187,7 @@ func TestGzip(t *testing.T) {
 // TestHeaderLimit: a request with huge headers is refused before any
 // handler runs.
 func TestHeaderLimit(t *testing.T) {
-	fx := newFixture(t, Config{})
+	fx := newFixture(t, setup{})
 	code, _, _ := get(t, fx.c.Handler(Auth{}), "/metrics", func(r *http.Request) {
 		r.Header.Set("X-Big", strings.Repeat("a", 64<<10))
 	})
@@ -199,7 +200,7 @@ func TestHeaderLimit(t *testing.T) {
 // keep-alive connection and a client that never finishes its headers, and
 // leaves no goroutine behind.
 func TestServeStops(t *testing.T) {
-	fx := newFixture(t, Config{})
+	fx := newFixture(t, setup{})
 	before := runtime.NumGoroutine()
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
@@ -252,7 +253,10 @@ func TestServeStops(t *testing.T) {
 // TestScrapeAfterStop: once the collector has stopped, a scrape is
 // answered 503 at once instead of hanging.
 func TestScrapeAfterStop(t *testing.T) {
-	c := New(Config{Latest: func() *conntrack.Snapshot { return nil }})
+	c, err := New(Config{}, export.Env{Latest: func() *conntrack.Snapshot { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { c.Run(ctx); close(done) }()
@@ -270,7 +274,7 @@ func TestScrapeAfterStop(t *testing.T) {
 // TestScrapesCounted: answered scrapes are the exporter's published
 // count; refused credentials are not counted.
 func TestScrapesCounted(t *testing.T) {
-	fx := newFixture(t, Config{})
+	fx := newFixture(t, setup{})
 	token, err := TokenFile(writeFile(t, "tok3n\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/conntrack/nstest"
+	"github.com/flowtop/flowtop/export"
 )
 
 // TestMetricsRealTraffic sends 100 kB from namespace A to an echo server in
@@ -68,10 +69,13 @@ func TestMetricsRealTraffic(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	c := New(Config{Latest: table.Latest, Ended: ended, EndedDrops: table.EndedDrops, Kernel: stats,
+	c, err := New(Config{OpenKernel: func() (KernelStats, error) { return stats, nil },
 		LocalNets: []netip.Prefix{netip.MustParsePrefix(nstest.AddrA4 + "/32")},
 		Version:   "test", FoldEvery: time.Hour, // folds only when scraped
-	})
+	}, export.Env{Latest: table.Latest, Ended: ended})
+	if err != nil {
+		t.Fatal(err)
+	}
 	go c.Run(ctx)
 	token := "integration-token"
 	addr := startServer(t, c.Handler(Auth{token: token}))

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flowtop/flowtop/conntrack"
+	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/ipfix"
 )
 
@@ -20,11 +21,8 @@ func TestCollectorCountsExporterRecords(t *testing.T) {
 	}
 	defer col.close()
 	ended := make(chan conntrack.Ended, 1000)
-	e, err := ipfix.New(ipfix.Config{
-		URLs:   []string{col.url()},
-		Latest: func() *conntrack.Snapshot { return nil },
-		Ended:  ended,
-	})
+	e, err := ipfix.New(ipfix.Config{URLs: []string{col.url()}},
+		export.Env{Latest: func() *conntrack.Snapshot { return nil }, Ended: ended})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/ipfix"
+	"github.com/flowtop/flowtop/metrics"
 	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
@@ -17,8 +18,8 @@ func (s *session) exporterSpecs() []export.Spec {
 	o := s.o
 	return []export.Spec{
 		{On: o.mqtt.url != "", Flag: "--mqtt", Ended: mqttexport.EndedBuffer, New: o.mqttConfig().New},
-		{On: s.metricsLn != nil, Ended: 4096, New: s.newMetrics},
-		{On: len(o.ipfix.urls) > 0, Ended: 4096, New: s.newIPFIX},
+		{On: s.metricsLn != nil, Flag: "--metrics-listen", Ended: metrics.EndedBuffer, New: s.metricsConfig().New},
+		{On: len(o.ipfix.urls) > 0, Flag: "--ipfix", Ended: ipfix.EndedBuffer, New: o.ipfix.config().New},
 		{On: o.write != "", New: s.newFile},
 	}
 }
@@ -33,20 +34,6 @@ func (o *options) mqttConfig() mqttexport.Config {
 		Limit: o.limit, HomeAssistant: o.mqtt.homeAssistant,
 		HomeAssistantPrefix: o.mqtt.haPrefix, LocalNets: o.metrics.nets, Version: version,
 	}
-}
-
-// newIPFIX makes the --ipfix exporter.
-func (s *session) newIPFIX(env export.Env) (export.Exporter, error) {
-	cfg, err := s.o.ipfix.config()
-	if err != nil {
-		return nil, err
-	}
-	cfg.Latest, cfg.Ended, cfg.Logger = env.Latest, env.Ended, env.Logger
-	e, err := ipfix.New(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return e, nil
 }
 
 // newFile makes the --write exporter. Its documents are those of every

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/export"
+	"github.com/flowtop/flowtop/ipfix"
 	"github.com/flowtop/flowtop/mqttexport"
 )
 
@@ -60,5 +61,31 @@ func TestExporterSetFromOptions(t *testing.T) {
 	set = export.Subscribe(&wiringTable{}, (&session{o: o}).exporterSpecs())
 	if err := set.Start(context.Background(), export.Env{}); err == nil || !strings.HasPrefix(err.Error(), "--mqtt: ") || !strings.Contains(err.Error(), missing) {
 		t.Errorf("Start with a missing password file: %v, want an error after --mqtt naming %s", err, missing)
+	}
+}
+
+// TestIPFIXFromOptions: --ipfix is made by its spec line alone, from its
+// flags (the format as typed), under its name and with its own ended-flow
+// subscription.
+func TestIPFIXFromOptions(t *testing.T) {
+	o, err := parseOptions([]string{"--no-ui", "--ipfix", "udp://127.0.0.1:9", "--ipfix-format", "NF9"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := &wiringTable{}
+	set := export.Subscribe(tbl, (&session{o: o}).exporterSpecs())
+	if err := set.Start(context.Background(), export.Env{}); err != nil {
+		t.Fatal(err)
+	}
+	defer set.Stop()
+	h := set.Health()
+	if names := slices.Sorted(maps.Keys(h)); !slices.Equal(names, []string{"ipfix"}) {
+		t.Fatalf("exporters %v, want ipfix", names)
+	}
+	if h["ipfix"].EndedDropped == nil {
+		t.Errorf("health %+v: want ipfix with an ended-flow subscription", h)
+	}
+	if !slices.Equal(tbl.buffers, []int{ipfix.EndedBuffer}) {
+		t.Errorf("subscriptions of %v records, want one of %d (ipfix's)", tbl.buffers, ipfix.EndedBuffer)
 	}
 }

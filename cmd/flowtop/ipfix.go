@@ -26,23 +26,21 @@ func addIPFIXFlags(fs *pflag.FlagSet, o *ipfixOptions) {
 	fs.BoolVar(&o.natEvents, "ipfix-nat-events", false, "add RFC 8158 NAT44 session create and delete events")
 }
 
-// config is the exporter's configuration, without the table.
-func (o *ipfixOptions) config() (ipfix.Config, error) {
-	f, err := ipfix.ParseFormat(o.format)
-	if err != nil {
-		return ipfix.Config{}, err
-	}
-	return ipfix.Config{URLs: o.urls, Format: f, ActiveTimeout: o.activeTimeout, MTU: o.mtu, NATEvents: o.natEvents}, nil
+// config is the --ipfix exporter's settings, from its flags (checked by
+// derive).
+func (o *ipfixOptions) config() ipfix.Config {
+	return ipfix.Config{URLs: o.urls, Format: ipfix.Format(o.format), ActiveTimeout: o.activeTimeout, MTU: o.mtu,
+		NATEvents: o.natEvents}
 }
 
-// derive checks the flags: a bad value is a usage error.
+// derive checks the flags: a bad value is a usage error. The format is
+// checked even without --ipfix.
 func (o *ipfixOptions) derive() error {
-	cfg, err := o.config()
-	if err != nil {
+	if _, err := ipfix.ParseFormat(o.format); err != nil {
 		return fmt.Errorf("--ipfix-format: %w", err)
 	}
 	if len(o.urls) == 0 {
 		return nil
 	}
-	return cfg.Check()
+	return o.config().Check()
 }

@@ -68,7 +68,8 @@ func exitStatus(err error) int {
 
 // metricsServer is --metrics-listen between the start, where its address
 // and credentials are checked before anything touches the kernel, and the
-// serving, once the table runs. A nil *metricsServer does nothing.
+// exporter that serves on it once the table runs. A nil *metricsServer
+// does nothing.
 type metricsServer struct {
 	ln   net.Listener
 	auth metrics.Auth
@@ -99,7 +100,17 @@ func listenMetrics(o *options) (*metricsServer, error) {
 	return s, nil
 }
 
-// close releases the listener if serve never ran.
+// config is the --metrics-listen exporter's settings: the listener and
+// credentials, the local networks, the version. Its zero value without
+// --metrics-listen.
+func (s *metricsServer) config() metrics.Config {
+	if s == nil {
+		return metrics.Config{}
+	}
+	return metrics.Config{Listener: s.ln, Auth: s.auth, LocalNets: s.nets, Version: version}
+}
+
+// close releases the listener if the exporter never ran.
 func (s *metricsServer) close() {
 	if s != nil {
 		s.ln.Close()

@@ -108,6 +108,10 @@ func TestMetricsEndToEnd(t *testing.T) {
 		regexp.MustCompile(`(?m)^flowtop_flows\{family="ipv6",proto="udp",state=""\} [1-9]`),
 		regexp.MustCompile(`(?m)^flowtop_host_transmit_bytes_total\{host="192\.0\.2\.1"\} [1-9]`),
 		regexp.MustCompile(`(?m)^flowtop_conntrack_stat_invalid_total \d+$`),
+		// The exporters' health, as the JSON document's: the metrics
+		// exporter itself, and its ended-flow subscription's losses.
+		regexp.MustCompile(`(?m)^flowtop_exporter_published_total\{exporter="metrics"\} \d+$`),
+		regexp.MustCompile(`(?m)^flowtop_ended_records_dropped_total \d+$`),
 	}
 	var body string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
