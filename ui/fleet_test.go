@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -669,7 +670,8 @@ func TestFleetAllNodes(t *testing.T) {
 	// detail view and the selection keep to r2's.
 	h.key(tcell.KeyEscape)
 	h.ui(func() { h.a.filter.SetText("") })
-	s = h.has("r3")
+	// The rows of every node (r3 alone also shows in the header).
+	s = h.has("\nr1 ", "\nr2 ", "\nr3 ")
 	if got := rowOrder(s, "r1   ", "r2   "); !slices.Equal(got, []string{"r1   ", "r2   "}) {
 		t.Fatalf("want r1's port forward first, r2's second:\n%s", s)
 	}
@@ -684,4 +686,30 @@ func TestFleetAllNodes(t *testing.T) {
 	if l := line(s, "║Node "); !strings.Contains(l, "r2") {
 		t.Fatalf("the detail view does not name the node:\n%s", s)
 	}
+}
+
+// TestFleetChangesCoalesced: a fleet that changes all the time (a busy
+// broker) rebuilds the screen at most every changeGap, not once per
+// change, and the last change still shows.
+func TestFleetChangesCoalesced(t *testing.T) {
+	var swaps atomic.Int64
+	f := testFleet(t)
+	h := fleetHarness(t, 160, 30, f, "", func(c *Config) {
+		c.Interval = 200 * time.Millisecond // changeGap 100 ms; ticks every 200 ms
+		c.afterSwap = func(*view) { swaps.Add(1) }
+	})
+	h.has("r1")
+	start, before := time.Now(), swaps.Load()
+	for i := 0; time.Since(start) < time.Second; i++ {
+		f.set(func(f *fakeFleet) { f.conn.Dropped = uint64(i) })
+		time.Sleep(time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	rebuilds := swaps.Load() - before
+	// Ticks (every 200 ms) and changes (every 100 ms at most), over the
+	// second or so: about 15; a rebuild per change would be hundreds.
+	if limit := int64(elapsed/(200*time.Millisecond)+elapsed/(100*time.Millisecond)) + 3; rebuilds > limit {
+		t.Errorf("%d rebuilds in %v of constant changes, want at most %d", rebuilds, elapsed.Round(time.Millisecond), limit)
+	}
+	t.Logf("%d rebuilds in %v of constant changes", rebuilds, elapsed.Round(time.Millisecond))
 }

@@ -54,7 +54,8 @@ func measureFleet(bin string, nodes, flowsPerNode int, period time.Duration, pre
 	}
 	floor, err := tm.latencies("floor", presses, func(i int) (string, func(string) bool) {
 		mark := fmt.Sprintf("k%d.", i)
-		return mark, func(s string) bool { return strings.Contains(s, mark) }
+		// The echo wraps at the pane's width: look at it unwrapped.
+		return mark, func(s string) bool { return strings.Contains(strings.ReplaceAll(s, "\n", ""), mark) }
 	})
 	if err != nil {
 		return err
