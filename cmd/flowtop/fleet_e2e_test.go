@@ -189,7 +189,8 @@ func (h *hub) routers(broker string, names ...string) ([]*exec.Cmd, []*nstest.NS
 
 // TestFleetOnce: --remote URL --once lists both routers with their flows;
 // --mqtt-node NAME --once prints that router's document, with its real
-// flows; a node that does not answer is exit 1 with one line.
+// flows, also to a viewer running as nobody with no capability; a node
+// that does not answer is exit 1 with one line.
 func TestFleetOnce(t *testing.T) {
 	h := newHub(t)
 	broker := h.broker(1883)
@@ -218,6 +219,15 @@ func TestFleetOnce(t *testing.T) {
 	}
 	if !tcp4 || doc.Totals.Flows == 0 {
 		t.Errorf("r1's document has %d flows (TCP to %s: %v), want its real traffic: %s", doc.Totals.Flows, nstest.AddrB4, tcp4, nstest.Truncate(string(out)))
+	}
+
+	// The viewer needs no privilege: as nobody, with no capability.
+	cmd := h.ns.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		flowtopBinary(t), "--remote", broker, "--mqtt-node", "r2", "--once")
+	if out, err := cmd.Output(); err != nil {
+		t.Errorf("--remote --once as nobody: %v: %s", err, nstest.Truncate(string(out)))
+	} else if doc := decodeDoc(t, out); doc.Totals.Flows == 0 {
+		t.Errorf("r2's document read as nobody has no flows: %s", nstest.Truncate(string(out)))
 	}
 
 	start := time.Now()
