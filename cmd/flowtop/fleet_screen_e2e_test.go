@@ -212,9 +212,10 @@ func TestFleetScreen(t *testing.T) {
 				return nodeRow(s, "r1") != "" && nodeRow(s, "r2") == ""
 			})
 			m.keys("nodes", false, "Enter")
-			m.waitFor("nodes", "r1's flows after Enter", 20*time.Second, func(s string) bool {
+			s, _ = m.waitFor("nodes", "r1's flows after Enter", 20*time.Second, func(s string) bool {
 				return line(s, " tcp ", " "+nstest.AddrB4+" ") != "" && strings.Contains(s, "r1")
 			})
+			t.Logf("r1's Flows tab:\n%s", s)
 			// Its rates agree with the router's own --once within 10 %
 			// (taken close together; steady traffic, so a few tries).
 			var got string
