@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -145,4 +146,48 @@ func BenchmarkFirstDump(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/flow")
+}
+
+// BenchmarkLabels is what a labelled flow costs the label list: "ref", a
+// decoder numbering a set already seen (every labelled flow of a dump);
+// "get", a reader resolving it (every labelled flow written or shown);
+// "concurrent", both at once on every core, as the table's decoder and
+// the screen or an exporter.
+func BenchmarkLabels(b *testing.B) {
+	var x labelList
+	sets := make([]Labels, 16)
+	refs := make([]LabelsRef, len(sets))
+	for i := range sets {
+		sets[i] = Labels{0: byte(i + 1), 15: 0x80}
+		refs[i] = x.ref(sets[i])
+	}
+	b.Run("ref", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			x.ref(sets[i&15])
+			i++
+		}
+	})
+	b.Run("get", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			x.labels(refs[i&15])
+			i++
+		}
+	})
+	b.Run("concurrent", func(b *testing.B) {
+		var n atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			decoder := n.Add(1)%2 == 0
+			i := 0
+			for pb.Next() {
+				if decoder {
+					x.ref(sets[i&15])
+				} else {
+					x.labels(refs[i&15])
+				}
+				i++
+			}
+		})
+	})
 }

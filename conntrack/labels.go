@@ -1,9 +1,6 @@
 package conntrack
 
-import (
-	"sync"
-	"sync/atomic"
-)
+import "sync"
 
 // Labels are a flow's connlabels: 128 bits that nft or iptables rules set
 // (ct label set ...), all zero on almost every flow.
@@ -29,14 +26,14 @@ func (r LabelsRef) IsZero() bool { return r.n == 0 }
 func (r LabelsRef) Equal(o LabelsRef) bool { return r == o }
 
 // labelList numbers Labels values. It only grows: a published record may
-// name any entry. Readers of a number load the list without a lock; the
-// decoders find a set's number under a read lock and take the write lock
-// only to add a set seen for the first time.
+// name any entry. Decoders number sets and readers resolve numbers under
+// one mutex: only flows with labels ask, and a lock is a few nanoseconds
+// next to decoding or writing such a flow.
 type labelList struct {
-	mu    sync.RWMutex
+	mu    sync.Mutex
 	refs  map[Labels]LabelsRef
-	list  atomic.Pointer[[]Labels] // list[ref.n-1]
-	limit int                      // 0: maxLabelSets
+	list  []Labels // list[ref.n-1]
+	limit int      // 0: maxLabelSets
 }
 
 // maxLabelSets is how many distinct sets the list numbers; a flow with a
@@ -52,35 +49,23 @@ func (x *labelList) ref(l Labels) LabelsRef {
 	if l == (Labels{}) {
 		return LabelsRef{}
 	}
-	x.mu.RLock()
-	ref, ok := x.refs[l]
-	x.mu.RUnlock()
-	if ok {
-		return ref
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if ref, ok := x.refs[l]; ok {
-		return ref // added since the read lock
-	}
-	var list []Labels
-	if p := x.list.Load(); p != nil {
-		list = *p
+		return ref
 	}
 	limit := x.limit
 	if limit == 0 {
 		limit = maxLabelSets
 	}
-	if len(list) >= limit {
+	if len(x.list) >= limit {
 		return LabelsRef{}
 	}
-	// append may write past the length readers know, never within it.
-	list = append(list, l)
-	x.list.Store(&list)
 	if x.refs == nil {
 		x.refs = make(map[Labels]LabelsRef)
 	}
-	ref = LabelsRef{uint16(len(list))}
+	x.list = append(x.list, l)
+	ref := LabelsRef{uint16(len(x.list))}
 	x.refs[l] = ref
 	return ref
 }
@@ -90,5 +75,7 @@ func (x *labelList) labels(ref LabelsRef) Labels {
 	if ref.n == 0 {
 		return Labels{}
 	}
-	return (*x.list.Load())[ref.n-1]
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.list[ref.n-1]
 }

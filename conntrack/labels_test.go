@@ -45,7 +45,7 @@ func TestLabelListConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := len(*x.list.Load()); n != 1000-1 {
+	if n := len(x.list); n != 1000-1 {
 		// 1000 sets, less the all-zero one (i = 0, g even).
 		t.Errorf("list holds %d sets, want 999", n)
 	}

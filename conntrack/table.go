@@ -108,7 +108,7 @@ type Table struct {
 	// entries holds the flows densely, so that a refresh or a snapshot
 	// walks memory in order; index finds the first entry of a kernel ID.
 	entries []entry
-	index   idIndex
+	index   map[uint32]int32
 	matched []bool // publish's scratch: which entries pass the filter
 	slab    []Flow // where new records come from (newRecord)
 	// lastRefresh is when the last full refresh began (wall clock, for
@@ -798,10 +798,10 @@ func (t *Table) reserve() {
 	if n <= 0 {
 		return
 	}
-	// The index is sized for the flows there are (it grows when more
-	// come: a rehash of 100k IDs takes 2 ms); the entries have room for
-	// flows created during the dump, as a slice grows by a copy of all.
-	t.index.reset(n)
+	// The index is sized for the flows there are (a map grows a part at
+	// a time when more come); the entries have room for flows created
+	// during the dump, as a slice grows by a copy of all.
+	t.index = make(map[uint32]int32, n)
 	n += n / 8
 	t.entries = make([]entry, 0, n)
 	prefaultHuge(t.entries)
@@ -818,7 +818,7 @@ func (t *Table) reserve() {
 // none, and the first position with f's kernel ID (-1 for none), which
 // insert takes so that a new flow costs one map access less.
 func (t *Table) lookup(f *Flow) (i, head int32) {
-	head, ok := t.index.get(f.ID)
+	head, ok := t.index[f.ID]
 	if !ok {
 		return -1, -1
 	}
@@ -837,7 +837,10 @@ func (t *Table) insert(e entry, head int32) *entry {
 	e.next = head
 	t.entries = append(t.entries, e)
 	i := int32(len(t.entries) - 1)
-	t.index.set(e.flow.ID, i)
+	if t.index == nil {
+		t.index = make(map[uint32]int32)
+	}
+	t.index[e.flow.ID] = i
 	return &t.entries[i]
 }
 
@@ -862,12 +865,12 @@ func (t *Table) unlink(i int32) { t.redirect(i, t.entries[i].next) }
 // and an ID left without entries leaves the index.
 func (t *Table) redirect(from, to int32) {
 	id := t.entries[from].flow.ID
-	head, _ := t.index.get(id)
+	head := t.index[id]
 	if head == from {
 		if to < 0 {
-			t.index.remove(id)
+			delete(t.index, id)
 		} else {
-			t.index.set(id, to)
+			t.index[id] = to
 		}
 		return
 	}
