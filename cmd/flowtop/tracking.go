@@ -1,3 +1,5 @@
+//go:build !headless
+
 package main
 
 import (
@@ -11,6 +13,9 @@ import (
 
 // trackingTable is the nft table --enable-tracking installs.
 const trackingTable = "flowtop_tracking"
+
+// trackingAvailable: this build can install it (the router build cannot).
+func trackingAvailable(*options) error { return nil }
 
 // enableTracking installs an inet table whose one rule matches on ct state.
 // A rule that uses conntrack is what makes the kernel track a namespace's

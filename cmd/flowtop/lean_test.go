@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowtop/flowtop/conntrack/nstest"
+)
+
+// leanTags are the router build's tags (scripts/sizes.sh,
+// packaging/openwrt/flowtop/Makefile).
+const leanTags = "headless,nethttpomithttp2"
+
+// buildLean builds the router daemon for this machine, with its symbols.
+func buildLean(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flowtop-lean")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", leanTags, "-o", bin, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags %s: %v\n%s", leanTags, err, nstest.Truncate(string(out)))
+	}
+	return bin
+}
+
+// TestLeanBuildLeavesOut pins what the router build does without, so that
+// an import cannot quietly bring it back (scripts/sizes.sh --check only
+// sees growth past 5 %): nftables (--enable-tracking) and the regexp
+// engine (only the GeoIP downloader, left out too, matches regexps).
+func TestLeanBuildLeavesOut(t *testing.T) {
+	bin := buildLean(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "go", "tool", "nm", bin).Output()
+	if err != nil {
+		t.Fatalf("go tool nm: %v", err)
+	}
+	absent := []string{
+		" github.com/google/nftables.",
+		" regexp/syntax.Parse",
+	}
+	for _, sym := range absent {
+		n, first := 0, ""
+		for line := range strings.Lines(string(out)) {
+			if strings.Contains(line, sym) {
+				if n++; n == 1 {
+					first = strings.TrimSpace(line)
+				}
+			}
+		}
+		if n > 0 {
+			t.Errorf("the lean build links %d symbols like%s, e.g. %s", n, sym, first)
+		}
+	}
+
+	t.Run("--enable-tracking", func(t *testing.T) {
+		// A netns that does not exist: should the flag get through, flowtop
+		// fails there instead of touching this machine's conntrack.
+		ns := filepath.Join(t.TempDir(), "no-such-netns")
+		ctx, cancel := context.WithTimeout(context.Background(), nstest.Patience)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "-n", "--once", "--enable-tracking", "--netns", ns)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		want := "flowtop: this build (-tags headless) has no --enable-tracking"
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(stderr.String(), want) ||
+			strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("exit status %d (%v), stderr:\n%s\nwant status 2 and one line starting %q", code, err, nstest.Truncate(stderr.String()), want)
+		}
+	})
+}
