@@ -17,13 +17,24 @@ import (
 // packaging/openwrt/flowtop/Makefile).
 const leanTags = "headless,nethttpomithttp2"
 
-// buildLean builds the router daemon for this machine, with its symbols.
+// buildLean builds the router daemon for this machine as scripts/sizes.sh
+// does (its tags and scripts/lean-gcflags), with its symbols.
 func buildLean(t *testing.T) string {
 	t.Helper()
+	gcflags, err := os.ReadFile("../../scripts/lean-gcflags")
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := filepath.Join(t.TempDir(), "flowtop-lean")
+	args := []string{"build", "-tags", leanTags, "-o", bin}
+	for line := range strings.Lines(string(gcflags)) {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			args = append(args, line)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-tags", leanTags, "-o", bin, ".")
+	cmd := exec.CommandContext(ctx, "go", append(args, ".")...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build -tags %s: %v\n%s", leanTags, err, nstest.Truncate(string(out)))
@@ -62,6 +73,26 @@ func TestLeanBuildLeavesOut(t *testing.T) {
 			t.Errorf("the lean build links %d symbols like%s, e.g. %s", n, sym, first)
 		}
 	}
+
+	// The one-shot JSON mode works, and the hint for a namespace whose
+	// traffic conntrack ignores names no flag this build lacks.
+	t.Run("--once", func(t *testing.T) {
+		a, b := barePair(t)
+		tcpConnect(t, a, b, nstest.AddrB4)
+		ctx, cancel := context.WithTimeout(context.Background(), nstest.Patience)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "-n", "--once", "-t", "0", "--netns", a.Path(), "--state-dir", t.TempDir())
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("flowtop --once: %v; stderr:\n%s", err, nstest.Truncate(stderr.String()))
+		}
+		decodeDoc(t, out)
+		if !strings.Contains(stderr.String(), "ct state") || strings.Contains(stderr.String(), "--enable-tracking") {
+			t.Errorf("want the hint without --enable-tracking on stderr:\n%s", nstest.Truncate(stderr.String()))
+		}
+	})
 
 	t.Run("--enable-tracking", func(t *testing.T) {
 		// A netns that does not exist: should the flag get through, flowtop

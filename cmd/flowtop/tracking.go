@@ -17,6 +17,9 @@ const trackingTable = "flowtop_tracking"
 // trackingAvailable: this build can install it (the router build cannot).
 func trackingAvailable(*options) error { return nil }
 
+// trackingHint ends untrackedHint.
+const trackingHint = "; flowtop --enable-tracking installs such a rule until it exits"
+
 // enableTracking installs an inet table whose one rule matches on ct state.
 // A rule that uses conntrack is what makes the kernel track a namespace's
 // traffic (for IPv4 and IPv6, at every hook). The returned function

@@ -18,6 +18,9 @@ const trackingTable = "flowtop_tracking"
 var errNoTracking = errors.New("this build (-tags headless) has no --enable-tracking: add a firewall rule that uses conntrack " +
 	"(e.g. nft add rule inet filter input ct state established accept) or use the full build")
 
+// trackingHint ends untrackedHint: no --enable-tracking to point to here.
+const trackingHint = ""
+
 // trackingAvailable refuses --enable-tracking before anything is opened.
 func trackingAvailable(o *options) error {
 	if o.enableTracking {
