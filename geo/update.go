@@ -15,7 +15,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -64,7 +63,7 @@ type UpdateConfig struct {
 	Client *http.Client
 }
 
-var editionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var editionRE = &lazyRegexp{expr: `^[A-Za-z0-9][A-Za-z0-9._-]*$`}
 
 // Update downloads the configured editions, trying the mirrors in order for
 // each, and installs every file that verifies: checksum when the mirror
@@ -96,7 +95,7 @@ func Update(ctx context.Context, cfg UpdateConfig, progress io.Writer) error {
 		editions = DefaultEditions
 	}
 	for _, ed := range editions {
-		if !editionRE.MatchString(ed) {
+		if !editionRE.get().MatchString(ed) {
 			return fmt.Errorf("geoip: update: bad edition name %q", ed)
 		}
 	}

@@ -109,20 +109,37 @@ func equal(got, want string) bool {
 
 // Handler serves /metrics (and a short page on /) behind auth.
 func (c *Collector) Handler(auth Auth) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", c.serveMetrics)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		fmt.Fprint(w, "flowtop: Prometheus metrics on /metrics\n")
-	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !auth.allows(r) {
 			w.Header().Set("WWW-Authenticate", auth.challenge())
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
-		mux.ServeHTTP(w, r)
+		route(w, r, c.serveMetrics)
 	})
+}
+
+// route sends GET (or HEAD) /metrics to metrics and answers / with a
+// short page: two fixed paths need no http.ServeMux, whose pattern
+// routing is some 50 kB of a mips binary.
+func route(w http.ResponseWriter, r *http.Request, metrics http.HandlerFunc) {
+	switch r.URL.Path {
+	case "/metrics", "/":
+	default:
+		http.Error(w, "404 page not found", http.StatusNotFound)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if r.URL.Path == "/metrics" {
+		metrics(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprint(w, "flowtop: Prometheus metrics on /metrics\n")
 }
 
 // bufPool holds exposition buffers: 4096 hosts are some 1.5 MB of text.

@@ -158,6 +158,15 @@ func TestHandlerPaths(t *testing.T) {
 	if code != 200 || hdr.Get("Content-Type") != ContentType {
 		t.Errorf("/metrics: %d, Content-Type %q", code, hdr.Get("Content-Type"))
 	}
+	if code, _, hdr := get(t, h, "/metrics", func(r *http.Request) { r.Method = http.MethodPost }); code != 405 || hdr.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /metrics: %d, Allow %q; want 405, GET, HEAD", code, hdr.Get("Allow"))
+	}
+	if code, _, hdr := get(t, h, "/metrics", func(r *http.Request) { r.Method = http.MethodHead }); code != 200 || hdr.Get("Content-Type") != ContentType {
+		t.Errorf("HEAD /metrics: %d, Content-Type %q", code, hdr.Get("Content-Type"))
+	}
+	if code, _, _ := get(t, h, "/metrics/x", nil); code != 404 {
+		t.Errorf("/metrics/x: %d, want 404", code)
+	}
 }
 
 func TestGzip(t *testing.T) {

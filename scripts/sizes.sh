@@ -1,7 +1,8 @@
 #!/bin/sh
 # Router binary sizes: the lean daemon (-tags headless,nethttpomithttp2: no
-# screen, no GeoIP downloader, no HTTP/2) and the full build, stripped and
-# after xz -9 (what a binary costs in a squashfs), for the router targets.
+# screen, no GeoIP downloader, no --enable-tracking, no HTTP/2; compiled
+# with scripts/lean-gcflags) and the full build, stripped and after xz -9
+# (what a binary costs in a squashfs), for the router targets.
 #
 #   scripts/sizes.sh           every target, lean and full (for docs/BENCHMARKS.md)
 #   scripts/sizes.sh --check   CI: the lean mipsle daemon only; fails when it
@@ -10,12 +11,14 @@
 set -eu
 cd "$(dirname "$0")/.."
 lean_tags=headless,nethttpomithttp2
+lean_gcflags=$(grep -v '^#' scripts/lean-gcflags)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-build() { # build NAME GOARCH GOARM TAGS
+build() { # build NAME GOARCH GOARM TAGS (lean: with its gcflags)
+	# shellcheck disable=SC2086 # one argument a line
 	CGO_ENABLED=0 GOOS=linux GOARCH=$2 GOARM=$3 GOMIPS=softfloat \
-		go build -trimpath -tags "$4" -ldflags "-s -w" -o "$out/$1" ./cmd/flowtop
+		go build -trimpath -tags "$4" ${4:+$lean_gcflags} -ldflags "-s -w" -o "$out/$1" ./cmd/flowtop
 	printf '%-8s %-5s %10d %10d\n' "$2${3:+v$3}" "$([ -n "$4" ] && echo lean || echo full)" \
 		"$(stat -c %s "$out/$1")" "$(xz -9 -c "$out/$1" | wc -c)"
 }

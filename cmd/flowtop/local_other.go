@@ -23,3 +23,6 @@ const watchdogArg = "__sysctl-watchdog"
 func runWatchdog([]string) int { return 1 }
 
 func runFlowtop(context.Context, *options, io.Writer, io.Writer) error { return errNoKernel }
+
+// trackingAvailable: every local mode fails here anyway (errNoKernel).
+func trackingAvailable(*options) error { return nil }

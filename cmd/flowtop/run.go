@@ -31,6 +31,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "flowtop: this build has no screen (-tags headless): use --no-ui, --once or --batch (see flowtop --help)")
 		return 2
 	}
+	if err := trackingAvailable(o); err != nil {
+		fmt.Fprintln(stderr, "flowtop:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	switch {

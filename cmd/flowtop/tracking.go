@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && !headless
 
 package main
 
@@ -13,6 +13,12 @@ import (
 
 // trackingTable is the nft table --enable-tracking installs.
 const trackingTable = "flowtop_tracking"
+
+// trackingAvailable: this build can install it (the router build cannot).
+func trackingAvailable(*options) error { return nil }
+
+// trackingHint ends untrackedHint.
+const trackingHint = "; flowtop --enable-tracking installs such a rule until it exits"
 
 // enableTracking installs an inet table whose one rule matches on ct state.
 // A rule that uses conntrack is what makes the kernel track a namespace's

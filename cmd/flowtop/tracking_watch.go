@@ -25,8 +25,7 @@ func warnUntracked(o *options, activity *kernel.IPActivity, kernelFlows int, pac
 // untrackedHint explains an empty table in a namespace with traffic.
 const untrackedHint = "conntrack tracks no flow in this namespace although it carries IP traffic. " +
 	"The kernel tracks a namespace's traffic only once a firewall rule uses conntrack " +
-	"(e.g. nft add rule inet filter input ct state established accept, or any NAT rule); " +
-	"flowtop --enable-tracking installs such a rule until it exits"
+	"(e.g. nft add rule inet filter input ct state established accept, or any NAT rule)" + trackingHint
 
 // trackingWatch tells when a namespace carries IP traffic but the kernel
 // tracks none of it: the kernel counts no flow over two checks in a row
