@@ -45,8 +45,9 @@ func buildLean(t *testing.T) string {
 // TestLeanBuildLeavesOut pins what the router build does without, so that
 // an import cannot quietly bring it back (scripts/sizes.sh --check only
 // sees growth past 5 %): nftables (--enable-tracking), the regexp engine
-// (only the GeoIP downloader, left out too, matches regexps) and
-// http.ServeMux (/metrics routes two fixed paths by hand).
+// (only the GeoIP downloader, left out too, matches regexps),
+// http.ServeMux (/metrics routes two fixed paths by hand) and the fleet
+// view's reader (a router publishes; it does not watch others).
 func TestLeanBuildLeavesOut(t *testing.T) {
 	bin := buildLean(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -58,7 +59,8 @@ func TestLeanBuildLeavesOut(t *testing.T) {
 	absent := []string{
 		" github.com/google/nftables.",
 		" regexp/syntax.Parse",
-		" net/http.parsePattern", // http.ServeMux.Handle
+		" net/http.parsePattern",                       // http.ServeMux.Handle
+		" github.com/flowtop/flowtop/remote.(*Client)", // the fleet view (--remote)
 	}
 	for _, sym := range absent {
 		n, first := 0, ""
@@ -91,6 +93,20 @@ func TestLeanBuildLeavesOut(t *testing.T) {
 		decodeDoc(t, out)
 		if !strings.Contains(stderr.String(), "ct state") || strings.Contains(stderr.String(), "--enable-tracking") {
 			t.Errorf("want the hint without --enable-tracking on stderr:\n%s", nstest.Truncate(stderr.String()))
+		}
+	})
+
+	t.Run("--remote", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), nstest.Patience)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, "--remote", "tcp://127.0.0.1:1", "--once")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		want := "flowtop: this build (-tags headless) has no fleet view"
+		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(stderr.String(), want) ||
+			strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("exit status %d (%v), stderr:\n%s\nwant status 2 and one line starting %q", code, err, nstest.Truncate(stderr.String()), want)
 		}
 	})
 
