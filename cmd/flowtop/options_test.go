@@ -325,7 +325,7 @@ func TestParseOptionsRemote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := o.remoteConfig(nil)
+	cfg := o.remoteConfig()
 	if cfg.URL != "tcp://broker:1883" || cfg.Topic != "fleet" || cfg.User != "viewer" || cfg.Interval != 2*time.Second ||
 		cfg.Limit != 50 || cfg.Sort != report.SortBytes || o.mqtt.node != "+" {
 		t.Errorf("remote config %+v, node %q", cfg, o.mqtt.node)

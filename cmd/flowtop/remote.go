@@ -63,12 +63,15 @@ func (o *options) checkRemote() error {
 
 // remoteConfig is the broker side of the remote view: the --mqtt-* login,
 // TLS and topic options, the screen's interval, sort and --limit.
-func (o *options) remoteConfig(log *slog.Logger) remote.Config {
+func (o *options) remoteConfig() remote.Config {
 	cfg := remote.Config{
 		URL: o.remote, User: o.mqtt.user, PasswordFile: o.mqtt.passwordFile,
 		CA: o.mqtt.ca, Cert: o.mqtt.cert, Key: o.mqtt.key,
 		ClientID: o.mqtt.clientID, Topic: o.mqtt.topic, QoS: byte(o.mqtt.qos),
-		Logger:   log,
+		// The reader's own log lines would repeat what it reports: the
+		// screen shows the broker's and each node's last problem in its
+		// header, --once returns it as its one line.
+		Logger:   slog.New(slog.DiscardHandler),
 		Interval: o.intervalDuration(),
 		Limit:    o.limit,
 		Sort:     o.sortKey,

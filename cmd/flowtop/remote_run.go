@@ -14,7 +14,7 @@ import (
 // document (a node's, or the list of nodes).
 func runRemote(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	log, warns := newLogger(o, stderr)
-	cfg := o.remoteConfig(log)
+	cfg := o.remoteConfig()
 	if o.once {
 		return remoteOnce(ctx, o, cfg, stdout)
 	}
