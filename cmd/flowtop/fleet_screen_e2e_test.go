@@ -324,3 +324,23 @@ func TestFleetWatchRate(t *testing.T) {
 	})
 	t.Logf("stream stopped within %v of the last q", time.Since(quit).Round(100*time.Millisecond))
 }
+
+// TestFleetBrokerLate: a viewer started before its broker says so in one
+// header line and keeps trying; once the broker and a router are up, the
+// router shows.
+func TestFleetBrokerLate(t *testing.T) {
+	h := newHub(t)
+	m := newTerm(t)
+	m.open("v", h.ns, "--remote", "tcp://127.0.0.1:1883", "-n", "-G")
+	s, _ := m.waitFor("v", "the broker's error in the header", 30*time.Second, func(s string) bool {
+		return strings.Contains(s, "connection refused")
+	})
+	if n := strings.Count(s, "connection refused"); n != 1 {
+		t.Errorf("the broker's error is on %d lines, want one:\n%s", n, s)
+	}
+	broker := h.broker(1883)
+	h.routers(broker, "r1")
+	m.waitFor("v", "r1 online once the broker is up", 60*time.Second, func(s string) bool {
+		return strings.Contains(nodeRow(s, "r1"), "online") && !strings.Contains(s, "connection refused")
+	})
+}
