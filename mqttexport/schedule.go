@@ -19,7 +19,7 @@ func (e *Exporter) schedule(ctx context.Context) {
 			s.shutdown()
 			return
 		case <-e.fresh:
-			s.connected()
+			s.afterConnect()
 		case <-s.newerC:
 			s.pollNewer()
 		case <-s.tick.C:
@@ -126,9 +126,9 @@ func (s *scheduler) shutdown() {
 	}
 }
 
-// connected queues the latest snapshot after a connect: it goes out at
+// afterConnect queues the latest snapshot after a connect: it goes out at
 // once, even if it was sent before the connection was lost.
-func (s *scheduler) connected() {
+func (s *scheduler) afterConnect() {
 	if snap := s.e.s.Latest(); snap != nil {
 		s.newest = maxTime(s.newest, snap.Time)
 		s.queueSnapshot(snap)
