@@ -149,12 +149,41 @@ func writePart(w io.Writer, d *report.Prepared, from, to, part, parts int, sizes
 // the parts are compressed (and kept), and the budget halved until every
 // part fits. Names are looked up in each pass (the namer caches).
 func (e encoder) plan(d *report.Prepared) (plan, error) {
+	m, err := e.measure(d)
+	if err != nil {
+		return plan{}, err
+	}
+	n := len(m.sizes)
+	if m.gzWhole <= e.max || n <= 1 {
+		p := plan{groups: [][2]int{{0, n}}, raw: []int{m.rawWhole}, whole: true, oversize: m.gzWhole > e.max, sizes: m.sizes}
+		if m.kept {
+			p.bodies = [][]byte{m.body} // what was just measured
+		}
+		return p, nil
+	}
+	return e.split(d, m)
+}
+
+// measurement is what one pass over a document learns.
+type measurement struct {
+	sizes    []int // of each flow, with its comma
+	rawWhole int   // the whole document's size
+	gzWhole  int   // its compressed size with gzip, else rawWhole
+	// body is the whole document compressed, when kept: with gzip, and
+	// no larger than max.
+	body []byte
+	kept bool
+}
+
+// measure encodes every flow of d once to learn its size and, with gzip,
+// compresses the whole document to learn its size.
+func (e encoder) measure(d *report.Prepared) (measurement, error) {
 	n := d.Len()
-	sizes := make([]int, n) // of each flow, with its comma
+	m := measurement{sizes: make([]int, n)}
 	h := *d
 	hb, err := h.AppendHead(nil)
 	if err != nil {
-		return plan{}, err
+		return measurement{}, err
 	}
 	var (
 		counted = cappedBuffer{max: e.max}
@@ -169,10 +198,10 @@ func (e encoder) plan(d *report.Prepared) (plan, error) {
 	flowBytes := 0
 	for i := range n {
 		if one, err = d.AppendFlow(one[:0], i); err != nil {
-			return plan{}, err
+			return measurement{}, err
 		}
-		sizes[i] = len(one) + 1
-		flowBytes += sizes[i]
+		m.sizes[i] = len(one) + 1
+		flowBytes += m.sizes[i]
 		if zw != nil {
 			if i > 0 {
 				zw.Write(comma)
@@ -180,55 +209,38 @@ func (e encoder) plan(d *report.Prepared) (plan, error) {
 			zw.Write(one)
 		}
 	}
-	rawWhole := len(hb) + max(flowBytes-1, 0) + len(report.Tail)
-	gzWhole := rawWhole
+	m.rawWhole = len(hb) + max(flowBytes-1, 0) + len(report.Tail)
+	m.gzWhole = m.rawWhole
 	if zw != nil {
 		io.WriteString(zw, report.Tail)
 		if err := zw.Close(); err != nil {
-			return plan{}, err
+			return measurement{}, err
 		}
-		gzWhole = counted.n
+		m.gzWhole = counted.n
+		m.body, m.kept = counted.buf, counted.kept()
 	}
-	if gzWhole <= e.max || n <= 1 {
-		p := plan{groups: [][2]int{{0, n}}, raw: []int{rawWhole}, whole: true, oversize: gzWhole > e.max, sizes: sizes}
-		if e.gz && counted.kept() {
-			p.bodies = [][]byte{counted.buf} // what was just measured
-		}
-		return p, nil
-	}
+	return m, nil
+}
 
+// split packs the flows of d measured in m into parts, halving the
+// budget until every part fits (eight tries at most); a part of a single
+// flow that is still too big ends the search, oversize.
+func (e encoder) split(d *report.Prepared, m measurement) (plan, error) {
+	h := *d
 	h.Part, h.Parts = 1<<30, 1<<30 // room for the widest numbers
-	if hb, err = h.AppendHead(nil); err != nil {
+	hb, err := h.AppendHead(nil)
+	if err != nil {
 		return plan{}, err
 	}
 	hlen := len(hb) + len(report.Tail)
-	ratio := float64(gzWhole) / float64(rawWhole)
+	ratio := float64(m.gzWhole) / float64(m.rawWhole)
 	budget := int(float64(e.max)/ratio*0.9) - hlen
 	var p plan
 	for range 8 {
 		budget = max(budget, 1)
-		p = plan{groups: pack(sizes, budget), sizes: sizes}
-		fits := true
-		for i, g := range p.groups {
-			raw := hlen
-			for _, s := range sizes[g[0]:g[1]] {
-				raw += s
-			}
-			p.raw = append(p.raw, raw)
-			size := raw
-			if e.gz {
-				b, err := e.encode(d, &p, i)
-				if err != nil {
-					return plan{}, err
-				}
-				p.bodies, size = append(p.bodies, b), len(b)
-			}
-			if size > e.max {
-				fits = false
-				if g[1]-g[0] == 1 {
-					p.oversize = true
-				}
-			}
+		var fits bool
+		if p, fits, err = e.fill(d, m.sizes, hlen, budget); err != nil {
+			return plan{}, err
 		}
 		if fits || p.oversize {
 			return p, nil
@@ -237,6 +249,36 @@ func (e encoder) plan(d *report.Prepared) (plan, error) {
 	}
 	p.oversize = true
 	return p, nil
+}
+
+// fill plans parts of at most budget bytes of flows (and hlen of head and
+// tail each) and, with gzip, compresses them; fits tells that every part
+// is no larger than max.
+func (e encoder) fill(d *report.Prepared, sizes []int, hlen, budget int) (p plan, fits bool, err error) {
+	p = plan{groups: pack(sizes, budget), sizes: sizes}
+	fits = true
+	for i, g := range p.groups {
+		raw := hlen
+		for _, s := range sizes[g[0]:g[1]] {
+			raw += s
+		}
+		p.raw = append(p.raw, raw)
+		size := raw
+		if e.gz {
+			b, err := e.encode(d, &p, i)
+			if err != nil {
+				return plan{}, false, err
+			}
+			p.bodies, size = append(p.bodies, b), len(b)
+		}
+		if size > e.max {
+			fits = false
+			if g[1]-g[0] == 1 {
+				p.oversize = true
+			}
+		}
+	}
+	return p, fits, nil
 }
 
 var comma = []byte{','}

@@ -325,93 +325,146 @@ func (c *Client) onMessage(_ mqtt.Client, m mqtt.Message) {
 // own is the owner goroutine: it alone changes the tracker, and publishes
 // what readers see.
 func (c *Client) own(ctx context.Context, t *tracker) {
+	o := &owner{c: c, t: t}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	var (
-		renewAt     time.Time // next lease renewal, zero when none
-		lastPublish time.Time
-		dropped     uint64
-		pending     []mqtt.Token // the last renewal's publishes
-	)
-	renewNow := func() { renewAt = time.Now() }
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-c.inbox:
-			c.queued.Add(-int64(len(m.body)))
-			t.message(m, time.Now())
+			o.message(m)
 		case ev := <-c.conns:
-			t.conn.Connected = ev.up
-			t.conn.Since = ev.at
-			if ev.err != nil {
-				t.connError(ev.at, ev.err.Error())
-			}
-			t.changed = true
-			if ev.up {
-				renewNow()
-			}
+			o.conn(ev)
 		case <-c.watchKick:
-			c.wantMu.Lock()
-			w := c.want
-			c.wantMu.Unlock()
-			for _, topic := range t.setWatch(w) {
-				c.send(topic, c.s.lease(false))
-			}
-			renewNow()
+			o.watchChanged()
 		case done := <-c.syncs:
-			for len(c.inbox) > 0 {
-				m := <-c.inbox
-				c.queued.Add(-int64(len(m.body)))
-				t.message(m, time.Now())
-			}
-			c.pub.Store(t.publish())
-			lastPublish = time.Now()
-			close(done)
+			o.sync(done)
 		case <-timer.C:
 		}
-		now := time.Now()
-		next := t.expire(now)
-		if d := c.dropped.Load(); d != dropped {
-			t.conn.Dropped = d
-			t.connError(now, fmt.Sprintf("%d messages dropped: the viewer could not keep up", d-dropped))
-			dropped = d
-		}
-		if !renewAt.IsZero() && !now.Before(renewAt) {
-			for _, tok := range pending {
-				if tok.Error() != nil {
-					t.connError(now, "watch lease: "+tok.Error().Error())
-					break
-				}
-			}
-			pending = pending[:0]
-			for _, topic := range t.leaseTopics() {
-				if tok := c.send(topic, c.s.lease(true)); tok != nil {
-					pending = append(pending, tok)
-				}
-			}
-			renewAt = time.Time{}
-			if t.watchAll || len(t.watching) > 0 {
-				renewAt = now.Add(c.s.renewEvery())
-			}
-		}
-		if t.changed {
-			// A burst of parts is published once it is read, or every
-			// publishEvery while it lasts.
-			if len(c.inbox) == 0 || now.Sub(lastPublish) >= c.publishEvery {
-				c.pub.Store(t.publish())
-				lastPublish = now
-				notify(c.changes)
-			} else {
-				next = earliest(next, lastPublish.Add(c.publishEvery))
-			}
-		}
-		next = earliest(next, renewAt)
-		if next.IsZero() {
-			next = now.Add(time.Hour)
-		}
-		timer.Reset(max(time.Until(next), 0))
+		timer.Reset(max(time.Until(o.settle(time.Now())), 0))
 	}
+}
+
+// owner is the state of own besides the tracker: one method per event of
+// its loop. It is owned by the one goroutine that runs own, as the
+// tracker is; nothing else reads or writes its fields.
+type owner struct {
+	c           *Client
+	t           *tracker
+	renewAt     time.Time // next lease renewal, zero when none
+	lastPublish time.Time
+	dropped     uint64       // c.dropped when last reported
+	pending     []mqtt.Token // the last renewal's publishes
+}
+
+// message applies a message taken from the inbox.
+func (o *owner) message(m inbound) {
+	o.c.queued.Add(-int64(len(m.body)))
+	o.t.message(m, time.Now())
+}
+
+// conn notes that the connection came up (the leases are renewed at
+// once) or went.
+func (o *owner) conn(ev connEvent) {
+	o.t.conn.Connected = ev.up
+	o.t.conn.Since = ev.at
+	if ev.err != nil {
+		o.t.connError(ev.at, ev.err.Error())
+	}
+	o.t.changed = true
+	if ev.up {
+		o.renewAt = time.Now()
+	}
+}
+
+// watchChanged follows Watch: it ends the leases no longer wanted and
+// takes the new ones at once.
+func (o *owner) watchChanged() {
+	c := o.c
+	c.wantMu.Lock()
+	w := c.want
+	c.wantMu.Unlock()
+	for _, topic := range o.t.setWatch(w) {
+		c.send(topic, c.s.lease(false))
+	}
+	o.renewAt = time.Now()
+}
+
+// sync applies the messages queued and publishes them to readers, then
+// closes done.
+func (o *owner) sync(done chan struct{}) {
+	for len(o.c.inbox) > 0 {
+		o.message(<-o.c.inbox)
+	}
+	o.c.pub.Store(o.t.publish())
+	o.lastPublish = time.Now()
+	close(done)
+}
+
+// settle runs after every event: it expires what is due, reports drops,
+// renews the leases when due and publishes changes. It returns when to
+// run again.
+func (o *owner) settle(now time.Time) time.Time {
+	next := o.t.expire(now)
+	o.reportDrops(now)
+	if !o.renewAt.IsZero() && !now.Before(o.renewAt) {
+		o.renew(now)
+	}
+	next = o.publishChanges(now, next)
+	next = earliest(next, o.renewAt)
+	if next.IsZero() {
+		next = now.Add(time.Hour)
+	}
+	return next
+}
+
+// reportDrops shows the messages dropped since the last look.
+func (o *owner) reportDrops(now time.Time) {
+	if d := o.c.dropped.Load(); d != o.dropped {
+		o.t.conn.Dropped = d
+		o.t.connError(now, fmt.Sprintf("%d messages dropped: the viewer could not keep up", d-o.dropped))
+		o.dropped = d
+	}
+}
+
+// renew shows the first failure of the last renewal, renews the leases
+// held and sets the next renewal.
+func (o *owner) renew(now time.Time) {
+	c, t := o.c, o.t
+	for _, tok := range o.pending {
+		if tok.Error() != nil {
+			t.connError(now, "watch lease: "+tok.Error().Error())
+			break
+		}
+	}
+	o.pending = o.pending[:0]
+	for _, topic := range t.leaseTopics() {
+		if tok := c.send(topic, c.s.lease(true)); tok != nil {
+			o.pending = append(o.pending, tok)
+		}
+	}
+	o.renewAt = time.Time{}
+	if t.watchAll || len(t.watching) > 0 {
+		o.renewAt = now.Add(c.s.renewEvery())
+	}
+}
+
+// publishChanges publishes the tracker to readers when it changed, and
+// returns next, or sooner when a publish waits.
+func (o *owner) publishChanges(now, next time.Time) time.Time {
+	if !o.t.changed {
+		return next
+	}
+	// A burst of parts is published once it is read, or every
+	// publishEvery while it lasts.
+	if len(o.c.inbox) == 0 || now.Sub(o.lastPublish) >= o.c.publishEvery {
+		o.c.pub.Store(o.t.publish())
+		o.lastPublish = now
+		notify(o.c.changes)
+		return next
+	}
+	return earliest(next, o.lastPublish.Add(o.c.publishEvery))
 }
 
 // sync returns once the messages queued when it was called are applied

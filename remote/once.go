@@ -42,20 +42,44 @@ func FetchOnce(ctx context.Context, cfg Config, node string, timeout time.Durati
 	rand.Read(r[:])
 	id := "once-" + hex.EncodeToString(r[:])
 
-	msgs := make(chan inbound, 1024)
-	var dropped atomic.Bool
+	in := &onceInbox{msgs: make(chan inbound, 1024), max: s.MaxMessage}
+	mc, err := dialOnce(ctx, s, id, in)
+	if err != nil {
+		return nil, err
+	}
+	defer mc.Disconnect(250)
+	if err := askOnce(ctx, mc, s, node, id); err != nil {
+		return nil, err
+	}
+	return in.collect(ctx, &answer{node: node, id: id, max: s.MaxMessage}, timeout)
+}
+
+// onceInbox holds the messages of FetchOnce's connection, from paho's
+// handler to collect.
+type onceInbox struct {
+	msgs    chan inbound
+	dropped atomic.Bool // a message found msgs full
+	max     int         // the largest body kept
+}
+
+// handle is paho's handler for every message: it must not block.
+func (in *onceInbox) handle(_ mqtt.Client, m mqtt.Message) {
+	msg := inbound{topic: m.Topic(), body: m.Payload(), size: len(m.Payload())}
+	if msg.size > in.max {
+		msg.body, msg.over = nil, true
+	}
+	select {
+	case in.msgs <- msg:
+	default:
+		in.dropped.Store(true)
+	}
+}
+
+// dialOnce connects to the broker for FetchOnce request id, its messages
+// going to in.
+func dialOnce(ctx context.Context, s *settings, id string, in *onceInbox) (mqtt.Client, error) {
 	o := (&Client{s: s, connectTimeout: 10 * time.Second, keepAlive: 30 * time.Second}).clientOptions(make(chan error, 1))
-	o.SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
-		in := inbound{topic: m.Topic(), body: m.Payload(), size: len(m.Payload())}
-		if in.size > s.MaxMessage {
-			in.body, in.over = nil, true
-		}
-		select {
-		case msgs <- in:
-		default:
-			dropped.Store(true)
-		}
-	})
+	o.SetDefaultPublishHandler(in.handle)
 	// A message over the cap is cut at the connection, as the Client's:
 	// only its first MaxMessage+1 bytes are held.
 	o.SetCustomOpenConnectionFn(mqttexport.CappedConnection(s.MaxMessage, nil))
@@ -66,12 +90,16 @@ func FetchOnce(ctx context.Context, cfg Config, node string, timeout time.Durati
 		mc.Disconnect(0)
 		return nil, fmt.Errorf("connect to %s: %w", s.broker, err)
 	}
-	defer mc.Disconnect(250)
+	return mc, nil
+}
 
+// askOnce subscribes to node's snapshots and status, then sends it
+// request id.
+func askOnce(ctx context.Context, mc mqtt.Client, s *settings, node, id string) error {
 	base := s.Topic + "/" + node
 	sub := mc.SubscribeMultiple(map[string]byte{base + "/snapshot": s.QoS, base + "/snapshot/gz": s.QoS, base + "/status": s.QoS}, nil)
 	if err := await(ctx, sub, 10*time.Second); err != nil {
-		return nil, fmt.Errorf("subscribe on %s: %w", s.broker, err)
+		return fmt.Errorf("subscribe on %s: %w", s.broker, err)
 	}
 	req, _ := json.Marshal(struct {
 		ID     string `json:"id"`
@@ -79,69 +107,111 @@ func FetchOnce(ctx context.Context, cfg Config, node string, timeout time.Durati
 		Filter string `json:"filter,omitempty"`
 	}{id, s.Limit, s.Filter})
 	if err := await(ctx, mc.Publish(base+"/request", s.QoS, false, req), 10*time.Second); err != nil {
-		return nil, fmt.Errorf("request to %s: %w", base+"/request", err)
+		return fmt.Errorf("request to %s: %w", base+"/request", err)
 	}
+	return nil
+}
 
+// collect reads messages until a is whole, at most timeout.
+func (in *onceInbox) collect(ctx context.Context, a *answer, timeout time.Duration) ([]byte, error) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	var parts [][]byte // by part number - 1
-	got := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-timer.C:
-			if got > 0 {
-				return nil, fmt.Errorf("node %s: %d of %d parts arrived within %v", node, got, len(parts), timeout)
-			}
-			if dropped.Load() {
-				return nil, fmt.Errorf("node %s: answer lost (too many messages at once)", node)
-			}
-			return nil, fmt.Errorf("node %s did not answer within %v", node, timeout)
-		case m := <-msgs:
-			switch {
-			case strings.HasSuffix(m.topic, "/status"):
-				if string(m.body) == "offline" {
-					return nil, fmt.Errorf("node %s is offline (its status says so)", node)
-				}
-				continue
-			case m.over:
-				return nil, fmt.Errorf("node %s: answer of %s over the %s limit", node, sizeString(m.size), sizeString(s.MaxMessage))
-			}
-			body := m.body
-			if strings.HasSuffix(m.topic, "/gz") {
-				if body, err = gunzip(body, s.MaxMessage); err != nil {
-					return nil, fmt.Errorf("node %s: %w", node, err)
-				}
-			}
-			h, err := peekHeader(body)
-			if err != nil {
-				if errors.Is(err, errForeign) {
-					continue
-				}
-				return nil, fmt.Errorf("node %s: %w", node, err)
-			}
-			if h.RequestID != id {
-				continue // a periodic snapshot, or someone else's answer
-			}
-			if h.Parts == 0 {
-				return withNewline(body), nil
-			}
-			if parts == nil {
-				parts = make([][]byte, h.Parts)
-			}
-			if len(parts) != h.Parts || h.Part < 1 || h.Part > h.Parts {
-				return nil, fmt.Errorf("node %s: part %d of %d in an answer of %d parts", node, h.Part, h.Parts, len(parts))
-			}
-			if parts[h.Part-1] == nil {
-				parts[h.Part-1] = body
-				got++
-			}
-			if got == len(parts) {
-				return joinParts(parts)
+			return nil, a.missing(timeout, in.dropped.Load())
+		case m := <-in.msgs:
+			if doc, done, err := a.take(m); done || err != nil {
+				return doc, err
 			}
 		}
 	}
+}
+
+// answer is the answer to request id of node, as its messages arrive:
+// one document, or its parts.
+type answer struct {
+	node, id string
+	max      int      // the largest body, inflated
+	parts    [][]byte // by part number - 1
+	got      int      // parts not nil
+}
+
+// take reads one message of the node's topics; done is set once the
+// answer is whole (doc) or can no longer be (err).
+func (a *answer) take(m inbound) (doc []byte, done bool, err error) {
+	body, skip, err := a.open(m)
+	if skip || err != nil {
+		return nil, err != nil, err
+	}
+	h, err := peekHeader(body)
+	if err != nil {
+		if errors.Is(err, errForeign) {
+			return nil, false, nil
+		}
+		return nil, true, fmt.Errorf("node %s: %w", a.node, err)
+	}
+	if h.RequestID != a.id {
+		return nil, false, nil // a periodic snapshot, or someone else's answer
+	}
+	if h.Parts == 0 {
+		return withNewline(body), true, nil
+	}
+	return a.add(h, body)
+}
+
+// open returns the document a message carries; skip is set for a status
+// other than offline.
+func (a *answer) open(m inbound) (body []byte, skip bool, err error) {
+	switch {
+	case strings.HasSuffix(m.topic, "/status"):
+		if string(m.body) == "offline" {
+			return nil, false, fmt.Errorf("node %s is offline (its status says so)", a.node)
+		}
+		return nil, true, nil
+	case m.over:
+		return nil, false, fmt.Errorf("node %s: answer of %s over the %s limit", a.node, sizeString(m.size), sizeString(a.max))
+	}
+	body = m.body
+	if strings.HasSuffix(m.topic, "/gz") {
+		if body, err = gunzip(body, a.max); err != nil {
+			return nil, false, fmt.Errorf("node %s: %w", a.node, err)
+		}
+	}
+	return body, false, nil
+}
+
+// add keeps a part (the first copy of each); done once every part came.
+func (a *answer) add(h header, body []byte) (doc []byte, done bool, err error) {
+	if a.parts == nil {
+		a.parts = make([][]byte, h.Parts)
+	}
+	if len(a.parts) != h.Parts || h.Part < 1 || h.Part > h.Parts {
+		return nil, true, fmt.Errorf("node %s: part %d of %d in an answer of %d parts", a.node, h.Part, h.Parts, len(a.parts))
+	}
+	if a.parts[h.Part-1] == nil {
+		a.parts[h.Part-1] = body
+		a.got++
+	}
+	if a.got < len(a.parts) {
+		return nil, false, nil
+	}
+	doc, err = joinParts(a.parts)
+	return doc, true, err
+}
+
+// missing is the error of an answer not whole by the timeout; dropped
+// tells that a message was lost on the way.
+func (a *answer) missing(timeout time.Duration, dropped bool) error {
+	if a.got > 0 {
+		return fmt.Errorf("node %s: %d of %d parts arrived within %v", a.node, a.got, len(a.parts), timeout)
+	}
+	if dropped {
+		return fmt.Errorf("node %s: answer lost (too many messages at once)", a.node)
+	}
+	return fmt.Errorf("node %s did not answer within %v", a.node, timeout)
 }
 
 // errForeign marks a message that is no snapshot document at all.
