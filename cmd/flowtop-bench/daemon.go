@@ -102,16 +102,11 @@ func measureDaemon(bin string, n, runs int, d time.Duration) error {
 	if runs <= 0 || d <= 0 {
 		return fmt.Errorf("-daemon-rss needs -runs > 0 and -daemon-seconds > 0")
 	}
-	x, closeNS, err := benchNS()
+	x, closeNS, err := heldTable(n)
 	if err != nil {
 		return err
 	}
 	defer closeNS()
-	t, err := newChurnTable(x, n)
-	if err != nil {
-		return err
-	}
-	t.close()
 	b, err := startBroker()
 	if err != nil {
 		return err

@@ -17,16 +17,11 @@ import (
 // with the default local networks (the bench's addresses are none of
 // them: no host series) and once with every address local.
 func measureMetrics(bin string, n, scrapes int) error {
-	x, closeNS, err := benchNS()
+	x, closeNS, err := heldTable(n)
 	if err != nil {
 		return err
 	}
 	defer closeNS()
-	t, err := newChurnTable(x, n)
-	if err != nil {
-		return err
-	}
-	t.close() // the table stays: no churn here
 	fmt.Printf("\n/metrics: %d flows (the kernel holds %d), %d scrapes each, round-robin with conntrack -L\n", n, x.count(), scrapes)
 	variants := []struct {
 		name string

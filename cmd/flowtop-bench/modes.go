@@ -148,6 +148,22 @@ func benchNS() (x *ns, close func(), err error) {
 	return x, atInterrupt(x.close), nil
 }
 
+// heldTable makes a namespace holding n flows that stay (no churn), for
+// the measurements that read a fixed table; close removes it.
+func heldTable(n int) (x *ns, close func(), err error) {
+	x, closeNS, err := benchNS()
+	if err != nil {
+		return nil, nil, err
+	}
+	t, err := newChurnTable(x, n)
+	if err != nil {
+		closeNS()
+		return nil, nil, err
+	}
+	t.close() // the flows stay: only the churn goes
+	return x, closeNS, nil
+}
+
 // proc is a process the bench started (flowtop, a broker), with the tail
 // of its stderr for error messages.
 type proc struct {

@@ -27,16 +27,11 @@ type watchRun struct {
 // lease at 1 s: the router's CPU in each phase, and the bytes it sent to
 // the broker per second.
 func measureWatch(bin string, n int, d time.Duration) error {
-	x, closeNS, err := benchNS()
+	x, closeNS, err := heldTable(n)
 	if err != nil {
 		return err
 	}
 	defer closeNS()
-	t, err := newChurnTable(x, n)
-	if err != nil {
-		return err
-	}
-	t.close()
 	b, err := startBroker()
 	if err != nil {
 		return err
