@@ -147,7 +147,7 @@ func (o *options) flagSet() *pflag.FlagSet {
 	fs.BoolVar(&o.mqtt.gzip, "mqtt-gzip", false, "gzip MQTT snapshot payloads")
 	fs.BoolVar(&o.mqtt.homeAssistant, "mqtt-homeassistant", false, "publish Home Assistant MQTT discovery of the node's sensors")
 	fs.StringVar(&o.mqtt.haPrefix, "mqtt-homeassistant-prefix", mqttexport.DefaultHomeAssistantPrefix, "Home Assistant's MQTT discovery prefix (with --mqtt-homeassistant)")
-	fs.StringVar(&o.remote, "remote", "", "show the flows other machines publish to this MQTT broker instead of the local kernel's (--mqtt-node NAME, or + for all)")
+	fs.StringVar(&o.remote, "remote", "", "show the flows other machines publish to the MQTT broker at `URL` instead of the local kernel's (--mqtt-node NAME, or + for all)")
 	addMetricsFlags(fs, &o.metrics)
 	addIPFIXFlags(fs, &o.ipfix)
 	return fs
