@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/url"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -181,7 +183,7 @@ func (c *Client) clientOptions(lost chan<- error) *mqtt.ClientOptions {
 		// The handler never blocks, so paho's pings are not held up.
 		SetOrderMatters(true).
 		SetDefaultPublishHandler(c.onMessage).
-		SetCustomOpenConnectionFn(mqttexport.CappedConnection(c.s.MaxMessage, c.cuts.push)).
+		SetCustomOpenConnectionFn(cappedConnection(c.s.MaxMessage, &c.cuts)).
 		SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 			select {
 			case lost <- err:
@@ -541,6 +543,18 @@ func notify(ch chan struct{}) {
 	}
 }
 
+// cappedConnection dials as mqttexport.CappedConnection does, the real
+// sizes of the bodies it cuts going to cuts. A new connection empties
+// cuts: the sizes of a connection that died before paho delivered its
+// messages would otherwise be taken for later ones.
+func cappedConnection(max int, cuts *cutSizes) mqtt.OpenConnectionFunc {
+	dial := mqttexport.CappedConnection(max, cuts.push)
+	return func(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
+		cuts.reset()
+		return dial(uri, o)
+	}
+}
+
 // cutSizes is a queue of the sizes of the messages cut at the cap, from
 // the connection's reader to paho's handler (in the same order). It keeps
 // the newest maxCuts: a size lost is only a less precise error message.
@@ -558,6 +572,13 @@ func (q *cutSizes) push(size int) {
 		q.sizes = q.sizes[1:]
 	}
 	q.sizes = append(q.sizes, size)
+}
+
+// reset forgets every size.
+func (q *cutSizes) reset() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sizes = nil
 }
 
 // pop returns the oldest size, or seen (what the handler got, one byte

@@ -5,6 +5,8 @@ import (
 	"compress/gzip"
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"runtime"
 	"strings"
 	"sync"
@@ -378,5 +380,38 @@ func TestOversizedDocumentNotHeld(t *testing.T) {
 	}
 	if !c.Conn().Connected {
 		t.Error("the connection did not survive the huge document")
+	}
+}
+
+// TestCutSizesResetOnConnect: a size left by a connection that died
+// before paho delivered its message is forgotten at the next connection,
+// so that later refusals name their own sizes.
+func TestCutSizesResetOnConnect(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	var q cutSizes
+	q.push(100 << 20) // a message of the connection that died
+	dial := cappedConnection(64<<10, &q)
+	o := mqtt.NewClientOptions()
+	o.ConnectTimeout = 5 * time.Second
+	c, err := dial(&url.URL{Scheme: "tcp", Host: l.Addr().String()}, *o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := q.pop(64<<10 + 1); got != 64<<10+1 {
+		t.Errorf("after a new connection the queue gave %d, want nothing queued (the size seen, %d)", got, 64<<10+1)
 	}
 }

@@ -127,6 +127,25 @@ func checkNodeName(name string) error {
 	return nil
 }
 
+// CheckNode checks a node name as a viewer asks for it (--mqtt-node): a
+// name a router can have, that is also one topic level a request can be
+// published to (no / + #) and not the broadcast one.
+func CheckNode(name string) error {
+	if err := checkNodeName(name); err != nil {
+		return err
+	}
+	switch {
+	case strings.ContainsAny(name, "/+#"):
+		return fmt.Errorf("node name %q holds / + or #, which no topic level can", oneLine(name, 40))
+	case name == broadcastNode:
+		return fmt.Errorf("%q is the topic level of requests to every node, no node's name", broadcastNode)
+	}
+	return nil
+}
+
+// broadcastNode is the request topic level for every node.
+const broadcastNode = "broadcast"
+
 // node is what the tracker knows of one node.
 type node struct {
 	name     string
@@ -293,7 +312,7 @@ type inbound struct {
 // message applies one message from the broker.
 func (t *tracker) message(m inbound, now time.Time) {
 	name, kind, ok := t.splitTopic(m.topic)
-	if !ok || name == "broadcast" {
+	if !ok || name == broadcastNode {
 		return
 	}
 	n := t.node(name, kind, m, now)

@@ -14,7 +14,6 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -32,8 +31,8 @@ func FetchOnce(ctx context.Context, cfg Config, node string, timeout time.Durati
 	if err != nil {
 		return nil, err
 	}
-	if err := checkNodeName(node); err != nil || strings.ContainsAny(node, "/+#") || node == "broadcast" {
-		return nil, fmt.Errorf("remote: node %q: not a node name", oneLine(node, 40))
+	if err := CheckNode(node); err != nil {
+		return nil, fmt.Errorf("remote: node %q: not a node name: %w", oneLine(node, 40), err)
 	}
 	if timeout <= 0 {
 		timeout = DefaultOnceTimeout
@@ -60,13 +59,14 @@ type onceInbox struct {
 	msgs    chan inbound
 	dropped atomic.Bool // a message found msgs full
 	max     int         // the largest body kept
+	cuts    cutSizes    // the real sizes of the bodies cut at max
 }
 
 // handle is paho's handler for every message: it must not block.
 func (in *onceInbox) handle(_ mqtt.Client, m mqtt.Message) {
 	msg := inbound{topic: m.Topic(), body: m.Payload(), size: len(m.Payload())}
 	if msg.size > in.max {
-		msg.body, msg.over = nil, true
+		msg.body, msg.over, msg.size = nil, true, in.cuts.pop(msg.size)
 	}
 	select {
 	case in.msgs <- msg:
@@ -82,7 +82,7 @@ func dialOnce(ctx context.Context, s *settings, id string, in *onceInbox) (mqtt.
 	o.SetDefaultPublishHandler(in.handle)
 	// A message over the cap is cut at the connection, as the Client's:
 	// only its first MaxMessage+1 bytes are held.
-	o.SetCustomOpenConnectionFn(mqttexport.CappedConnection(s.MaxMessage, nil))
+	o.SetCustomOpenConnectionFn(cappedConnection(s.MaxMessage, &in.cuts))
 	// Its own client id: a viewer with the same id may be running.
 	o.SetClientID(s.ClientID + "-" + id)
 	mc := mqtt.NewClient(o)

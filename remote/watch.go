@@ -61,7 +61,7 @@ func (t *tracker) setWatch(w watchSet) (cancel []string) {
 	}
 	want := map[string]bool{}
 	for _, n := range w.nodes {
-		if checkNodeName(n) == nil {
+		if CheckNode(n) == nil { // a lease is published to the node's request topic
 			want[n] = true
 		}
 	}

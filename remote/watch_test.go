@@ -2,6 +2,7 @@ package remote
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
@@ -104,5 +105,21 @@ func TestWatchLeases(t *testing.T) {
 		if l.topic == "flowtop/broadcast/request" && l.body.Watch == 0 {
 			break // Close cancelled the fleet lease
 		}
+	}
+}
+
+// TestWatchOnlyTopicLevels: names that cannot be a topic level (a
+// wildcard, a /) or that are the broadcast level are never watched: a
+// lease published there would have the broker drop the connection, or
+// ask every router.
+func TestWatchOnlyTopicLevels(t *testing.T) {
+	s, err := Config{URL: "tcp://127.0.0.1:1"}.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracker(s)
+	tr.setWatch(watchSet{nodes: []string{"r1#", "a/b", "r+", "broadcast", "r2"}})
+	if got := tr.leaseTopics(); !slices.Equal(got, []string{"flowtop/r2/request"}) {
+		t.Errorf("lease topics %q, want only r2's", got)
 	}
 }

@@ -330,7 +330,9 @@ func (a *App) refresher() {
 		p := a.pub.Load()
 		fleetGen := a.fleetGen.Load() // before reading the Fleet: a later change builds again
 		snap, fd := p.frozen, p.frozenFleet
-		if !p.paused {
+		if !p.paused || a.fleet != nil && fd == nil {
+			// A pause before the first view froze no fleet data: the
+			// Fleet's current data is what it shows.
 			snap, fd = a.latest(p)
 		}
 		news := fleetGen != r.lastFleetGen && !p.paused

@@ -713,3 +713,17 @@ func TestFleetChangesCoalesced(t *testing.T) {
 	}
 	t.Logf("%d rebuilds in %v of constant changes", rebuilds, elapsed.Round(time.Millisecond))
 }
+
+// TestFleetPauseBeforeFirstView: p pressed before the first view is on
+// screen froze no fleet data; the screen shows the Fleet's, paused,
+// instead of crashing.
+func TestFleetPauseBeforeFirstView(t *testing.T) {
+	h := fleetHarness(t, 160, 30, testFleet(t), "")
+	h.has("r1")
+	// The state togglePause leaves when it runs before the first swap
+	// (a.view.fd was nil then).
+	h.ui(func() {
+		h.a.publish(func(p *params) { p.paused, p.frozen, p.frozenFleet = true, nil, nil })
+	})
+	h.has("PAUSED", "r1")
+}

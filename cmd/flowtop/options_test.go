@@ -346,6 +346,11 @@ func TestParseOptionsRemote(t *testing.T) {
 		{[]string{"--remote", "tcp://b", "--no-ui"}, "--no-ui makes no sense with --remote"},
 		{[]string{"--remote", "tcp://b", "--mqtt-node", ""}, `--mqtt-node "": want a node name`},
 		{[]string{"--remote", "tcp://b", "--mqtt-node", "+", "--once"}, "--mqtt-node + with --once"},
+		{[]string{"--remote", "tcp://b", "--mqtt-node", "r1#"}, "--mqtt-node: node name \"r1#\" holds / + or #"},
+		{[]string{"--remote", "tcp://b", "--mqtt-node", "a/b", "--once"}, "--mqtt-node: node name \"a/b\" holds / + or #"},
+		{[]string{"--remote", "tcp://b", "--mqtt-node", "broadcast"}, `--mqtt-node: "broadcast" is the topic level of requests to every node`},
+		{[]string{"--remote", "tcp://b", "--mqtt-qos", "7"}, "--mqtt-qos 7: want 0, 1 or 2"},
+		{[]string{"--remote", "tcp://b", "--mqtt-qos", "-1"}, "--mqtt-qos -1: want 0, 1 or 2"},
 	} {
 		_, err := parseOptions(tc.args, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") {

@@ -53,6 +53,14 @@ func (o *options) checkRemote() error {
 	if o.once && node == allNodes {
 		return errors.New("--mqtt-node + with --once: name one node, or leave --mqtt-node out for the list of nodes")
 	}
+	if node != "" && node != allNodes {
+		if err := remote.CheckNode(node); err != nil {
+			return fmt.Errorf("--mqtt-node: %w", err)
+		}
+	}
+	if o.mqtt.qos < 0 || o.mqtt.qos > 2 {
+		return fmt.Errorf("--mqtt-qos %d: want 0, 1 or 2", o.mqtt.qos)
+	}
 	if o.once && !o.given["interval"] {
 		// The node list waits one interval for documents: at 1 s most
 		// routers, publishing every minute, would show only their status.
