@@ -879,6 +879,7 @@ func (e *Exporter) document(j *job) *report.Prepared {
 		Names: e.s.Names,
 	})
 	d.RequestID = r.ID
+	d.PublishIntervalS = e.s.Interval.Seconds()
 	e.addHealth(&d.Health)
 	return d
 }

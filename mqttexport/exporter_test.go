@@ -329,6 +329,9 @@ func TestPeriodicSnapshotsAndState(t *testing.T) {
 		if d.Flows[0].ID != 1 {
 			t.Errorf("snapshot %d: first flow %d, want the busiest (1)", i, d.Flows[0].ID)
 		}
+		if d.PublishIntervalS != 0.2 {
+			t.Errorf("snapshot %d: publish_interval_s %g, want the --mqtt-interval, 0.2", i, d.PublishIntervalS)
+		}
 		ex, ok := d.Health.Exporters["mqtt"]
 		if !ok || ex.Connected == nil || !*ex.Connected {
 			t.Errorf("snapshot %d: health.exporters.mqtt = %+v", i, d.Health.Exporters)

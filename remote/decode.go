@@ -38,10 +38,12 @@ type header struct {
 	Netns     string
 	Filter    string
 	RequestID string
-	Part      int
-	Parts     int
-	Totals    report.Totals
-	Health    report.Health
+	// PublishIntervalS is the router's --mqtt-interval, 0 when not sent.
+	PublishIntervalS float64
+	Part             int
+	Parts            int
+	Totals           report.Totals
+	Health           report.Health
 }
 
 // part is one decoded message: a whole document (Parts 0) or one numbered
@@ -93,7 +95,7 @@ func decodeDocument(body []byte, budget int) (*part, error) {
 	p := &part{
 		header: header{
 			Version: *d.Version, Host: d.Host, Time: d.Time, IntervalS: d.IntervalS,
-			Netns: d.Netns, Filter: d.Filter, RequestID: d.RequestID,
+			Netns: d.Netns, Filter: d.Filter, RequestID: d.RequestID, PublishIntervalS: d.PublishIntervalS,
 			Part: d.Part, Parts: d.Parts, Totals: d.Totals, Health: d.Health,
 		},
 		flows:    d.Flows.flows,
@@ -244,18 +246,19 @@ func sizeString(n int) string {
 // wireDoc is the document as read: the header keys, and the flows
 // decoded one by one into flow records as the array is read.
 type wireDoc struct {
-	Version   *int          `json:"version"`
-	Host      string        `json:"host"`
-	Time      time.Time     `json:"time"`
-	IntervalS float64       `json:"interval_s"`
-	Netns     string        `json:"netns"`
-	Filter    string        `json:"filter"`
-	RequestID string        `json:"request_id"`
-	Part      int           `json:"part"`
-	Parts     int           `json:"parts"`
-	Totals    report.Totals `json:"totals"`
-	Health    report.Health `json:"health"`
-	Flows     wireFlows     `json:"flows"`
+	Version          *int          `json:"version"`
+	Host             string        `json:"host"`
+	Time             time.Time     `json:"time"`
+	IntervalS        float64       `json:"interval_s"`
+	Netns            string        `json:"netns"`
+	Filter           string        `json:"filter"`
+	RequestID        string        `json:"request_id"`
+	PublishIntervalS float64       `json:"publish_interval_s"`
+	Part             int           `json:"part"`
+	Parts            int           `json:"parts"`
+	Totals           report.Totals `json:"totals"`
+	Health           report.Health `json:"health"`
+	Flows            wireFlows     `json:"flows"`
 }
 
 // wireFlows decodes the flows array one element at a time into a reused

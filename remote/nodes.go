@@ -52,6 +52,10 @@ type NodeInfo struct {
 	// Time is the router's time of its last document or state summary,
 	// Received when that arrived here.
 	Time, Received time.Time
+	// PublishEvery is the router's --mqtt-interval (0 until a document
+	// said): a node whose data is much older than that has gone quiet
+	// (see Stale).
+	PublishEvery time.Duration
 	// Flows passed the router's filters; Listed were in its last
 	// document; TableFlows is the router's table size.
 	Flows, Listed, TableFlows int
@@ -88,6 +92,17 @@ func (n *NodeInfo) Age(now time.Time) time.Duration {
 		return 0
 	}
 	return now.Sub(n.Time)
+}
+
+// Stale reports whether the node's data is older at now than two of its
+// periods and 10 s: it should have published by then. False while the
+// period is unknown, before any data, and for a node that is offline (its
+// status says so).
+func (n *NodeInfo) Stale(now time.Time) bool {
+	if n.PublishEvery <= 0 || n.Time.IsZero() || n.Status == StatusOffline {
+		return false
+	}
+	return n.Age(now) > 2*n.PublishEvery+10*time.Second
 }
 
 // ConnInfo describes the viewer's connection to the broker.
@@ -173,6 +188,7 @@ type summary struct {
 	origBytesPerS, replyBytesPerS float64
 	overruns, resyncs             uint64
 	dropped, exportErrors         uint64
+	publishEvery                  time.Duration // kept from the last document that said
 }
 
 func (n *node) fail(now time.Time, format string, args ...any) {
@@ -188,7 +204,8 @@ func (n *node) info() NodeInfo {
 		Flows: s.flows, Listed: s.listed, TableFlows: s.tableFlows,
 		OrigBytesPerS: s.origBytesPerS, ReplyBytesPerS: s.replyBytesPerS,
 		Overruns: s.overruns, Resyncs: s.resyncs, Dropped: s.dropped, ExportErrors: s.exportErrors,
-		Watched: n.watched, Documents: n.docs, Rejected: n.rejected, Err: n.err, ErrAt: n.errAt,
+		PublishEvery: s.publishEvery,
+		Watched:      n.watched, Documents: n.docs, Rejected: n.rejected, Err: n.err, ErrAt: n.errAt,
 	}
 	if v := n.view; v != nil {
 		ni.Complete, ni.Parts, ni.PartsReceived, ni.Live = v.Complete, v.Parts, v.PartsReceived, v.Live
@@ -525,7 +542,11 @@ func (t *tracker) summarize(n *node, h *header, now time.Time) {
 	if h.Time.Before(s.time) {
 		return
 	}
-	*s = summary{host: h.Host, time: h.Time, received: now,
+	publishEvery := s.publishEvery
+	if h.PublishIntervalS > 0 {
+		publishEvery = time.Duration(h.PublishIntervalS * float64(time.Second))
+	}
+	*s = summary{host: h.Host, time: h.Time, received: now, publishEvery: publishEvery,
 		flows: h.Totals.Flows, listed: h.Totals.Listed, tableFlows: h.Totals.TableFlows,
 		origBytesPerS: h.Totals.OrigBytesPerS, replyBytesPerS: h.Totals.ReplyBytesPerS,
 		overruns: h.Health.Overruns, resyncs: h.Health.Resyncs}

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -106,5 +107,46 @@ func TestStopsOnCancel(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the Client did not stop")
 		}
+	}
+}
+
+// TestNodeQuiet: a node's documents say how often it publishes; its data
+// is stale once older than two of those periods and 10 s, and never
+// while the period is unknown or the node is offline.
+func TestNodeQuiet(t *testing.T) {
+	s, err := Config{URL: "tcp://127.0.0.1:1"}.validate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := newTracker(s)
+	p := report.Prepare(synthSnapshot(synthFlows(3)), report.Options{Host: "r1"})
+	p.PublishIntervalS = 30
+	var buf bytes.Buffer
+	if err := p.Encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	tr.message(inbound{topic: "flowtop/r1/snapshot", body: buf.Bytes(), size: buf.Len()}, docTime)
+	nodes := tr.publish().nodes
+	if len(nodes) != 1 || nodes[0].PublishEvery != 30*time.Second {
+		t.Fatalf("nodes %s, want r1 publishing every 30s", nodesString(nodes))
+	}
+	n := nodes[0]
+	for _, c := range []struct {
+		age    time.Duration
+		status Status
+		want   bool
+	}{
+		{69 * time.Second, StatusOnline, false},
+		{71 * time.Second, StatusOnline, true},
+		{71 * time.Second, StatusOffline, false}, // offline says more
+	} {
+		n.Status = c.status
+		if got := n.Stale(docTime.Add(c.age)); got != c.want {
+			t.Errorf("age %v, %v: stale %v, want %v", c.age, c.status, got, c.want)
+		}
+	}
+	n.PublishEvery = 0
+	if n.Stale(docTime.Add(time.Hour)) {
+		t.Error("stale without a known period")
 	}
 }

@@ -30,17 +30,22 @@ type NodeEntry struct {
 	Host     string     `json:"host,omitempty"`
 	// DataTime is the router's time of its last document or state
 	// summary; AgeS how old that was when the list was made.
-	DataTime       *time.Time `json:"data_time,omitempty"`
-	AgeS           *float64   `json:"age_s,omitempty"`
-	Flows          int        `json:"flows"`
-	Listed         int        `json:"listed"`
-	TableFlows     int        `json:"table_flows"`
-	OrigBytesPerS  float64    `json:"orig_bytes_per_s"`
-	ReplyBytesPerS float64    `json:"reply_bytes_per_s"`
-	Overruns       uint64     `json:"overruns"`
-	Resyncs        uint64     `json:"resyncs"`
-	Dropped        uint64     `json:"dropped"`
-	ExportErrors   uint64     `json:"export_errors"`
+	DataTime *time.Time `json:"data_time,omitempty"`
+	AgeS     *float64   `json:"age_s,omitempty"`
+	// PublishIntervalS is the node's --mqtt-interval, as its documents
+	// say; Stale is true when its data is older than two of them and
+	// 10 s.
+	PublishIntervalS float64 `json:"publish_interval_s,omitempty"`
+	Stale            bool    `json:"stale"`
+	Flows            int     `json:"flows"`
+	Listed           int     `json:"listed"`
+	TableFlows       int     `json:"table_flows"`
+	OrigBytesPerS    float64 `json:"orig_bytes_per_s"`
+	ReplyBytesPerS   float64 `json:"reply_bytes_per_s"`
+	Overruns         uint64  `json:"overruns"`
+	Resyncs          uint64  `json:"resyncs"`
+	Dropped          uint64  `json:"dropped"`
+	ExportErrors     uint64  `json:"export_errors"`
 	// Complete is false when parts of the last document never came.
 	Complete      bool   `json:"complete"`
 	Parts         int    `json:"parts,omitempty"`
@@ -63,6 +68,7 @@ func Nodes(nodes []NodeInfo, broker, topic string, now time.Time) NodesDocument 
 			Overruns: n.Overruns, Resyncs: n.Resyncs, Dropped: n.Dropped, ExportErrors: n.ExportErrors,
 			Complete: n.Complete || n.Parts == 0, Parts: n.Parts, PartsReceived: n.PartsReceived,
 			Documents: n.Documents, Rejected: n.Rejected, Error: n.Err,
+			PublishIntervalS: n.PublishEvery.Seconds(), Stale: n.Stale(now),
 		}
 		if !n.StatusAt.IsZero() {
 			t := n.StatusAt.UTC()

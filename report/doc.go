@@ -24,6 +24,9 @@ type Document struct {
 	Sort SortKey `json:"sort"`
 	// RequestID echoes the id of an MQTT request this document answers.
 	RequestID string `json:"request_id,omitempty"`
+	// PublishIntervalS is the MQTT exporter's --mqtt-interval: a viewer
+	// tells a quiet router from a late one by it. Absent elsewhere.
+	PublishIntervalS float64 `json:"publish_interval_s,omitempty"`
 	// Part and Parts number the pieces of a document split to fit a
 	// broker's size limit (1-based); both absent when not split.
 	Part   int    `json:"part,omitempty"`

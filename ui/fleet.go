@@ -128,7 +128,7 @@ func (fd *fleetData) age(now time.Time) (age time.Duration, stale, ok bool) {
 type nodeRow struct {
 	remote.NodeInfo
 	age   time.Duration // of its data at the build, -1 before any
-	stale bool          // watched, and no document for staleAfter
+	stale bool          // watched and no document for staleAfter, or quiet for two of its periods
 }
 
 // buildNodes makes the rows of the Nodes tab: the nodes that pass the /
@@ -150,6 +150,9 @@ func buildNodes(v *view, fd *fleetData, p *params, now time.Time, screenInterval
 					ri = lv.Snapshot.Interval
 				}
 				r.stale = r.age > staleAfter(ri, screenInterval)
+			} else {
+				// Not watched: it publishes every --mqtt-interval.
+				r.stale = n.Stale(now)
 			}
 		}
 		rows = append(rows, r)

@@ -727,3 +727,20 @@ func TestFleetPauseBeforeFirstView(t *testing.T) {
 	})
 	h.has("PAUSED", "r1")
 }
+
+// TestFleetQuietNodeRed: on the Nodes tab a node nobody watches has its
+// AGE in red once it is older than two of its periods (it should have
+// published), and plain before.
+func TestFleetQuietNodeRed(t *testing.T) {
+	f := testFleet(t)
+	f.nodes[0].Time, f.nodes[0].PublishEvery = t0.Add(-33*time.Second), time.Minute    // r1: due in 87 s
+	f.nodes[2].Time, f.nodes[2].PublishEvery = t0.Add(-47*time.Second), 10*time.Second // r3: 17 s late
+	h := fleetHarness(t, 160, 30, f, "")
+	h.has("34s", "48s") // the screen's clock is a second past t0
+	if !h.isRed("48s") {
+		t.Errorf("the quiet node's AGE is not red:\n%s", h.text())
+	}
+	if h.isRed("34s") {
+		t.Errorf("a node within its period has a red AGE:\n%s", h.text())
+	}
+}
