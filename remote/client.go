@@ -140,6 +140,12 @@ func (c *Client) Watch(nodes ...string) { c.setWant(watchSet{nodes: slices.Clone
 // view), with one message on the broadcast topic per renewal.
 func (c *Client) WatchAll() { c.setWant(watchSet{all: true}) }
 
+// WatchSummary holds a lease on every node for its totals only, every
+// NodesInterval (and one flow: a lease lists at least one): what a list of
+// the nodes shows, fresher than their --mqtt-interval at little cost.
+// Watch and WatchAll replace it.
+func (c *Client) WatchSummary() { c.setWant(watchSet{all: true, summary: true}) }
+
 func (c *Client) setWant(w watchSet) {
 	c.wantMu.Lock()
 	c.want = w
@@ -268,11 +274,11 @@ func (c *Client) goodbye(mc mqtt.Client) {
 	c.wantMu.Unlock()
 	var toks []mqtt.Token
 	if w.all {
-		toks = append(toks, mc.Publish(c.s.requestTopic(""), c.s.QoS, false, c.s.lease(false)))
+		toks = append(toks, mc.Publish(c.s.requestTopic(""), c.s.QoS, false, c.s.lease(false, false)))
 	}
 	for _, n := range w.nodes {
 		if checkNodeName(n) == nil {
-			toks = append(toks, mc.Publish(c.s.requestTopic(n), c.s.QoS, false, c.s.lease(false)))
+			toks = append(toks, mc.Publish(c.s.requestTopic(n), c.s.QoS, false, c.s.lease(false, false)))
 		}
 	}
 	deadline := time.Now().Add(time.Second)
@@ -388,7 +394,7 @@ func (o *owner) watchChanged() {
 	w := c.want
 	c.wantMu.Unlock()
 	for _, topic := range o.t.setWatch(w) {
-		c.send(topic, c.s.lease(false))
+		c.send(topic, c.s.lease(false, false))
 	}
 	o.renewAt = time.Now()
 }
@@ -442,7 +448,7 @@ func (o *owner) renew(now time.Time) {
 	}
 	o.pending = o.pending[:0]
 	for _, topic := range t.leaseTopics() {
-		if tok := c.send(topic, c.s.lease(true)); tok != nil {
+		if tok := c.send(topic, c.s.lease(true, t.summary)); tok != nil {
 			o.pending = append(o.pending, tok)
 		}
 	}

@@ -16,13 +16,14 @@ import (
 
 // Defaults for the zero values of Config.
 const (
-	DefaultLease       = 10 * time.Second
-	DefaultInterval    = time.Second
-	DefaultWatchLimit  = 200
-	DefaultMaxMessage  = 16 << 20
-	DefaultMaxNodes    = 1024
-	DefaultMaxFlows    = 500_000
-	DefaultPartTimeout = 5 * time.Second
+	DefaultLease         = 10 * time.Second
+	DefaultInterval      = time.Second
+	DefaultNodesInterval = 10 * time.Second
+	DefaultWatchLimit    = 200
+	DefaultMaxMessage    = 16 << 20
+	DefaultMaxNodes      = 1024
+	DefaultMaxFlows      = 500_000
+	DefaultPartTimeout   = 5 * time.Second
 )
 
 // Config says which broker to read and how. The broker fields have the
@@ -53,6 +54,8 @@ type Config struct {
 	// Interval is the period asked of watched nodes (the viewer's -t),
 	// default 1 s; the router publishes no faster than every 0.5 s.
 	Interval time.Duration
+	// NodesInterval is the period asked by WatchSummary, default 10 s.
+	NodesInterval time.Duration
 	// Lease is how long one watch request holds, default 10 s; it is
 	// renewed every Lease/3 while the node is watched.
 	Lease time.Duration
@@ -122,6 +125,9 @@ func (c Config) validate() (*settings, error) {
 	}
 	if s.Lease <= 0 {
 		s.Lease = DefaultLease
+	}
+	if s.NodesInterval <= 0 {
+		s.NodesInterval = DefaultNodesInterval
 	}
 	if s.Limit < 0 {
 		return nil, fmt.Errorf("remote: limit %d is negative", s.Limit)

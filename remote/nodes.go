@@ -74,8 +74,10 @@ type NodeInfo struct {
 	Parts, PartsReceived int
 	// Live is true while the node's watch stream is what is shown.
 	Live bool
-	// Watched is true while this viewer holds a watch lease on the node.
-	Watched bool
+	// Watched is true while this viewer holds a watch lease on the node;
+	// WatchEvery is then how often the lease asks it to publish.
+	Watched    bool
+	WatchEvery time.Duration
 	// Documents counts the documents shown; Rejected the messages refused
 	// (too big, unreadable, another version).
 	Documents, Rejected uint64
@@ -95,14 +97,19 @@ func (n *NodeInfo) Age(now time.Time) time.Duration {
 }
 
 // Stale reports whether the node's data is older at now than two of its
-// periods and 10 s: it should have published by then. False while the
-// period is unknown, before any data, and for a node that is offline (its
-// status says so).
+// periods and 10 s: it should have published by then. Its period is the
+// lease's while watched, else its --mqtt-interval. False while the period
+// is unknown, before any data, and for a node that is offline (its status
+// says so).
 func (n *NodeInfo) Stale(now time.Time) bool {
-	if n.PublishEvery <= 0 || n.Time.IsZero() || n.Status == StatusOffline {
+	period := n.PublishEvery
+	if n.Watched && n.WatchEvery > 0 && (period <= 0 || n.WatchEvery < period) {
+		period = n.WatchEvery
+	}
+	if period <= 0 || n.Time.IsZero() || n.Status == StatusOffline {
 		return false
 	}
-	return n.Age(now) > 2*n.PublishEvery+10*time.Second
+	return n.Age(now) > 2*period+10*time.Second
 }
 
 // ConnInfo describes the viewer's connection to the broker.
@@ -196,7 +203,12 @@ func (n *node) fail(now time.Time, format string, args ...any) {
 	n.errAt = now
 }
 
-func (n *node) info() NodeInfo {
+// info is the node as readers see it; watchEvery is the period of the
+// leases this viewer holds (0 when it holds none on n).
+func (n *node) info(watchEvery time.Duration) NodeInfo {
+	if !n.watched {
+		watchEvery = 0
+	}
 	s := &n.summary
 	ni := NodeInfo{
 		Name: n.name, Status: n.status, StatusAt: n.statusAt,
@@ -205,7 +217,7 @@ func (n *node) info() NodeInfo {
 		OrigBytesPerS: s.origBytesPerS, ReplyBytesPerS: s.replyBytesPerS,
 		Overruns: s.overruns, Resyncs: s.resyncs, Dropped: s.dropped, ExportErrors: s.exportErrors,
 		PublishEvery: s.publishEvery,
-		Watched:      n.watched, Documents: n.docs, Rejected: n.rejected, Err: n.err, ErrAt: n.errAt,
+		Watched:      n.watched, WatchEvery: watchEvery, Documents: n.docs, Rejected: n.rejected, Err: n.err, ErrAt: n.errAt,
 	}
 	if v := n.view; v != nil {
 		ni.Complete, ni.Parts, ni.PartsReceived, ni.Live = v.Complete, v.Parts, v.PartsReceived, v.Live
@@ -279,6 +291,8 @@ type tracker struct {
 	// watchAll leases every node (the fleet view) through the broadcast
 	// topic; watching names the nodes leased one by one.
 	watchAll bool
+	// summary: the broadcast lease asks for totals only (WatchSummary).
+	summary  bool
 	watching map[string]bool
 	changed  bool
 }
@@ -619,7 +633,7 @@ type published struct {
 func (t *tracker) publish() *published {
 	p := &published{nodes: make([]NodeInfo, 0, len(t.nodes)), views: map[string]*View{}, conn: t.conn}
 	for _, n := range t.nodes {
-		p.nodes = append(p.nodes, n.info())
+		p.nodes = append(p.nodes, n.info(t.watchEvery()))
 		if n.view != nil {
 			p.views[n.name] = n.view
 		}
@@ -629,4 +643,13 @@ func (t *tracker) publish() *published {
 	p.fleet = sync.OnceValue(func() *FleetView { return newFleet(sortedViews(views)) })
 	t.changed = false
 	return p
+}
+
+// watchEvery is how often this viewer's leases ask their nodes to
+// publish.
+func (t *tracker) watchEvery() time.Duration {
+	if t.summary {
+		return t.s.NodesInterval
+	}
+	return t.s.Interval
 }

@@ -8,8 +8,11 @@ import (
 
 // watchSet is what the viewer wants watched.
 type watchSet struct {
-	all   bool
-	nodes []string
+	all bool
+	// summary, with all, asks every node for its totals only, every
+	// NodesInterval: what the Nodes tab shows.
+	summary bool
+	nodes   []string
 }
 
 // leaseBody is a watch request (docs/mqtt.md, "Watching a node live"):
@@ -24,8 +27,9 @@ type leaseBody struct {
 }
 
 // lease is the body of this viewer's lease request (watch false: its
-// cancellation).
-func (s *settings) lease(watch bool) []byte {
+// cancellation); summary asks for the totals and one flow every
+// NodesInterval instead of the top flows every Interval.
+func (s *settings) lease(watch, summary bool) []byte {
 	b := leaseBody{ID: s.ClientID}
 	if watch {
 		b.Watch = s.Lease.Seconds()
@@ -35,6 +39,10 @@ func (s *settings) lease(watch bool) []byte {
 			b.Limit = DefaultWatchLimit
 		}
 		b.Sort = string(s.Sort)
+		if summary {
+			// A lease lists at least one flow; the totals are what counts.
+			b.Interval, b.Limit = s.NodesInterval.Seconds(), 1
+		}
 	}
 	out, _ := json.Marshal(b) // plain fields: cannot fail
 	return out
@@ -76,6 +84,7 @@ func (t *tracker) setWatch(w watchSet) (cancel []string) {
 	// the broadcast renews each node's lease (the lease is this viewer's,
 	// whatever topic it came by).
 	t.watchAll = w.all
+	t.summary = w.all && w.summary
 	t.watching = want
 	if w.all {
 		t.watching = map[string]bool{}

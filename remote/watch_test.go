@@ -123,3 +123,41 @@ func TestWatchOnlyTopicLevels(t *testing.T) {
 		t.Errorf("lease topics %q, want only r2's", got)
 	}
 }
+
+// TestWatchSummary: the Nodes tab's lease asks every node, through the
+// broadcast topic, for its totals (one flow) every NodesInterval; Watch
+// of one node cancels it. Nodes under it are watched at that period, and
+// stale after two of them and 10 s.
+func TestWatchSummary(t *testing.T) {
+	t.Parallel()
+	b := startBroker(t)
+	obs := newPub(t, b, nil)
+	obs.subscribe(t, "flowtop/+/request", "flowtop/broadcast/request")
+	cfg := b.config()
+	cfg.Lease = 900 * time.Millisecond
+	cfg.NodesInterval = 7 * time.Second
+	c := openViewer(t, cfg)
+	obs.publish(t, "flowtop/a/status", true, "online")
+	waitFor(t, c, "node a", func() bool { return len(c.Nodes()) == 1 })
+
+	c.WatchSummary()
+	want := leaseBody{ID: cfg.ClientID, Watch: 0.9, Interval: 7, Limit: 1, Sort: "rate"}
+	if l := nextLease(t, obs); l.topic != "flowtop/broadcast/request" || l.body != want {
+		t.Fatalf("summary lease: %s %+v, want flowtop/broadcast/request %+v", l.topic, l.body, want)
+	}
+	waitFor(t, c, "a watched every 7 s", func() bool {
+		n, _ := nodeInfo(c, "a")
+		return n.Watched && n.WatchEvery == 7*time.Second
+	})
+	c.Watch("a")
+	for {
+		l := nextLease(t, obs)
+		if l.topic == "flowtop/broadcast/request" && l.body.Watch == 0 {
+			break // the summary lease ended
+		}
+		if l.body.Interval == 7 {
+			continue // a renewal sent before the change
+		}
+		t.Fatalf("after Watch(a): %s %+v before the summary lease was cancelled", l.topic, l.body)
+	}
+}

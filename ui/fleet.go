@@ -20,6 +20,7 @@ type Fleet interface {
 	Fleet() *remote.FleetView
 	Watch(nodes ...string)
 	WatchAll()
+	WatchSummary()
 	Changes() <-chan struct{}
 }
 
@@ -144,14 +145,15 @@ func buildNodes(v *view, fd *fleetData, p *params, now time.Time, screenInterval
 		r := nodeRow{NodeInfo: n, age: -1}
 		if !n.Time.IsZero() {
 			r.age = max(0, n.Age(now))
-			if n.Watched {
+			if n.Watched && p.node != "" {
 				var ri time.Duration
 				if lv := latest(n.Name); lv != nil && lv.Snapshot != nil {
 					ri = lv.Snapshot.Interval
 				}
 				r.stale = r.age > staleAfter(ri, screenInterval)
 			} else {
-				// Not watched: it publishes every --mqtt-interval.
+				// Its totals every NodesInterval (WatchSummary), or not
+				// watched: every --mqtt-interval.
 				r.stale = n.Stale(now)
 			}
 		}
@@ -324,7 +326,9 @@ func (a *App) chooseNode(node string) {
 }
 
 // updateWatch asks the Fleet for live documents of the node chosen (all
-// nodes for "+"), none while no node is chosen. UI goroutine only.
+// nodes for "+"), and while no node is chosen for every node's totals
+// (WatchSummary: the Nodes tab then shows numbers seconds old, not up to
+// an --mqtt-interval). UI goroutine only.
 func (a *App) updateWatch() {
 	if a.fleet == nil || a.watchSent && a.watching == a.p.node {
 		return
@@ -332,7 +336,7 @@ func (a *App) updateWatch() {
 	a.watching, a.watchSent = a.p.node, true
 	switch a.p.node {
 	case "":
-		a.fleet.Watch()
+		a.fleet.WatchSummary()
 	case allNodes:
 		a.fleet.WatchAll()
 	default:

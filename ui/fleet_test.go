@@ -29,7 +29,7 @@ type fakeFleet struct {
 	nodes   []remote.NodeInfo
 	views   map[string]*remote.View
 	conn    remote.ConnInfo
-	watches []string // "-" for Watch(), "+" for WatchAll, else the nodes joined by ","
+	watches []string // "-" for Watch(), "+" for WatchAll, "summary" for WatchSummary, else the nodes joined by ","
 	changes chan struct{}
 }
 
@@ -97,6 +97,12 @@ func (f *fakeFleet) WatchAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.watches = append(f.watches, "+")
+}
+
+func (f *fakeFleet) WatchSummary() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.watches = append(f.watches, "summary")
 }
 
 func (f *fakeFleet) Changes() <-chan struct{} { return f.changes }
@@ -297,14 +303,14 @@ func TestFleetGolden(t *testing.T) {
 	}
 }
 
-// TestFleetEnterWatches: the Nodes tab asks for no live documents; Enter
-// on a node shows its flows and watches it; A every node.
+// TestFleetEnterWatches: the Nodes tab asks every node for its totals
+// only; Enter on a node shows its flows and watches it; A every node.
 func TestFleetEnterWatches(t *testing.T) {
 	f := testFleet(t)
 	h := fleetHarness(t, 120, 30, f, "")
 	h.has("Nodes", "r1", "r2")
-	if got := f.watched(); !slices.Equal(got, []string{"-"}) {
-		t.Fatalf("watches on the Nodes tab: %q, want Watch() alone", got)
+	if got := f.watched(); !slices.Equal(got, []string{"summary"}) {
+		t.Fatalf("watches on the Nodes tab: %q, want WatchSummary alone", got)
 	}
 	h.runes("j") // r2
 	h.key(tcell.KeyEnter)
@@ -314,12 +320,12 @@ func TestFleetEnterWatches(t *testing.T) {
 	if tab != tabFlows {
 		t.Fatalf("tab %d after Enter, want Flows", tab)
 	}
-	if got := f.watched(); !slices.Equal(got, []string{"-", "r2"}) {
-		t.Fatalf("watches: %q, want Watch() then Watch(r2)", got)
+	if got := f.watched(); !slices.Equal(got, []string{"summary", "r2"}) {
+		t.Fatalf("watches: %q, want WatchSummary then Watch(r2)", got)
 	}
 	h.runes("A")
 	h.has("all nodes")
-	if got := f.watched(); !slices.Equal(got, []string{"-", "r2", "+"}) {
+	if got := f.watched(); !slices.Equal(got, []string{"summary", "r2", "+"}) {
 		t.Fatalf("watches: %q, want WatchAll last", got)
 	}
 }

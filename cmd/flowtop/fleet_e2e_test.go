@@ -26,6 +26,9 @@ import (
 type hub struct {
 	t  *testing.T
 	ns *nstest.NS
+	// routerArgs are added to every router's command line (after the
+	// defaults, so they win).
+	routerArgs []string
 }
 
 func newHub(t *testing.T) *hub {
@@ -170,7 +173,7 @@ func (h *hub) routers(broker string, names ...string) ([]*exec.Cmd, []*nstest.NS
 	for _, name := range names {
 		a, b := nstest.Pair(t)
 		as, bs = append(as, a), append(bs, b)
-		cmds = append(cmds, h.router(a, name, broker))
+		cmds = append(cmds, h.router(a, name, broker, h.routerArgs...))
 	}
 	nstest.WaitFor(t, 30*time.Second, "every router online", func() (bool, string) {
 		d := h.nodesOnce(broker)

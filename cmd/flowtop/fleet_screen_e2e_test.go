@@ -344,3 +344,25 @@ func TestFleetBrokerLate(t *testing.T) {
 		return strings.Contains(nodeRow(s, "r1"), "online") && !strings.Contains(s, "connection refused")
 	})
 }
+
+// TestFleetNodesFresh: routers publishing every minute, traffic started
+// after their first document: the Nodes tab still shows their flows
+// within seconds, through its summary lease, not at the next minute.
+func TestFleetNodesFresh(t *testing.T) {
+	h := newHub(t)
+	h.routerArgs = []string{"--mqtt-interval", "60s"}
+	broker := h.broker(1883)
+	h.routers(broker, "r1", "r2")
+	m := newTerm(t)
+	m.open("v", h.ns, "--remote", broker, "-n", "-G")
+	s, took := m.waitFor("v", "both routers' flows on the Nodes tab", 25*time.Second, func(s string) bool {
+		hdr := headerLine(s, "FLOWS")
+		for _, n := range []string{"r1", "r2"} {
+			if f, err := strconv.Atoi(cell(hdr, nodeRow(s, n), "FLOWS")); err != nil || f == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("flow counts after %v:\n%s", took.Round(time.Millisecond), s)
+}
