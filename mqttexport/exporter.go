@@ -263,7 +263,7 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		if err != nil {
 			e.errs.Add(1)
 			wait := e.backoffWait(backoff)
-			attrs := []any{"broker", e.s.broker, "err", err, "retry_in", wait.Round(time.Millisecond)}
+			attrs := []any{"broker", e.s.broker, "err", NetworkCause(err), "retry_in", wait.Round(time.Millisecond)}
 			if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 				attrs = append(attrs, "hint", "the broker refused the login: check --mqtt-user and the password file or "+PasswordEnv)
 			}

@@ -252,7 +252,7 @@ func (c *Client) connect(ctx context.Context, mc mqtt.Client) error {
 		if errors.Is(err, packets.ErrorRefusedNotAuthorised) || errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) {
 			return fmt.Errorf("connect to %s: %w (check --mqtt-user and the password file or $FLOWTOP_MQTT_PASSWORD)", c.s.broker, err)
 		}
-		return fmt.Errorf("connect to %s: %w", c.s.broker, err)
+		return fmt.Errorf("connect to %s: %w", c.s.broker, mqttexport.NetworkCause(err))
 	}
 	tok := mc.SubscribeMultiple(c.s.subscriptions(), nil)
 	if err := await(ctx, tok, c.connectTimeout); err != nil {

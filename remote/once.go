@@ -14,6 +14,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/flowtop/flowtop/mqttexport"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -88,7 +89,7 @@ func dialOnce(ctx context.Context, s *settings, id string, in *onceInbox) (mqtt.
 	mc := mqtt.NewClient(o)
 	if err := await(ctx, mc.Connect(), 15*time.Second); err != nil {
 		mc.Disconnect(0)
-		return nil, fmt.Errorf("connect to %s: %w", s.broker, err)
+		return nil, fmt.Errorf("connect to %s: %w", s.broker, mqttexport.NetworkCause(err))
 	}
 	return mc, nil
 }
