@@ -5,7 +5,6 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/geo"
-	"github.com/flowtop/flowtop/procs"
 )
 
 // Services names a port of a protocol (services.Map).
@@ -27,7 +26,7 @@ type GeoIP interface {
 // Owners finds the local process of a flow without blocking
 // (procs.Finder).
 type Owners interface {
-	Owner(f *conntrack.Flow) procs.Info
+	Owner(f *conntrack.Flow) Process
 }
 
 // Lookups combines the enrichment sources; any of them may be nil (turned

@@ -8,7 +8,6 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/geo"
-	"github.com/flowtop/flowtop/procs"
 )
 
 type fakeServices map[uint16]string
@@ -23,9 +22,9 @@ type fakeGeo map[netip.Addr]geo.Info
 
 func (g fakeGeo) Lookup(a netip.Addr) geo.Info { return g[a] }
 
-type fakeOwners procs.Info
+type fakeOwners Process
 
-func (o fakeOwners) Owner(*conntrack.Flow) procs.Info { return procs.Info(o) }
+func (o fakeOwners) Owner(*conntrack.Flow) Process { return Process(o) }
 
 func TestLookupsNames(t *testing.T) {
 	src, dst := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("198.51.100.7")
@@ -39,7 +38,7 @@ func TestLookupsNames(t *testing.T) {
 	want := Names{
 		Service: "https", SrcService: "ssh", DstName: "www.example.net",
 		DstGeo:  geo.Info{Country: "NL", CountryName: "Netherlands"},
-		Process: procs.Info{PID: 42, Name: "curl"},
+		Process: Process{PID: 42, Name: "curl"},
 	}
 	if diff := cmp.Diff(want, l.Names(f)); diff != "" {
 		t.Errorf("Names (-want +got):\n%s", diff)

@@ -6,7 +6,6 @@ package enrich
 import (
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/geo"
-	"github.com/flowtop/flowtop/procs"
 )
 
 // Names is what is known about one flow right now. Empty fields are not
@@ -18,7 +17,7 @@ type Names struct {
 	DstName    string // reverse DNS of the original destination
 	SrcGeo     geo.Info
 	DstGeo     geo.Info
-	Process    procs.Info
+	Process    Process
 }
 
 // Namer gives the names of a flow. Implementations must be safe for
@@ -32,3 +31,16 @@ type None struct{}
 
 // Names returns the zero Names.
 func (None) Names(*conntrack.Flow) Names { return Names{} }
+
+// Process describes the process owning a local socket (procs.Finder
+// finds it on Linux; a router's document carries it). The zero value
+// means no owner is known.
+type Process struct {
+	PID     int
+	Name    string // executable's base name (comm)
+	User    string // user name, or the uid when it has no name
+	Cmdline string // arguments joined by spaces
+}
+
+// Known reports whether an owner was found.
+func (p Process) Known() bool { return p.PID != 0 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/geo"
-	"github.com/flowtop/flowtop/procs"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -34,8 +33,8 @@ func TestMatcher(t *testing.T) {
 	}
 	names := map[uint32]Names{
 		1: {Service: "https", DstName: "example.com", DstGeo: geo.Info{Country: "US", CountryName: "United States", ASOrg: "Edgecast"},
-			Process: procs.Info{Name: "firefox", PID: 4242, User: "alice"}},
-		2: {Service: "ssh", Process: procs.Info{Name: "ssh", PID: 22, User: "bob"}},
+			Process: Process{Name: "firefox", PID: 4242, User: "alice"}},
+		2: {Service: "ssh", Process: Process{Name: "ssh", PID: 22, User: "bob"}},
 		3: {Service: "EtherNet/IP-1"},
 		4: {Service: "domain"},
 	}

@@ -3,14 +3,9 @@
 // /proc/*/fd.
 package procs
 
-// Info describes the process owning a local socket. The zero value means
-// no owner is known.
-type Info struct {
-	PID     int
-	Name    string // executable's base name (comm)
-	User    string // user name, or the uid when it has no name
-	Cmdline string // arguments joined by spaces
-}
+import "github.com/flowtop/flowtop/enrich"
 
-// Known reports whether an owner was found.
-func (i Info) Known() bool { return i.PID != 0 }
+// Info describes the process owning a local socket: enrich.Process, which
+// the portable packages (the screen, the document) use without linking
+// this package's Linux side.
+type Info = enrich.Process

@@ -15,7 +15,6 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/geo"
-	"github.com/flowtop/flowtop/procs"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -534,7 +533,7 @@ func (w *wireFlow) flow() (conntrack.Flow, enrich.Names, error) {
 		n.DstGeo = geo.Info(*w.DstGeo)
 	}
 	if w.Process != nil {
-		n.Process = procs.Info(*w.Process)
+		n.Process = enrich.Process(*w.Process)
 	}
 	return f, n, nil
 }

@@ -11,7 +11,6 @@ import (
 
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
-	"github.com/flowtop/flowtop/procs"
 )
 
 // params is what the row builder needs from the screen's state. A value is
@@ -52,7 +51,7 @@ func (p *params) sortOf(t tabID) *sortSpec {
 // pointer, set on the Processes tab only, and the address is read from
 // the representative flow.
 type group struct {
-	proc *procs.Info // Processes tab
+	proc *enrich.Process // Processes tab
 	// names are those of rep when the build looked them up, else nil.
 	names *enrich.Names
 	// rep is one flow of the group and side the end of it that the
@@ -235,7 +234,7 @@ type rowSet struct {
 	keepNames bool
 	flows     sorter
 	byPID     groupSet[int]
-	infos     []procs.Info // of the Processes tab's groups, in chunks
+	infos     []enrich.Process // of the Processes tab's groups, in chunks
 	hosts     hostSet
 }
 
@@ -262,7 +261,7 @@ func (rs *rowSet) add(seq uint32, f *conntrack.Flow, n *enrich.Names) {
 		if g.rep == f {
 			g.names = n
 			if len(rs.infos) == cap(rs.infos) {
-				rs.infos = make([]procs.Info, 0, groupChunk)
+				rs.infos = make([]enrich.Process, 0, groupChunk)
 			}
 			rs.infos = append(rs.infos, n.Process)
 			g.proc = &rs.infos[len(rs.infos)-1]
