@@ -2,16 +2,9 @@ package mqttexport
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -25,6 +18,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
+	"github.com/flowtop/flowtop/mqttexport/mqtttest"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -51,7 +45,7 @@ func needTool(t testing.TB, name string) string {
 // brokerOptions shape a test broker.
 type brokerOptions struct {
 	users map[string]string // password file entries; none allows anonymous
-	pki   *testPKI          // TLS listener requiring a client certificate
+	pki   *mqtttest.PKI     // TLS listener requiring a client certificate
 }
 
 // broker is a mosquitto process on 127.0.0.1 and a free port.
@@ -105,9 +99,9 @@ func startBroker(t testing.TB, opt brokerOptions) *broker {
 	}
 	if opt.pki != nil {
 		conf = append(conf,
-			"cafile "+opt.pki.caFile,
-			"certfile "+opt.pki.serverCert,
-			"keyfile "+opt.pki.serverKey,
+			"cafile "+opt.pki.CAFile,
+			"certfile "+opt.pki.ServerCert,
+			"keyfile "+opt.pki.ServerKey,
 			"require_certificate true")
 	}
 	b.conf = filepath.Join(b.dir, "mosquitto.conf")
@@ -194,87 +188,10 @@ func (b *broker) url() string {
 	return "tcp://" + b.addr()
 }
 
-// testPKI is a CA with a server certificate for 127.0.0.1 and a client
-// certificate, written as PEM files.
-type testPKI struct {
-	caFile, serverCert, serverKey, clientCert, clientKey string
-}
-
-func newPKI(t testing.TB) *testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	p := &testPKI{
-		caFile:     filepath.Join(dir, "ca.pem"),
-		serverCert: filepath.Join(dir, "server.pem"),
-		serverKey:  filepath.Join(dir, "server-key.pem"),
-		clientCert: filepath.Join(dir, "client.pem"),
-		clientKey:  filepath.Join(dir, "client-key.pem"),
-	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "flowtop test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	writePEM(t, p.caFile, "CERTIFICATE", caDER)
-
-	leaf := func(serial int64, cn string, usage x509.ExtKeyUsage, certFile, keyFile string) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial),
-			Subject:      pkix.Name{CommonName: cn},
-			NotBefore:    now.Add(-time.Hour),
-			NotAfter:     now.Add(time.Hour),
-			KeyUsage:     x509.KeyUsageDigitalSignature,
-			ExtKeyUsage:  []x509.ExtKeyUsage{usage},
-		}
-		if usage == x509.ExtKeyUsageServerAuth {
-			tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
-			tmpl.DNSNames = []string{"localhost"}
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		writePEM(t, certFile, "CERTIFICATE", der)
-		writePEM(t, keyFile, "EC PRIVATE KEY", kder)
-	}
-	leaf(2, "127.0.0.1", x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey)
-	leaf(3, "flowtop", x509.ExtKeyUsageClientAuth, p.clientCert, p.clientKey)
-	return p
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
-	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // clientTLS is the TLS config of a test subscriber.
-func (p *testPKI) clientTLS(t testing.TB) *tls.Config {
+func clientTLS(t testing.TB, p *mqtttest.PKI) *tls.Config {
 	t.Helper()
-	cfg, err := TLSConfig(p.caFile, p.clientCert, p.clientKey)
+	cfg, err := TLSConfig(p.CAFile, p.ClientCert, p.ClientKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +233,7 @@ func subscribe(t testing.TB, b *broker, opt func(*mqtt.ClientOptions), filters .
 		SetMaxReconnectInterval(200 * time.Millisecond).
 		SetOnConnectHandler(func(c mqtt.Client) { c.SubscribeMultiple(subs, handler) })
 	if b.opt.pki != nil {
-		o.SetTLSConfig(b.opt.pki.clientTLS(t))
+		o.SetTLSConfig(clientTLS(t, b.opt.pki))
 	}
 	if opt != nil {
 		opt(o)

@@ -23,6 +23,7 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/enrich"
 	"github.com/flowtop/flowtop/export"
+	"github.com/flowtop/flowtop/mqttexport/mqtttest"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -135,7 +136,7 @@ func newHarness(t testing.TB, b *broker, mod func(*harnessConfig)) *harness {
 		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}}
 	if b.opt.pki != nil {
-		cfg.CA, cfg.Cert, cfg.Key = b.opt.pki.caFile, b.opt.pki.clientCert, b.opt.pki.clientKey
+		cfg.CA, cfg.Cert, cfg.Key = b.opt.pki.CAFile, b.opt.pki.ClientCert, b.opt.pki.ClientKey
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -591,7 +592,7 @@ func TestPasswordLogin(t *testing.T) {
 
 func TestTLS(t *testing.T) {
 	t.Parallel()
-	b := startBroker(t, brokerOptions{pki: newPKI(t)})
+	b := startBroker(t, brokerOptions{pki: mqtttest.NewPKI(t)})
 	h := newHarness(t, b, nil)
 	s := subscribe(t, b, nil, h.t.status, h.t.snapshot)
 	h.run(t)

@@ -60,16 +60,28 @@ type broker struct {
 
 func startBroker(t testing.TB) *broker {
 	t.Helper()
-	b := &broker{t: t, bin: needMosquitto(t)}
+	return startBrokerWith(t, "")
+}
+
+// freePort is a TCP port free on 127.0.0.1 a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// startBrokerWith starts a mosquitto with an anonymous listener on
+// b.port and the configuration lines more after it (other listeners).
+func startBrokerWith(t testing.TB, more string) *broker {
+	t.Helper()
+	b := &broker{t: t, bin: needMosquitto(t), port: freePort(t)}
 	b.conf = filepath.Join(t.TempDir(), "mosquitto.conf")
-	conf := fmt.Sprintf("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"+
-		"log_type error\nlog_type warning\nuser root\n", b.port)
+	conf := fmt.Sprintf("per_listener_settings true\nlistener %d 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n"+
+		"log_type error\nlog_type warning\nuser root\n", b.port) + more
 	if err := os.WriteFile(b.conf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}

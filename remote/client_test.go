@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -18,6 +21,7 @@ import (
 	"github.com/flowtop/flowtop/conntrack"
 	"github.com/flowtop/flowtop/export"
 	"github.com/flowtop/flowtop/mqttexport"
+	"github.com/flowtop/flowtop/mqttexport/mqtttest"
 	"github.com/flowtop/flowtop/report"
 )
 
@@ -413,5 +417,43 @@ func TestCutSizesResetOnConnect(t *testing.T) {
 	c.Close()
 	if got := q.pop(64<<10 + 1); got != 64<<10+1 {
 		t.Errorf("after a new connection the queue gave %d, want nothing queued (the size seen, %d)", got, 64<<10+1)
+	}
+}
+
+// TestTLSAndLogin: the viewer reads a broker over TLS (ssl://, the CA of
+// --mqtt-ca) with a login (--mqtt-user, --mqtt-password-file), as --mqtt
+// does; a wrong password is one line that says what to check.
+func TestTLSAndLogin(t *testing.T) {
+	t.Parallel()
+	pki := mqtttest.NewPKI(t)
+	dir := t.TempDir()
+	passwd := filepath.Join(dir, "passwd")
+	if out, err := exec.Command("mosquitto_passwd", "-c", "-b", passwd, "viewer", "s3cret").CombinedOutput(); err != nil {
+		t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+	}
+	tlsPort := freePort(t)
+	b := startBrokerWith(t, fmt.Sprintf("listener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\nallow_anonymous false\npassword_file %s\n",
+		tlsPort, pki.CAFile, pki.ServerCert, pki.ServerKey, passwd))
+	p := newPub(t, b, nil) // on the plain listener
+	p.publish(t, "flowtop/secure/status", true, "online")
+	p.publish(t, "flowtop/secure/snapshot", false, encodeDoc(t, synthSnapshot(synthFlows(3)), report.Options{Host: "secure"}))
+
+	good := filepath.Join(dir, "good")
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(good, []byte("s3cret\n"), 0o600)
+	os.WriteFile(bad, []byte("wrong\n"), 0o600)
+	cfg := b.config()
+	cfg.URL, cfg.CA, cfg.User, cfg.PasswordFile = fmt.Sprintf("ssl://127.0.0.1:%d", tlsPort), pki.CAFile, "viewer", good
+	c := openViewer(t, cfg)
+	waitFor(t, c, "node secure over TLS with a login", func() bool {
+		n, ok := nodeInfo(c, "secure")
+		return ok && n.Status == StatusOnline
+	})
+
+	cfg.PasswordFile = bad
+	cfg.ClientID += "-bad"
+	_, err := FetchNodes(context.Background(), cfg, 0)
+	if err == nil || !strings.Contains(err.Error(), "check --mqtt-user") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("a wrong password: %v, want one line saying to check --mqtt-user", err)
 	}
 }
