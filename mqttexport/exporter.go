@@ -80,6 +80,10 @@ type Exporter struct {
 	lost    chan lostEvent            // from paho's connection-lost handler
 	reqs    chan inbound              // from paho's message handler
 	checks  chan check                // tokens made in the OnConnect handler
+	// subscribed hands the request subscription of a connection from
+	// the OnConnect handler to manage, which holds the connect snapshot
+	// until the broker acknowledged it.
+	subscribed chan subscription
 	running atomic.Bool
 
 	// Home Assistant: the device config topic, the per-entity topics of
@@ -154,6 +158,7 @@ func New(cfg Config, env export.Env) (*Exporter, error) {
 		lost:           make(chan lostEvent, 4),
 		reqs:           make(chan inbound, 64),
 		checks:         make(chan check, 32),
+		subscribed:     make(chan subscription, 1),
 		minBackoff:     time.Second,
 		maxBackoff:     2 * time.Minute,
 		stableAfter:    5 * time.Second,
@@ -282,7 +287,10 @@ func (e *Exporter) manage(ctx context.Context) mqtt.Client {
 		notify(e.connUp)
 		e.log.Info("mqtt connected", "broker", e.s.broker, "client_id", e.s.ClientID,
 			"status_topic", e.t.status)
-		// Publish the current state right away rather than an interval later.
+		// Publish the current state right away rather than an interval
+		// later, once requests are heard: a client that polls as soon as
+		// it sees that snapshot gets an answer.
+		e.awaitSubscribed(ctx, c)
 		notify(e.fresh)
 
 		var why error
@@ -423,9 +431,17 @@ func (e *Exporter) clientOptions() *mqtt.ClientOptions {
 // queues the Home Assistant discovery config for the sender. It must not
 // wait; the tokens go to the watcher.
 func (e *Exporter) onConnect(c mqtt.Client) {
+	sub := c.SubscribeMultiple(map[string]byte{e.t.request: e.s.QoS, e.t.broadcast: e.s.QoS}, e.onRequest)
+	select {
+	case <-e.subscribed: // an earlier connection's, never taken
+	default:
+	}
+	select {
+	case e.subscribed <- subscription{c, sub}:
+	default:
+	}
 	tokens := []check{
-		{tok: c.SubscribeMultiple(map[string]byte{e.t.request: e.s.QoS, e.t.broadcast: e.s.QoS}, e.onRequest),
-			what: "subscribe " + e.t.request + ", " + e.t.broadcast},
+		{tok: sub, what: "subscribe " + e.t.request + ", " + e.t.broadcast},
 		{tok: c.Publish(e.t.status, statusQoS, true, statusOnline), what: "publish " + e.t.status, publish: true},
 	}
 	if e.s.HomeAssistant {
@@ -437,6 +453,38 @@ func (e *Exporter) onConnect(c mqtt.Client) {
 		select {
 		case e.checks <- ch:
 		default:
+		}
+	}
+}
+
+// subscription is a connection's subscription to the request topics.
+type subscription struct {
+	c   mqtt.Client
+	tok mqtt.Token
+}
+
+// awaitSubscribed waits, at most the connect timeout, until the broker
+// acknowledged c's subscription to the request topics (or said no: the
+// checks log that).
+func (e *Exporter) awaitSubscribed(ctx context.Context, c mqtt.Client) {
+	timer := time.NewTimer(e.connectTimeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+			return
+		case s := <-e.subscribed:
+			if s.c != c {
+				continue // an earlier connection's
+			}
+			select {
+			case <-s.tok.Done():
+			case <-ctx.Done():
+			case <-timer.C:
+			}
+			return
 		}
 	}
 }
