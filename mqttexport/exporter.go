@@ -74,17 +74,17 @@ type Exporter struct {
 	connected                     atomic.Bool
 	inbound                       inboundStats // what the connection kept from paho
 
-	client  atomic.Pointer[clientRef] // set while a connection is up
-	connUp  chan struct{}             // wakes the sender after a connect
-	fresh   chan struct{}             // asks schedule for a snapshot after a connect
-	lost    chan lostEvent            // from paho's connection-lost handler
-	reqs    chan inbound              // from paho's message handler
-	checks  chan check                // tokens made in the OnConnect handler
+	client atomic.Pointer[clientRef] // set while a connection is up
+	connUp chan struct{}             // wakes the sender after a connect
+	fresh  chan struct{}             // asks schedule for a snapshot after a connect
+	lost   chan lostEvent            // from paho's connection-lost handler
+	reqs   chan inbound              // from paho's message handler
+	checks chan check                // tokens made in the OnConnect handler
 	// subscribed hands the request subscription of a connection from
 	// the OnConnect handler to manage, which holds the connect snapshot
 	// until the broker acknowledged it.
 	subscribed chan subscription
-	running atomic.Bool
+	running    atomic.Bool
 
 	// Home Assistant: the device config topic, the per-entity topics of
 	// earlier versions, and Home Assistant's own status topic (its birth
