@@ -120,9 +120,7 @@ func TestEndedAtShutdownBrokerHung(t *testing.T) {
 	s.next(t, patience, isPayload(h.t.status, statusOnline))
 	waitFor(t, patience, "connected", func() bool { return *h.e.Health().Connected })
 
-	b.mu.Lock()
-	p := b.cmd.Process
-	b.mu.Unlock()
+	p := b.proc.Process().Process
 	if err := p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

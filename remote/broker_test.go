@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -10,13 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/flowtop/flowtop/mqttexport/mqtttest"
 )
 
 // patience is how long a test waits for what normally takes a second: the
@@ -53,9 +51,7 @@ type broker struct {
 	conf string
 	port int
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	log bytes.Buffer
+	proc mqtttest.Mosquitto
 }
 
 func startBroker(t testing.TB) *broker {
@@ -89,69 +85,21 @@ func startBrokerWith(t testing.TB, more string) *broker {
 	t.Cleanup(func() {
 		b.stop()
 		if t.Failed() {
-			b.mu.Lock()
-			t.Logf("mosquitto log: %.500s", b.log.String())
-			b.mu.Unlock()
+			t.Logf("mosquitto log: %s", b.proc.Log(500))
 		}
 	})
 	return b
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
-}
-
+// start runs mosquitto and waits until it accepts connections.
 func (b *broker) start() {
 	b.t.Helper()
-	cmd := exec.Command(b.bin, "-c", b.conf)
-	cmd.Stderr = lockedWriter{&b.mu, &b.log}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		b.t.Fatalf("start mosquitto: %v", err)
-	}
-	b.mu.Lock()
-	b.cmd = cmd
-	b.mu.Unlock()
-	deadline := time.Now().Add(patience)
-	for {
-		c, err := net.DialTimeout("tcp", b.addr(), time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("mosquitto did not listen on %s: %v", b.addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	b.proc.Bin, b.proc.Conf, b.proc.Addr = b.bin, b.conf, b.addr()
+	b.proc.Start(b.t, patience)
 }
 
 // stop ends mosquitto (SIGTERM, then SIGKILL) and waits for it.
-func (b *broker) stop() {
-	b.mu.Lock()
-	cmd := b.cmd
-	b.cmd = nil
-	b.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (b *broker) stop() { b.proc.Stop() }
 
 func (b *broker) addr() string { return fmt.Sprintf("127.0.0.1:%d", b.port) }
 func (b *broker) url() string  { return "tcp://" + b.addr() }
