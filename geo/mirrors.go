@@ -1,3 +1,5 @@
+//go:build !headless
+
 package geo
 
 import (
@@ -9,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/flowtop/flowtop/etc"
@@ -29,8 +32,8 @@ var confPaths = []string{"/etc/flowtop/geoip.conf", "/etc/netsniff-ng/geoip.conf
 var errLegacyHost = errors.New("host name instead of URL template")
 
 var (
-	placeholderRE = &lazyRegexp{expr: `\{[^{}]*\}`}
-	hostRE        = &lazyRegexp{expr: `^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?$`}
+	placeholderRE = regexp.MustCompile(`\{[^{}]*\}`)
+	hostRE        = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]+)?$`)
 )
 
 // ParseMirrors reads a geoip.conf: one URL template per line, tried in
@@ -69,11 +72,11 @@ func checkTemplate(tpl string) error {
 	if strings.ContainsAny(tpl, " \t") {
 		return fmt.Errorf("%q: one URL template per line, no blanks", tpl)
 	}
-	if !strings.Contains(tpl, "://") && hostRE.get().MatchString(tpl) {
+	if !strings.Contains(tpl, "://") && hostRE.MatchString(tpl) {
 		return fmt.Errorf("%q: %w (old netsniff-ng format); want an https:// URL with %s",
 			tpl, errLegacyHost, phEdition)
 	}
-	for _, ph := range placeholderRE.get().FindAllString(tpl, -1) {
+	for _, ph := range placeholderRE.FindAllString(tpl, -1) {
 		if ph != phEdition && ph != phKey {
 			return fmt.Errorf("%q: unknown placeholder %s (known: %s, %s)", tpl, ph, phEdition, phKey)
 		}

@@ -1,3 +1,9 @@
+//go:build !headless
+
+// The GeoIP downloader (flowtop -u) is not in the headless router build: it
+// is the only part of geo that needs net/http, which weighs some 0.7 MB of a
+// mips binary (docs/BENCHMARKS.md, "Binary sizes").
+
 package geo
 
 import (
@@ -15,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -63,7 +70,7 @@ type UpdateConfig struct {
 	Client *http.Client
 }
 
-var editionRE = &lazyRegexp{expr: `^[A-Za-z0-9][A-Za-z0-9._-]*$`}
+var editionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
 // Update downloads the configured editions, trying the mirrors in order for
 // each, and installs every file that verifies: checksum when the mirror
@@ -95,7 +102,7 @@ func Update(ctx context.Context, cfg UpdateConfig, progress io.Writer) error {
 		editions = DefaultEditions
 	}
 	for _, ed := range editions {
-		if !editionRE.get().MatchString(ed) {
+		if !editionRE.MatchString(ed) {
 			return fmt.Errorf("geoip: update: bad edition name %q", ed)
 		}
 	}
