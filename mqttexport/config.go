@@ -107,6 +107,16 @@ var schemes = map[string]struct {
 	"ws": {false, "80"}, "wss": {true, "443"},
 }
 
+var errNoWebsockets = errors.New("this build of flowtop has no websockets (the router build leaves them out): use tcp:// or ssl://")
+
+// CheckWebsockets refuses ws:// and wss:// in a build without websockets.
+func CheckWebsockets(scheme string) error {
+	if s := strings.ToLower(scheme); !Websockets && (s == "ws" || s == "wss") {
+		return errNoWebsockets
+	}
+	return nil
+}
+
 // Broker is a broker connection as --mqtt and --remote name it, checked
 // and read from its files: the URL without credentials and with its
 // default port, the login, and TLS (nil for tcp:// and ws://).
@@ -128,6 +138,9 @@ func ParseBroker(what, rawURL, user, passwordFile, ca, cert, key string) (Broker
 	sch, ok := schemes[strings.ToLower(u.Scheme)]
 	if !ok {
 		return b, fmt.Errorf("%s: broker URL %q: scheme %q not supported (want tcp://, ssl://, ws:// or wss://)", what, rawURL, u.Scheme)
+	}
+	if err := CheckWebsockets(u.Scheme); err != nil {
+		return b, fmt.Errorf("%s: broker URL %q: %w", what, rawURL, err)
 	}
 	if u.Hostname() == "" {
 		return b, fmt.Errorf("%s: broker URL %q has no host", what, rawURL)

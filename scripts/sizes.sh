@@ -1,6 +1,6 @@
 #!/bin/sh
-# Router binary sizes: the lean daemon (-tags headless,nethttpomithttp2: no
-# screen, no GeoIP downloader, no --enable-tracking, no HTTP/2; compiled
+# Router binary sizes: the lean daemon (-tags headless,paho_nowebsocket: no
+# screen, no GeoIP downloader, no --enable-tracking, no websockets; compiled
 # with scripts/lean-gcflags) and the full build, stripped and after xz -9
 # (what a binary costs in a squashfs), for the router targets.
 #
@@ -10,7 +10,7 @@
 #                              that file in the same commit when growth is wanted)
 set -eu
 cd "$(dirname "$0")/.."
-lean_tags=headless,nethttpomithttp2
+lean_tags=headless,paho_nowebsocket
 lean_gcflags=$(grep -v '^#' scripts/lean-gcflags)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT

@@ -15,7 +15,7 @@ import (
 
 // leanTags are the router build's tags (scripts/sizes.sh,
 // packaging/openwrt/flowtop/Makefile).
-const leanTags = "headless,nethttpomithttp2"
+const leanTags = "headless,paho_nowebsocket"
 
 // buildLean builds the router daemon for this machine as scripts/sizes.sh
 // does (its tags and scripts/lean-gcflags), with its symbols.
@@ -46,8 +46,9 @@ func buildLean(t *testing.T) string {
 // an import cannot quietly bring it back (scripts/sizes.sh --check only
 // sees growth past 5 %): nftables (--enable-tracking), the regexp engine
 // (only the GeoIP downloader, left out too, matches regexps),
-// http.ServeMux (/metrics routes two fixed paths by hand) and the fleet
-// view's reader (a router publishes; it does not watch others).
+// http.ServeMux (/metrics routes two fixed paths by hand), the fleet
+// view's reader (a router publishes; it does not watch others) and paho's
+// websockets.
 func TestLeanBuildLeavesOut(t *testing.T) {
 	bin := buildLean(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -61,6 +62,7 @@ func TestLeanBuildLeavesOut(t *testing.T) {
 		" regexp/syntax.Parse",
 		" net/http.parsePattern",                       // http.ServeMux.Handle
 		" github.com/flowtop/flowtop/remote.(*Client)", // the fleet view (--remote)
+		" github.com/gorilla/websocket.",               // paho's ws:// and wss://
 	}
 	for _, sym := range absent {
 		n, first := 0, ""
@@ -107,6 +109,23 @@ func TestLeanBuildLeavesOut(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.HasPrefix(stderr.String(), want) ||
 			strings.Count(stderr.String(), "\n") != 1 {
 			t.Errorf("exit status %d (%v), stderr:\n%s\nwant status 2 and one line starting %q", code, err, nstest.Truncate(stderr.String()), want)
+		}
+	})
+
+	t.Run("--mqtt ws://", func(t *testing.T) {
+		for _, url := range []string{"ws://127.0.0.1:1/mqtt", "WSS://127.0.0.1:1/mqtt"} {
+			ns := filepath.Join(t.TempDir(), "no-such-netns")
+			ctx, cancel := context.WithTimeout(context.Background(), nstest.Patience)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "--no-ui", "--mqtt", url, "--netns", ns)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			err := cmd.Run()
+			want := "this build of flowtop has no websockets"
+			if code := cmd.ProcessState.ExitCode(); code != 2 || !strings.Contains(stderr.String(), want) ||
+				strings.Count(stderr.String(), "\n") != 1 {
+				t.Errorf("--mqtt %s: exit status %d (%v), stderr:\n%s\nwant status 2 and one line with %q", url, code, err, nstest.Truncate(stderr.String()), want)
+			}
 		}
 	})
 

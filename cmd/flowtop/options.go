@@ -398,6 +398,9 @@ func checkBrokerURL(flag, s string) error {
 	if !mqttSchemes[strings.ToLower(u.Scheme)] {
 		return fmt.Errorf("%s %q: want a tcp://, ssl://, ws:// or wss:// URL", flag, s)
 	}
+	if err := mqttexport.CheckWebsockets(u.Scheme); err != nil {
+		return fmt.Errorf("%s %q: %w", flag, s, err)
+	}
 	if u.Hostname() == "" {
 		return fmt.Errorf("%s %q: no broker host", flag, s)
 	}

@@ -24,7 +24,6 @@ package mqtt
 import (
 	"crypto/tls"
 	"net"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -103,7 +102,7 @@ type ClientOptions struct {
 	WriteTimeout             time.Duration
 	MessageChannelDepth      uint
 	ResumeSubs               bool
-	HTTPHeaders              http.Header
+	HTTPHeaders              map[string][]string
 	WebsocketOptions         *WebsocketOptions
 	MaxResumePubInFlight     int // // 0 = no limit; otherwise this is the maximum simultaneous messages sent while resuming
 	Dialer                   *net.Dialer
@@ -425,7 +424,7 @@ func (o *ClientOptions) SetMessageChannelDepth(s uint) *ClientOptions {
 
 // SetHTTPHeaders sets the additional HTTP headers that will be sent in the WebSocket
 // opening handshake.
-func (o *ClientOptions) SetHTTPHeaders(h http.Header) *ClientOptions {
+func (o *ClientOptions) SetHTTPHeaders(h map[string][]string) *ClientOptions {
 	o.HTTPHeaders = h
 	return o
 }

@@ -20,7 +20,6 @@ package mqtt
 
 import (
 	"crypto/tls"
-	"net/http"
 	"net/url"
 	"time"
 )
@@ -174,7 +173,7 @@ func (r *ClientOptionsReader) MessageChannelDepth() uint {
 	return s
 }
 
-func (r *ClientOptionsReader) HTTPHeaders() http.Header {
+func (r *ClientOptionsReader) HTTPHeaders() map[string][]string {
 	h := r.options.HTTPHeaders
 	return h
 }

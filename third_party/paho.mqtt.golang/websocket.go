@@ -11,6 +11,8 @@
  * Contributors:
  */
 
+//go:build !paho_nowebsocket
+
 package mqtt
 
 import (

@@ -1,0 +1,7 @@
+//go:build !paho_nowebsocket
+
+package mqttexport
+
+// Websockets tells whether this build reaches brokers over ws:// and
+// wss://. The router build (-tags paho_nowebsocket) leaves them out.
+const Websockets = true
