@@ -37,7 +37,7 @@ type Config struct {
 	// Listener is where Run serves /metrics: opened by the caller, so
 	// that a bad address fails before anything else starts (flowtop opens
 	// it before it touches the kernel). Run closes it. Without one, Run
-	// only collects, and the caller serves Handler.
+	// only collects, and the caller may serve it with Serve.
 	Listener net.Listener
 	// Auth is what a scrape must send (none by default).
 	Auth Auth
@@ -183,7 +183,7 @@ func (c *Collector) Run(ctx context.Context) error {
 	defer cancel()
 	accounting.Go(func() { c.account(ctx) })
 	c.log.Info("serving Prometheus metrics", "url", "http://"+c.cfg.Listener.Addr().String()+"/metrics")
-	return Serve(ctx, c.cfg.Listener, c.Handler(c.cfg.Auth), c.log)
+	return Serve(ctx, c.cfg.Listener, c, c.cfg.Auth, c.log)
 }
 
 // closeKernel closes the kernel statistics reader, if it has to be.

@@ -21,4 +21,9 @@
 // reads ended-flow records as they come and folds the latest snapshot
 // into the counters when a scrape asks, and every FoldEvery otherwise;
 // scrapes get an immutable view of the result.
+//
+// Serve is a small HTTP/1.1 server of its own (server.go), not net/http
+// (some 700 kB of a router's binary): it reads request lines and headers
+// only, keeps connections alive, and bounds what a client may cost
+// (header size and time, idle and write time, open connections).
 package metrics

@@ -1,15 +1,16 @@
 package metrics
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"errors"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	"net/textproto"
 	"os"
 	"strings"
 	"sync"
@@ -20,10 +21,13 @@ import (
 // a broken or hostile client.
 const (
 	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
 	writeTimeout      = 30 * time.Second
 	idleTimeout       = 60 * time.Second
 	maxHeaderBytes    = 16 << 10
+	// maxConns bounds the open connections: Prometheus needs one, a few
+	// scrapers and curls a few more; beyond, a client on the LAN could
+	// hold the router's memory and file descriptors.
+	maxConns = 32
 	// shutdownGrace is how long a scrape under way may take to finish once
 	// flowtop stops.
 	shutdownGrace = 2 * time.Second
@@ -76,20 +80,35 @@ func credentialLine(path string) (string, error) {
 	return line, nil
 }
 
-// allows reports whether the request carries the credential.
-func (a Auth) allows(r *http.Request) bool {
+// allows reports whether a request with these headers carries the
+// credential.
+func (a Auth) allows(h textproto.MIMEHeader) bool {
 	switch {
 	case a.token != "":
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		got, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
 		return ok && equal(got, a.token)
 	case a.user != "":
-		user, password, ok := r.BasicAuth()
+		user, password, ok := basicAuth(h.Get("Authorization"))
 		// Both compared, whatever the first gives, so that the time taken
 		// tells nothing.
 		u, p := equal(user, a.user), equal(password, a.password)
 		return ok && u && p
 	}
 	return true
+}
+
+// basicAuth reads the user and password of an Authorization header of
+// the Basic scheme (RFC 7617), as http.Request.BasicAuth does.
+func basicAuth(header string) (user, password string, ok bool) {
+	const prefix = "Basic "
+	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+		return "", "", false
+	}
+	decoded, err := base64.StdEncoding.DecodeString(header[len(prefix):])
+	if err != nil {
+		return "", "", false
+	}
+	return strings.Cut(string(decoded), ":")
 }
 
 // challenge is the WWW-Authenticate header of a refused request.
@@ -107,66 +126,67 @@ func equal(got, want string) bool {
 	return subtle.ConstantTimeCompare(g[:], w[:]) == 1
 }
 
-// Handler serves /metrics (and a short page on /) behind auth.
-func (c *Collector) Handler(auth Auth) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !auth.allows(r) {
-			w.Header().Set("WWW-Authenticate", auth.challenge())
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+// handler answers /metrics (and a short page on /) behind auth.
+func (c *Collector) handler(auth Auth) func(*response, *request) {
+	return func(w *response, r *request) {
+		if !auth.allows(r.header) {
+			w.set("WWW-Authenticate", auth.challenge())
+			w.error(401, "unauthorized")
 			return
 		}
-		route(w, r, c.serveMetrics)
-	})
-}
-
-// route sends GET (or HEAD) /metrics to metrics and answers / with a
-// short page: two fixed paths need no http.ServeMux, whose pattern
-// routing is some 50 kB of a mips binary.
-func route(w http.ResponseWriter, r *http.Request, metrics http.HandlerFunc) {
-	switch r.URL.Path {
-	case "/metrics", "/":
-	default:
-		http.Error(w, "404 page not found", http.StatusNotFound)
-		return
+		switch r.path {
+		case "/metrics", "/":
+		default:
+			w.error(404, "404 page not found")
+			return
+		}
+		if r.method != "GET" && r.method != "HEAD" {
+			w.set("Allow", "GET, HEAD")
+			w.error(405, "method not allowed")
+			return
+		}
+		if r.path == "/metrics" {
+			c.serveMetrics(w, r)
+			return
+		}
+		w.set("Content-Type", "text/plain; charset=utf-8")
+		w.send(200, []byte("flowtop: Prometheus metrics on /metrics\n"))
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
-	}
-	if r.URL.Path == "/metrics" {
-		metrics(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fmt.Fprint(w, "flowtop: Prometheus metrics on /metrics\n")
 }
 
 // bufPool holds exposition buffers: 4096 hosts are some 1.5 MB of text.
-var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+// zipPool holds their gzipped copies.
+var (
+	bufPool = sync.Pool{New: func() any { return new([]byte) }}
+	zipPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
 
-func (c *Collector) serveMetrics(w http.ResponseWriter, r *http.Request) {
+func (c *Collector) serveMetrics(w *response, r *request) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
-	b, err := c.Gather(r.Context(), (*bp)[:0])
+	b, err := c.Gather(r.ctx, (*bp)[:0])
 	*bp = b
 	if err != nil {
 		c.scrapeErrs.Add(1)
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		w.error(503, err.Error())
 		return
 	}
 	c.scrapes.Add(1)
-	w.Header().Set("Content-Type", ContentType)
-	if !acceptsGzip(r) {
-		w.Write(b)
-		return
+	w.set("Content-Type", ContentType)
+	if acceptsGzip(r.header) {
+		// Compressed whole, so that the answer has a Content-Length.
+		zb := zipPool.Get().(*bytes.Buffer)
+		defer zipPool.Put(zb)
+		zb.Reset()
+		zw := gzipPool.Get().(*gzip.Writer)
+		zw.Reset(zb)
+		zw.Write(b)
+		zw.Close()
+		gzipPool.Put(zw)
+		w.set("Content-Encoding", "gzip")
+		b = zb.Bytes()
 	}
-	w.Header().Set("Content-Encoding", "gzip")
-	zw := gzipPool.Get().(*gzip.Writer)
-	defer gzipPool.Put(zw)
-	zw.Reset(w)
-	zw.Write(b)
-	zw.Close()
+	w.send(200, b)
 }
 
 var gzipPool = sync.Pool{New: func() any {
@@ -174,8 +194,8 @@ var gzipPool = sync.Pool{New: func() any {
 	return zw
 }}
 
-func acceptsGzip(r *http.Request) bool {
-	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+func acceptsGzip(h textproto.MIMEHeader) bool {
+	for _, part := range strings.Split(h.Get("Accept-Encoding"), ",") {
 		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
 		if strings.TrimSpace(enc) == "gzip" && strings.ReplaceAll(q, " ", "") != "q=0" {
 			return true
@@ -213,37 +233,14 @@ func CheckAddr(addr string) error {
 	return nil
 }
 
-// Serve serves h on ln until ctx ends, then stops: scrapes under way get
-// shutdownGrace to finish, and every connection is closed before Serve
-// returns.
-func Serve(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// Serve serves c's metrics on ln behind auth until ctx ends, then stops:
+// scrapes under way get shutdownGrace to finish, and every connection is
+// closed before Serve returns. ln is closed. Connections and requests go
+// to log at debug level.
+func Serve(ctx context.Context, ln net.Listener, c *Collector, auth Auth, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		return fmt.Errorf("metrics server: %w", err)
-	case <-ctx.Done():
-	}
-	grace, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(grace); err != nil {
-		srv.Close()
-	}
-	if err := <-served; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("metrics server: %w", err)
-	}
-	return nil
+	s := &server{handle: c.handler(auth), limits: defaultLimits, log: log}
+	return s.serve(ctx, ln)
 }

@@ -26,11 +26,11 @@ func writeFile(t *testing.T, content string) string {
 	return p
 }
 
-// get sends a request to h and returns the status and body.
-func get(t *testing.T, h http.Handler, path string, set func(*http.Request)) (int, string, http.Header) {
+// get sends a request to the server at addr and returns the status and
+// body.
+func get(t *testing.T, addr, path string, set func(*http.Request)) (int, string, http.Header) {
 	t.Helper()
-	srv := startServer(t, h)
-	req, _ := http.NewRequest("GET", "http://"+srv+path, nil)
+	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
 	if set != nil {
 		set(req)
 	}
@@ -43,8 +43,9 @@ func get(t *testing.T, h http.Handler, path string, set func(*http.Request)) (in
 	return resp.StatusCode, string(body), resp.Header
 }
 
-// startServer serves h on a loopback port until the test ends.
-func startServer(t *testing.T, h http.Handler) string {
+// startServer serves c's metrics behind auth on a loopback port until the
+// test ends.
+func startServer(t *testing.T, c *Collector, auth Auth) string {
 	t.Helper()
 	ln, err := Listen("127.0.0.1:0")
 	if err != nil {
@@ -52,7 +53,7 @@ func startServer(t *testing.T, h http.Handler) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, h, nil) }()
+	go func() { done <- Serve(ctx, ln, c, auth, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -88,7 +89,7 @@ func TestAuth(t *testing.T) {
 		{"token: wrong", token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok3") }, 401},
 		{"token: right", token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok3n") }, 200},
 	} {
-		code, body, hdr := get(t, fx.c.Handler(tc.auth), "/metrics", tc.set)
+		code, body, hdr := get(t, startServer(t, fx.c, tc.auth), "/metrics", tc.set)
 		if code != tc.want {
 			t.Errorf("%s: status %d, want %d", tc.name, code, tc.want)
 		}
@@ -147,7 +148,7 @@ func TestCheckAddr(t *testing.T) {
 
 func TestHandlerPaths(t *testing.T) {
 	fx := newFixture(t, setup{})
-	h := fx.c.Handler(Auth{})
+	h := startServer(t, fx.c, Auth{})
 	if code, body, _ := get(t, h, "/", nil); code != 200 || !strings.Contains(body, "/metrics") {
 		t.Errorf("/: %d %q", code, body)
 	}
@@ -171,7 +172,7 @@ func TestHandlerPaths(t *testing.T) {
 
 func TestGzip(t *testing.T) {
 	fx := newFixture(t, setup{})
-	srv := startServer(t, fx.c.Handler(Auth{}))
+	srv := startServer(t, fx.c, Auth{})
 	req, _ := http.NewRequest("GET", "http://"+srv+"/metrics", nil)
 	// Set by hand, Go's client leaves the body compressed.
 	req.Header.Set("Accept-Encoding", "gzip")
@@ -197,7 +198,7 @@ func TestGzip(t *testing.T) {
 // handler runs.
 func TestHeaderLimit(t *testing.T) {
 	fx := newFixture(t, setup{})
-	code, _, _ := get(t, fx.c.Handler(Auth{}), "/metrics", func(r *http.Request) {
+	code, _, _ := get(t, startServer(t, fx.c, Auth{}), "/metrics", func(r *http.Request) {
 		r.Header.Set("X-Big", strings.Repeat("a", 64<<10))
 	})
 	if code != http.StatusRequestHeaderFieldsTooLarge {
@@ -217,7 +218,7 @@ func TestServeStops(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, fx.c.Handler(Auth{}), nil) }()
+	go func() { done <- Serve(ctx, ln, fx.c, Auth{}, nil) }()
 
 	// A scrape on a keep-alive connection, and a slow client.
 	tr := &http.Transport{}
@@ -271,7 +272,7 @@ func TestScrapeAfterStop(t *testing.T) {
 	go func() { c.Run(ctx); close(done) }()
 	cancel()
 	<-done
-	code, _, _ := get(t, c.Handler(Auth{}), "/metrics", nil)
+	code, _, _ := get(t, startServer(t, c, Auth{}), "/metrics", nil)
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", code)
 	}
@@ -288,7 +289,7 @@ func TestScrapesCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := fx.c.Handler(token)
+	h := startServer(t, fx.c, token)
 	for range 2 {
 		if code, _, _ := get(t, h, "/metrics", func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok3n") }); code != 200 {
 			t.Fatalf("status %d, want 200", code)

@@ -78,7 +78,7 @@ func TestMetricsRealTraffic(t *testing.T) {
 	}
 	go c.Run(ctx)
 	token := "integration-token"
-	addr := startServer(t, c.Handler(Auth{token: token}))
+	addr := startServer(t, c, Auth{token: token})
 	scrape := func() map[string]float64 {
 		t.Helper()
 		req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
