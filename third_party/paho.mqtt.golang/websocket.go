@@ -1,3 +1,5 @@
+//go:build !paho_nowebsocket
+
 /*
  * This program and the accompanying materials
  * are made available under the terms of the Eclipse Public License v2.0
@@ -10,8 +12,6 @@
  *
  * Contributors:
  */
-
-//go:build !paho_nowebsocket
 
 package mqtt
 

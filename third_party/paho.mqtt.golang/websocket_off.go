@@ -1,3 +1,5 @@
+//go:build paho_nowebsocket
+
 /*
  * This program and the accompanying materials
  * are made available under the terms of the Eclipse Public License v2.0
@@ -11,8 +13,6 @@
  * Contributors:
  *    flowtop: build tag paho_nowebsocket (see FORK.md)
  */
-
-//go:build paho_nowebsocket
 
 package mqtt
 
