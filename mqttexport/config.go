@@ -137,7 +137,7 @@ func ParseBroker(what, rawURL, user, passwordFile, ca, cert, key string) (Broker
 	}
 	sch, ok := schemes[strings.ToLower(u.Scheme)]
 	if !ok {
-		return b, fmt.Errorf("%s: broker URL %q: scheme %q not supported (want tcp://, ssl://, ws:// or wss://)", what, rawURL, u.Scheme)
+		return b, fmt.Errorf("%s: broker URL %q: scheme %q not supported (want %s)", what, rawURL, u.Scheme, SchemeNames)
 	}
 	if err := CheckWebsockets(u.Scheme); err != nil {
 		return b, fmt.Errorf("%s: broker URL %q: %w", what, rawURL, err)

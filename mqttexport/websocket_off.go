@@ -8,3 +8,6 @@ package mqttexport
 // (third_party/paho.mqtt.golang/FORK.md), for a transport a router's
 // exporter rarely needs: its broker is on the LAN, on tcp:// or ssl://.
 const Websockets = false
+
+// SchemeNames names the broker URL schemes of this build, for errors.
+const SchemeNames = "tcp:// or ssl://"

@@ -396,7 +396,7 @@ func checkBrokerURL(flag, s string) error {
 		return fmt.Errorf("%s: the URL carries a password: use --mqtt-password-file or %s instead", flag, mqttexport.PasswordEnv)
 	}
 	if !mqttSchemes[strings.ToLower(u.Scheme)] {
-		return fmt.Errorf("%s %q: want a tcp://, ssl://, ws:// or wss:// URL", flag, s)
+		return fmt.Errorf("%s %q: want a %s URL", flag, s, mqttexport.SchemeNames)
 	}
 	if err := mqttexport.CheckWebsockets(u.Scheme); err != nil {
 		return fmt.Errorf("%s %q: %w", flag, s, err)
