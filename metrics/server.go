@@ -164,8 +164,16 @@ func (s *server) accept(ctx, hard context.Context, ln net.Listener, conns *sync.
 }
 
 // stop wakes every connection waiting for a request (it then closes),
-// waits limits.grace for the answers under way, then closes whatever is
-// left and waits for the connections' goroutines.
+// waits limits.grace for the answers under way, then ends the handlers'
+// context, closes whatever is left and waits one more limits.grace for
+// the connections' goroutines.
+//
+// Past that, a goroutine still running is stuck in its handler on
+// something neither the context nor the socket's close reaches (a read
+// of the kernel's statistics behind a lock, say). stop leaves it to end
+// on its own: its socket is closed, so it can only fail its write and
+// end. Waiting for it instead could keep flowtop from ever exiting, and
+// from restoring the sysctls it changed.
 func (s *server) stop(conns *sync.WaitGroup, hardStop func()) {
 	s.mu.Lock()
 	s.stopping = true
@@ -188,7 +196,12 @@ func (s *server) stop(conns *sync.WaitGroup, hardStop func()) {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
-	<-done
+	grace.Reset(s.limits.grace)
+	select {
+	case <-done:
+	case <-grace.C:
+		s.log.Warn("metrics: a scrape still running after the server stopped is left behind", "waited", 2*s.limits.grace)
+	}
 }
 
 func (s *server) newConn(nc net.Conn) *conn {

@@ -425,3 +425,57 @@ func TestNoNetHTTP(t *testing.T) {
 		}
 	}
 }
+
+// serveUntil runs s on a loopback port; the returned stop cancels it and
+// tells whether serve returned within patience.
+func serveUntil(t *testing.T, s *server) (addr string, stop func() bool) {
+	t.Helper()
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.serve(ctx, ln) }()
+	return ln.Addr().String(), func() bool {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+			return true
+		case <-time.After(patience):
+			return false
+		}
+	}
+}
+
+// TestStopStuckHandler: a handler that heeds neither its context nor its
+// connection's close (a read of the kernel's statistics stuck behind a
+// lock) does not keep serve from returning: flowtop must exit and restore
+// its sysctls.
+func TestStopStuckHandler(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(release) }) // the stuck handler ends with the test
+	lim := defaultLimits
+	lim.grace = 100 * time.Millisecond
+	addr, stop := serveUntil(t, &server{limits: lim, handle: func(w *response, r *request) {
+		close(entered)
+		<-release
+	}})
+	c := dial(t, addr)
+	c.send(t, getMetrics("x"))
+	select {
+	case <-entered:
+	case <-time.After(patience):
+		t.Fatal("handler not called")
+	}
+	if !stop() {
+		t.Fatal("serve did not return while a handler was stuck")
+	}
+	c.closed(t)
+}
