@@ -36,7 +36,8 @@ type limits struct {
 	grace time.Duration
 	// maxHeaderBytes bounds a request line and its headers.
 	maxHeaderBytes int
-	// maxConns bounds the open connections; one more is closed at once.
+	// maxConns bounds the open connections: one more closes the
+	// connection idle the longest, or itself when none is idle.
 	maxConns int
 }
 
@@ -97,6 +98,12 @@ type conn struct {
 	lr   io.LimitedReader
 	br   *bufio.Reader
 	head []byte // the answer's status line and headers, reused
+
+	// Guarded by srv.mu. idleSince is when the connection began to wait
+	// for its next request (zero while it reads or answers one); evicted
+	// tells it was closed to make room for a new one.
+	idleSince time.Time
+	evicted   bool
 }
 
 // serve accepts connections on ln until ctx ends or ln fails, then stops:
@@ -121,7 +128,6 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 // accept runs each connection accepted on ln in its own goroutine, in
 // conns, until ctx ends (nil) or ln fails.
 func (s *server) accept(ctx, hard context.Context, ln net.Listener, conns *sync.WaitGroup) error {
-	slots := make(chan struct{}, s.limits.maxConns)
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -147,20 +153,50 @@ func (s *server) accept(ctx, hard context.Context, ln net.Listener, conns *sync.
 			continue
 		}
 		delay = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			s.log.Debug("metrics: too many connections, closing one", "remote", nc.RemoteAddr().String(), "max", s.limits.maxConns)
+		c := s.admit(nc)
+		if c == nil {
+			s.log.Debug("metrics: too many connections busy, closing the new one", "remote", nc.RemoteAddr().String(), "max", s.limits.maxConns)
 			nc.Close()
 			continue
 		}
-		c := s.newConn(nc)
 		conns.Go(func() {
-			defer func() { <-slots }()
 			defer s.forget(c)
 			c.serve(hard)
 		})
 	}
+}
+
+// admit registers a new connection within limits.maxConns. At the cap,
+// the connection idle the longest is closed to make room: otherwise a few
+// clients that send a request now and then could hold every slot for
+// good, and lock Prometheus out. Closing an idle kept-alive connection is
+// what a client must expect anyway (RFC 9112, 9.6).
+// With none idle, admit returns nil: the new connection is to be closed.
+func (s *server) admit(nc net.Conn) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) >= s.limits.maxConns {
+		var oldest *conn
+		for c := range s.conns {
+			if !c.idleSince.IsZero() && (oldest == nil || c.idleSince.Before(oldest.idleSince)) {
+				oldest = c
+			}
+		}
+		if oldest == nil {
+			return nil
+		}
+		s.log.Debug("metrics: too many connections, closing the one idle the longest", "remote", oldest.nc.RemoteAddr().String(), "max", s.limits.maxConns)
+		// Out of the count now: its goroutine ends as soon as it sees
+		// the close.
+		oldest.evicted = true
+		oldest.nc.Close()
+		delete(s.conns, oldest)
+	}
+	c := &conn{srv: s, nc: nc}
+	c.lr.R = nc
+	c.br = bufio.NewReader(&c.lr)
+	s.conns[c] = struct{}{}
+	return c
 }
 
 // stop wakes every connection waiting for a request (it then closes),
@@ -202,16 +238,6 @@ func (s *server) stop(conns *sync.WaitGroup, hardStop func()) {
 	case <-grace.C:
 		s.log.Warn("metrics: a scrape still running after the server stopped is left behind", "waited", 2*s.limits.grace)
 	}
-}
-
-func (s *server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc}
-	c.lr.R = nc
-	c.br = bufio.NewReader(&c.lr)
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	return c
 }
 
 func (s *server) forget(c *conn) {
@@ -272,14 +298,34 @@ func (c *conn) serve(ctx context.Context) {
 			}
 			return
 		}
-		if !c.readBy(time.Now().Add(c.srv.limits.idle)) {
-			return
-		}
-		if _, err := c.br.Peek(1); err != nil {
+		if !c.awaitRequest() {
 			return
 		}
 		headerBy = time.Now().Add(c.srv.limits.readHeader)
 	}
+}
+
+// awaitRequest waits at most limits.idle for the first byte of the next
+// request on a kept-alive connection, and tells whether it came. The
+// connection is idle meanwhile: the first to go when a new one finds
+// every slot taken (see admit).
+func (c *conn) awaitRequest() bool {
+	s := c.srv
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return false
+	}
+	c.nc.SetReadDeadline(time.Now().Add(s.limits.idle))
+	c.idleSince = time.Now()
+	s.mu.Unlock()
+	_, err := c.br.Peek(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.idleSince = time.Time{}
+	// Evicted after the byte came: the close won, the request is lost
+	// with the connection (the client sees an idle connection closed).
+	return err == nil && !c.evicted
 }
 
 // errHeaderTooBig is a request line and headers over limits.maxHeaderBytes.

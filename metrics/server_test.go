@@ -276,26 +276,57 @@ func TestSlowClients(t *testing.T) {
 	c.closed(t)
 }
 
-// TestConnectionCap: past limits.maxConns open connections, a new one is
-// closed at once; once one closes, a new one is served again.
+// TestConnectionCap: at limits.maxConns open connections, a new one
+// closes the connection idle the longest to make room: kept-alive
+// clients cannot lock a scraper out.
 func TestConnectionCap(t *testing.T) {
 	lim := defaultLimits
 	lim.maxConns = 2
-	addr := metricsServer(t, lim)
-	var open []*rawConn
-	for range lim.maxConns {
+	s := &server{handle: newFixture(t, setup{}).c.handler(Auth{}), limits: lim}
+	addr := serveTest(t, s)
+	var idle []*rawConn
+	for i := range lim.maxConns {
 		c := dial(t, addr)
 		c.send(t, getMetrics(addr))
 		if resp, _ := c.answer(t, "GET"); resp.StatusCode != 200 {
 			t.Fatalf("scrape: %s", resp.Status)
 		}
-		open = append(open, c)
+		// Idle one after the other: the first is the idle the longest.
+		eventually(t, "connection idle", func() bool { return s.countConns(true) == i+1 })
+		idle = append(idle, c)
 	}
+	c := dial(t, addr)
+	c.send(t, getMetrics(addr))
+	if resp, _ := c.answer(t, "GET"); resp.StatusCode != 200 {
+		t.Errorf("scrape at the cap: %s", resp.Status)
+	}
+	idle[0].closed(t)
+	idle[1].send(t, getMetrics(addr))
+	if resp, _ := idle[1].answer(t, "GET"); resp.StatusCode != 200 {
+		t.Errorf("scrape on the connection idle the shortest: %s", resp.Status)
+	}
+}
+
+// TestConnectionCapBusy: at limits.maxConns open connections none of
+// which is idle, a new one is closed at once; once one closes, a new one
+// is served again.
+func TestConnectionCapBusy(t *testing.T) {
+	lim := defaultLimits
+	lim.maxConns = 2
+	s := &server{handle: newFixture(t, setup{}).c.handler(Auth{}), limits: lim}
+	addr := serveTest(t, s)
+	var busy []*rawConn
+	for range lim.maxConns {
+		c := dial(t, addr)
+		c.send(t, "GET /metr") // reading its headers: not idle
+		busy = append(busy, c)
+	}
+	eventually(t, "connections open", func() bool { return s.countConns(false) == lim.maxConns })
 	extra := dial(t, addr)
 	io.WriteString(extra, getMetrics(addr)) // may fail: the server may have closed already
 	extra.closed(t)
 
-	open[0].Close()
+	busy[0].Close()
 	for deadline := time.Now().Add(patience); ; {
 		c := dial(t, addr)
 		c.send(t, getMetrics(addr))
@@ -308,6 +339,29 @@ func TestConnectionCap(t *testing.T) {
 			t.Fatalf("no scrape served after a connection closed: %v", err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// countConns counts the server's open connections, or only the idle ones.
+func (s *server) countConns(idle bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for c := range s.conns {
+		if !idle || !c.idleSince.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
+// eventually waits, within patience, until cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(patience); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v", what, patience)
+		}
 	}
 }
 
