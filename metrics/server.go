@@ -93,8 +93,8 @@ type request struct {
 type conn struct {
 	srv *server
 	nc  net.Conn
-	// lr bounds what one request line and its headers may read; br
-	// reads through it.
+	// lr bounds what one request line and its headers may read (see
+	// headerBudget); br reads through it.
 	lr   io.LimitedReader
 	br   *bufio.Reader
 	head []byte // the answer's status line and headers, reused
@@ -319,6 +319,9 @@ func (c *conn) awaitRequest() bool {
 	c.nc.SetReadDeadline(time.Now().Add(s.limits.idle))
 	c.idleSince = time.Now()
 	s.mu.Unlock()
+	// The last request may have used up lr: a fresh budget, or the
+	// Peek reads EOF and drops a good connection.
+	c.lr.N = c.headerBudget()
 	_, err := c.br.Peek(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -331,11 +334,18 @@ func (c *conn) awaitRequest() bool {
 // errHeaderTooBig is a request line and headers over limits.maxHeaderBytes.
 var errHeaderTooBig = errors.New("request headers too big")
 
+// headerBudget is what lr lets one request read: limits.maxHeaderBytes,
+// plus what br may read ahead of the next request, pipelined, which
+// must not count against this one (net/http allows as much).
+func (c *conn) headerBudget() int64 {
+	return int64(c.srv.limits.maxHeaderBytes) + int64(c.br.Size())
+}
+
 // readRequest reads a request line and its headers. On error, status is
 // the answer to send before closing: 0 for none (the client went or was
 // too slow).
 func (c *conn) readRequest(ctx context.Context) (r *request, status int, err error) {
-	c.lr.N = int64(c.srv.limits.maxHeaderBytes)
+	c.lr.N = c.headerBudget()
 	line, err := c.readLine()
 	if err != nil {
 		return nil, c.readStatus(), fmt.Errorf("read request line: %w", err)

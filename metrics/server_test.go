@@ -245,6 +245,29 @@ func TestHeaderTooBig(t *testing.T) {
 	}
 }
 
+// TestPipelinedNearLimit: two requests in one write, the first's line
+// and headers at the size limit or just under: both are answered (what
+// the server reads ahead of the second must not count against the first,
+// nor end the connection).
+func TestPipelinedNearLimit(t *testing.T) {
+	addr := metricsServer(t, defaultLimits)
+	// The last size is all a request may read (net/http's allowance for
+	// bufio's read-ahead): the next one needs a budget of its own.
+	for _, size := range []int{maxHeaderBytes - 1, maxHeaderBytes, maxHeaderBytes + 4096} {
+		first := "GET / HTTP/1.1\r\nHost: x\r\nX-Pad: "
+		first += strings.Repeat("a", size-len(first)-len("\r\n\r\n")) + "\r\n\r\n"
+		c := dial(t, addr)
+		c.send(t, first+getMetrics(addr))
+		for i, path := range []string{"/", "/metrics"} {
+			resp, body := c.answer(t, "GET")
+			if resp.StatusCode != 200 {
+				t.Errorf("first request %d bytes: answer %d (%s): %s %.100q", size, i+1, path, resp.Status, body)
+			}
+		}
+		c.Close()
+	}
+}
+
 // TestSlowClients: a client that stops in the middle of its headers is
 // closed after limits.readHeader, on a new connection as on a kept-alive
 // one; a kept-alive connection with no request is closed after
