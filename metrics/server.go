@@ -422,21 +422,22 @@ func (r *request) parseLine(line string) (status int, err error) {
 	if !ok1 || !ok2 || !isToken(method) || target == "" {
 		return 400, fmt.Errorf("malformed request line %.100q", line)
 	}
+	// RFC 9112, 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT. Anything
+	// else is a malformed request; a well-formed version other than 1.x
+	// is one this server does not speak.
 	version, ok := strings.CutPrefix(proto, "HTTP/")
-	if !ok {
+	if !ok || len(version) != 3 || !isDigit(version[0]) || version[1] != '.' || !isDigit(version[2]) {
 		return 400, fmt.Errorf("malformed request line %.100q", line)
 	}
-	switch version {
-	case "1.0":
-		r.minor = 0
-	case "1.1":
-		r.minor = 1
-	default:
+	if version[0] != '1' || version[2] > '1' {
 		return 505, fmt.Errorf("unsupported version %.20q", proto)
 	}
+	r.minor = int(version[2] - '0')
 	r.method, r.path = method, targetPath(target)
 	return 0, nil
 }
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
 // targetPath is the path of a request target: origin form (/metrics?x)
 // or absolute form (http://host:port/metrics?x). Other forms (*,
