@@ -282,14 +282,14 @@ func TestSlowClients(t *testing.T) {
 	lim := defaultLimits
 	lim.readHeader = 200 * time.Millisecond
 	addr := metricsServer(t, lim)
-
 	c := dial(t, addr)
 	c.send(t, "GET /metr")
 	c.closed(t)
 
-	// A longer limit here: the first request must make it in time on a
-	// busy machine.
-	lim.readHeader = time.Second
+	// The first request must make it within readHeader of the accept on a
+	// busy machine: 5 s (the default). The second one, partial, shows the
+	// limit holds on a kept-alive connection too.
+	lim.readHeader = 5 * time.Second
 	addr = metricsServer(t, lim)
 	c = dial(t, addr)
 	c.send(t, getMetrics(addr))
@@ -297,12 +297,36 @@ func TestSlowClients(t *testing.T) {
 	c.send(t, "GET /metrics HTTP/1.1\r\nHos")
 	c.closed(t)
 
+	// Only the idle limit can close this one within patience.
 	lim = defaultLimits
 	lim.idle = 200 * time.Millisecond
-	c = dial(t, metricsServer(t, lim))
+	lim.readHeader = 2 * patience
+	addr = metricsServer(t, lim)
+	c = dial(t, addr)
 	c.send(t, getMetrics(addr))
 	c.answer(t, "GET")
 	c.closed(t)
+}
+
+// TestStopWakesWaitingConns: when the server stops, a kept-alive
+// connection waiting for its next request and one in the middle of its
+// headers are closed at once, not after the grace or their own limits.
+func TestStopWakesWaitingConns(t *testing.T) {
+	lim := defaultLimits
+	lim.grace, lim.idle, lim.readHeader = 2*patience, 2*patience, 2*patience
+	s := &server{handle: newFixture(t, setup{}).c.handler(Auth{}), limits: lim}
+	addr, stop := serveUntil(t, s)
+	idle := dial(t, addr)
+	idle.send(t, getMetrics(addr))
+	idle.answer(t, "GET")
+	half := dial(t, addr)
+	half.send(t, "GET /metrics HTTP/1.1\r\nHo")
+	eventually(t, "two connections, one idle", func() bool { return s.countConns(false) == 2 && s.countConns(true) == 1 })
+	if !stop() {
+		t.Fatal("serve did not return: waiting connections not woken")
+	}
+	idle.closed(t)
+	half.closed(t)
 }
 
 // TestConnectionCap: at limits.maxConns open connections, a new one
