@@ -80,6 +80,8 @@ type Collector struct {
 	countClass func(*conntrack.Flow) // classes.add, made once
 	reqs       chan chan *view
 	done       chan struct{} // closed when the accounting stops
+	// limits are Run's server's (defaultLimits; tests shorten them).
+	limits limits
 
 	// Scrapes answered and failed, for the exporter's health.
 	scrapes, scrapeErrs atomic.Uint64
@@ -130,6 +132,7 @@ func New(cfg Config, env export.Env) (*Collector, error) {
 		acct:    traffic.New(cfg.LocalNets, cfg.MaxHosts),
 		reqs:    make(chan chan *view),
 		done:    make(chan struct{}),
+		limits:  defaultLimits,
 	}
 	c.countClass = c.classes.add
 	if cfg.OpenKernel != nil {
@@ -177,13 +180,17 @@ func (c *Collector) Run(ctx context.Context) error {
 		c.account(ctx)
 		return nil
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	// The accounting outlives ctx until the server has stopped: the
+	// scrapes under way when ctx ends get the server's grace to finish,
+	// which they could not without the accounting's view.
+	acctCtx, stopAccounting := context.WithCancel(context.WithoutCancel(ctx))
 	var accounting sync.WaitGroup
 	defer accounting.Wait()
-	defer cancel()
-	accounting.Go(func() { c.account(ctx) })
+	defer stopAccounting()
+	accounting.Go(func() { c.account(acctCtx) })
 	c.log.Info("serving Prometheus metrics", "url", "http://"+c.cfg.Listener.Addr().String()+"/metrics")
-	return Serve(ctx, c.cfg.Listener, c, c.cfg.Auth, c.log)
+	srv := &server{handle: c.handler(c.cfg.Auth), limits: c.limits, log: c.log}
+	return srv.serve(ctx, c.cfg.Listener)
 }
 
 // closeKernel closes the kernel statistics reader, if it has to be.

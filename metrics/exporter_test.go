@@ -179,3 +179,84 @@ func TestExportersHealthFromEnv(t *testing.T) {
 		t.Errorf("without an ended-flow subscription:\n%.600s", got)
 	}
 }
+
+// TestRunScrapesFinishOnStop: once Run's context ends, the accounting
+// goes on answering the scrapes under way until the server has stopped
+// (they get the grace to finish, not ErrStopped and a 503); then it
+// stops.
+func TestRunScrapesFinishOnStop(t *testing.T) {
+	ln, err := Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	// The first scrape is held under way in the health hook, after it has
+	// had its view of the accounting.
+	entered, release := make(chan struct{}), make(chan struct{})
+	var healthCalls atomic.Int32
+	health := func(*report.Health) {
+		if healthCalls.Add(1) == 1 {
+			close(entered)
+			<-release
+		}
+	}
+	s := snap()
+	c, err := New(Config{Listener: ln}, export.Env{Latest: func() *conntrack.Snapshot { return s }, Health: health})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.limits.grace = patience
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	scraped := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			scraped <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		scraped <- resp.Status
+	}()
+	select {
+	case <-entered:
+	case <-time.After(patience):
+		close(release)
+		t.Fatal("scrape not under way")
+	}
+
+	cancel()
+	eventually(t, "listener closed", func() bool {
+		nc, err := net.Dial("tcp", addr)
+		if err == nil {
+			nc.Close()
+		}
+		return err != nil
+	})
+	// Scrapes under way reach the accounting while the server stops.
+	for i := range 3 {
+		if _, err := c.Gather(context.Background(), nil); err != nil {
+			t.Errorf("gather %d while the server stops: %v", i, err)
+		}
+	}
+	close(release)
+	if status := <-scraped; status != "200 OK" {
+		t.Errorf("scrape under way: %s, want 200 OK", status)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(patience):
+		t.Fatal("Run did not return")
+	}
+	if _, err := c.Gather(context.Background(), nil); !errors.Is(err, ErrStopped) {
+		t.Errorf("gather after Run: %v, want ErrStopped", err)
+	}
+	if st := c.Stats(); st.Published != 1 || st.Errors != 0 {
+		t.Errorf("stats %+v, want the scrape published", st)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/textproto"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -85,7 +86,7 @@ func credentialLine(path string) (string, error) {
 func (a Auth) allows(h textproto.MIMEHeader) bool {
 	switch {
 	case a.token != "":
-		got, ok := strings.CutPrefix(h.Get("Authorization"), "Bearer ")
+		got, ok := cutScheme(h.Get("Authorization"), "Bearer ")
 		return ok && equal(got, a.token)
 	case a.user != "":
 		user, password, ok := basicAuth(h.Get("Authorization"))
@@ -100,15 +101,25 @@ func (a Auth) allows(h textproto.MIMEHeader) bool {
 // basicAuth reads the user and password of an Authorization header of
 // the Basic scheme (RFC 7617), as http.Request.BasicAuth does.
 func basicAuth(header string) (user, password string, ok bool) {
-	const prefix = "Basic "
-	if len(header) < len(prefix) || !strings.EqualFold(header[:len(prefix)], prefix) {
+	credentials, ok := cutScheme(header, "Basic ")
+	if !ok {
 		return "", "", false
 	}
-	decoded, err := base64.StdEncoding.DecodeString(header[len(prefix):])
+	decoded, err := base64.StdEncoding.DecodeString(credentials)
 	if err != nil {
 		return "", "", false
 	}
 	return strings.Cut(string(decoded), ":")
+}
+
+// cutScheme returns the credentials of an Authorization header of scheme
+// (its name and a space), which is matched whatever its case (RFC 9110,
+// 11.1).
+func cutScheme(header, scheme string) (credentials string, ok bool) {
+	if len(header) < len(scheme) || !strings.EqualFold(header[:len(scheme)], scheme) {
+		return "", false
+	}
+	return header[len(scheme):], true
 }
 
 // challenge is the WWW-Authenticate header of a refused request.
@@ -194,10 +205,27 @@ var gzipPool = sync.Pool{New: func() any {
 	return zw
 }}
 
+// acceptsGzip tells whether Accept-Encoding lists gzip with a weight
+// above zero (RFC 9110, 12.5.3: q=0, as q=0.000, refuses it). A weight
+// that does not parse refuses it too: an uncompressed answer is always
+// understood.
 func acceptsGzip(h textproto.MIMEHeader) bool {
-	for _, part := range strings.Split(h.Get("Accept-Encoding"), ",") {
-		enc, q, _ := strings.Cut(strings.TrimSpace(part), ";")
-		if strings.TrimSpace(enc) == "gzip" && strings.ReplaceAll(q, " ", "") != "q=0" {
+	for part := range strings.SplitSeq(h.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			continue
+		}
+		q := 1.0
+		for param := range strings.SplitSeq(params, ";") {
+			name, value, _ := strings.Cut(param, "=")
+			if strings.EqualFold(strings.TrimSpace(name), "q") {
+				var err error
+				if q, err = strconv.ParseFloat(strings.TrimSpace(value), 64); err != nil {
+					q = 0
+				}
+			}
+		}
+		if q > 0 {
 			return true
 		}
 	}

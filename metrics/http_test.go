@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -88,6 +89,15 @@ func TestAuth(t *testing.T) {
 		{"token: basic instead", token, func(r *http.Request) { r.SetBasicAuth("prom", "tok3n") }, 401},
 		{"token: wrong", token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok3") }, 401},
 		{"token: right", token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer tok3n") }, 200},
+		// RFC 9110, 11.1: the scheme is case-insensitive, the token not.
+		{"token: scheme in lower case", token, func(r *http.Request) { r.Header.Set("Authorization", "bearer tok3n") }, 200},
+		{"token: scheme in upper case", token, func(r *http.Request) { r.Header.Set("Authorization", "BEARER tok3n") }, 200},
+		{"token: token in upper case", token, func(r *http.Request) { r.Header.Set("Authorization", "Bearer TOK3N") }, 401},
+		{"token: scheme only", token, func(r *http.Request) { r.Header.Set("Authorization", "bearer") }, 401},
+		{"basic: scheme in lower case", basic, func(r *http.Request) {
+			r.SetBasicAuth("prom", "s3cr:et")
+			r.Header.Set("Authorization", "basic"+r.Header.Get("Authorization")[5:])
+		}, 200},
 	} {
 		code, body, hdr := get(t, startServer(t, fx.c, tc.auth), "/metrics", tc.set)
 		if code != tc.want {
@@ -191,6 +201,26 @@ func TestGzip(t *testing.T) {
 	body, err := io.ReadAll(zr)
 	if err != nil || !strings.Contains(string(body), "flowtop_build_info{") {
 		t.Errorf("gunzipped body: %v %.200q", err, body)
+	}
+}
+
+// TestAcceptsGzip: gzip unless refused by a weight of zero (RFC 9110,
+// 12.4.2: "q=0", "q=0.0", "q=0.000"); content codings are
+// case-insensitive.
+func TestAcceptsGzip(t *testing.T) {
+	for header, want := range map[string]bool{
+		"gzip": true, "GZip": true, "deflate, gzip": true, "gzip;q=1": true, "gzip;q=0.001": true,
+		"gzip; q=0.5": true, "br;q=1.0, gzip;q=0.8": true, "gzip;level=1;q=0.5": true,
+		"": false, "br": false, "gzipx": false, "gzip;q=0": false, "gzip;q=0.0": false, "gzip;q=0.000": false,
+		"gzip ; q=0 ": false, "gzip; q = 0.00": false, "br, gzip;q=0": false, "gzip;q=zero": false,
+	} {
+		h := textproto.MIMEHeader{}
+		if header != "" {
+			h.Set("Accept-Encoding", header)
+		}
+		if got := acceptsGzip(h); got != want {
+			t.Errorf("Accept-Encoding %q: gzip %v, want %v", header, got, want)
+		}
 	}
 }
 

@@ -36,7 +36,8 @@ type limits struct {
 	grace time.Duration
 	// maxHeaderBytes bounds a request line and its headers.
 	maxHeaderBytes int
-	// maxConns bounds the open connections; one more is closed at once.
+	// maxConns bounds the open connections: one more closes the
+	// connection idle the longest, or itself when none is idle.
 	maxConns int
 }
 
@@ -92,11 +93,17 @@ type request struct {
 type conn struct {
 	srv *server
 	nc  net.Conn
-	// lr bounds what one request line and its headers may read; br
-	// reads through it.
+	// lr bounds what one request line and its headers may read (see
+	// headerBudget); br reads through it.
 	lr   io.LimitedReader
 	br   *bufio.Reader
 	head []byte // the answer's status line and headers, reused
+
+	// Guarded by srv.mu. idleSince is when the connection began to wait
+	// for its next request (zero while it reads or answers one); evicted
+	// tells it was closed to make room for a new one.
+	idleSince time.Time
+	evicted   bool
 }
 
 // serve accepts connections on ln until ctx ends or ln fails, then stops:
@@ -121,7 +128,6 @@ func (s *server) serve(ctx context.Context, ln net.Listener) error {
 // accept runs each connection accepted on ln in its own goroutine, in
 // conns, until ctx ends (nil) or ln fails.
 func (s *server) accept(ctx, hard context.Context, ln net.Listener, conns *sync.WaitGroup) error {
-	slots := make(chan struct{}, s.limits.maxConns)
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -147,25 +153,63 @@ func (s *server) accept(ctx, hard context.Context, ln net.Listener, conns *sync.
 			continue
 		}
 		delay = 0
-		select {
-		case slots <- struct{}{}:
-		default:
-			s.log.Debug("metrics: too many connections, closing one", "remote", nc.RemoteAddr().String(), "max", s.limits.maxConns)
+		c := s.admit(nc)
+		if c == nil {
+			s.log.Debug("metrics: too many connections busy, closing the new one", "remote", nc.RemoteAddr().String(), "max", s.limits.maxConns)
 			nc.Close()
 			continue
 		}
-		c := s.newConn(nc)
 		conns.Go(func() {
-			defer func() { <-slots }()
 			defer s.forget(c)
 			c.serve(hard)
 		})
 	}
 }
 
+// admit registers a new connection within limits.maxConns. At the cap,
+// the connection idle the longest is closed to make room: otherwise a few
+// clients that send a request now and then could hold every slot for
+// good, and lock Prometheus out. Closing an idle kept-alive connection is
+// what a client must expect anyway (RFC 9112, 9.6).
+// With none idle, admit returns nil: the new connection is to be closed.
+func (s *server) admit(nc net.Conn) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) >= s.limits.maxConns {
+		var oldest *conn
+		for c := range s.conns {
+			if !c.idleSince.IsZero() && (oldest == nil || c.idleSince.Before(oldest.idleSince)) {
+				oldest = c
+			}
+		}
+		if oldest == nil {
+			return nil
+		}
+		s.log.Debug("metrics: too many connections, closing the one idle the longest", "remote", oldest.nc.RemoteAddr().String(), "max", s.limits.maxConns)
+		// Out of the count now: its goroutine ends as soon as it sees
+		// the close.
+		oldest.evicted = true
+		oldest.nc.Close()
+		delete(s.conns, oldest)
+	}
+	c := &conn{srv: s, nc: nc}
+	c.lr.R = nc
+	c.br = bufio.NewReader(&c.lr)
+	s.conns[c] = struct{}{}
+	return c
+}
+
 // stop wakes every connection waiting for a request (it then closes),
-// waits limits.grace for the answers under way, then closes whatever is
-// left and waits for the connections' goroutines.
+// waits limits.grace for the answers under way, then ends the handlers'
+// context, closes whatever is left and waits one more limits.grace for
+// the connections' goroutines.
+//
+// Past that, a goroutine still running is stuck in its handler on
+// something neither the context nor the socket's close reaches (a read
+// of the kernel's statistics behind a lock, say). stop leaves it to end
+// on its own: its socket is closed, so it can only fail its write and
+// end. Waiting for it instead could keep flowtop from ever exiting, and
+// from restoring the sysctls it changed.
 func (s *server) stop(conns *sync.WaitGroup, hardStop func()) {
 	s.mu.Lock()
 	s.stopping = true
@@ -188,17 +232,12 @@ func (s *server) stop(conns *sync.WaitGroup, hardStop func()) {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
-	<-done
-}
-
-func (s *server) newConn(nc net.Conn) *conn {
-	c := &conn{srv: s, nc: nc}
-	c.lr.R = nc
-	c.br = bufio.NewReader(&c.lr)
-	s.mu.Lock()
-	s.conns[c] = struct{}{}
-	s.mu.Unlock()
-	return c
+	grace.Reset(s.limits.grace)
+	select {
+	case <-done:
+	case <-grace.C:
+		s.log.Warn("metrics: a scrape still running after the server stopped is left behind", "waited", 2*s.limits.grace)
+	}
 }
 
 func (s *server) forget(c *conn) {
@@ -259,24 +298,54 @@ func (c *conn) serve(ctx context.Context) {
 			}
 			return
 		}
-		if !c.readBy(time.Now().Add(c.srv.limits.idle)) {
-			return
-		}
-		if _, err := c.br.Peek(1); err != nil {
+		if !c.awaitRequest() {
 			return
 		}
 		headerBy = time.Now().Add(c.srv.limits.readHeader)
 	}
 }
 
+// awaitRequest waits at most limits.idle for the first byte of the next
+// request on a kept-alive connection, and tells whether it came. The
+// connection is idle meanwhile: the first to go when a new one finds
+// every slot taken (see admit).
+func (c *conn) awaitRequest() bool {
+	s := c.srv
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return false
+	}
+	c.nc.SetReadDeadline(time.Now().Add(s.limits.idle))
+	c.idleSince = time.Now()
+	s.mu.Unlock()
+	// The last request may have used up lr: a fresh budget, or the
+	// Peek reads EOF and drops a good connection.
+	c.lr.N = c.headerBudget()
+	_, err := c.br.Peek(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.idleSince = time.Time{}
+	// Evicted after the byte came: the close won, the request is lost
+	// with the connection (the client sees an idle connection closed).
+	return err == nil && !c.evicted
+}
+
 // errHeaderTooBig is a request line and headers over limits.maxHeaderBytes.
 var errHeaderTooBig = errors.New("request headers too big")
+
+// headerBudget is what lr lets one request read: limits.maxHeaderBytes,
+// plus what br may read ahead of the next request, pipelined, which
+// must not count against this one (net/http allows as much).
+func (c *conn) headerBudget() int64 {
+	return int64(c.srv.limits.maxHeaderBytes) + int64(c.br.Size())
+}
 
 // readRequest reads a request line and its headers. On error, status is
 // the answer to send before closing: 0 for none (the client went or was
 // too slow).
 func (c *conn) readRequest(ctx context.Context) (r *request, status int, err error) {
-	c.lr.N = int64(c.srv.limits.maxHeaderBytes)
+	c.lr.N = c.headerBudget()
 	line, err := c.readLine()
 	if err != nil {
 		return nil, c.readStatus(), fmt.Errorf("read request line: %w", err)
@@ -353,21 +422,22 @@ func (r *request) parseLine(line string) (status int, err error) {
 	if !ok1 || !ok2 || !isToken(method) || target == "" {
 		return 400, fmt.Errorf("malformed request line %.100q", line)
 	}
+	// RFC 9112, 2.3: HTTP-version = "HTTP/" DIGIT "." DIGIT. Anything
+	// else is a malformed request; a well-formed version other than 1.x
+	// is one this server does not speak.
 	version, ok := strings.CutPrefix(proto, "HTTP/")
-	if !ok {
+	if !ok || len(version) != 3 || !isDigit(version[0]) || version[1] != '.' || !isDigit(version[2]) {
 		return 400, fmt.Errorf("malformed request line %.100q", line)
 	}
-	switch version {
-	case "1.0":
-		r.minor = 0
-	case "1.1":
-		r.minor = 1
-	default:
+	if version[0] != '1' || version[2] > '1' {
 		return 505, fmt.Errorf("unsupported version %.20q", proto)
 	}
+	r.minor = int(version[2] - '0')
 	r.method, r.path = method, targetPath(target)
 	return 0, nil
 }
+
+func isDigit(b byte) bool { return '0' <= b && b <= '9' }
 
 // targetPath is the path of a request target: origin form (/metrics?x)
 // or absolute form (http://host:port/metrics?x). Other forms (*,
