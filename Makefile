@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test install lint cross deb
+.PHONY: build test install lint cross lean deb
 build:
 	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o flowtop ./cmd/flowtop
 
@@ -12,12 +12,19 @@ test:
 	go test -race -count=1 -timeout 14m ./...
 
 lint:
-	gofmt -l $$(git ls-files '*.go')
+	gofmt -l $$(git ls-files '*.go' ':!third_party')
 	go vet ./...
 
 cross:
 	for a in amd64 arm64 mips mipsle; do CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOMIPS=softfloat go build -ldflags "$(LDFLAGS)" -o dist/flowtop-$$a ./cmd/flowtop; done
 	CGO_ENABLED=0 GOOS=linux GOARCH=arm GOARM=7 go build -ldflags "$(LDFLAGS)" -o dist/flowtop-armv7 ./cmd/flowtop
+
+# The router daemon, as the OpenWrt package builds it: -tags headless and
+# scripts/lean-gcflags (docs/BENCHMARKS.md, "Binary sizes").
+lean:
+	for t in mipsle mips arm:7 arm64; do a=$${t%%:*}; v=$${t#*:}; [ "$$v" = "$$t" ] && v=; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$a GOARM=$$v GOMIPS=softfloat go build -trimpath -tags headless \
+		$$(grep -v '^#' scripts/lean-gcflags) -ldflags "$(LDFLAGS)" -o dist/flowtop-lean-$$a$${v:+v$$v} ./cmd/flowtop || exit 1; done
 
 install: build
 	install -D -m 0755 flowtop $(DESTDIR)$(PREFIX)/sbin/flowtop

@@ -1,6 +1,6 @@
 #!/bin/sh
-# Router binary sizes: the lean daemon (-tags headless,paho_nowebsocket: no
-# screen, no GeoIP downloader, no --enable-tracking, no websockets; compiled
+# Router binary sizes: the lean daemon (-tags headless: no
+# screen, no GeoIP downloader, no --enable-tracking, no websockets, so no net/http; compiled
 # with scripts/lean-gcflags) and the full build, stripped and after xz -9
 # (what a binary costs in a squashfs), for the router targets.
 #
@@ -11,7 +11,7 @@
 #                              or past the router target, 8,000,000 bytes
 set -eu
 cd "$(dirname "$0")/.."
-lean_tags=headless,paho_nowebsocket
+lean_tags=headless
 lean_gcflags=$(grep -v '^#' scripts/lean-gcflags)
 target=8000000 # the mipsle daemon's ceiling, stripped (docs/BENCHMARKS.md)
 out=$(mktemp -d)

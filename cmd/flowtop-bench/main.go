@@ -51,7 +51,7 @@ func main() {
 	flag.IntVar(&m.fleet, "fleet", 0, "measure the fleet view instead: this many simulated nodes publish to a broker, flowtop --remote shows them in tmux: key-to-screen latency on the Nodes tab and the viewer's CPU")
 	flag.IntVar(&m.fleetFlows, "fleet-flows", 50, "with -fleet: flows in each node's document")
 	flag.DurationVar(&m.fleetPeriod, "fleet-period", 10*time.Second, "with -fleet: how often each node publishes")
-	flag.BoolVar(&m.daemonRSS, "daemon-rss", false, "measure the lean router daemon (-tags headless,paho_nowebsocket) instead: RSS and CPU of --no-ui --mqtt on each -flows table, with GOMEMLIMIT=16MiB and without")
+	flag.BoolVar(&m.daemonRSS, "daemon-rss", false, "measure the lean router daemon (-tags headless) instead: RSS and CPU of --no-ui --mqtt on each -flows table, with GOMEMLIMIT=16MiB and without")
 	flag.IntVar(&m.daemonSecs, "daemon-seconds", 60, "with -daemon-rss: how long each daemon runs before its RSS is read")
 	flag.Parse()
 	restore := func() {}

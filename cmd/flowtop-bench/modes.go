@@ -57,7 +57,7 @@ func (m *modes) run(flowsList string, runs, cpuSecs int, bin string) error {
 	}
 	if bin == "" && m.daemonRSS {
 		var remove func()
-		if lean, remove, err = buildFlowtop("headless,paho_nowebsocket"); err != nil {
+		if lean, remove, err = buildFlowtop("headless"); err != nil {
 			return err
 		}
 		defer remove()

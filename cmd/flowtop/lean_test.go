@@ -15,7 +15,7 @@ import (
 
 // leanTags are the router build's tags (scripts/sizes.sh,
 // packaging/openwrt/flowtop/Makefile).
-const leanTags = "headless,paho_nowebsocket"
+const leanTags = "headless"
 
 // buildLean builds the router daemon for this machine as scripts/sizes.sh
 // does (its tags and scripts/lean-gcflags), with its symbols.

@@ -1,4 +1,4 @@
-//go:build !paho_nowebsocket
+//go:build !paho_nowebsocket && !headless
 
 /*
  * This program and the accompanying materials

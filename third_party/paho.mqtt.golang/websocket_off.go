@@ -1,4 +1,4 @@
-//go:build paho_nowebsocket
+//go:build paho_nowebsocket || headless
 
 /*
  * This program and the accompanying materials
@@ -24,7 +24,7 @@ import (
 )
 
 // ErrNoWebsocket is what dialling a ws:// or wss:// broker returns in a
-// build with the tag paho_nowebsocket.
+// build with the tag paho_nowebsocket (or flowtop's headless).
 var ErrNoWebsocket = errors.New("websockets (ws://, wss://) are left out of this build (tag paho_nowebsocket): use tcp:// or ssl://")
 
 // WebsocketOptions are config options for a websocket dialer; in this build
