@@ -27,23 +27,13 @@ const patience = 30 * time.Second
 // the address.
 func serveTest(t *testing.T, s *server) string {
 	t.Helper()
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	ln, err := Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.serve(ctx, ln) }()
+	addr, stop := serveUntil(t, s)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+		if !stop() {
+			t.Errorf("serve did not return within %v of the test's end", patience)
 		}
 	})
-	return ln.Addr().String()
+	return addr
 }
 
 // metricsServer serves a fixture's metrics without credentials within lim.
