@@ -79,13 +79,14 @@ func sumStats(perCPU []tconntrack.Stats) conntrack.KernelStats {
 	return s
 }
 
-// Close closes the socket and the sysctl file.
+// Close closes the socket and the sysctl file. It does not take the lock:
+// a Read stuck in the kernel holds it, and closing the socket is what ends
+// that read (netlink's Close interrupts a blocked receive). Waiting for it
+// could keep flowtop from exiting and restoring its sysctls.
 func (r *StatsReader) Close() error {
 	if r == nil {
 		return nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.max != nil {
 		r.max.Close()
 	}

@@ -126,3 +126,36 @@ func sumConntrackS(t *testing.T, out string) conntrack.KernelStats {
 	}
 	return s
 }
+
+// TestStatsCloseDoesNotWaitForRead: Close returns while a Read holds the
+// reader (as one stuck in the kernel would), and that Read's socket is
+// closed under it, so a stuck scrape cannot hold up flowtop's exit.
+func TestStatsCloseDoesNotWaitForRead(t *testing.T) {
+	a, _ := nstest.Pair(t)
+	ns, err := os.Open(a.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	r, err := OpenStats(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock() // a Read under way
+	closed := make(chan error, 1)
+	go func() { closed <- r.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		r.mu.Unlock()
+	case <-time.After(nstest.Patience):
+		t.Errorf("Close waited %v for a Read under way", nstest.Patience)
+		r.mu.Unlock()
+		<-closed // it returns now
+	}
+	if _, err := r.Read(); err == nil {
+		t.Error("Read after Close: no error")
+	}
+}
