@@ -12,7 +12,7 @@ test:
 	go test -race -count=1 -timeout 14m ./...
 
 lint:
-	gofmt -l $$(git ls-files '*.go' ':!third_party')
+	gofmt -l $$(git ls-files '*.go')
 	go vet ./...
 
 cross:
