@@ -38,16 +38,7 @@ func TestSumStats(t *testing.T) {
 func TestStatsReaderInNamespace(t *testing.T) {
 	nstest.Require(t, "nft", "conntrack")
 	a, _ := nstest.Pair(t)
-	ns, err := os.Open(a.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	r, err := OpenStats(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
+	r := openStatsIn(t, a.Path())
 	before, err := r.Read()
 	if err != nil {
 		t.Fatal(err)
@@ -132,15 +123,7 @@ func sumConntrackS(t *testing.T, out string) conntrack.KernelStats {
 // closed under it, so a stuck scrape cannot hold up flowtop's exit.
 func TestStatsCloseDoesNotWaitForRead(t *testing.T) {
 	a, _ := nstest.Pair(t)
-	ns, err := os.Open(a.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	r, err := OpenStats(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := openStatsIn(t, a.Path())
 	r.mu.Lock() // a Read under way
 	closed := make(chan error, 1)
 	go func() { closed <- r.Close() }()
@@ -158,4 +141,21 @@ func TestStatsCloseDoesNotWaitForRead(t *testing.T) {
 	if _, err := r.Read(); err == nil {
 		t.Error("Read after Close: no error")
 	}
+}
+
+// openStatsIn opens a StatsReader in the namespace at nsPath, closed when
+// the test ends.
+func openStatsIn(t *testing.T, nsPath string) *StatsReader {
+	t.Helper()
+	ns, err := os.Open(nsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	r, err := OpenStats(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
 }
